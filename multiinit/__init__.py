@@ -1,0 +1,97 @@
+"""multiinit: one parameter initializer, the same law in PyTorch, Keras, Flax and MXNet.
+
+>>> import multiinit as mi
+>>> spec = mi.xavier_uniform(gain=mi.calculate_gain("relu"))
+>>> mi.parse(str(spec)) == spec
+True
+
+Importing multiinit imports no framework; ``mi.compile(spec, "torch")`` (or
+``from multiinit import torch``) imports that one framework, when asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (
+    BackendUnavailable,
+    MultiinitError,
+    RuleError,
+    ShapeError,
+    SpecError,
+    UnknownBackend,
+)
+from .fans import LogicalView, calculate_gain, compute_fans
+from .registry import BACKENDS, compile, detect
+from .spec import (
+    CONSTRUCTORS,
+    Spec,
+    constant,
+    custom,
+    dirac,
+    eye,
+    from_dict,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    he_uniform,
+    kaiming_normal,
+    kaiming_uniform,
+    lecun_normal,
+    lecun_uniform,
+    mixture,
+    normal,
+    ones,
+    orthogonal,
+    parse,
+    sparse,
+    trunc_normal,
+    truncated_normal,
+    uniform,
+    variance_scaling,
+    xavier_normal,
+    xavier_uniform,
+    zeros,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "CONSTRUCTORS",
+    "BackendUnavailable",
+    "LogicalView",
+    "MultiinitError",
+    "RuleError",
+    "ShapeError",
+    "Spec",
+    "SpecError",
+    "UnknownBackend",
+    "apply",
+    "calculate_gain",
+    "compile",
+    "compute_fans",
+    "detect",
+    "from_dict",
+    "parse",
+    *CONSTRUCTORS,
+]
+
+
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
+    """Initialize a whole model by rules, all or nothing; the backend is read off the model.
+
+    ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector
+    is a path glob (``"0.weight"``, ``"*.bias"``), a role (``"weight"``, ``"kernel"``,
+    ``"bias"``) or a layer class. torch, Keras and MXNet models are changed in place and
+    returned; a Flax variables dict is returned new (the input is not changed). ``seed``
+    makes the draw reproducible; ``portable=True`` writes the NumPy reference draw, the same
+    numbers in every framework.
+
+    >>> import torch.nn as nn                                   # doctest: +SKIP
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))  # doctest: +SKIP
+    >>> mi.apply(net, {"weight": mi.normal(std=0.01), "bias": mi.zeros()}, seed=0)  # doctest: +SKIP
+    """
+    from .registry import apply as _apply
+
+    return _apply(model, rules, seed=seed, portable=portable)

@@ -1,0 +1,249 @@
+"""Model-level selection: which parameter gets which spec, decided before anything is written.
+
+An adapter describes a model as a list of ``Param`` (path, role, layer, logical view); this
+module matches rules against them, checks every assignment can be filled, and drives the
+draw-everything-then-write-everything step that keeps ``apply`` all or nothing. It knows no
+framework.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import RuleError, SpecError
+from .fans import LogicalView
+from .reference import check_shape, sample
+from .spec import Spec, parse
+
+__all__ = [
+    "Rule",
+    "Param",
+    "normalize_rules",
+    "plan",
+    "roles_of",
+    "derive_seed",
+    "portable_rng",
+    "execute",
+]
+
+# Names that mean the same role across frameworks: a "weight" rule also selects a Keras or
+# Flax "kernel", a "gamma" rule a Flax "scale".
+_ROLE_GROUPS = (
+    frozenset({"weight", "kernel"}),
+    frozenset({"gamma", "scale"}),
+    frozenset({"beta", "offset"}),
+    frozenset({"embedding", "embeddings"}),
+)
+
+
+def roles_of(name: str) -> frozenset[str]:
+    """Every role name a parameter called ``name`` answers to.
+
+    >>> sorted(roles_of("kernel"))
+    ['kernel', 'weight']
+    """
+    for group in _ROLE_GROUPS:
+        if name in group:
+            return group
+    return frozenset({name})
+
+
+@dataclass(eq=False)
+class Param:
+    """One parameter of a model, as an adapter describes it to the rules.
+
+    ``path`` is the framework's own path (``"0.weight"``, ``"params/Dense_0/kernel"``);
+    ``fans`` overrides the logical view's fans (a bias gets its weight's fans); ``order`` is
+    the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's.
+    """
+
+    path: str
+    view: LogicalView
+    role: str
+    layer: Any = None
+    fans: tuple[int, int] | None = None
+    order: int = 0
+    dtype: str = "float32"
+    handle: Any = None
+    roles: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.roles = roles_of(self.role)
+
+    @property
+    def logical_shape(self) -> tuple[int, ...]:
+        return self.view.logical_shape
+
+
+def _is_type_selector(selector: Any) -> bool:
+    if isinstance(selector, type):
+        return True
+    return isinstance(selector, tuple) and bool(selector) and all(isinstance(s, type) for s in selector)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``selector -> spec``. A selector is a glob on the parameter path (``"*.bias"``), a role
+    (a bare name: ``"weight"``, ``"kernel"``, ``"bias"``) or a layer type (a class or a tuple of
+    classes). ``spec=None`` leaves the selected parameters as they are."""
+
+    selector: Any
+    spec: Spec | None
+    index: int = 0
+
+    def matches(self, param: Param) -> bool:
+        """True when this rule's selector selects ``param``."""
+        selector = self.selector
+        if _is_type_selector(selector):
+            return param.layer is not None and isinstance(param.layer, selector)
+        if selector.isidentifier():
+            return selector in param.roles or selector == param.path
+        return fnmatch.fnmatchcase(param.path, selector)
+
+    def describe(self) -> str:
+        selector = self.selector
+        if _is_type_selector(selector):
+            names = selector if isinstance(selector, tuple) else (selector,)
+            shown = " | ".join(t.__name__ for t in names)
+        else:
+            shown = repr(selector)
+        return f"rule {self.index} ({shown} -> {self.spec!r})"
+
+
+def normalize_rules(rules: Any) -> list[Rule]:
+    """Rules as an ordered list; accepts a dict or a sequence of ``(selector, spec)`` pairs.
+
+    A spec may be given as its text (``"normal(std=0.01)"``).
+
+    >>> [r.selector for r in normalize_rules({"weight": "normal(std=0.01)", "bias": None})]
+    ['weight', 'bias']
+    """
+    if isinstance(rules, Mapping):
+        pairs: Iterable[Any] = list(rules.items())
+    elif isinstance(rules, (list, tuple)):
+        pairs = rules
+    else:
+        raise RuleError(
+            f"rules={rules!r} is not allowed; rules must be a dict or a list of (selector, spec) pairs"
+        )
+    normalized = []
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise RuleError(f"rules[{index}]={pair!r} is not allowed; each rule must be a (selector, spec) pair")
+        selector, spec = pair
+        if isinstance(selector, str):
+            if not selector:
+                raise RuleError(f"rules[{index}] selector='' is not allowed; it selects nothing")
+        elif not _is_type_selector(selector):
+            raise RuleError(
+                f"rules[{index}] selector={selector!r} is not allowed; a selector must be a path "
+                "glob ('*.bias'), a role ('weight'), or a layer class (or tuple of classes)"
+            )
+        if isinstance(spec, str):
+            try:
+                spec = parse(spec)
+            except SpecError as e:
+                raise RuleError(f"rules[{index}] spec: {e}") from None
+        if spec is not None and not isinstance(spec, Spec):
+            raise RuleError(
+                f"rules[{index}] spec={spec!r} is not allowed; it must be a multiinit spec, its "
+                "text, or None to leave the parameters alone"
+            )
+        normalized.append(Rule(selector, spec, index))
+    return normalized
+
+
+def _nothing_matched(rule: Rule, params: Sequence[Param]) -> RuleError:
+    paths = [p.path for p in params]
+    selector = rule.selector
+    if _is_type_selector(selector):
+        layers = sorted({type(p.layer).__name__ for p in params if p.layer is not None})
+        hint = f"layer types here: {', '.join(layers) or 'none known'}"
+    else:
+        probe = selector.replace("*", "").replace("?", "")
+        close = difflib.get_close_matches(probe, paths, n=3, cutoff=0.0)
+        roles = sorted({p.role for p in params})
+        hint = f"closest paths: {', '.join(repr(c) for c in close) or 'none'}; roles: {', '.join(roles)}"
+    return RuleError(f"{rule.describe()} matches no parameter ({hint})")
+
+
+def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
+    """Assign each parameter the spec of the first rule that selects it, and check it all.
+
+    Raises ``RuleError`` for a rule that selects nothing and ``ShapeError`` for a spec that
+    cannot fill its parameter, before anything is written. Parameters no rule selects, and
+    those whose rule says ``None``, are left out.
+    """
+    normalized = normalize_rules(rules)
+    # A rule shadowed by earlier ones is fine; a selector that selects nothing at all is a
+    # mistake (usually a typo) and is reported before anything happens.
+    for rule in normalized:
+        if not any(rule.matches(p) for p in params):
+            raise _nothing_matched(rule, params)
+    assignments = []
+    for param in params:
+        rule = next((r for r in normalized if r.matches(param)), None)
+        if rule is not None and rule.spec is not None:
+            assignments.append((param, rule.spec))
+    for param, spec in assignments:
+        check_shape(spec, param.logical_shape, param.fans, param.path)
+    return assignments
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for one parameter, derived from the user's seed and the parameter's keys.
+
+    >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(0, 2)
+    True
+    """
+    return int(np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(1)[0])
+
+
+def portable_rng(seed: int, order: int) -> np.random.Generator:
+    """The reference stream of the parameter at position ``order`` (portable mode)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(order)]))
+
+
+def _check_seed(seed: Any, portable: bool) -> None:
+    if seed is None:
+        if portable:
+            raise RuleError("portable=True needs seed=<an integer >= 0>: the streams derive from it")
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RuleError(f"seed={seed!r} is not allowed; seed must be None or an integer >= 0")
+
+
+def execute(
+    params: Sequence[Param],
+    rules: Any,
+    *,
+    seed: int | None,
+    portable: bool,
+    draw: Callable[[Param, Spec, int | None], Any],
+    from_numpy: Callable[[Param, np.ndarray], Any],
+    write: Callable[[Sequence[tuple[Param, Any]]], None],
+) -> list[tuple[Param, Spec]]:
+    """The shared body of every adapter's ``apply``: plan, draw everything, then write.
+
+    ``draw(param, spec, seed)`` draws natively (``seed`` is the parameter's derived seed or
+    None); ``from_numpy(param, native_array)`` converts a portable draw already in the native
+    layout; ``write(pairs)`` stores all values. Nothing is written unless every draw succeeded.
+    """
+    _check_seed(seed, portable)
+    assignments = plan(params, rules)
+    values = []
+    for param, spec in assignments:
+        if portable:
+            dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
+            logical = sample(spec, param.logical_shape, seed=portable_rng(seed, param.order),
+                             dtype=dtype, fans=param.fans)
+            values.append((param, from_numpy(param, param.view.to_native(logical))))
+        else:
+            values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))
+    write(values)
+    return assignments

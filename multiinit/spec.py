@@ -1,0 +1,984 @@
+"""Framework-neutral initializer specs: immutable values, validated when built.
+
+A spec says *which law* fills a tensor, never how a framework draws it. Specs are frozen
+dataclasses: hashable, equal by value, and their ``repr`` is the call that builds them, which
+``parse`` reads back. ``to_dict``/``from_dict`` give a JSON-ready form. Nothing here imports a
+framework, evaluates code or unpickles anything.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import numbers
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+from .errors import SpecError
+from .fans import NONLINEARITIES, calculate_gain
+
+__all__ = [
+    "Spec",
+    "Constant",
+    "Uniform",
+    "Normal",
+    "TruncatedNormal",
+    "VarianceScaling",
+    "XavierUniform",
+    "XavierNormal",
+    "KaimingUniform",
+    "KaimingNormal",
+    "GlorotUniform",
+    "GlorotNormal",
+    "HeUniform",
+    "HeNormal",
+    "LecunUniform",
+    "LecunNormal",
+    "Orthogonal",
+    "Eye",
+    "Dirac",
+    "Sparse",
+    "Mixture",
+    "Custom",
+    "CONSTRUCTORS",
+    "TRUNCATED_STD_2",
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "truncated_normal",
+    "trunc_normal",
+    "variance_scaling",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "eye",
+    "dirac",
+    "sparse",
+    "mixture",
+    "custom",
+    "from_dict",
+    "parse",
+    "registered_custom",
+]
+
+#: Std of a standard normal truncated to [-2, 2]; Keras and JAX divide by it so that a
+#: truncated variance-scaling draw has exactly the variance scale/fan. Same literal as theirs.
+TRUNCATED_STD_2 = 0.87962566103423978
+
+FAN_MODES = ("fan_in", "fan_out", "fan_avg")
+DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _fail(kind: str, name: str, value: Any, allowed: str) -> SpecError:
+    return SpecError(f"{kind}: {name}={value!r} is not allowed; {name} must be {allowed}")
+
+
+def _number(
+    kind: str,
+    name: str,
+    value: Any,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+) -> float:
+    """``value`` as a float, or a SpecError that names ``name``, the value and what is allowed."""
+    allowed = "a finite number"
+    if gt is not None and lt is not None:
+        allowed += f" in ({gt:g}, {lt:g})"
+    elif ge is not None and lt is not None:
+        allowed += f" in [{ge:g}, {lt:g})"
+    elif gt is not None:
+        allowed += f" > {gt:g}"
+    elif ge is not None:
+        allowed += f" >= {ge:g}"
+    # bool is an int to Python, and numpy's bool is not a number at all: both are rejected.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _fail(kind, name, value, allowed)
+    number = float(value)
+    if (
+        not math.isfinite(number)
+        or (gt is not None and not number > gt)
+        or (ge is not None and not number >= ge)
+        or (lt is not None and not number < lt)
+    ):
+        raise _fail(kind, name, value, allowed)
+    return number
+
+
+def _choice(kind: str, name: str, value: Any, allowed: Sequence[str], hint: str = "") -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise SpecError(
+            f"{kind}: {name}={value!r} is not allowed; {name} must be one of "
+            f"{', '.join(repr(a) for a in allowed)}{hint}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- the spec values
+
+
+class Spec:
+    """Base of every spec: a frozen value that names a law, not a framework call."""
+
+    kind: ClassVar[str]
+    #: Parameters the repr shows even at their default (a bare "uniform(low=-1.0)" misleads).
+    _always_shown: ClassVar[tuple[str, ...]] = ()
+    #: True when the spec draws random numbers (False for constant, eye, dirac).
+    random: ClassVar[bool] = True
+    #: True when the law depends on the tensor's fans.
+    uses_fans: ClassVar[bool] = False
+
+    def _params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    def _call_args(self) -> str:
+        parts = []
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if (
+                f.name not in self._always_shown
+                and f.default is not MISSING
+                and value == f.default
+                and type(value) is type(f.default)
+            ):
+                continue
+            parts.append(f"{f.name}={value!r}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{self.kind}({self._call_args()})"
+
+    __str__ = __repr__
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` turns it back into an equal spec.
+
+        >>> normal(std=0.01).to_dict()
+        {'kind': 'normal', 'mean': 0.0, 'std': 0.01}
+        """
+        return {"kind": self.kind, **self._params()}
+
+    def sample(
+        self,
+        shape: Sequence[int],
+        seed: int | Any = 0,
+        dtype: Any = "float32",
+        fans: tuple[int, int] | None = None,
+    ):
+        """Draw from the NumPy reference, in logical ``(out, in, *spatial)`` layout.
+
+        ``seed`` is an int or a ``numpy.random.Generator``; ``fans`` overrides the fans of
+        ``shape`` (model-level apply passes the weight's fans for a bias).
+
+        >>> uniform(5, 10).sample((2, 3), seed=0).shape
+        (2, 3)
+        """
+        from .reference import sample
+
+        return sample(self, shape, seed=seed, dtype=dtype, fans=fans)
+
+    def to(self, backend: str, **options: Any) -> Any:
+        """This spec in a framework's own form; the same as ``multiinit.compile(self, backend)``.
+
+        >>> fill_ = xavier_uniform().to("torch")  # doctest: +SKIP
+        """
+        from .registry import compile
+
+        return compile(self, backend, **options)
+
+    def as_variance_scaling(self) -> "VarianceScaling | None":
+        """The ``variance_scaling`` form of a fan-based spec, ``None`` for any other.
+
+        >>> xavier_normal(gain=2.0).as_variance_scaling()
+        variance_scaling(scale=4.0, mode='fan_avg', distribution='untruncated_normal')
+        """
+        return None
+
+
+@dataclass(frozen=True, repr=False)
+class Constant(Spec):
+    """Every element equal to ``value``; ``zeros()`` and ``ones()`` are constants."""
+
+    value: float
+    kind: ClassVar[str] = "constant"
+    random: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _number("constant", "value", self.value))
+
+    def __repr__(self) -> str:
+        if self.value == 0.0 and math.copysign(1.0, self.value) > 0:
+            return "zeros()"
+        if self.value == 1.0:
+            return "ones()"
+        return f"constant(value={self.value!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class Uniform(Spec):
+    """U[low, high): ``low`` included, ``high`` excluded (never JAX's [0, scale))."""
+
+    low: float = 0.0
+    high: float = 1.0
+    kind: ClassVar[str] = "uniform"
+    _always_shown: ClassVar[tuple[str, ...]] = ("low", "high")
+
+    def __post_init__(self) -> None:
+        low = _number("uniform", "low", self.low)
+        high = _number("uniform", "high", self.high)
+        if not low < high:
+            raise _fail("uniform", "high", self.high, f"a finite number > low={low!r}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+
+@dataclass(frozen=True, repr=False)
+class Normal(Spec):
+    """N(mean, std**2), untruncated."""
+
+    mean: float = 0.0
+    std: float = 1.0
+    kind: ClassVar[str] = "normal"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _number("normal", "mean", self.mean))
+        object.__setattr__(self, "std", _number("normal", "std", self.std, gt=0))
+
+
+@dataclass(frozen=True, repr=False)
+class TruncatedNormal(Spec):
+    """N(mean, std**2) restricted to [mean + low*std, mean + high*std]: bounds in std units.
+
+    ``std`` is the std of the normal before truncation (the result's std is smaller), as in
+    torch, Keras and JAX. torch's ``trunc_normal_`` takes *absolute* bounds: use
+    ``trunc_normal(mean, std, a, b)`` for those.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+    low: float = -2.0
+    high: float = 2.0
+    kind: ClassVar[str] = "truncated_normal"
+
+    def __post_init__(self) -> None:
+        kind = "truncated_normal"
+        object.__setattr__(self, "mean", _number(kind, "mean", self.mean))
+        object.__setattr__(self, "std", _number(kind, "std", self.std, gt=0))
+        low = _number(kind, "low", self.low)
+        high = _number(kind, "high", self.high)
+        if not low < high:
+            raise _fail(kind, "high", self.high, f"a finite number > low={low!r} (std units)")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The absolute bounds ``(mean + low*std, mean + high*std)``."""
+        return (self.mean + self.low * self.std, self.mean + self.high * self.std)
+
+
+@dataclass(frozen=True, repr=False)
+class VarianceScaling(Spec):
+    """Keras/JAX variance scaling: variance ``scale / fan`` with fan from ``mode``.
+
+    ``uniform`` is U(-sqrt(3*scale/fan), +sqrt(3*scale/fan)); ``untruncated_normal`` is
+    N(0, scale/fan); ``truncated_normal`` cuts at two std of a normal whose std is
+    sqrt(scale/fan) / 0.8796..., so the result has variance exactly scale/fan.
+    """
+
+    scale: float = 1.0
+    mode: str = "fan_in"
+    distribution: str = "truncated_normal"
+    kind: ClassVar[str] = "variance_scaling"
+    uses_fans: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        kind = "variance_scaling"
+        object.__setattr__(self, "scale", _number(kind, "scale", self.scale, gt=0))
+        _choice(kind, "mode", self.mode, FAN_MODES)
+        hint = ""
+        if self.distribution == "normal":
+            # Keras once read "normal" as truncated and JAX reads it as untruncated: refuse to guess.
+            hint = ' ("normal" is truncated in old Keras and untruncated in JAX: say which)'
+        _choice(kind, "distribution", self.distribution, DISTRIBUTIONS, hint)
+
+    def as_variance_scaling(self) -> "VarianceScaling":
+        return self
+
+    def fan(self, fan_in: int, fan_out: int) -> float:
+        """The fan this spec divides by, from ``mode``."""
+        if self.mode == "fan_in":
+            return float(fan_in)
+        if self.mode == "fan_out":
+            return float(fan_out)
+        return (fan_in + fan_out) / 2.0
+
+    def law(self, fan_in: int, fan_out: int) -> tuple[str, float]:
+        """``(distribution, number)`` for these fans.
+
+        ``("uniform", limit)`` is U(-limit, limit); ``("untruncated_normal", std)`` is N(0, std**2);
+        ``("truncated_normal", sigma)`` is N(0, sigma**2) cut at +-2 sigma.
+
+        >>> variance_scaling(2.0, "fan_in", "uniform").law(6, 4)
+        ('uniform', 1.0)
+        """
+        fan = self.fan(fan_in, fan_out)
+        if fan <= 0:
+            # An empty dimension: nothing will be drawn, but the number must still be finite.
+            fan = 1.0
+        variance = self.scale / fan
+        if self.distribution == "uniform":
+            return ("uniform", math.sqrt(3.0 * variance))
+        if self.distribution == "untruncated_normal":
+            return ("untruncated_normal", math.sqrt(variance))
+        return ("truncated_normal", math.sqrt(variance) / TRUNCATED_STD_2)
+
+
+class _Scaled(Spec):
+    """A named member of the variance-scaling family."""
+
+    uses_fans: ClassVar[bool] = True
+    _form: ClassVar[tuple[float, str, str]]
+
+    def as_variance_scaling(self) -> VarianceScaling:
+        scale, mode, distribution = self._form
+        return VarianceScaling(scale, mode, distribution)
+
+
+@dataclass(frozen=True, repr=False)
+class XavierUniform(_Scaled):
+    """torch's xavier_uniform_: U(+-gain*sqrt(6/(fan_in+fan_out)))."""
+
+    gain: float = 1.0
+    kind: ClassVar[str] = "xavier_uniform"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gain", _number(self.kind, "gain", self.gain, gt=0))
+
+    def as_variance_scaling(self) -> VarianceScaling:
+        return VarianceScaling(self.gain**2, "fan_avg", "uniform")
+
+
+@dataclass(frozen=True, repr=False)
+class XavierNormal(_Scaled):
+    """torch's xavier_normal_: N(0, gain**2 * 2/(fan_in+fan_out)), untruncated."""
+
+    gain: float = 1.0
+    kind: ClassVar[str] = "xavier_normal"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gain", _number(self.kind, "gain", self.gain, gt=0))
+
+    def as_variance_scaling(self) -> VarianceScaling:
+        return VarianceScaling(self.gain**2, "fan_avg", "untruncated_normal")
+
+
+@dataclass(frozen=True, repr=False)
+class KaimingUniform(_Scaled):
+    """torch's kaiming_uniform_: U(+-gain*sqrt(3/fan)), gain = calculate_gain(nonlinearity, a)."""
+
+    a: float = 0.0
+    mode: str = "fan_in"
+    nonlinearity: str = "leaky_relu"
+    kind: ClassVar[str] = "kaiming_uniform"
+    _distribution: ClassVar[str] = "uniform"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "a", _number(self.kind, "a", self.a))
+        _choice(self.kind, "mode", self.mode, ("fan_in", "fan_out"))
+        _choice(self.kind, "nonlinearity", self.nonlinearity, NONLINEARITIES)
+
+    @property
+    def gain(self) -> float:
+        """``calculate_gain(nonlinearity, a)``, as torch computes it."""
+        return calculate_gain(self.nonlinearity, self.a)
+
+    def as_variance_scaling(self) -> VarianceScaling:
+        return VarianceScaling(self.gain**2, self.mode, self._distribution)
+
+
+@dataclass(frozen=True, repr=False)
+class KaimingNormal(KaimingUniform):
+    """torch's kaiming_normal_: N(0, gain**2/fan), untruncated."""
+
+    kind: ClassVar[str] = "kaiming_normal"
+    _distribution: ClassVar[str] = "untruncated_normal"
+
+
+def _named(name: str, scale: float, mode: str, distribution: str, doc: str) -> type:
+    """A parameterless Keras/JAX named initializer: a fixed variance_scaling form."""
+    cls = dataclass(frozen=True, repr=False)(
+        type(
+            "".join(part.title() for part in name.split("_")),
+            (_Scaled,),
+            {
+                "__doc__": doc,
+                "__module__": __name__,
+                "__annotations__": {"kind": "ClassVar[str]"},
+                "kind": name,
+                "_form": (scale, mode, distribution),
+            },
+        )
+    )
+    return cls
+
+
+GlorotUniform = _named("glorot_uniform", 1.0, "fan_avg", "uniform", "Keras/JAX glorot_uniform.")
+GlorotNormal = _named(
+    "glorot_normal", 1.0, "fan_avg", "truncated_normal",
+    "Keras/JAX glorot_normal: truncated at 2 std and variance-corrected (not torch's xavier_normal).",
+)
+HeUniform = _named("he_uniform", 2.0, "fan_in", "uniform", "Keras/JAX he_uniform.")
+HeNormal = _named(
+    "he_normal", 2.0, "fan_in", "truncated_normal",
+    "Keras/JAX he_normal: truncated and variance-corrected (not torch's kaiming_normal).",
+)
+LecunUniform = _named("lecun_uniform", 1.0, "fan_in", "uniform", "Keras/JAX lecun_uniform.")
+LecunNormal = _named(
+    "lecun_normal", 1.0, "fan_in", "truncated_normal",
+    "Keras/JAX lecun_normal: truncated and variance-corrected (Flax's default kernel init).",
+)
+
+
+@dataclass(frozen=True, repr=False)
+class Orthogonal(Spec):
+    """torch's orthogonal_: a (semi-)orthogonal matrix from the QR of a normal draw, sign-fixed,
+    flattened as (rows=out, cols=everything else) in logical layout, times ``gain``."""
+
+    gain: float = 1.0
+    kind: ClassVar[str] = "orthogonal"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gain", _number(self.kind, "gain", self.gain, gt=0))
+
+
+@dataclass(frozen=True, repr=False)
+class Eye(Spec):
+    """The identity matrix (ones on the diagonal of a 2-D (out, in) weight)."""
+
+    kind: ClassVar[str] = "eye"
+    random: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, repr=False)
+class Dirac(Spec):
+    """torch's dirac_: identity-preserving conv kernel, 1 at the spatial centre (index k//2)."""
+
+    groups: int = 1
+    kind: ClassVar[str] = "dirac"
+    random: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        groups = self.groups
+        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+            raise _fail(self.kind, "groups", groups, "an integer >= 1")
+        object.__setattr__(self, "groups", int(groups))
+
+
+@dataclass(frozen=True, repr=False)
+class Sparse(Spec):
+    """torch's sparse_: N(0, std**2), then ceil(sparsity*rows) entries of each column set to 0."""
+
+    sparsity: float
+    std: float = 0.01
+    kind: ClassVar[str] = "sparse"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "sparsity", _number(self.kind, "sparsity", self.sparsity, ge=0, lt=1)
+        )
+        object.__setattr__(self, "std", _number(self.kind, "std", self.std, gt=0))
+
+
+@dataclass(frozen=True, repr=False)
+class Mixture(Spec):
+    """Each element independently takes its value from component i with probability weight_i.
+
+    Every component is drawn for the whole tensor (so fan-based components see the tensor's
+    fans) and an independent categorical choice picks one per element.
+    """
+
+    components: tuple[tuple[float, Spec], ...]
+    kind: ClassVar[str] = "mixture"
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        items = self.components
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise _fail(kind, "components", items, "a list of (weight, spec) pairs")
+        items = list(items)
+        if not items:
+            raise _fail(kind, "components", items, "a non-empty list of (weight, spec) pairs")
+        normalized = []
+        for i, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise _fail(kind, f"components[{i}]", item, "a (weight, spec) pair")
+            weight = _number(kind, f"components[{i}] weight", item[0], ge=0)
+            if not isinstance(item[1], Spec):
+                raise _fail(kind, f"components[{i}] spec", item[1], "a multiinit spec")
+            normalized.append((weight, item[1]))
+        total = math.fsum(w for w, _ in normalized)
+        if abs(total - 1.0) > 1e-9:
+            weights = [w for w, _ in normalized]
+            raise _fail(kind, "weights", weights, f"non-negative numbers that sum to 1 (sum is {total!r})")
+        object.__setattr__(self, "components", tuple(normalized))
+
+    @property
+    def uses_fans(self) -> bool:  # type: ignore[override]
+        return any(spec.uses_fans for _, spec in self.components)
+
+    @property
+    def random(self) -> bool:  # type: ignore[override]
+        live = [spec for weight, spec in self.components if weight > 0]
+        return len(live) > 1 or any(spec.random for spec in live)
+
+    def _call_args(self) -> str:
+        pairs = ", ".join(f"({w!r}, {s!r})" for w, s in self.components)
+        return f"[{pairs}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "components": [{"weight": w, "spec": s.to_dict()} for w, s in self.components],
+        }
+
+
+# Custom functions travel by name only: deserializing looks the name up here and never runs
+# or imports anything it was handed.
+_CUSTOM: dict[str, Callable[..., Any]] = {}
+
+
+@dataclass(frozen=True, repr=False)
+class Custom(Spec):
+    """A user law: ``fn(rng: numpy.random.Generator, shape, dtype) -> array`` in logical layout.
+
+    Building one registers ``fn`` under ``name`` in this process, which is how ``from_dict``
+    and ``parse`` find it again; a later registration of the same name replaces the function.
+    """
+
+    fn: Callable[..., Any]
+    name: str
+    kind: ClassVar[str] = "custom"
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise _fail(self.kind, "fn", self.fn, "a callable fn(rng, shape, dtype) -> array")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise _fail(self.kind, "name", self.name, "a non-empty string")
+        _CUSTOM[self.name] = self.fn
+
+    def __repr__(self) -> str:
+        return f"custom(name={self.name!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name}
+
+
+# --------------------------------------------------------------------------- constructors
+
+
+def zeros() -> Constant:
+    """Every element 0.
+
+    >>> zeros()
+    zeros()
+    """
+    return Constant(0.0)
+
+
+def ones() -> Constant:
+    """Every element 1.
+
+    >>> ones().sample((2,)).tolist()
+    [1.0, 1.0]
+    """
+    return Constant(1.0)
+
+
+def constant(value: float) -> Constant:
+    """Every element ``value``.
+
+    >>> constant(42)
+    constant(value=42.0)
+    """
+    return Constant(value)
+
+
+def uniform(low: float = 0.0, high: float = 1.0) -> Uniform:
+    """U[low, high).
+
+    >>> uniform(-1, 1)
+    uniform(low=-1.0, high=1.0)
+    """
+    return Uniform(low, high)
+
+
+def normal(mean: float = 0.0, std: float = 1.0) -> Normal:
+    """N(mean, std**2).
+
+    >>> normal(std=0.01)
+    normal(std=0.01)
+    """
+    return Normal(mean, std)
+
+
+def truncated_normal(
+    mean: float = 0.0, std: float = 1.0, low: float = -2.0, high: float = 2.0
+) -> TruncatedNormal:
+    """N(mean, std**2) cut to [mean + low*std, mean + high*std] (bounds in std units).
+
+    >>> truncated_normal(std=0.02).bounds
+    (-0.04, 0.04)
+    """
+    return TruncatedNormal(mean, std, low, high)
+
+
+def trunc_normal(
+    mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0
+) -> TruncatedNormal:
+    """torch's ``trunc_normal_`` law: bounds ``a``, ``b`` are absolute values, not std units.
+
+    With torch's defaults and a small std (``std=0.02, a=-2, b=2``) the cut is at +-100 std,
+    i.e. no truncation at all; this returns the equivalent ``truncated_normal``.
+
+    >>> trunc_normal(std=0.5, a=-1.0, b=1.0)
+    truncated_normal(std=0.5)
+    """
+    kind = "trunc_normal"
+    mean = _number(kind, "mean", mean)
+    std = _number(kind, "std", std, gt=0)
+    a = _number(kind, "a", a)
+    b = _number(kind, "b", b)
+    if not a < b:
+        raise _fail(kind, "b", b, f"a finite number > a={a!r} (absolute value)")
+    return TruncatedNormal(mean, std, (a - mean) / std, (b - mean) / std)
+
+
+def variance_scaling(
+    scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal"
+) -> VarianceScaling:
+    """Keras/JAX ``VarianceScaling``: variance scale/fan (see ``VarianceScaling``).
+
+    >>> variance_scaling(1/3, "fan_in", "uniform").law(fan_in=9, fan_out=1)[1]
+    0.3333333333333333
+    """
+    return VarianceScaling(scale, mode, distribution)
+
+
+def xavier_uniform(gain: float = 1.0) -> XavierUniform:
+    """torch's xavier_uniform_: U(+-gain*sqrt(6/(fan_in+fan_out))).
+
+    >>> xavier_uniform(gain=calculate_gain("relu"))
+    xavier_uniform(gain=1.4142135623730951)
+    """
+    return XavierUniform(gain)
+
+
+def xavier_normal(gain: float = 1.0) -> XavierNormal:
+    """torch's xavier_normal_: N(0, 2*gain**2/(fan_in+fan_out)), untruncated.
+
+    >>> xavier_normal(gain=2.0).as_variance_scaling().scale
+    4.0
+    """
+    return XavierNormal(gain)
+
+
+def kaiming_uniform(
+    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> KaimingUniform:
+    """torch's kaiming_uniform_ (``a=math.sqrt(5)`` is torch's default Linear/Conv weight).
+
+    >>> kaiming_uniform(a=5 ** 0.5).as_variance_scaling().scale
+    0.3333333333333333
+    """
+    return KaimingUniform(a, mode, nonlinearity)
+
+
+def kaiming_normal(
+    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> KaimingNormal:
+    """torch's kaiming_normal_: N(0, gain**2/fan), untruncated.
+
+    >>> kaiming_normal(mode="fan_out", nonlinearity="relu")
+    kaiming_normal(mode='fan_out', nonlinearity='relu')
+    """
+    return KaimingNormal(a, mode, nonlinearity)
+
+
+def glorot_uniform() -> Spec:
+    """Keras/JAX glorot_uniform: variance_scaling(1, fan_avg, uniform).
+
+    >>> glorot_uniform().as_variance_scaling().mode
+    'fan_avg'
+    """
+    return GlorotUniform()
+
+
+def glorot_normal() -> Spec:
+    """Keras/JAX glorot_normal: variance_scaling(1, fan_avg, truncated_normal).
+
+    >>> glorot_normal().as_variance_scaling().distribution
+    'truncated_normal'
+    """
+    return GlorotNormal()
+
+
+def he_uniform() -> Spec:
+    """Keras/JAX he_uniform: variance_scaling(2, fan_in, uniform).
+
+    >>> he_uniform()
+    he_uniform()
+    """
+    return HeUniform()
+
+
+def he_normal() -> Spec:
+    """Keras/JAX he_normal: variance_scaling(2, fan_in, truncated_normal).
+
+    >>> he_normal().as_variance_scaling().scale
+    2.0
+    """
+    return HeNormal()
+
+
+def lecun_uniform() -> Spec:
+    """Keras/JAX lecun_uniform: variance_scaling(1, fan_in, uniform).
+
+    >>> lecun_uniform()
+    lecun_uniform()
+    """
+    return LecunUniform()
+
+
+def lecun_normal() -> Spec:
+    """Keras/JAX lecun_normal: variance_scaling(1, fan_in, truncated_normal).
+
+    >>> lecun_normal()
+    lecun_normal()
+    """
+    return LecunNormal()
+
+
+def orthogonal(gain: float = 1.0) -> Orthogonal:
+    """A (semi-)orthogonal weight times ``gain`` (torch's orthogonal_, QR sign fix included).
+
+    >>> orthogonal(gain=2.0)
+    orthogonal(gain=2.0)
+    """
+    return Orthogonal(gain)
+
+
+def eye() -> Eye:
+    """The identity matrix; 2-D weights only.
+
+    >>> eye().sample((2, 3)).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+    return Eye()
+
+
+def dirac(groups: int = 1) -> Dirac:
+    """torch's dirac_ for 3-, 4- and 5-D conv weights.
+
+    >>> dirac(groups=2)
+    dirac(groups=2)
+    """
+    return Dirac(groups)
+
+
+def sparse(sparsity: float, std: float = 0.01) -> Sparse:
+    """torch's sparse_: a 2-D normal with ceil(sparsity*rows) zeros in every column.
+
+    >>> sparse(0.1)
+    sparse(sparsity=0.1)
+    """
+    return Sparse(sparsity, std)
+
+
+def mixture(components: Iterable[tuple[float, Spec]]) -> Mixture:
+    """Each element from component i with probability weight_i (weights sum to 1).
+
+    >>> mixture([(0.25, uniform(5, 10)), (0.5, zeros()), (0.25, uniform(-10, -5))]).random
+    True
+    """
+    return Mixture(components)  # type: ignore[arg-type]
+
+
+def custom(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """A law written as ``fn(rng, shape, dtype) -> numpy array`` (logical layout).
+
+    ``name`` (default: the function's ``__name__``) is how the spec serializes; a lambda needs
+    one. Also a decorator: ``@custom`` or ``@custom(name="my_init")``.
+
+    >>> spec = custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="sym_uniform")
+    >>> spec
+    custom(name='sym_uniform')
+    """
+    if fn is None:
+        return lambda f: custom(f, name=name)
+    if name is None:
+        name = getattr(fn, "__name__", None)
+        if not name or name == "<lambda>":
+            raise _fail("custom", "name", name, "a non-empty string (a lambda needs name=...)")
+    return Custom(fn, name)
+
+
+#: Every spec constructor of the public contract, by name. The per-framework namespaces
+#: (``from multiinit import torch``) are built from this table.
+CONSTRUCTORS: dict[str, Callable[..., Any]] = {
+    f.__name__: f
+    for f in (
+        zeros, ones, constant, uniform, normal, truncated_normal, trunc_normal,
+        variance_scaling, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal,
+        glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal,
+        orthogonal, eye, dirac, sparse, mixture, custom,
+    )
+}
+
+_KINDS: dict[str, type] = {
+    cls.kind: cls
+    for cls in (
+        Constant, Uniform, Normal, TruncatedNormal, VarianceScaling, XavierUniform,
+        XavierNormal, KaimingUniform, KaimingNormal, GlorotUniform, GlorotNormal, HeUniform,
+        HeNormal, LecunUniform, LecunNormal, Orthogonal, Eye, Dirac, Sparse, Mixture, Custom,
+    )
+}
+
+
+# --------------------------------------------------------------------------- deserialization
+
+
+def registered_custom(name: str) -> Callable[..., Any]:
+    """The function registered under ``name`` by ``custom(...)`` in this process.
+
+    >>> _ = custom(lambda rng, shape, dtype: rng.random(shape), name="doc_law")
+    >>> callable(registered_custom("doc_law"))
+    True
+    """
+    try:
+        return _CUSTOM[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_CUSTOM)) or "none"
+        raise SpecError(
+            f"custom: name={name!r} is not registered in this process; build "
+            f"multiinit.custom(fn, name={name!r}) first (registered: {known})"
+        ) from None
+
+
+def from_dict(data: Mapping[str, Any]) -> Spec:
+    """The spec a ``to_dict()`` dict describes; never runs code it was given.
+
+    >>> from_dict({"kind": "uniform", "low": -1.0, "high": 1.0})
+    uniform(low=-1.0, high=1.0)
+    """
+    if not isinstance(data, Mapping):
+        raise _fail("from_dict", "data", data, "a dict with a 'kind' key")
+    kind = data.get("kind")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise _fail("from_dict", "kind", kind, f"one of {', '.join(sorted(_KINDS))}")
+    given = {k: v for k, v in data.items() if k != "kind"}
+    if cls is Custom:
+        allowed = {"name"}
+    else:
+        allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(given) - allowed, key=str)
+    if unknown:
+        raise _fail(kind, "keys", unknown, f"among {sorted(allowed)}")
+    if cls is Mixture:
+        parts = given.get("components")
+        if not isinstance(parts, list):
+            raise _fail(kind, "components", parts, "a list of {'weight': w, 'spec': {...}}")
+        pairs = []
+        for i, part in enumerate(parts):
+            if not isinstance(part, Mapping) or set(part) != {"weight", "spec"}:
+                raise _fail(kind, f"components[{i}]", part, "a dict with keys 'weight' and 'spec'")
+            pairs.append((part["weight"], from_dict(part["spec"])))
+        return Mixture(tuple(pairs))
+    if cls is Custom:
+        name = given.get("name")
+        return Custom(registered_custom(name), name)
+    try:
+        return cls(**given)
+    except TypeError as e:  # a required field is missing
+        raise _fail(kind, "keys", sorted(given), f"the fields {sorted(allowed)}: {e}") from None
+
+
+def _literal(node: ast.AST, text: str) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand, text)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e, text) for e in node.elts]
+    if isinstance(node, ast.Call):
+        return _call(node, text)
+    snippet = ast.get_source_segment(text, node) or ast.dump(node)
+    raise SpecError(
+        f"parse: {snippet!r} is not allowed; arguments must be numbers, strings, lists or "
+        "spec calls such as uniform(5, 10)"
+    )
+
+
+def _call(node: ast.Call, text: str) -> Spec:
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else None
+    # "mi.uniform(...)" and "multiinit.uniform(...)" read as well as "uniform(...)".
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        if func.value.id in ("mi", "multiinit"):
+            name = func.attr
+    if name not in CONSTRUCTORS:
+        shown = ast.get_source_segment(text, func) or ast.dump(func)
+        raise _fail("parse", "spec", shown, f"one of {', '.join(CONSTRUCTORS)}")
+    args = [_literal(a, text) for a in node.args]
+    kwargs = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            raise SpecError("parse: **kwargs is not allowed; write each argument as name=value")
+        kwargs[kw.arg] = _literal(kw.value, text)
+    if name == "custom":
+        if args or set(kwargs) != {"name"}:
+            raise SpecError(
+                "parse: custom(...) takes only name='registered name'; functions are never "
+                "parsed from text"
+            )
+        return Custom(registered_custom(kwargs["name"]), kwargs["name"])
+    try:
+        return CONSTRUCTORS[name](*args, **kwargs)
+    except TypeError as e:  # wrong arity or an unknown keyword
+        raise SpecError(f"parse: {name}(...) has arguments it does not take: {e}") from None
+
+
+def parse(text: str) -> Spec:
+    """Read a spec from the text of its call, e.g. ``str(spec)``; nothing is evaluated.
+
+    >>> parse("xavier_uniform(gain=2.0)")
+    xavier_uniform(gain=2.0)
+    >>> parse("mixture([(0.5, zeros()), (0.5, uniform(5, 10))])")
+    mixture([(0.5, zeros()), (0.5, uniform(low=5.0, high=10.0))])
+    """
+    if not isinstance(text, str):
+        raise _fail("parse", "text", text, "a string such as 'xavier_uniform(gain=2.0)'")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise SpecError(f"parse: text={text!r} is not allowed; it is not a spec call ({e.msg})") from None
+    if not isinstance(tree.body, ast.Call):
+        raise _fail("parse", "text", text, "a single spec call such as 'normal(std=0.01)'")
+    return _call(tree.body, text.strip())

@@ -1,0 +1,51 @@
+"""Backend selection for the test run.
+
+``MULTIINIT_BACKENDS`` (set per tox env, e.g. ``torch,numpy``) names the backends under test.
+A backend's own test files are named ``test_<backend>_*.py``; they are collected only when
+that backend is requested, and then a framework that cannot be imported is a collection
+error, never a skip. Unset, the variable means numpy plus every framework installed here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+import pytest
+
+ADAPTER_BACKENDS = ("torch", "keras", "flax", "mxnet")
+_FRAMEWORK = {"torch": "torch", "keras": "keras", "flax": "flax", "mxnet": "mxnet"}
+
+
+def requested_backends() -> list[str]:
+    """The backends this run must test, from MULTIINIT_BACKENDS."""
+    raw = os.environ.get("MULTIINIT_BACKENDS")
+    if raw is None:
+        found = [b for b in ADAPTER_BACKENDS if importlib.util.find_spec(_FRAMEWORK[b]) is not None]
+        return ["numpy", *found]
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("numpy", *ADAPTER_BACKENDS)]
+    if unknown:
+        raise pytest.UsageError(f"MULTIINIT_BACKENDS names unknown backends {unknown}")
+    return names
+
+
+REQUESTED = requested_backends()
+_OWN_FILE = re.compile(r"^test_(torch|keras|flax|mxnet)_\w*\.py$")
+
+
+def pytest_ignore_collect(collection_path, config):
+    match = _OWN_FILE.match(collection_path.name)
+    if match and match.group(1) not in REQUESTED:
+        return True
+    return None
+
+
+def pytest_report_header(config):
+    return f"multiinit backends under test: {', '.join(REQUESTED)}"
+
+
+@pytest.fixture(scope="session")
+def requested() -> list[str]:
+    return list(REQUESTED)
