@@ -87,6 +87,29 @@ def fans_for(
         raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {tuple(shape)}: {e}") from None
 
 
+def _shape_problem(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None) -> str | None:
+    """Why ``spec`` cannot fill a logical ``shape``, or None when it can."""
+    ndim = len(shape)
+    if spec.as_variance_scaling() is not None:
+        if fans is None and ndim < 2:
+            return "fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
+    elif isinstance(spec, Orthogonal) and ndim < 2:
+        return "only tensors with 2 or more dimensions are supported"
+    elif isinstance(spec, (Eye, Sparse)) and ndim != 2:
+        return "only tensors with 2 dimensions are supported"
+    elif isinstance(spec, Dirac):
+        if ndim not in (3, 4, 5):
+            return "only tensors with 3, 4, or 5 dimensions are supported"
+        if shape[0] % spec.groups:
+            return f"dim 0 ({shape[0]}) must be divisible by groups={spec.groups}"
+    elif isinstance(spec, Mixture):
+        for _, component in spec.components:
+            problem = _shape_problem(component, shape, fans)
+            if problem:
+                return f"its component {component!r}: {problem}"
+    return None
+
+
 def check_shape(
     spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None, path: str | None = None
 ) -> None:
@@ -99,27 +122,11 @@ def check_shape(
     multiinit.errors.ShapeError: eye() cannot fill 'conv.weight' of shape (3, 3, 3): only tensors with 2 dimensions are supported
     """
     shape = _shape(shape)
-    ndim = len(shape)
-
-    def refuse(reason: str) -> ShapeError:
-        return ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {shape}: {reason}")
-
-    if spec.as_variance_scaling() is not None:
-        fans_for(spec, shape, fans, path)
-    elif isinstance(spec, Orthogonal) and ndim < 2:
-        raise refuse("only tensors with 2 or more dimensions are supported")
-    elif isinstance(spec, Eye) and ndim != 2:
-        raise refuse("only tensors with 2 dimensions are supported")
-    elif isinstance(spec, Sparse) and ndim != 2:
-        raise refuse("only tensors with 2 dimensions are supported")
-    elif isinstance(spec, Dirac):
-        if ndim not in (3, 4, 5):
-            raise refuse("only tensors with 3, 4, or 5 dimensions are supported")
-        if shape[0] % spec.groups:
-            raise refuse(f"dim 0 ({shape[0]}) must be divisible by groups={spec.groups}")
-    elif isinstance(spec, Mixture):
-        for _, component in spec.components:
-            check_shape(component, shape, fans, path)
+    if fans is not None:
+        fans_for(spec, shape, fans, path)  # validates the override
+    problem = _shape_problem(spec, shape, fans)
+    if problem:
+        raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {shape}: {problem}")
 
 
 # --------------------------------------------------------------------------- the samplers

@@ -162,7 +162,8 @@ class Spec:
     def __repr__(self) -> str:
         return f"{self.kind}({self._call_args()})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` turns it back into an equal spec.
@@ -946,6 +947,10 @@ def _call(node: ast.Call, text: str) -> Spec:
     if name not in CONSTRUCTORS:
         shown = ast.get_source_segment(text, func) or ast.dump(func)
         raise _fail("parse", "spec", shown, f"one of {', '.join(CONSTRUCTORS)}")
+    if name == "custom" and (node.args or [kw.arg for kw in node.keywords] != ["name"]):
+        raise SpecError(
+            "parse: custom(...) takes only name='registered name'; functions are never parsed from text"
+        )
     args = [_literal(a, text) for a in node.args]
     kwargs = {}
     for kw in node.keywords:
@@ -953,11 +958,6 @@ def _call(node: ast.Call, text: str) -> Spec:
             raise SpecError("parse: **kwargs is not allowed; write each argument as name=value")
         kwargs[kw.arg] = _literal(kw.value, text)
     if name == "custom":
-        if args or set(kwargs) != {"name"}:
-            raise SpecError(
-                "parse: custom(...) takes only name='registered name'; functions are never "
-                "parsed from text"
-            )
         return Custom(registered_custom(kwargs["name"]), kwargs["name"])
     try:
         return CONSTRUCTORS[name](*args, **kwargs)

@@ -1,0 +1,161 @@
+"""Model-level rule planning, on a framework-free description of a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import multiinit as mi
+from multiinit.fans import SPATIAL_IN_OUT, LogicalView
+from multiinit.rules import Param, derive_seed, execute, normalize_rules, plan, portable_rng
+
+
+class Dense:
+    pass
+
+
+class Conv(Dense):
+    pass
+
+
+class Norm:
+    pass
+
+
+def model() -> list[Param]:
+    dense, conv, norm = Dense(), Conv(), Norm()
+    return [
+        Param("conv.weight", LogicalView((8, 3, 3, 3)), "weight", conv, order=0),
+        Param("conv.bias", LogicalView((8,)), "bias", conv, fans=(27, 72), order=1),
+        Param("norm.gamma", LogicalView((8,)), "gamma", norm, order=2),
+        Param("norm.beta", LogicalView((8,)), "beta", norm, order=3),
+        Param("head/kernel", LogicalView.of((72, 10), SPATIAL_IN_OUT), "kernel", dense, order=4),
+        Param("head/bias", LogicalView((10,)), "bias", dense, fans=(72, 10), order=5),
+    ]
+
+
+def assigned(pairs) -> dict[str, mi.Spec]:
+    return {p.path: s for p, s in pairs}
+
+
+def test_roles_globs_and_types_first_match_wins() -> None:
+    pairs = plan(model(), [
+        ("conv.*", mi.he_normal()),  # wins over the role rule for conv.weight
+        ("weight", mi.xavier_uniform()),  # "weight" also selects a "kernel"
+        (Norm, mi.ones()),
+        ("*bias", mi.zeros()),
+    ])
+    got = assigned(pairs)
+    assert got == {
+        "conv.weight": mi.he_normal(),
+        "conv.bias": mi.he_normal(),  # the glob came first; the bias uses its weight's fans
+        "norm.gamma": mi.ones(),
+        "norm.beta": mi.ones(),
+        "head/kernel": mi.xavier_uniform(),
+        "head/bias": mi.zeros(),
+    }
+
+
+def test_a_type_selector_matches_subclasses_and_tuples() -> None:
+    got = assigned(plan(model(), [((Norm, Conv), mi.zeros())]))
+    assert set(got) == {"conv.weight", "conv.bias", "norm.gamma", "norm.beta"}
+    got = assigned(plan(model(), {Dense: mi.ones()}))
+    assert set(got) == {"conv.weight", "conv.bias", "head/kernel", "head/bias"}
+
+
+def test_unselected_parameters_and_none_rules_are_left_alone() -> None:
+    got = assigned(plan(model(), {"bias": None, "kernel": "lecun_normal()"}))
+    assert got == {"conv.weight": mi.lecun_normal(), "head/kernel": mi.lecun_normal()}
+
+
+def test_a_rule_selecting_nothing_names_the_closest_paths() -> None:
+    with pytest.raises(mi.RuleError) as info:
+        plan(model(), {"weight": mi.zeros(), "conv.wieght": mi.ones()})
+    message = str(info.value)
+    assert "rule 1 ('conv.wieght' -> ones()) matches no parameter" in message
+    assert "'conv.weight'" in message.split("closest paths:")[1]
+    with pytest.raises(mi.RuleError, match="layer types here: Conv, Dense, Norm"):
+        plan(model(), {int: mi.zeros()})
+    with pytest.raises(mi.RuleError, match="roles: beta, bias, gamma, kernel, weight"):
+        plan(model(), {"running_mean": mi.zeros()})
+
+
+def test_a_shadowed_rule_is_not_an_error() -> None:
+    plan(model(), {"*": mi.zeros(), "bias": mi.ones()})
+
+
+def test_shape_errors_are_found_before_anything_happens_and_name_the_path() -> None:
+    with pytest.raises(mi.ShapeError, match="xavier_uniform\\(\\) cannot fill 'norm.gamma' of shape \\(8,\\)"):
+        plan(model(), {"weight": mi.he_normal(), "gamma": mi.xavier_uniform()})
+    # A bias with its layer's fans can take a fan-based spec (torch's default bias).
+    plan(model(), {"bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")})
+
+
+@pytest.mark.parametrize(
+    "rules, message",
+    [
+        ("weight", "rules='weight' is not allowed"),
+        ({"weight": "normal(std=-1)"}, "rules[0] spec: normal: std=-1"),
+        ({"weight": 0.01}, "rules[0] spec=0.01 is not allowed"),
+        ([("weight",)], "rules[0]=('weight',) is not allowed"),
+        ({3: mi.zeros()}, "rules[0] selector=3 is not allowed"),
+        ({"": mi.zeros()}, "selector='' is not allowed"),
+    ],
+)
+def test_malformed_rules_are_rule_errors(rules, message) -> None:
+    with pytest.raises(mi.RuleError) as info:
+        normalize_rules(rules)
+    assert message in str(info.value)
+
+
+def _run(params, rules, *, seed=None, portable=False, fail_on=None):
+    written = {}
+
+    def draw(param, spec, param_seed):
+        if param.path == fail_on:
+            raise RuntimeError("draw failed")
+        return ("native", spec, param_seed)
+
+    def write(pairs):
+        written.update({p.path: v for p, v in pairs})
+
+    execute(params, rules, seed=seed, portable=portable, draw=draw,
+            from_numpy=lambda p, a: a, write=write)
+    return written
+
+
+def test_execute_draws_everything_before_writing_anything() -> None:
+    written = {}
+    with pytest.raises(RuntimeError):
+        written = _run(model(), {"*": mi.zeros()}, fail_on="head/bias")
+    assert written == {}
+
+
+def test_execute_derives_one_seed_per_parameter_from_its_order() -> None:
+    written = _run(model(), {"weight": mi.normal(), "bias": mi.zeros()}, seed=7)
+    assert written["conv.weight"][2] == derive_seed(7, 0)
+    assert written["head/bias"][2] == derive_seed(7, 5)
+    assert len({v[2] for v in written.values()}) == len(written)
+    assert all(v[2] is None for v in _run(model(), {"weight": mi.normal()}).values())
+
+
+def test_portable_mode_writes_the_reference_draw_in_the_native_layout() -> None:
+    written = _run(model(), {"kernel": mi.he_normal(), "bias": mi.normal()}, seed=3, portable=True)
+    kernel = written["head/kernel"]
+    assert kernel.shape == (72, 10)  # native (in, out)
+    expected = mi.he_normal().sample((10, 72), seed=portable_rng(3, 4))
+    assert np.array_equal(kernel, expected.T)
+    assert np.array_equal(written["conv.bias"], mi.normal().sample((8,), seed=portable_rng(3, 1)))
+
+
+def test_portable_mode_needs_a_seed_and_seeds_must_be_integers() -> None:
+    with pytest.raises(mi.RuleError, match="portable=True needs seed"):
+        _run(model(), {"weight": mi.normal()}, portable=True)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(mi.RuleError, match="seed="):
+            _run(model(), {"weight": mi.normal()}, seed=bad)
+
+
+def test_derived_seeds_differ_by_seed_and_key() -> None:
+    seeds = {derive_seed(s, k) for s in range(20) for k in range(20)}
+    assert len(seeds) == 400 and all(0 <= s < 2**32 for s in seeds)
