@@ -59,7 +59,7 @@ class Law:
 
     ``atoms`` maps a value to its probability mass; ``parts`` lists continuous components as
     ``(weight, scipy frozen distribution)``; ``exact`` is the whole array of a deterministic
-    spec; ``orthogonal_gain`` marks a (semi-)orthogonal matrix, checked by its Gram matrix;
+    spec; ``orthogonal_gain`` marks a (semi-)orthogonal matrix, also checked by its Gram matrix;
     ``zeros_per_column`` is sparse's exact minimum of zeros in each column.
     """
 
@@ -137,7 +137,7 @@ def _continuous(spec: Spec, fans: tuple[int, int] | None) -> tuple[Any, str]:
 
 def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -> Law | None:
     """The elementwise law ``spec`` promises on a logical ``shape``; ``None`` when there is no
-    analytic one (custom functions, orthogonal inside a mixture).
+    analytic one (custom functions).
 
     >>> import multiinit as mi
     >>> law(mi.xavier_uniform(), (8, 4)).text
@@ -150,7 +150,20 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
     if isinstance(spec, Custom):
         return None
     if isinstance(spec, Orthogonal):
-        return Law(orthogonal_gain=spec.gain, text=f"orthogonal, W W^T = {spec.gain:.4g}^2 I")
+        from scipy import stats
+
+        # Each row (or column, whichever is longer) of a Haar (semi-)orthogonal matrix is
+        # uniform on the unit sphere in m = max(rows, cols) dimensions, so an entry is
+        # gain * (2Y - 1) with Y ~ Beta((m-1)/2, (m-1)/2).
+        rows = shape[0]
+        m = max(rows, math.prod(shape) // rows if rows else 0)
+        a = (m - 1) / 2
+        parts = [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        return Law(
+            parts=parts,
+            orthogonal_gain=spec.gain,
+            text=f"orthogonal: W W^T = {spec.gain:.4g}^2 I, entries {spec.gain:.4g}*(2 Beta({a:g}, {a:g}) - 1)",
+        )
     if isinstance(spec, Sparse):
         from scipy import stats
 
@@ -173,7 +186,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
             if weight == 0:
                 continue
             sub = law(component, shape, used)
-            if sub is None or sub.orthogonal_gain is not None:
+            if sub is None or (sub.orthogonal_gain is not None and not sub.parts):
                 return None
             if sub.exact is not None:
                 values, counts = np.unique(sub.exact, return_counts=True)
@@ -267,7 +280,6 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
         # same scale deviates by O(g^2 / sqrt(min dim)), orders of magnitude more.
         tolerance = g2 * (1e-3 if _eps(x.dtype) < 1e-6 else 3e-2)
         checks.append(Check("gram", deviation, 0.0, tolerance, deviation <= tolerance))
-        return checks
     continuous = np.ones(n, dtype=bool)
     for value, mass in sorted(the_law.atoms.items()):
         hits = values == float(np.asarray(value, dtype=x.dtype))

@@ -9,8 +9,12 @@ error, never a skip. Unset, the variable means numpy plus every framework instal
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +53,26 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def requested() -> list[str]:
     return list(REQUESTED)
+
+
+# Results that travel: cells recorded during the run, written per backend at the end, so the
+# report can put the separate environments side by side.
+_RESULTS: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+
+
+def record_result(kind: str, backend: str, record: dict[str, Any]) -> None:
+    """Keep one result record of ``kind`` (e.g. "matrix") for ``backend``."""
+    _RESULTS[(kind, backend)].append(record)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("MULTIINIT_RESULTS")
+    if not target or not _RESULTS:
+        return
+    folder = Path(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    for (kind, backend), records in _RESULTS.items():
+        path = folder / f"{kind}-{backend}.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps({"kind": kind, "backend": backend, "records": records}, indent=1))
+        os.replace(temporary, path)  # atomic: envs running in parallel never read half a file

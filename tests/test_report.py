@@ -1,0 +1,79 @@
+"""``multiinit report`` on results written by the real matrix (numpy cells), with a backend
+missing and with a cell that disagrees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from matrix import Cell, SPECS, run_cell
+from multiinit import report
+
+SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "mixture", "orthogonal", "sparse")]
+
+
+@pytest.fixture(scope="module")
+def numpy_records() -> list[dict]:
+    return [run_cell(Cell("numpy", spec, case)) for spec in SUBSET for case in ("dense", "conv")]
+
+
+def write(folder: Path, backend: str, records: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    renamed = [dict(r, backend=backend) for r in records]
+    (folder / f"matrix-{backend}.json").write_text(json.dumps({"kind": "matrix", "backend": backend,
+                                                               "records": renamed}))
+
+
+def test_a_full_report_prints_writes_and_draws(tmp_path, numpy_records, capsys) -> None:
+    write(tmp_path, "numpy", numpy_records)
+    write(tmp_path, "torch", numpy_records)
+    status = report.main(["report", "--results", str(tmp_path), "--backends", "numpy,torch"])
+    out = capsys.readouterr().out
+    assert status == 0
+    header = out.splitlines()[0].split()
+    assert header == ["spec", "shape", "analytic", "std", "numpy", "torch"]
+    he = next(line for line in out.splitlines() if line.startswith("he_normal()") and " dense " in line)
+    assert he.count("ok std 0.12") == 2 and " 0.125 " in he  # analytic sqrt(2/128) beside each
+    assert "ShapeError" in next(line for line in out.splitlines() if line.startswith("eye()") and " conv " in line)
+    assert "20/20 cells agree" in out
+    folder = tmp_path / "report"
+    markdown = (folder / "report.md").read_text()
+    assert "| [he_normal()](he_normal_" in markdown and "✅ std 0.12" in markdown
+    summary = json.loads((folder / "report.json").read_text())
+    assert summary["failures"] == 0 and summary["backends"] == ["numpy", "torch"]
+    pictures = sorted(p.name for p in folder.glob("*.png"))
+    assert len(pictures) == len(SUBSET) and all(p.stat().st_size > 5000 for p in folder.glob("*.png"))
+
+
+def test_a_missing_backend_is_named_and_fails(tmp_path, numpy_records, capsys) -> None:
+    write(tmp_path, "numpy", numpy_records)
+    status = report.main(["report", "--results", str(tmp_path), "--backends", "numpy,keras", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "no results for backend 'keras'" in err and "tox -e tensorflow" in err
+
+
+def test_a_disagreeing_cell_fails_and_names_backend_spec_statistic_and_values(tmp_path, numpy_records, capsys) -> None:
+    broken = json.loads(json.dumps(numpy_records))
+    cell = next(r for r in broken if r["spec"] == "he_normal()" and r["case"] == "dense")
+    cell["verdict"] = "fail"
+    check = next(c for c in cell["checks"] if c["name"] == "variance")
+    check.update(value=0.0312, passed=False)
+    write(tmp_path, "numpy", numpy_records)
+    write(tmp_path, "mxnet", broken)
+    status = report.main(["report", "--results", str(tmp_path), "--backends", "numpy,mxnet", "--no-pictures"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "FAIL std" in captured.out
+    line = next(l for l in captured.err.splitlines() if l.startswith("DISAGREES"))
+    assert "backend mxnet" in line and "spec he_normal()" in line and "variance: got 0.0312, expected 0.015625" in line
+
+
+def test_the_console_script_is_installed_and_refuses_unknown_backends(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "multiinit.report", "report", "--backends", "caffe",
+                             "--results", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "caffe" in result.stderr and "allowed: numpy, torch" in result.stderr
