@@ -21,8 +21,11 @@ from .errors import (
     SpecError,
     UnknownBackend,
 )
+from . import presets
+from .explain import Explanation, explain
 from .fans import LogicalView, calculate_gain, compute_fans
 from .registry import BACKENDS, compile, detect
+from .rules import select
 from .spec import (
     CONSTRUCTORS,
     Spec,
@@ -72,8 +75,12 @@ __all__ = [
     "compile",
     "compute_fans",
     "detect",
+    "explain",
+    "Explanation",
     "from_dict",
     "parse",
+    "presets",
+    "select",
     *CONSTRUCTORS,
 ]
 

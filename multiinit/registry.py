@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from .errors import UnknownBackend
-from .fans import calculate_gain
+from .fans import OUT_IN, SPATIAL_IN_OUT, calculate_gain
 from .spec import CONSTRUCTORS, Spec
 
 __all__ = ["BACKENDS", "ALIASES", "resolve", "adapter", "compile", "detect", "apply", "namespace"]
@@ -23,23 +23,26 @@ __all__ = ["BACKENDS", "ALIASES", "resolve", "adapter", "compile", "detect", "ap
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend: its adapter module, the framework it needs and the pip extra that installs it."""
+    """One backend: its adapter module, the framework it needs, the pip extra that installs it,
+    the top-level modules its models come from, and its native kernel layout."""
 
     name: str
     module: str
     framework: str
     extra: str | None
     roots: tuple[str, ...]
+    layout: str
 
 
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("numpy", "multiinit.reference", "NumPy", None, ()),
-        Backend("torch", "multiinit.torch", "PyTorch", "torch", ("torch",)),
-        Backend("keras", "multiinit.keras", "Keras 3", "tensorflow", ("keras", "tensorflow", "tf_keras")),
-        Backend("flax", "multiinit.flax", "JAX and Flax", "jax", ("flax", "jax", "jaxlib")),
-        Backend("mxnet", "multiinit.mxnet", "MXNet", "mxnet", ("mxnet",)),
+        Backend("numpy", "multiinit.reference", "NumPy", None, (), OUT_IN),
+        Backend("torch", "multiinit.torch", "PyTorch", "torch", ("torch",), OUT_IN),
+        Backend("keras", "multiinit.keras", "Keras 3", "tensorflow", ("keras", "tensorflow", "tf_keras"),
+                SPATIAL_IN_OUT),
+        Backend("flax", "multiinit.flax", "JAX and Flax", "jax", ("flax", "jax", "jaxlib"), SPATIAL_IN_OUT),
+        Backend("mxnet", "multiinit.mxnet", "MXNet", "mxnet", ("mxnet",), OUT_IN),
     )
 }
 

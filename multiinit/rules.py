@@ -23,6 +23,9 @@ from .spec import Spec, parse
 __all__ = [
     "Rule",
     "Param",
+    "Select",
+    "select",
+    "LAYER_KINDS",
     "normalize_rules",
     "plan",
     "roles_of",
@@ -53,13 +56,18 @@ def roles_of(name: str) -> frozenset[str]:
     return frozenset({name})
 
 
+#: Framework-neutral kinds of layer an adapter can tell a parameter belongs to.
+LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm")
+
+
 @dataclass(eq=False)
 class Param:
     """One parameter of a model, as an adapter describes it to the rules.
 
     ``path`` is the framework's own path (``"0.weight"``, ``"params/Dense_0/kernel"``);
     ``fans`` overrides the logical view's fans (a bias gets its weight's fans); ``order`` is
-    the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's.
+    the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's;
+    ``kind`` is the neutral kind of its layer (one of ``LAYER_KINDS``) when the adapter knows it.
     """
 
     path: str
@@ -70,6 +78,7 @@ class Param:
     order: int = 0
     dtype: str = "float32"
     handle: Any = None
+    kind: str | None = None
     roles: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +87,63 @@ class Param:
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return self.view.logical_shape
+
+
+def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset({value}) if isinstance(value, str) else frozenset(value)
+
+
+@dataclass(frozen=True)
+class Select:
+    """A framework-neutral selector: a layer ``kind`` and/or a ``role`` and/or a path glob,
+    all of which must hold. Presets use it to say "the weight of a dense or conv layer" the
+    same way in every framework."""
+
+    kind: frozenset[str] | None = None
+    role: frozenset[str] | None = None
+    path: str | None = None
+
+    def matches(self, param: Param) -> bool:
+        """True when every given part holds for ``param``."""
+        return (
+            (self.kind is None or param.kind in self.kind)
+            and (self.role is None or bool(self.role & param.roles))
+            and (self.path is None or fnmatch.fnmatchcase(param.path, self.path))
+        )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in ("kind", "role"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={tuple(sorted(value)) if len(value) > 1 else next(iter(value))!r}")
+        if self.path is not None:
+            parts.append(f"path={self.path!r}")
+        return f"select({', '.join(parts)})"
+
+
+def select(
+    kind: str | Sequence[str] | None = None,
+    role: str | Sequence[str] | None = None,
+    path: str | None = None,
+) -> Select:
+    """A selector on the neutral layer kind, the role and the path, in any combination.
+
+    >>> select(kind=("dense", "conv"), role="weight")  # a role stands for its synonyms too
+    select(kind=('conv', 'dense'), role=('kernel', 'weight'))
+    """
+    kinds = _names(kind)
+    unknown = sorted(kinds - set(LAYER_KINDS)) if kinds else []
+    if unknown:
+        raise RuleError(f"select: kind={kind!r} is not allowed; kinds are {', '.join(LAYER_KINDS)}")
+    roles = _names(role)
+    if roles is not None:
+        roles = frozenset().union(*(roles_of(r) for r in roles))
+    if kinds is None and roles is None and path is None:
+        raise RuleError("select() needs at least one of kind=, role=, path=")
+    return Select(kinds, roles, path)
 
 
 def _is_type_selector(selector: Any) -> bool:
@@ -99,10 +165,12 @@ class Rule:
     def matches(self, param: Param) -> bool:
         """True when this rule's selector selects ``param``."""
         selector = self.selector
+        if isinstance(selector, Select):
+            return selector.matches(param)
         if _is_type_selector(selector):
             return param.layer is not None and isinstance(param.layer, selector)
         if selector.isidentifier():
-            return selector in param.roles or selector == param.path
+            return selector in param.roles or selector == param.kind or selector == param.path
         return fnmatch.fnmatchcase(param.path, selector)
 
     def describe(self) -> str:
@@ -139,10 +207,11 @@ def normalize_rules(rules: Any) -> list[Rule]:
         if isinstance(selector, str):
             if not selector:
                 raise RuleError(f"rules[{index}] selector='' is not allowed; it selects nothing")
-        elif not _is_type_selector(selector):
+        elif not (_is_type_selector(selector) or isinstance(selector, Select)):
             raise RuleError(
                 f"rules[{index}] selector={selector!r} is not allowed; a selector must be a path "
-                "glob ('*.bias'), a role ('weight'), or a layer class (or tuple of classes)"
+                "glob ('*.bias'), a role ('weight') or layer kind ('dense'), a layer class (or "
+                "tuple of classes), or multiinit.select(kind=..., role=..., path=...)"
             )
         if isinstance(spec, str):
             try:
@@ -164,6 +233,10 @@ def _nothing_matched(rule: Rule, params: Sequence[Param]) -> RuleError:
     if _is_type_selector(selector):
         layers = sorted({type(p.layer).__name__ for p in params if p.layer is not None})
         hint = f"layer types here: {', '.join(layers) or 'none known'}"
+    elif isinstance(selector, Select):
+        kinds = sorted({p.kind for p in params if p.kind})
+        roles = sorted({p.role for p in params})
+        hint = f"layer kinds here: {', '.join(kinds) or 'none known'}; roles: {', '.join(roles)}"
     else:
         probe = selector.replace("*", "").replace("?", "")
         close = difflib.get_close_matches(probe, paths, n=3, cutoff=0.0)

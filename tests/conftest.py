@@ -39,9 +39,15 @@ REQUESTED = requested_backends()
 _OWN_FILE = re.compile(r"^test_(torch|keras|flax|mxnet)_\w*\.py$")
 
 
+#: Files that test the adapters in general: nothing to collect when no adapter is requested.
+_ADAPTER_FILES = {"test_native_equivalents.py"}
+
+
 def pytest_ignore_collect(collection_path, config):
     match = _OWN_FILE.match(collection_path.name)
     if match and match.group(1) not in REQUESTED:
+        return True
+    if collection_path.name in _ADAPTER_FILES and not set(REQUESTED) & set(ADAPTER_BACKENDS):
         return True
     return None
 

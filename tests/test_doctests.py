@@ -16,6 +16,9 @@ NEUTRAL = [
     "multiinit.rules",
     "multiinit.registry",
     "multiinit.stats",
+    "multiinit.presets",
+    "multiinit.explain",
+    "multiinit.report",
 ]
 
 

@@ -159,3 +159,36 @@ def test_portable_mode_needs_a_seed_and_seeds_must_be_integers() -> None:
 def test_derived_seeds_differ_by_seed_and_key() -> None:
     seeds = {derive_seed(s, k) for s in range(20) for k in range(20)}
     assert len(seeds) == 400 and all(0 <= s < 2**32 for s in seeds)
+
+
+def test_select_by_kind_role_and_path() -> None:
+    params = model()
+    params[0].kind = params[1].kind = "conv"
+    params[4].kind = params[5].kind = "dense"
+    params[2].kind = params[3].kind = "norm"
+    got = assigned(plan(params, [(mi.select(kind=("dense", "conv"), role="weight"), mi.he_normal()),
+                                 (mi.select(kind="conv", role="bias"), mi.ones()),
+                                 (mi.select(path="head/*"), mi.zeros())]))
+    assert got == {"conv.weight": mi.he_normal(), "head/kernel": mi.he_normal(),
+                   "conv.bias": mi.ones(), "head/bias": mi.zeros()}
+    assert set(assigned(plan(params, {"norm": mi.ones()}))) == {"norm.gamma", "norm.beta"}  # a bare kind
+    with pytest.raises(mi.RuleError, match="layer kinds here: conv, dense, norm"):
+        plan(params, [(mi.select(kind="embedding"), mi.zeros())])
+
+
+def test_select_errors() -> None:
+    with pytest.raises(mi.RuleError, match="kind='lstm' is not allowed"):
+        mi.select(kind="lstm")
+    with pytest.raises(mi.RuleError, match="needs at least one"):
+        mi.select()
+
+
+def test_presets_are_rules_for_dense_conv_and_embedding() -> None:
+    params = model()
+    params[0].kind = params[1].kind = "conv"
+    params[4].kind = params[5].kind = "dense"
+    got = assigned(plan(params, mi.presets.torch_default[1:]))
+    third = mi.variance_scaling(1 / 3, "fan_in", "uniform")
+    assert got == {"conv.weight": third, "conv.bias": third, "head/kernel": third, "head/bias": third}
+    assert assigned(plan(params, mi.presets.keras_default[1:]))["head/bias"] == mi.zeros()
+    assert set(mi.presets.PRESETS) == {"torch", "keras", "flax", "mxnet"}

@@ -1,0 +1,75 @@
+"""Each framework's default initialization, as rules that any backend can apply.
+
+``mi.apply(model, mi.presets.torch_default, seed=0)`` gives a Keras, Flax or MXNet model the
+initialization PyTorch would have given the same layers (torch's bias drawn from the fan of
+its layer's weight included), and likewise for the other three. They cover the layers every
+framework defaults the same way: dense (Linear/Dense), conv and embedding; other parameters
+are left as they are. Each preset is an ordered list of ``(selector, spec)`` rules.
+
+The values, read from each framework's source (see framework-facts.md):
+
+============  =============================  ===============  =======================  ===========
+preset        dense/conv weight              bias             embedding                source
+============  =============================  ===============  =======================  ===========
+torch         U(+-1/sqrt(fan_in))            U(+-1/sqrt(fan_  N(0, 1)                  nn.Linear,
+              = kaiming_uniform(a=sqrt(5))   in of weight))                            nn.Conv*d
+keras         glorot_uniform                 zeros            U(-0.05, 0.05)           keras 3
+flax          lecun_normal (truncated)       zeros            N(0, 1/features)         flax.linen
+mxnet         U(-0.07, 0.07)                 zeros            U(-0.07, 0.07)           gluon
+============  =============================  ===============  =======================  ===========
+
+>>> for selector, spec in torch_default:
+...     print(selector, "->", spec)
+select(kind='embedding', role=('embedding', 'embeddings', 'kernel', 'weight')) -> normal()
+select(kind=('conv', 'dense'), role=('kernel', 'weight')) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
+select(kind=('conv', 'dense'), role='bias') -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
+"""
+
+from __future__ import annotations
+
+from .rules import select
+from .spec import glorot_uniform, lecun_normal, normal, uniform, variance_scaling, zeros
+
+__all__ = ["torch_default", "keras_default", "flax_default", "mxnet_default", "PRESETS"]
+
+_WEIGHT = select(kind=("dense", "conv"), role="weight")
+_BIAS = select(kind=("dense", "conv"), role="bias")
+_EMBEDDING = select(kind="embedding", role=("weight", "embedding"))
+
+# kaiming_uniform(a=sqrt(5)) has gain^2 = 2/(1+5) = 1/3: U(+-sqrt(3 * (1/3) / fan_in)).
+_TORCH_LINEAR = variance_scaling(1 / 3, "fan_in", "uniform")
+
+torch_default = [
+    (_EMBEDDING, normal(0.0, 1.0)),
+    (_WEIGHT, _TORCH_LINEAR),
+    # A bias sees its layer's weight fans at model level: U(+-1/sqrt(fan_in of the weight)).
+    (_BIAS, _TORCH_LINEAR),
+]
+
+keras_default = [
+    (_EMBEDDING, uniform(-0.05, 0.05)),
+    (_WEIGHT, glorot_uniform()),
+    (_BIAS, zeros()),
+]
+
+flax_default = [
+    # flax.linen.Embed: variance_scaling(1, "fan_in", "normal", out_axis=0) on (num, features):
+    # its fan_in is the features axis, so N(0, 1/features), untruncated (JAX's "normal").
+    (_EMBEDDING, variance_scaling(1.0, "fan_in", "untruncated_normal")),
+    (_WEIGHT, lecun_normal()),
+    (_BIAS, zeros()),
+]
+
+mxnet_default = [
+    # gluon's Block.initialize() default is Uniform(scale=0.07); Dense/Conv biases are zeros.
+    (_EMBEDDING, uniform(-0.07, 0.07)),
+    (_WEIGHT, uniform(-0.07, 0.07)),
+    (_BIAS, zeros()),
+]
+
+PRESETS = {
+    "torch": torch_default,
+    "keras": keras_default,
+    "flax": flax_default,
+    "mxnet": mxnet_default,
+}
