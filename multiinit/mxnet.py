@@ -137,13 +137,17 @@ def _work_dtype(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 
+# mx.np's samplers give other numbers than mx.nd's: draw with the one MXNet's own
+# initializers use in the current mode, so that the same global seed gives their numbers.
+
+
 def _uniform(low: float, high: float, shape: tuple[int, ...], dtype: str, ctx: Any) -> Any:
-    # mx.nd and mx.np draw the same uniform numbers; mx.init.Uniform uses either.
+    if _np_mode():
+        return mx.np.random.uniform(low, high, size=shape, dtype=dtype, ctx=ctx).as_nd_ndarray()
     return mx.nd.random.uniform(low, high, shape=shape, dtype=dtype, ctx=ctx)
 
 
 def _normal(mean: float, std: float, shape: tuple[int, ...], dtype: str, ctx: Any) -> Any:
-    # mx.np's sampler differs from mx.nd's; use the one mx.init.Normal uses in this mode.
     if _np_mode():
         return mx.np.random.normal(mean, std, size=shape, dtype=dtype, ctx=ctx).as_nd_ndarray()
     return mx.nd.random.normal(mean, std, shape=shape, dtype=dtype, ctx=ctx)
@@ -303,14 +307,11 @@ def _draw_logical(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | No
 
 
 def _to_native(view: LogicalView, logical: Any) -> Any:
-    """A logical NDArray rearranged into the parameter's native layout, with MXNet ops."""
+    """A logical NDArray in the parameter's native layout (NDArrays reshape and transpose
+    like NumPy arrays, so the view's own mapping applies as is)."""
     if view.is_plain and view.axes == tuple(range(len(view.axes))):
         return logical
-    permuted = tuple(view.pre_shape[a] for a in view.axes)
-    inverse = [0] * len(view.axes)
-    for position, axis in enumerate(view.axes):
-        inverse[axis] = position
-    return mx.nd.transpose(logical.reshape(permuted), axes=tuple(inverse)).reshape(view.native_shape)
+    return view.to_native(logical)
 
 
 def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: str, ctx: Any,
