@@ -472,15 +472,16 @@ def _channels_last(block: Any) -> bool:
     return layout.endswith("C")
 
 
-def _kind(block: Any, role: str, shape: tuple[int, ...]) -> str | None:
-    """The neutral layer kind (``rules.LAYER_KINDS``) of ``block``."""
+def _kind(block: Any) -> str | None:
+    """The neutral layer kind (``rules.LAYER_KINDS``) of ``block``, the same for all its parameters."""
     if isinstance(block, _TRANSPOSED):
         return "conv_transpose"
     if isinstance(block, _CONV):
-        groups = _groups(block)
-        in_per_group = shape[-1] if _channels_last(block) else (shape[1] if len(shape) > 1 else 0)
-        # One input channel per group (weight (C*m, 1, *k)): Keras' DepthwiseConv.
-        return "depthwise_conv" if groups > 1 and in_per_group == 1 and role == "weight" else "conv"
+        weight = block._reg_params.get("weight")
+        shape = tuple(weight.shape) if weight is not None else ()
+        in_per_group = (shape[-1] if _channels_last(block) else shape[1]) if len(shape) > 2 else 0
+        # One input channel per group, weight (C*m, 1, *k): what Keras calls a DepthwiseConv.
+        return "depthwise_conv" if _groups(block) > 1 and in_per_group == 1 else "conv"
     if isinstance(block, _nn.Dense):
         return "dense"
     if isinstance(block, _nn.Embedding):
@@ -562,7 +563,7 @@ def params_of(block: Any) -> list[Param]:
             order=len(params),
             dtype=_dtype_name(parameter.dtype),
             handle=parameter,
-            kind=_kind(owner, role, shape),
+            kind=_kind(owner),
         )
         params.append(param)
         owned.setdefault(id(owner), []).append(param)
@@ -579,24 +580,14 @@ def params_of(block: Any) -> list[Param]:
 def _not_ready(param: Param, uses_fans: bool, weights: Mapping[int, Param]) -> str | None:
     """Why ``param`` cannot be written now, or None when it can."""
     parameter = param.handle
-    name = parameter.name
+    where = f"{param.path!r} ({parameter.name})"
     if not _known(tuple(int(d) for d in parameter.shape)):
-        return (
-            f"parameter {param.path!r} ({name}) has shape {parameter.shape}, not known yet: its "
-            "initialization is deferred until the first forward pass; run the block once on an "
-            "input (or give in_units / in_channels) before multiinit.apply"
-        )
+        return f"{where} has shape {parameter.shape}: its initialization is deferred until the first forward pass"
     if parameter._data is None:
-        return (
-            f"parameter {param.path!r} ({name}) is not initialized; call block.initialize() "
-            "(and, for deferred shapes, run one forward pass) before multiinit.apply"
-        )
+        return f"{where} is not initialized"
     weight = weights.get(id(param.layer))
     if uses_fans and param.fans is not None and weight is not None and not _known(tuple(weight.handle.shape)):
-        return (
-            f"parameter {param.path!r} ({name}) takes its fans from {weight.path!r}, whose shape "
-            f"{weight.handle.shape} is not known yet; run the block once on an input first"
-        )
+        return f"{where} takes its fans from {weight.path!r}, whose shape {weight.handle.shape} is not known yet"
     return None
 
 
@@ -613,7 +604,10 @@ def _check_ready(params: Sequence[Param], rules: Any) -> None:
         if problem:
             problems.append(problem)
     if problems:
-        raise RuleError("; ".join(problems) + " (nothing was written)")
+        raise RuleError(
+            f"multiinit.apply cannot fill {'; '.join(problems)}. Call block.initialize() and run the "
+            "block once on an input (or give in_units / in_channels) first; nothing was written"
+        )
 
 
 def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
