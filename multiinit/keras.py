@@ -415,7 +415,7 @@ def compile(spec: Spec, seed: int | None = None) -> MultiinitInitializer:
     >>> import keras
     >>> layer = keras.layers.Dense(4, kernel_initializer=mi.compile(mi.ones(), "keras"))
     >>> layer.build((None, 3))
-    >>> float(keras.ops.convert_to_numpy(layer.kernel.value).sum())
+    >>> float(layer.kernel.numpy().sum())
     12.0
     """
     if not isinstance(spec, Spec):
@@ -555,7 +555,7 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     >>> import multiinit as mi, keras
     >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
     >>> _ = mi.apply(net, {"kernel": mi.normal(std=0.01), "bias": mi.constant(0.5)}, seed=0)
-    >>> float(keras.ops.convert_to_numpy(net.layers[0].bias.value).mean())
+    >>> float(net.layers[0].bias.numpy().mean())
     0.5
     """
     params = params_of(model)
