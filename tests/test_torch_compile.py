@@ -1,0 +1,267 @@
+"""``mi.compile(spec, "torch")``: every spec in every float dtype draws the reference's law,
+generators make it reproducible, truncated normals never leave their bounds, built-in specs
+never copy data to the host, and meta tensors, lazy parameters and bad tensors are handled
+as documented in multiinit/torch.py. (float32 on the dense and conv shapes of every spec is
+the shared matrix's job: tests/test_matrix.py.)"""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import multiinit as mi
+import multiinit.torch as mit
+from matrix import SHAPES, SPECS
+from multiinit import stats
+
+REFERENCE_SEED = 12345
+RANDOM = [s for s in SPECS if s.random]
+
+
+def _fill(spec: mi.Spec, shape, dtype=torch.float32, seed=1) -> torch.Tensor:
+    tensor = torch.empty(shape, dtype=dtype)
+    out = mi.compile(spec, "torch")(tensor, generator=torch.Generator().manual_seed(seed))
+    assert out is tensor
+    return tensor
+
+
+def _fits(spec: mi.Spec, shape) -> bool:
+    try:
+        mi.reference.check_shape(spec, shape)
+    except mi.ShapeError:
+        return False
+    return True
+
+
+def _ids(cases):
+    return [f"{s!r}-{c}" for s, c in cases]
+
+
+FLOAT64_CASES = [(s, c) for s in SPECS for c in SHAPES if _fits(s, SHAPES[c])]
+
+
+@pytest.mark.parametrize("spec, case", FLOAT64_CASES, ids=_ids(FLOAT64_CASES))
+def test_float64_draws_the_law(spec, case) -> None:
+    x = _fill(spec, SHAPES[case], torch.float64).numpy()
+    verdict = stats.check(x, spec, reference_seed=REFERENCE_SEED)
+    assert verdict.passed, str(verdict)
+
+
+def _rounded(values: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    return torch.from_numpy(np.asarray(values, dtype=np.float64)).to(dtype).double().numpy()
+
+
+HALF_CASES = [(s, "dense" if _fits(s, SHAPES["dense"]) else "conv") for s in SPECS]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("spec, case", HALF_CASES, ids=_ids(HALF_CASES))
+def test_half_dtypes_draw_the_law_rounded(spec, case, dtype) -> None:
+    # A continuous law rounded to 8 or 11 significant bits: compared with the reference draw
+    # rounded the same way (two-sample KS), and within the law's support rounded to dtype.
+    shape = SHAPES[case]
+    x = _fill(spec, shape, dtype).double().numpy()
+    reference = _rounded(spec.sample(shape, seed=REFERENCE_SEED, dtype="float64"), dtype)
+    the_law = stats.law(spec, shape)
+    if the_law is not None and the_law.exact is not None:
+        assert np.array_equal(x, reference)
+        return
+    check = stats.check_same(x, reference)
+    assert check.passed, str(check)
+    if the_law is not None:
+        lo, hi = _rounded(np.array(the_law.support), dtype)
+        assert x.min() >= lo and x.max() <= hi
+    if isinstance(spec, mi.spec.Orthogonal):
+        flat = x.reshape(shape[0], -1)
+        gram = flat @ flat.T if flat.shape[0] <= flat.shape[1] else flat.T @ flat
+        assert np.abs(gram - spec.gain**2 * np.eye(len(gram))).max() < 3e-2 * spec.gain**2
+    if isinstance(spec, mi.spec.Sparse):
+        assert ((x == 0).sum(axis=0) >= math.ceil(spec.sparsity * shape[0])).all()
+
+
+TRUNCATED = [
+    mi.truncated_normal(std=1.0, low=-0.01, high=0.01),  # bounds fall between grid points
+    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+    mi.truncated_normal(mean=-3.0, std=0.7, low=1.5, high=4.0),  # above the mean only
+    mi.trunc_normal(std=0.3, a=-0.1, b=0.7),
+    mi.he_normal(),
+    mi.variance_scaling(0.5, "fan_avg", "truncated_normal"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("spec", TRUNCATED, ids=repr)
+def test_truncated_normals_never_leave_their_bounds(spec, dtype) -> None:
+    shape = (256, 128)
+    x = _fill(spec, shape, dtype, seed=2).double().numpy()
+    if isinstance(spec, mi.spec.TruncatedNormal):
+        lo, hi = spec.bounds
+    else:
+        sigma = spec.as_variance_scaling().law(*mi.compute_fans(shape))[1]
+        lo, hi = -2 * sigma, 2 * sigma
+    # Exact comparison in float64: a value rounded to its dtype may not cross a bound either.
+    assert lo <= x.min() and x.max() <= hi, (x.min(), x.max(), lo, hi)
+    # ... and the values do reach the edges where the density there is not negligible (the
+    # clamp is not cutting the law short).
+    if isinstance(spec, mi.spec.TruncatedNormal) and max(abs(spec.low), abs(spec.high)) > 2.5:
+        return
+    width = hi - lo
+    assert x.min() < lo + 0.02 * width and x.max() > hi - 0.02 * width
+
+
+@pytest.mark.parametrize("spec", RANDOM, ids=repr)
+def test_the_same_generator_seed_gives_the_same_tensor(spec) -> None:
+    shape = (16, 8, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
+    a, b, c = (_fill(spec, shape, seed=s) for s in (7, 7, 8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("spec", RANDOM, ids=repr)
+def test_the_global_rng_is_used_without_a_generator(spec) -> None:
+    fill_ = mi.compile(spec, "torch")
+    draws = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        draws.append(fill_(torch.empty(64, 32)))
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], draws[2])
+
+
+def test_compiled_fans_are_the_tensors_own_torch_layout() -> None:
+    # A ConvTranspose weight filled as one tensor: fans read off its stored shape, as torch
+    # does (in=64 is dim 0 here): fan_in = 32 * 9, fan_out = 64 * 9.
+    w = _fill(mi.he_uniform(), (64, 32, 3, 3))
+    assert stats.check(w.numpy(), mi.he_uniform(), fans=(288, 576)).passed
+    assert float(w.abs().max()) <= math.sqrt(6 / 288)
+    assert float(w.abs().max()) > 0.99 * math.sqrt(6 / 288)
+
+
+def test_fills_in_place_without_grad_and_returns_the_tensor() -> None:
+    layer = nn.Linear(64, 32)
+    before = layer.weight.data_ptr()
+    out = mi.compile(mi.xavier_normal(), "torch")(layer.weight)
+    assert out is layer.weight and out.data_ptr() == before
+    assert out.requires_grad and out.grad_fn is None
+
+
+def test_a_non_contiguous_view_is_filled_in_place() -> None:
+    base = torch.zeros(64, 128)
+    view = base.t()[:, ::2]  # (128, 32), not contiguous
+    for spec in (mi.he_normal(), mi.orthogonal(), mi.sparse(0.5), mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())])):
+        base.zero_()
+        mi.compile(spec, "torch")(view, generator=torch.Generator().manual_seed(0))
+        assert (base[::2] != 0).any() and (base[1::2] == 0).all(), spec
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("a built-in spec moved tensor data to the host")
+
+    for name in ("numpy", "cpu", "tolist", "__array__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    monkeypatch.setattr(torch, "from_numpy", refuse)
+    monkeypatch.setattr(mit, "_reference_sample", refuse)
+    for spec in SPECS:
+        if isinstance(spec, mi.spec.Custom):
+            continue
+        shape = (8, 4, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
+        mi.compile(spec, "torch")(torch.empty(shape), generator=torch.Generator().manual_seed(0))
+
+
+def test_custom_is_seeded_by_the_generator_of_the_tensor() -> None:
+    spec = mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape), name="torch.test.std_normal")
+    a, b = (_fill(spec, (32, 8), seed=5) for _ in range(2))
+    assert torch.equal(a, b) and not torch.equal(a, _fill(spec, (32, 8), seed=6))
+
+
+def test_meta_tensors_are_checked_and_left_for_later() -> None:
+    for spec in SPECS:
+        shape = (8, 4, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
+        meta = torch.empty(shape, device="meta")
+        assert mi.compile(spec, "torch")(meta) is meta
+    with pytest.raises(mi.ShapeError, match="only tensors with 2 dimensions"):
+        mi.compile(mi.eye(), "torch")(torch.empty(2, 3, 4, device="meta"))
+    layer = nn.Linear(4, 3, device="meta")
+    mit.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+    layer.to_empty(device="cpu")
+    mit.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+    assert float(layer.weight.detach().abs().max()) <= 0.5
+
+
+def test_an_uninitialized_lazy_parameter_is_a_clear_error() -> None:
+    lazy = nn.LazyLinear(3)
+    with pytest.raises(mi.ShapeError, match="forward pass") as caught:
+        mi.compile(mi.normal(), "torch")(lazy.weight)
+    assert isinstance(caught.value, ValueError)  # torch raises ValueError here too
+    with pytest.raises(ValueError):
+        torch.nn.init.normal_(lazy.weight)
+    lazy(torch.ones(2, 5))
+    mi.compile(mi.normal(), "torch")(lazy.weight)
+
+
+# --------------------------------------------------------------------------- errors and edges
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (7, 0), (0, 0)])
+def test_empty_tensors_are_a_no_op(shape) -> None:
+    for spec in SPECS:
+        if not isinstance(spec, mi.spec.Dirac):  # 2-D is not a dirac shape, empty or not
+            tensor = torch.empty(shape)
+            assert mi.compile(spec, "torch")(tensor) is tensor
+
+
+def test_a_random_spec_refuses_an_integer_tensor() -> None:
+    with pytest.raises(mi.ShapeError, match=r"dtype torch.int64.*float16, torch.bfloat16"):
+        mi.compile(mi.normal(), "torch")(torch.empty(3, 3, dtype=torch.int64))
+    # Deterministic fills work on any dtype, as torch's do.
+    assert mi.compile(mi.constant(7), "torch")(torch.empty(2, dtype=torch.int64)).tolist() == [7, 7]
+    assert mit.eye_(torch.empty(2, 2, dtype=torch.int32)).tolist() == [[1, 0], [0, 1]]
+
+
+def test_bad_arguments_name_what_is_allowed() -> None:
+    fill_ = mi.compile(mi.normal(), "torch")
+    with pytest.raises(mi.SpecError, match=r"tensor=\[1, 2\] is not allowed; tensor must be a torch.Tensor"):
+        fill_([1, 2])
+    with pytest.raises(mi.SpecError, match=r"generator=0 is not allowed"):
+        fill_(torch.empty(2), generator=0)
+    with pytest.raises(mi.SpecError, match=r"seed.*no compile options"):
+        mi.compile(mi.normal(), "torch", seed=1)
+    with pytest.raises(mi.SpecError, match="must be a multiinit spec"):
+        mit.compile("normal()")
+    with pytest.raises(mi.ShapeError, match=r"xavier_uniform\(\) cannot fill a tensor of shape \(5,\)"):
+        mi.compile(mi.xavier_uniform(), "torch")(torch.empty(5))
+
+
+def test_compiled_forms_are_values() -> None:
+    assert mi.compile(mi.normal(std=2.0), "torch") == mi.normal(std=2.0).to("torch") == mit.normal(std=2.0)
+    assert hash(mit.normal(std=2.0)) == hash(mi.compile(mi.normal(std=2.0), "torch"))
+    assert mit.normal(std=2.0) != mit.normal(std=3.0)
+    assert repr(mit.he_normal()) == "multiinit.torch.compile(he_normal())"
+
+
+def test_the_namespace_holds_every_constructor_and_refuses_tensors_in_old_names() -> None:
+    for name in mi.CONSTRUCTORS:
+        assert callable(getattr(mit, name))
+    assert isinstance(mit.mixture([(1.0, mit.zeros().spec)]), mit.TorchInitializer)
+
+    @mit.custom(name="torch.test.decorated")
+    def decorated(rng, shape, dtype):
+        return np.full(shape, 3.0)
+
+    assert decorated(torch.empty(2)).tolist() == [3.0, 3.0]
+    with pytest.raises(mi.SpecError, match=r"normal_\(tensor, \.\.\.\)"):
+        mit.normal(torch.empty(3, 3), 0.0, 1.0)  # torch.nn.init.normal, deprecated since 0.4
+
+
+def test_adapter_docstring_examples() -> None:
+    result = doctest.testmod(mit, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 20 and result.failed == 0
