@@ -26,13 +26,15 @@ Layout and fans
     ``ShapeError`` naming the parameter: MXNet's own ``Xavier`` refuses a 1-D array only
     when it is reached through ``_init_weight`` and silently writes zeros when the name ends
     in ``bias``. A single array carries no layer, so a bias gets its weight's fans only
-    through ``mi.apply``.
+    through ``mi.apply``. In a layer whose shape Gluon defers (``nn.Dense(8)`` without
+    ``in_units``), the initializer runs at the first forward pass, with the shape then known.
 
 Seeds (MXNet has one global generator per device and no way to read its state)
     * ``seed=None``: every draw uses MXNet's global generator, as ``mx.init`` does, so
       ``mx.random.seed(s)`` makes a program reproducible; uniform, normal and the Xavier
-      forms then give exactly the numbers of the matching ``mx.init`` class (``mx.np``'s
-      normal sampler in numpy mode, as MXNet's own initializers use it there).
+      forms then give exactly the numbers of the matching ``mx.init`` class (drawn with
+      ``mx.np``'s samplers in numpy mode, as MXNet's own initializers are there, and, on a
+      float32 array, straight into it as they do).
     * ``seed=<int>``: call k of the instance draws after seeding the array's device with
       ``derive_seed(seed, k)`` (a fresh instance, or one rebuilt by ``mx.init.create``,
       replays the same sequence, while two parameters sharing an instance differ). The
@@ -69,8 +71,12 @@ Model level
     prefixed name (``"dense0_weight"``), which changes with every block built in a process.
     ``role`` is its attribute name (``"weight"``, ``"bias"``, ``"gamma"``, ``"beta"``). A
     transposed conv's weight ``(in, out/g, *k)`` (or channels-last ``(in, *k, out/g)``, and a
-    channels-last conv's ``(out, *k, in/g)``) is seen through its logical view. A 1-D
-    parameter of a block that has a weight (the bias) gets that weight's logical fans.
+    channels-last conv's ``(out, *k, in/g)``) is seen through its logical view
+    ``(out, in/g, *k)``: a 64 -> 128 3x3 transposed conv has fan_in 576 here, where MXNet's
+    own ``Xavier`` reads the stored shape and says 1152 (as torch does). A 1-D parameter of a
+    block that has a weight (the bias) gets that weight's logical fans. Layer kinds:
+    ``dense``, ``conv``, ``conv_transpose``, ``embedding``, ``norm``, and ``depthwise_conv``
+    for a grouped conv with one input channel per group (Keras' DepthwiseConv).
     Parameters must hold data: a block whose shapes are still deferred (``nn.Dense(8)``
     without ``in_units`` before its first forward) raises ``RuleError`` naming each selected
     parameter, as does one never initialized; nothing is written then.
@@ -330,6 +336,34 @@ def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: st
     return _to_native(view, logical).astype(dtype, copy=False)
 
 
+def _fill_in_place(spec: Spec, arr: Any, seed: int | None) -> bool:
+    """Fill ``arr`` directly when the law is one MXNet samples natively (a constant, uniform
+    or normal, fan-based ones included), as ``mx.init`` does: no temporary, no copy. Returns
+    False, having done nothing, for every other law, dtype or array kind."""
+    if isinstance(spec, Constant):
+        arr[:] = spec.value
+        return True
+    numpy_array = isinstance(arr, mx.np.ndarray)
+    # MXNet's samplers write float32 into `out`; and the sampler must be the current mode's.
+    if _dtype_name(arr.dtype) != "float32" or numpy_array != _np_mode():
+        return False
+    if isinstance(spec, Uniform):
+        law = ("uniform", spec.low, spec.high)
+    elif isinstance(spec, Normal):
+        law = ("normal", spec.mean, spec.std)
+    elif spec.as_variance_scaling() is not None:
+        distribution, number = spec.as_variance_scaling().law(*LogicalView(tuple(arr.shape)).fans)
+        if distribution == "truncated_normal":
+            return False
+        law = ("uniform", -number, number) if distribution == "uniform" else ("normal", 0.0, number)
+    else:
+        return False
+    sampler = getattr(mx.np.random if numpy_array else mx.nd.random, law[0])
+    with _seeded(seed, arr.context):
+        sampler(law[1], law[2], arr.shape, out=arr)
+    return True
+
+
 def _as_stored(value: Any, like: Any) -> Any:
     """``value`` (an NDArray) in the array type of ``like`` (mx.np refuses legacy NDArrays)."""
     if isinstance(like, mx.np.ndarray):
@@ -415,7 +449,7 @@ class Multiinit(mx.init.Initializer):
         check_shape(self.spec, shape, None, path=path)
         seed = None if self.seed is None else derive_seed(self.seed, self._calls)
         self._calls += 1
-        if math.prod(shape) == 0:
+        if math.prod(shape) == 0 or _fill_in_place(self.spec, arr, seed):
             return
         value = _draw(self.spec, LogicalView(shape), None, _dtype_name(arr.dtype), arr.context, seed, path)
         # A shallow legacy view of an mx.np array shares its memory: one write for both kinds.
