@@ -352,3 +352,10 @@ def test_compile_and_to_agree_and_refuse_non_specs() -> None:
     assert mim.Multiinit("normal(std=0.5)") == mim.Multiinit({"kind": "normal", "mean": 0.0, "std": 0.5})
     with pytest.raises(mi.SpecError, match="spec=42 is not allowed"):
         mim.Multiinit(42)
+
+
+def test_the_adapter_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(mim, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted >= 10 and result.failed == 0, f"{result.failed} doctest example(s) failed"
