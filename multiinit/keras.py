@@ -51,6 +51,8 @@ Truncated normals
     Drawn by inverting the normal CDF on U(Phi(low), Phi(high)) and clipped to the bounds, so
     values never escape them, for any bounds in std units and on every backend (Keras' torch
     backend keeps an out-of-bounds candidate about 4e-6 of the time; Keras only cuts at 2 std).
+    At +-2 std on the TensorFlow and JAX backends, whose own truncated normal is exact, that
+    one is used (1.5x faster on TF), followed by the same clip.
     The inversion runs in float32 when both bounds are within 3 std (float32 resolves
     CDF values there far below any statistical test), in float64 otherwise (in float32 a far
     tail would be quantized and a cut at +-100 std would put the rare u = 0 on the bound); the
@@ -77,8 +79,10 @@ Model level
     Parameters are the variables each layer created trainable (a frozen layer's weights stay
     parameters; BatchNorm's moving statistics and seed-generator states never are), in layer
     order (a layer's own variables in creation order, then its sublayers depth first), each
-    variable once. ``path`` is Keras' ``variable.path`` (``"sequential/dense/kernel"`` in a
-    Sequential, ``"dense/kernel"`` in a functional model), ``role`` its name (``"kernel"``
+    variable once. ``path`` is Keras' ``variable.path``: ``"net/dense/kernel"`` in a Sequential
+    named "net", ``"dense/kernel"`` in a functional model and in a Sequential loaded with
+    ``keras.models.load_model`` (Keras drops the model's name there), so a glob such as
+    ``"*dense/kernel"`` holds in both. ``role`` is the variable's name (``"kernel"``
     also answers to ``"weight"``; a separable conv's ``"depthwise_kernel"`` and
     ``"pointwise_kernel"`` and an LSTM's ``"recurrent_kernel"`` keep their own names).
     Every value is drawn before any variable is assigned.
@@ -135,6 +139,10 @@ _FLOATS = ("float16", "bfloat16", "float32", "float64")
 _SQRT2 = math.sqrt(2.0)
 # Below this many std on both sides, float32 resolves the normal CDF well enough to invert it.
 _FLOAT32_TRUNCATION_LIMIT = 3.0
+# Backends whose keras.random.truncated_normal (cut at 2 std) never lets a value out: TF
+# re-draws outside values, JAX inverts the CDF and clamps. Keras' torch backend keeps its first
+# of 4 candidates when none is inside, so there (and elsewhere) the CDF inversion below is used.
+_EXACT_TWO_SIGMA = ("tensorflow", "jax")
 
 
 # --------------------------------------------------------------------------- drawing
@@ -161,6 +169,11 @@ def _child(seed: int | None, index: int) -> int | None:
 def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high: float,
                dtype: str, seed: int | None) -> Any:
     """N(mean, std**2) cut to [mean + low*std, mean + high*std]; never outside, any backend."""
+    if (low, high) == (-2.0, 2.0) and keras.backend.backend() in _EXACT_TWO_SIGMA:
+        # This backend's own two-sigma truncated normal is exact (rejection or clamped inversion).
+        work = _work_dtype(dtype)
+        y = _cast(keras.random.truncated_normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
+        return _ops.clip(y, mean + low * std, mean + high * std)
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
     work = "float64" if dtype == "float64" or max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT else "float32"
@@ -234,15 +247,19 @@ def _dirac(spec: Dirac, shape: tuple[int, ...], dtype: str) -> Any:
 
 
 def _sparse(spec: Sparse, shape: tuple[int, ...], dtype: str, seed: int | None) -> Any:
-    rows, _ = shape
+    rows, cols = shape
     work = _work_dtype(dtype)
     values = keras.random.normal(shape, stddev=spec.std, dtype=work, seed=_child(seed, 0))
     zeros_per_column = int(math.ceil(spec.sparsity * rows))
     if zeros_per_column:
-        # A uniformly random set of rows per column: the rows whose key ranks below k.
-        keys = keras.random.uniform(shape, dtype="float32", seed=_child(seed, 1))
-        ranks = _ops.argsort(_ops.argsort(keys, axis=0), axis=0)
-        values = _ops.where(ranks < zeros_per_column, _ops.zeros_like(values), values)
+        # A uniformly random set of exactly k rows per column: the top k of iid keys (top_k
+        # returns k distinct indices even on ties), scattered into a mask.
+        keys = keras.random.uniform((cols, rows), dtype="float32", seed=_child(seed, 1))
+        picked = _ops.top_k(keys, zeros_per_column, sorted=False)[1]
+        column = _ops.broadcast_to(_ops.arange(cols, dtype=picked.dtype)[:, None], (cols, zeros_per_column))
+        pairs = _ops.reshape(_ops.stack([picked, column], axis=-1), (-1, 2))
+        hits = _ops.scatter(pairs, _ops.ones((cols * zeros_per_column,), dtype=work), shape)
+        values = _ops.where(hits > 0, _ops.zeros_like(values), values)
     return _cast(values, dtype)
 
 
@@ -298,6 +315,9 @@ def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: st
         return _draw_elementwise(spec, view.native_shape, fans, dtype, seed)
     if isinstance(spec, Custom):
         return _custom(spec, view, fans, dtype, seed)
+    if isinstance(spec, Eye) and view.is_plain:
+        # A 2-D plain view is the identity or the transpose, and eye(a, b).T is eye(b, a).
+        return _ops.eye(*view.native_shape, dtype=dtype)
     shape = view.logical_shape
     if isinstance(spec, Orthogonal):
         logical = _orthogonal(spec, shape, dtype, seed)

@@ -210,6 +210,7 @@ def test_bad_seeds_are_refused(seed) -> None:
 
 
 @pytest.mark.parametrize("spec", [
+    mi.truncated_normal(mean=0.1, std=0.02),                   # +-2 std: TF's own, then clipped
     mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
     mi.truncated_normal(std=3.0, low=0.5, high=3.0),          # one-sided, flipped to the lower tail
     mi.truncated_normal(mean=-1.0, std=0.5, low=4.0, high=6.0),  # far tail: the float64 path
@@ -246,6 +247,16 @@ def test_a_uniform_on_the_edge_of_its_range_still_lands_inside(spec, edge, monke
     x = draw(mi.compile(spec, "keras", seed=0), (4, 4))
     lo, hi = (np.float32(b) for b in spec.bounds)
     assert np.isfinite(x).all() and x.min() >= lo and x.max() <= hi, (x.min(), x.max(), lo, hi)
+
+
+@pytest.mark.parametrize("spec", [mi.truncated_normal(mean=0.1, std=0.02), mi.he_normal()])
+def test_the_cdf_inversion_used_off_tensorflow_and_jax_draws_the_two_sigma_law(spec, monkeypatch) -> None:
+    # Keras' torch backend lets ~4e-6 of its two-sigma draws out, so other backends invert the
+    # CDF; force that path here, where TF's own is otherwise used.
+    monkeypatch.setattr(mik, "_EXACT_TWO_SIGMA", ())
+    x = draw(mi.compile(spec, "keras", seed=12), (160, 200))
+    verdict = stats.check(logical(x), spec, reference_seed=5)
+    assert verdict.passed, str(verdict)
 
 
 def test_a_far_tail_cut_is_not_quantized() -> None:
