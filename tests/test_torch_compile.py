@@ -114,6 +114,25 @@ def test_truncated_normals_never_leave_their_bounds(spec, dtype) -> None:
     assert x.min() < lo + 0.02 * width and x.max() > hi - 0.02 * width
 
 
+@pytest.mark.parametrize("rounds", [64, 1, 0], ids=["rejection", "one-round", "inverse-cdf"])
+@pytest.mark.parametrize("spec", TRUNCATED, ids=repr)
+def test_truncated_laws_by_rejection_and_by_the_inverse_cdf(spec, rounds, monkeypatch) -> None:
+    # Wide bounds are drawn by redrawing the values outside; fewer rounds than needed make the
+    # sampler give up and invert the CDF for the whole tensor, as narrow bounds always do.
+    monkeypatch.setattr(mit, "_REJECTION_ROUNDS", rounds)
+    x = _fill(spec, (256, 128), torch.float64, seed=3).numpy()
+    verdict = stats.check(x, spec)
+    assert verdict.passed, str(verdict)
+
+
+@pytest.mark.parametrize("shape", [(256, 128), (64, 32, 3, 3)])
+def test_a_mixture_of_four_with_fans_and_a_zero_weight(shape) -> None:
+    spec = mi.mixture([(0.1, mi.he_normal()), (0.0, mi.normal(100.0)), (0.2, mi.constant(3)),
+                       (0.3, mi.uniform(-1, 1)), (0.4, mi.xavier_normal(gain=3.0))])
+    verdict = stats.check(_fill(spec, shape, torch.float64).numpy(), spec)
+    assert verdict.passed, str(verdict)
+
+
 @pytest.mark.parametrize("spec", RANDOM, ids=repr)
 def test_the_same_generator_seed_gives_the_same_tensor(spec) -> None:
     shape = (16, 8, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
@@ -239,6 +258,19 @@ def test_bad_arguments_name_what_is_allowed() -> None:
         mit.compile("normal()")
     with pytest.raises(mi.ShapeError, match=r"xavier_uniform\(\) cannot fill a tensor of shape \(5,\)"):
         mi.compile(mi.xavier_uniform(), "torch")(torch.empty(5))
+
+
+def test_checks_are_remembered_per_shape_and_dtype_only() -> None:
+    fill_ = mi.compile(mi.xavier_uniform(), "torch")
+    fill_(torch.empty(4, 3))
+    with pytest.raises(mi.ShapeError):
+        fill_(torch.empty(4))
+    with pytest.raises(mi.ShapeError, match="dtype torch.int32"):
+        fill_(torch.empty(4, 3, dtype=torch.int32))
+    with pytest.raises(mi.ShapeError, match="lazy"):
+        fill_(nn.LazyLinear(3).weight)
+    meta = torch.empty(4, 3, device="meta")
+    assert fill_(meta) is meta
 
 
 def test_compiled_forms_are_values() -> None:
