@@ -4,7 +4,8 @@
 ``MultiinitInitializer``, a ``keras.initializers.Initializer`` subclass written with
 ``keras.ops`` and ``keras.random`` only, so it runs on any Keras 3 backend (TensorFlow is the
 one tested). ``mi.apply(model, rules, seed=None)`` initializes a built Keras ``Model`` or
-``Layer`` by rules, all or nothing.
+``Layer`` by rules, all or nothing. Every constructor of the namespace also takes Keras'
+``seed=`` keyword: ``mik.he_normal(seed=1)``.
 
 Decisions (each one tested in ``tests/test_keras_*.py``):
 
@@ -52,7 +53,7 @@ Truncated normals
     values never escape them, for any bounds in std units and on every backend (Keras' torch
     backend keeps an out-of-bounds candidate about 4e-6 of the time; Keras only cuts at 2 std).
     At +-2 std on the TensorFlow and JAX backends, whose own truncated normal is exact, that
-    one is used (1.5x faster on TF), followed by the same clip.
+    one is used (the inversion takes about 1.5x as long as TF's own), then the same clip.
     The inversion runs in float32 when both bounds are within 3 std (float32 resolves
     CDF values there far below any statistical test), in float64 otherwise (in float32 a far
     tail would be quantized and a cut at +-100 std would put the rare u = 0 on the bound); the
@@ -130,7 +131,7 @@ if not str(getattr(keras, "__version__", "0")).startswith("3"):  # pragma: no co
         ImportError(f"keras {getattr(keras, '__version__', '?')} is installed; multiinit needs Keras 3"),
     )
 
-__all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of"]
+__all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of", "calculate_gain", *CONSTRUCTORS]
 
 #: Keras kernels are (*spatial, in, out).
 LAYOUT = SPATIAL_IN_OUT
