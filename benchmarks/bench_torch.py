@@ -1,0 +1,152 @@
+"""Time every spec through the torch adapter against torch's own call, on a 4096x4096 float32.
+
+Run in the torch env: ``python benchmarks/bench_torch.py [--repeats 7] [--size 4096] [--threads 1]``.
+The adapter is called as users call it, ``mi.compile(spec, "torch")(w)``; the native call is
+the one ``multiinit.explain`` names for the spec (``torch.nn.init.*``), or, for the seed
+chapter's custom law, the chapter's own ``my_init`` (``uniform_(-10, 10)`` then zero where
+``|w| < 5``). Both draw from torch's global RNG into the same preallocated tensor. Adapter and
+native calls alternate (the order flipping each round) so that load from other processes
+hits both alike; each row is the fastest of ``--repeats`` rounds after one warm-up call each
+(3 rounds when one call takes over a second): on a machine shared with other work the
+minimum is the stable estimate of a call's own cost (as ``timeit`` advises), where medians of
+two identical calls still differ by 10%. Dirac fills a (size, size, 1) conv kernel (it
+needs 3-5 dimensions): the same number of values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+import multiinit as mi
+
+
+def d2l_my_init(rng, shape, dtype):
+    """The chapter's my_init in NumPy: U(-10, 10), zeroed where |w| < 5."""
+    w = rng.uniform(-10, 10, shape)
+    return w * (abs(w) >= 5)
+
+
+def d2l_torch_my_init(w: torch.Tensor) -> None:
+    """The chapter's own torch code, verbatim but for the module test."""
+    torch.nn.init.uniform_(w, -10, 10)
+    w.data *= w.data.abs() >= 5
+
+
+SPECS = [
+    mi.zeros(),
+    mi.constant(42),
+    mi.uniform(-0.5, 0.25),
+    mi.normal(0.5, 0.01),
+    mi.truncated_normal(std=0.02),
+    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+    mi.trunc_normal(std=0.02),
+    mi.xavier_uniform(gain=mi.calculate_gain("relu")),
+    mi.xavier_normal(gain=2.0),
+    mi.kaiming_uniform(a=math.sqrt(5)),
+    mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+    mi.glorot_uniform(),
+    mi.glorot_normal(),
+    mi.he_uniform(),
+    mi.he_normal(),
+    mi.lecun_uniform(),
+    mi.lecun_normal(),
+    mi.variance_scaling(0.5, "fan_avg", "truncated_normal"),
+    mi.orthogonal(),
+    mi.eye(),
+    mi.dirac(),
+    mi.sparse(0.1),
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.custom(d2l_my_init, name="bench.my_init"),
+]
+_CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
+
+
+def native_for(spec: mi.Spec, shape: tuple[int, ...]):
+    """``(label, fill(w))`` of torch's own equivalent, or ``(None, None)``."""
+    if isinstance(spec, _CHAPTER_LAW):
+        return "my_init (d2l, torch)", d2l_torch_my_init
+    code = mi.explain(spec, shape, "torch").native["torch"]
+    if code is None:
+        return None, None
+    # The text comes from multiinit.explain, not from a user.
+    compiled = compile(code, "<explain>", "eval")
+    return code.replace("torch.nn.init.", ""), lambda w: eval(compiled, {"torch": torch, "w": w})
+
+
+def _once(fill, w: torch.Tensor) -> float:
+    start = time.perf_counter()
+    fill(w)
+    float(w.reshape(-1)[-1])  # the draw has finished
+    return time.perf_counter() - start
+
+
+def timed_pair(ours, theirs, w: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Fastest seconds of the adapter's and of the native call, interleaved."""
+    warm = _once(ours, w) + _once(theirs, w)
+    rounds = 3 if warm > 2.0 else repeats
+    a, b = [], []
+    for i in range(rounds):
+        if i % 2:
+            b.append(_once(theirs, w))
+            a.append(_once(ours, w))
+        else:
+            a.append(_once(ours, w))
+            b.append(_once(theirs, w))
+    return min(a), min(b)
+
+
+def per_call_overhead(calls: int = 20000) -> None:
+    """The adapter's fixed cost per call (argument and shape checks, dispatch), measured on a
+    16x16 tensor where the draw itself costs almost nothing."""
+    print(f"\nfixed cost per call on a 16x16 tensor (fastest of 5 runs of {calls} calls)")
+    w = torch.empty(16, 16)
+    for spec in (mi.uniform(-0.5, 0.25), mi.xavier_uniform(), mi.kaiming_normal(), mi.he_normal()):
+        ours = mi.compile(spec, "torch")
+        _, theirs = native_for(spec, (16, 16))
+        results = []
+        for fill in (ours, theirs):
+            runs = []
+            for _ in range(5):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fill(w)
+                runs.append((time.perf_counter() - start) / calls)
+            results.append(min(runs))
+        print(f"  {spec!r:<40} adapter {results[0] * 1e6:6.1f} us, native {results[1] * 1e6:6.1f} us, "
+              f"difference {(results[0] - results[1]) * 1e6:+6.1f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} thread(s); {args.size}x{args.size} float32, "
+          f"fastest of {args.repeats} interleaved rounds after a warm-up\n")
+    header = f"{'spec':<62} {'native':<52} {'adapter ms':>10} {'native ms':>10} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for spec in SPECS:
+        shape = (args.size, args.size, 1) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
+        w = torch.empty(shape)
+        ours = mi.compile(spec, "torch")
+        label, native = native_for(spec, shape)
+        if native is None:
+            _once(ours, w)
+            t = min(_once(ours, w) for _ in range(args.repeats))
+            print(f"{spec!r:<62.62} {'no native equivalent':<52} {t * 1e3:>10.1f} {'-':>10} {'-':>6}")
+            continue
+        a, b = timed_pair(ours, native, w, args.repeats)
+        print(f"{spec!r:<62.62} {label:<52.52} {a * 1e3:>10.1f} {b * 1e3:>10.1f} {a / b:>6.2f}")
+    per_call_overhead()
+
+
+if __name__ == "__main__":
+    main()
