@@ -12,7 +12,6 @@ seed chapter's custom law, the chapter's TensorFlow ``MyInit`` subclass. Dirac f
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import time
@@ -24,13 +23,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import multiinit as mi  # noqa: E402
+from common import CHAPTER_LAW as _CHAPTER_LAW  # noqa: E402
+from common import SPECS  # noqa: E402
 from multiinit import keras as mik  # noqa: E402,F401  (registers the adapter)
-
-
-def my_init(rng: np.random.Generator, shape: tuple[int, ...], dtype: object) -> np.ndarray:
-    """d2l's MyInit law in NumPy: U(-10, 10), zeroed where |w| < 5."""
-    w = rng.uniform(-10, 10, shape)
-    return w * (np.abs(w) >= 5)
 
 
 class MyInit(tf.keras.initializers.Initializer):
@@ -42,32 +37,6 @@ class MyInit(tf.keras.initializers.Initializer):
         return data * factor
 
 
-SPECS = [
-    mi.zeros(),
-    mi.constant(42),
-    mi.uniform(-0.5, 0.25),
-    mi.normal(0.5, 0.01),
-    mi.truncated_normal(std=0.02),
-    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
-    mi.trunc_normal(std=0.02),
-    mi.xavier_uniform(gain=mi.calculate_gain("relu")),
-    mi.xavier_normal(gain=2.0),
-    mi.kaiming_uniform(a=math.sqrt(5)),
-    mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
-    mi.glorot_uniform(),
-    mi.glorot_normal(),
-    mi.he_uniform(),
-    mi.he_normal(),
-    mi.lecun_uniform(),
-    mi.lecun_normal(),
-    mi.orthogonal(),
-    mi.eye(),
-    mi.dirac(),
-    mi.sparse(0.1),
-    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
-    mi.custom(my_init, name="bench.my_init"),
-]
-_CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
 
 
 def _once(initializer, shape: tuple[int, ...]) -> float:

@@ -1,0 +1,51 @@
+"""The specs every adapter benchmark times, so that their tables line up row by row.
+
+The benchmarks run as scripts (``python benchmarks/bench_<backend>.py``), which puts this
+folder on ``sys.path``: ``from common import SPECS``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import multiinit as mi
+
+
+def d2l_my_init(rng: np.random.Generator, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+    """The seed chapter's my_init law in NumPy: U(-10, 10), zeroed where |w| < 5."""
+    w = rng.uniform(-10, 10, shape)
+    return w * (np.abs(w) >= 5)
+
+
+SPECS = [
+    mi.zeros(),
+    mi.constant(42),
+    mi.uniform(-0.5, 0.25),
+    mi.normal(0.5, 0.01),
+    mi.truncated_normal(std=0.02),
+    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+    mi.trunc_normal(std=0.02),
+    mi.xavier_uniform(gain=mi.calculate_gain("relu")),
+    mi.xavier_normal(gain=2.0),
+    mi.kaiming_uniform(a=math.sqrt(5)),
+    mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+    mi.glorot_uniform(),
+    mi.glorot_normal(),
+    mi.he_uniform(),
+    mi.he_normal(),
+    mi.lecun_uniform(),
+    mi.lecun_normal(),
+    mi.variance_scaling(0.5, "fan_avg", "truncated_normal"),
+    mi.orthogonal(),
+    mi.eye(),
+    mi.dirac(),
+    mi.sparse(0.1),
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.custom(d2l_my_init, name="bench.my_init"),
+]
+
+#: The seed chapter's law, as a mixture and as a custom function: timed against the chapter's
+#: own native code.
+CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
