@@ -4,7 +4,15 @@
 initialization PyTorch would have given the same layers (torch's bias drawn from the fan of
 its layer's weight included), and likewise for the other three. They cover the layers every
 framework defaults the same way: dense (Linear/Dense), conv and embedding; other parameters
-are left as they are. Each preset is an ordered list of ``(selector, spec)`` rules.
+(norms, recurrent cells) are left as they are. Each preset is an ordered list of
+``(selector, spec)`` rules whose selectors are optional: a model without embeddings or biases
+is fine.
+
+Depthwise and transposed convolutions get the same laws on their logical (out, in, *k) fans.
+That is each framework's own default except where the framework reads fans off a storage
+layout that is not logical: Keras' ``DepthwiseConv2D`` (its glorot_uniform sees
+``(*k, C, multiplier)``) and torch's ``ConvTranspose`` with groups > 1. torch's
+``ConvTranspose`` with one group is reproduced exactly (its own rule below).
 
 The values, read from each framework's source (see framework-facts.md):
 
@@ -20,9 +28,10 @@ mxnet         U(-0.07, 0.07)                 zeros            U(-0.07, 0.07)    
 
 >>> for selector, spec in torch_default:
 ...     print(selector, "->", spec)
-select(kind='embedding', role=('embedding', 'embeddings', 'kernel', 'weight')) -> normal()
-select(kind=('conv', 'dense'), role=('kernel', 'weight')) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
-select(kind=('conv', 'dense'), role='bias') -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
+select(kind='embedding', role=('embedding', 'embeddings', 'kernel', 'weight'), optional=True) -> normal()
+select(kind='conv_transpose', role=('bias', 'kernel', 'weight'), optional=True) -> variance_scaling(scale=0.3333333333333333, mode='fan_out', distribution='uniform')
+select(kind=('conv', 'conv_transpose', 'dense', 'depthwise_conv'), role=('kernel', 'weight'), optional=True) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
+select(kind=('conv', 'conv_transpose', 'dense', 'depthwise_conv'), role='bias', optional=True) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
 """
 
 from __future__ import annotations
@@ -32,15 +41,22 @@ from .spec import glorot_uniform, lecun_normal, normal, uniform, variance_scalin
 
 __all__ = ["torch_default", "keras_default", "flax_default", "mxnet_default", "PRESETS"]
 
-_WEIGHT = select(kind=("dense", "conv"), role="weight")
-_BIAS = select(kind=("dense", "conv"), role="bias")
-_EMBEDDING = select(kind="embedding", role=("weight", "embedding"))
+# Every rule is optional: a preset applied to a model without embeddings (or without biases)
+# initializes what the model has and leaves the rest alone.
+_CONVS = ("dense", "conv", "depthwise_conv", "conv_transpose")
+_WEIGHT = select(kind=_CONVS, role="weight", optional=True)
+_BIAS = select(kind=_CONVS, role="bias", optional=True)
+_EMBEDDING = select(kind="embedding", role=("weight", "embedding"), optional=True)
+_TRANSPOSED = select(kind="conv_transpose", role=("weight", "bias"), optional=True)
 
 # kaiming_uniform(a=sqrt(5)) has gain^2 = 2/(1+5) = 1/3: U(+-sqrt(3 * (1/3) / fan_in)).
 _TORCH_LINEAR = variance_scaling(1 / 3, "fan_in", "uniform")
 
 torch_default = [
     (_EMBEDDING, normal(0.0, 1.0)),
+    # torch reads a ConvTranspose weight's fan_in off its stored (in, out/groups, *k) shape:
+    # out/groups * prod(k), which is the logical fan_out when groups == 1.
+    (_TRANSPOSED, variance_scaling(1 / 3, "fan_out", "uniform")),
     (_WEIGHT, _TORCH_LINEAR),
     # A bias sees its layer's weight fans at model level: U(+-1/sqrt(fan_in of the weight)).
     (_BIAS, _TORCH_LINEAR),

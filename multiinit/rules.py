@@ -99,11 +99,14 @@ def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:
 class Select:
     """A framework-neutral selector: a layer ``kind`` and/or a ``role`` and/or a path glob,
     all of which must hold. Presets use it to say "the weight of a dense or conv layer" the
-    same way in every framework."""
+    same way in every framework. An ``optional`` selector may select nothing (a preset's
+    embedding rule on a model without an embedding); any other rule that selects nothing is
+    an error."""
 
     kind: frozenset[str] | None = None
     role: frozenset[str] | None = None
     path: str | None = None
+    optional: bool = False
 
     def matches(self, param: Param) -> bool:
         """True when every given part holds for ``param``."""
@@ -121,6 +124,8 @@ class Select:
                 parts.append(f"{name}={tuple(sorted(value)) if len(value) > 1 else next(iter(value))!r}")
         if self.path is not None:
             parts.append(f"path={self.path!r}")
+        if self.optional:
+            parts.append("optional=True")
         return f"select({', '.join(parts)})"
 
 
@@ -128,8 +133,11 @@ def select(
     kind: str | Sequence[str] | None = None,
     role: str | Sequence[str] | None = None,
     path: str | None = None,
+    optional: bool = False,
 ) -> Select:
     """A selector on the neutral layer kind, the role and the path, in any combination.
+
+    ``optional=True`` lets the rule select nothing without a ``RuleError``.
 
     >>> select(kind=("dense", "conv"), role="weight")  # a role stands for its synonyms too
     select(kind=('conv', 'dense'), role=('kernel', 'weight'))
@@ -143,7 +151,9 @@ def select(
         roles = frozenset().union(*(roles_of(r) for r in roles))
     if kinds is None and roles is None and path is None:
         raise RuleError("select() needs at least one of kind=, role=, path=")
-    return Select(kinds, roles, path)
+    if not isinstance(optional, bool):
+        raise RuleError(f"select: optional={optional!r} is not allowed; optional must be True or False")
+    return Select(kinds, roles, path, optional)
 
 
 def _is_type_selector(selector: Any) -> bool:
@@ -256,7 +266,8 @@ def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
     # A rule shadowed by earlier ones is fine; a selector that selects nothing at all is a
     # mistake (usually a typo) and is reported before anything happens.
     for rule in normalized:
-        if not any(rule.matches(p) for p in params):
+        optional = isinstance(rule.selector, Select) and rule.selector.optional
+        if not optional and not any(rule.matches(p) for p in params):
             raise _nothing_matched(rule, params)
     assignments = []
     for param in params:

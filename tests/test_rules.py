@@ -187,8 +187,33 @@ def test_presets_are_rules_for_dense_conv_and_embedding() -> None:
     params = model()
     params[0].kind = params[1].kind = "conv"
     params[4].kind = params[5].kind = "dense"
-    got = assigned(plan(params, mi.presets.torch_default[1:]))
+    # The model has no embedding and no transposed conv: those optional rules select nothing.
+    got = assigned(plan(params, mi.presets.torch_default))
     third = mi.variance_scaling(1 / 3, "fan_in", "uniform")
     assert got == {"conv.weight": third, "conv.bias": third, "head/kernel": third, "head/bias": third}
-    assert assigned(plan(params, mi.presets.keras_default[1:]))["head/bias"] == mi.zeros()
+    assert assigned(plan(params, mi.presets.keras_default))["head/bias"] == mi.zeros()
     assert set(mi.presets.PRESETS) == {"torch", "keras", "flax", "mxnet"}
+
+
+def test_torch_preset_reads_a_transposed_conv_fan_as_torch_does() -> None:
+    # torch's ConvTranspose2d(4, 6, 3) stores (4, 6, 3, 3) and its default reads fan_in = 6 * 9,
+    # the logical fan_out; the depthwise conv is a plain logical fan_in of 1 * 9.
+    up = Param("up.weight", LogicalView((6, 4, 3, 3)), "weight", Conv(), order=0, kind="conv_transpose")
+    up_bias = Param("up.bias", LogicalView((6,)), "bias", Conv(), fans=(36, 54), order=1, kind="conv_transpose")
+    dw = Param("dw.weight", LogicalView((4, 1, 3, 3)), "weight", Conv(), order=2, kind="depthwise_conv")
+    got = assigned(plan([up, up_bias, dw], mi.presets.torch_default))
+    transposed = mi.variance_scaling(1 / 3, "fan_out", "uniform")
+    assert got == {"up.weight": transposed, "up.bias": transposed,
+                   "dw.weight": mi.variance_scaling(1 / 3, "fan_in", "uniform")}
+    law = mi.reference.sample(transposed, (6, 4, 3, 3), seed=0, fans=up.fans)
+    assert np.abs(law).max() <= 1 / np.sqrt(54)
+
+
+def test_an_optional_selector_may_select_nothing_and_says_so_in_its_repr() -> None:
+    rule = mi.select(kind="embedding", optional=True)
+    assert repr(rule) == "select(kind='embedding', optional=True)"
+    assert plan(model(), [(rule, mi.zeros())]) == []
+    with pytest.raises(mi.RuleError, match="matches no parameter"):
+        plan(model(), [(mi.select(kind="embedding"), mi.zeros())])
+    with pytest.raises(mi.RuleError, match="optional='yes' is not allowed"):
+        mi.select(kind="dense", optional="yes")
