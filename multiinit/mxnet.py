@@ -92,7 +92,10 @@ import numpy as np
 
 from .errors import BackendUnavailable, RuleError, ShapeError, SpecError, UnknownBackend
 from .fans import OUT_IN, LogicalView
-from .reference import _C, _D, _P_LOW, check_shape
+from .reference import TAIL_BELOW as _P_LOW
+from .reference import TAIL_DENOMINATOR as _D
+from .reference import TAIL_NUMERATOR as _C
+from .reference import check_shape
 from .reference import sample as _reference_sample
 from .registry import namespace
 from .rules import Param, derive_seed, execute, normalize_rules

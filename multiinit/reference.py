@@ -142,6 +142,10 @@ _C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 _P_LOW = 0.02425
 
+#: Acklam's lower-tail coefficients and the probability below which they apply, for adapters
+#: that invert the normal tail natively with exactly the reference's approximation.
+TAIL_NUMERATOR, TAIL_DENOMINATOR, TAIL_BELOW = _C, _D, _P_LOW
+
 
 def _ndtri(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
@@ -186,13 +190,31 @@ def truncated_standard_normal(
     return -x if flip else x
 
 
-def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans) -> np.ndarray:
+def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:
+    """``x`` (float64) clamped so that rounding it to ``dtype`` keeps it in the support.
+
+    Rounding to nearest is monotone, so clamping to the dtype's own numbers inside the
+    support is enough: U[low, high) never returns ``high`` and a truncated normal never
+    leaves its closed bounds, in float16 as in float64.
+    """
+    floor = np.array(low, dtype=dtype)
+    if float(floor) < low:
+        floor = np.nextafter(floor, np.array(np.inf, dtype=dtype))
+    ceiling = np.array(high, dtype=dtype)
+    if float(ceiling) > high or (open_high and float(ceiling) == high):
+        ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
+    return np.clip(x, float(floor), float(ceiling))
+
+
+def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
+                     dtype: np.dtype) -> np.ndarray:
     distribution, number = spec.as_variance_scaling().law(*fans)
     if distribution == "uniform":
-        return rng.uniform(-number, number, shape)
+        return _within(rng.uniform(-number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
         return number * rng.standard_normal(shape)
-    return number * truncated_standard_normal(rng, -2.0, 2.0, shape)
+    return _within(number * truncated_standard_normal(rng, -2.0, 2.0, shape), -2 * number, 2 * number,
+                   dtype, open_high=False)
 
 
 def _orthogonal(spec: Orthogonal, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -234,13 +256,15 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
-        return rng.uniform(spec.low, spec.high, shape)
+        return _within(rng.uniform(spec.low, spec.high, shape), spec.low, spec.high, dtype, open_high=True)
     if isinstance(spec, Normal):
         return spec.mean + spec.std * rng.standard_normal(shape)
     if isinstance(spec, TruncatedNormal):
-        return spec.mean + spec.std * truncated_standard_normal(rng, spec.low, spec.high, shape)
+        x = spec.mean + spec.std * truncated_standard_normal(rng, spec.low, spec.high, shape)
+        return _within(x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype,
+                       open_high=False)
     if spec.as_variance_scaling() is not None:
-        return _variance_scaled(spec, rng, shape, fans)
+        return _variance_scaled(spec, rng, shape, fans, dtype)
     if isinstance(spec, Orthogonal):
         return _orthogonal(spec, rng, shape)
     if isinstance(spec, Eye):

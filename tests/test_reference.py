@@ -275,3 +275,16 @@ def test_a_shape_a_spec_cannot_fill_is_a_shape_error_naming_the_path(spec, shape
     with pytest.raises(mi.ShapeError, match=reason.split(",")[0]):
         sample(spec, shape)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_rounding_never_takes_a_draw_out_of_its_support(dtype) -> None:
+    # In float16, U[0, 1) drawn in float64 rounds to 1.0 for about 1 value in 4096: the
+    # reference must still be half-open, and a truncated normal still inside its bounds.
+    x = mi.reference.sample(mi.uniform(0.0, 1.0), (200_000,), seed=0, dtype=dtype)
+    assert x.max() < 1.0 and x.min() >= 0.0
+    lo, hi = -0.3, 0.3  # not representable in either dtype
+    t = mi.reference.sample(mi.truncated_normal(std=1.0, low=lo, high=hi), (200_000,), seed=0, dtype=dtype)
+    assert t.min() >= lo and t.max() <= hi
+    g = mi.reference.sample(mi.he_uniform(), (300, 700), seed=0, dtype=dtype)
+    assert np.abs(g).max() < np.sqrt(6 / 700)
