@@ -25,6 +25,7 @@ from . import presets
 from .explain import Explanation, explain
 from .fans import LogicalView, calculate_gain, compute_fans
 from .registry import BACKENDS, compile, detect
+from .registry import install_registration_hook as _install_registration_hook
 from .rules import select
 from .spec import (
     CONSTRUCTORS,
@@ -102,3 +103,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     from .registry import apply as _apply
 
     return _apply(model, rules, seed=seed, portable=portable)
+
+
+# Saved Keras models and MXNet initializer strings name multiinit's registered classes: make
+# them loadable after a bare ``import multiinit`` (this imports no framework; see registry).
+_install_registration_hook()

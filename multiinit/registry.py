@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -165,3 +167,72 @@ def _native(backend: str, constructor: Callable[..., Any], compile_spec: Callabl
     native.__module__ = f"multiinit.{backend}"
     native.__annotations__ = {k: v for k, v in native.__annotations__.items() if k != "return"}
     return native
+
+
+# --------------------------------------------------------------------------- registration on import
+#
+# Keras and MXNet find a saved initializer by a name registered in their own registries, and
+# multiinit registers its classes when its adapter is imported. So that a model saved with
+# multiinit initializers loads in a process that only did ``import multiinit``, the adapter is
+# imported right after its framework is, whichever of the two comes first -- without
+# multiinit ever importing a framework itself.
+
+#: framework top-level module -> the adapter that registers with it.
+REGISTER_ON_IMPORT = {"keras": "multiinit.keras", "mxnet": "multiinit.mxnet"}
+
+
+def _register(adapter: str) -> None:
+    try:
+        importlib.import_module(adapter)
+    except ImportError:
+        # The framework imported but the adapter cannot run with it (e.g. Keras 2): leave the
+        # user's import alone; mi.compile reports the problem when it is asked for.
+        pass
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Imports the adapter right after its framework module has finished executing."""
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        adapter = REGISTER_ON_IMPORT.get(fullname)
+        if adapter is None or fullname in self._busy:
+            return None
+        self._busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy.discard(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _ThenRegister(spec.loader, adapter)
+        return spec
+
+
+class _ThenRegister(importlib.abc.Loader):
+    """The framework's own loader (everything delegated to it), then the adapter's import."""
+
+    def __init__(self, loader: Any, adapter: str) -> None:
+        self._loader = loader
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, module_spec: Any) -> Any:
+        return self._loader.create_module(module_spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        _register(self._adapter)
+
+
+def install_registration_hook() -> None:
+    """Register multiinit with Keras and MXNet as soon as they are imported (idempotent)."""
+    if not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterImport())
+    for framework, adapter in REGISTER_ON_IMPORT.items():
+        if sys.modules.get(framework) is not None:
+            _register(adapter)

@@ -51,9 +51,8 @@ def test_create_needs_a_custom_law_to_be_registered_by_name() -> None:
 FRESH = r"""
 import json, sys
 import numpy as np
+import multiinit as mi   # only this: importing mxnet afterwards registers "multiinit" with it
 import mxnet as mx
-from multiinit import mxnet as mim   # registers "multiinit" with MXNet; imports no other framework
-import multiinit as mi
 
 def my_init(rng, shape, dtype):      # the seed chapter's law, registered under the same name
     w = rng.uniform(-10, 10, shape)
