@@ -6,6 +6,12 @@ cell the verdict and the key statistic with the analytic value beside it), write
 Markdown and JSON, and draws one PNG per spec: every backend's histogram over the analytic
 density. It exits non-zero when a cell disagrees or a backend's results are missing.
 
+It also compares portable mode across frameworks: each env that ran ``tests/test_portable.py``
+wrote ``portable-<backend>.json`` (the outputs of one architecture built natively in that
+framework and initialized with ``portable=True``); the report puts the outputs side by side and
+fails when two frameworks, or a framework and the NumPy network, disagree beyond the tolerance
+the test states.
+
 It reads JSON and imports no framework; SciPy and matplotlib (the ``report`` extra) are
 imported only to draw.
 """
@@ -21,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["main", "gather", "build_table", "render_text", "render_markdown", "BACKEND_ORDER"]
+__all__ = ["main", "gather", "build_table", "render_text", "render_markdown", "compare_portable",
+           "BACKEND_ORDER"]
 
 BACKEND_ORDER = ("numpy", "torch", "keras", "flax", "mxnet")
 #: The tox env that produces each backend's results, for the "missing" message.
@@ -200,7 +207,97 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
     return pictures
 
 
-def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = True) -> int:
+def _close(a: Sequence[float], b: Sequence[float], tolerance: float) -> tuple[bool, float]:
+    """(``a`` equals ``b`` within ``|a - b| <= tol + tol * |b|``, the largest ``|a - b|``)."""
+    pairs = list(zip(a, b))
+    if len(a) != len(b):
+        return False, math.inf
+    worst = max((abs(x - y) for x, y in pairs), default=0.0)
+    return all(abs(x - y) <= tolerance * (1 + abs(y)) for x, y in pairs), worst
+
+
+def _flat(values: Any) -> list[float]:
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in _flat(item)]
+    return [float(values)]
+
+
+def compare_portable(found: dict[str, list[dict]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per model: each backend's largest difference from the NumPy network and from the other
+    backends; and the failure lines (empty when every framework gave the same outputs)."""
+    models: dict[str, dict[str, dict]] = {}
+    for backend, records in found.items():
+        for record in records:
+            models.setdefault(record["model"], {})[backend] = record
+    rows, failures = [], []
+    for model, by_backend in models.items():
+        first = next(iter(by_backend.values()))
+        reference = _flat(first["reference"])
+        tolerance = float(first["tolerance"])
+        cells = {}
+        for backend, record in by_backend.items():
+            ok, worst = _close(_flat(record["output"]), reference, tolerance)
+            cells[backend] = {"ok": ok, "vs_reference": worst}
+            if not ok:
+                failures.append(f"PORTABLE DIFFERS: backend {backend}, model {model}: outputs differ from "
+                                f"the NumPy network by up to {worst:.3g} (tolerance {tolerance:g})")
+        names = list(by_backend)
+        across = 0.0
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                ok, worst = _close(_flat(by_backend[a]["output"]), _flat(by_backend[b]["output"]), tolerance)
+                across = max(across, worst)
+                if not ok:
+                    failures.append(f"PORTABLE DIFFERS: model {model}: {a} and {b} outputs differ by up to "
+                                    f"{worst:.3g} (tolerance {tolerance:g})")
+        rows.append({"model": model, "seed": first["seed"], "rules": first["rules"],
+                     "shape": f"{len(first['output'])}x{len(_flat(first['output'])) // max(len(first['output']), 1)}",
+                     "first": reference[0], "cells": cells, "across": across})
+    return rows, failures
+
+
+def render_portable(rows: list[dict[str, Any]], backends: Sequence[str], markdown: bool = False) -> str:
+    """The portable comparison as a text (or Markdown) table."""
+    head = ["model", "outputs", *backends, "max |diff| between frameworks"]
+    body = [[r["model"], r["shape"],
+             *(("ok" if r["cells"][b]["ok"] else "DIFFERS") + f" {r['cells'][b]['vs_reference']:.1e}"
+               if b in r["cells"] else "missing" for b in backends),
+             f"{r['across']:.1e}"] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(str(x)) for x in column) for column in zip(head, *body)]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *body])
+
+
+def _portable_section(results: Path, backends: Sequence[str], require: bool) -> tuple[int, str, dict]:
+    """Print the portable comparison; (status, Markdown, JSON summary)."""
+    frameworks = [b for b in backends if b != "numpy"]
+    found, missing = gather(results, frameworks, kind="portable")
+    if not found and not require:
+        return 0, "", {}
+    status = 0
+    for backend in missing:
+        print(f"multiinit report: no portable results for backend {backend!r} in {results} "
+              f"(run: tox -e {TOX_ENV[backend]} -- tests/test_portable.py, or tox -e report)", file=sys.stderr)
+        status = 1
+    rows, failures = compare_portable(found)
+    shown = [b for b in frameworks if b in found]
+    if rows:
+        print(f"\nportable mode: one architecture per row built natively in each framework, "
+              f"mi.apply(..., seed={rows[0]['seed']}, portable=True);\neach cell: largest |output - "
+              f"NumPy network output|")
+        print(render_portable(rows, shown))
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        status = 1
+    markdown = ("\n\n## Portable mode\n\nEach cell: the largest difference between the framework's "
+                "outputs and the NumPy network's.\n\n" + render_portable(rows, shown, markdown=True)) if rows else ""
+    return status, markdown, {"backends": shown, "missing": missing, "rows": rows, "failures": len(failures)}
+
+
+def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = True,
+           require_portable: bool = False) -> int:
     """Gather, print, write; returns the exit status (0 only when every cell agrees)."""
     found, missing = gather(results, backends)
     status = 0
@@ -214,6 +311,7 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
     rows = build_table(found, backends)
     shown = [b for b in backends if b in found]
     print(render_text(rows, shown))
+    portable_status, portable_markdown, portable_summary = _portable_section(results, backends, require_portable)
     failures = [
         (b, c["record"]) for r in rows for b, c in r["cells"].items() if c["verdict"] != "pass"
     ]
@@ -223,6 +321,7 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
         "# multiinit cross-backend report\n\n"
         + render_markdown(rows, shown, names)
         + ("\n\nMissing backends: " + ", ".join(missing) + "\n" if missing else "\n")
+        + portable_markdown
     )
     versions = {b: found[b][0]["versions"] for b in shown if found[b]}
     summary = {
@@ -235,6 +334,7 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
             for r in rows
         ],
         "failures": len(failures),
+        "portable": portable_summary,
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     cells = sum(len(r["cells"]) for r in rows)
@@ -244,7 +344,7 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
         from_matrix = _failure_lines(failures)
         print("\n".join(from_matrix), file=sys.stderr)
         status = 1
-    return status
+    return status or portable_status
 
 
 def _failure_lines(failures: list[tuple[str, dict]]) -> list[str]:
@@ -274,13 +374,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--backends", default=",".join(BACKEND_ORDER),
                      help=f"comma-separated backends expected (default: {','.join(BACKEND_ORDER)})")
     rep.add_argument("--no-pictures", action="store_true", help="skip the PNGs (no matplotlib needed)")
+    rep.add_argument("--require-portable", action="store_true",
+                     help="fail unless every framework backend wrote portable-<backend>.json "
+                     "(without it, portable results are compared when there are any)")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKEND_ORDER]
     if unknown:
         parser.error(f"--backends={args.backends!r}: {unknown} unknown; allowed: {', '.join(BACKEND_ORDER)}")
     out = args.out or args.results / "report"
-    return report(args.results, out, backends, pictures=not args.no_pictures)
+    return report(args.results, out, backends, pictures=not args.no_pictures,
+                  require_portable=args.require_portable)
 
 
 if __name__ == "__main__":  # pragma: no cover

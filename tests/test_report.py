@@ -77,3 +77,49 @@ def test_the_console_script_is_installed_and_refuses_unknown_backends(tmp_path) 
     result = subprocess.run([sys.executable, "-m", "multiinit.report", "report", "--backends", "caffe",
                              "--results", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "caffe" in result.stderr and "allowed: numpy, torch" in result.stderr
+
+
+def write_portable(folder: Path, backend: str, shift: float = 0.0) -> None:
+    from test_portable import SEED, TOLERANCE, reference_output
+
+    records = []
+    for model in ("mlp", "cnn"):
+        expected = reference_output(model)
+        records.append({"backend": backend, "model": model, "seed": SEED, "rules": [],
+                        "output": (expected + shift).tolist(), "reference": expected.tolist(),
+                        "tolerance": TOLERANCE})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"portable-{backend}.json").write_text(json.dumps({"records": records}))
+
+
+def test_portable_outputs_are_compared_across_frameworks(tmp_path, numpy_records, capsys) -> None:
+    for backend in ("numpy", "torch", "keras"):
+        write(tmp_path, backend, numpy_records)
+    write_portable(tmp_path, "torch")
+    write_portable(tmp_path, "keras", shift=3e-7)  # float32 rounding: agrees
+    args = ["report", "--results", str(tmp_path), "--backends", "numpy,torch,keras", "--no-pictures",
+            "--require-portable"]
+    assert report.main(args) == 0
+    out = capsys.readouterr().out
+    mlp = next(line for line in out.splitlines() if line.startswith("mlp "))
+    assert mlp.split()[1:] == ["5x1", "ok", "0.0e+00", "ok", "3.0e-07", "3.0e-07"]
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert summary["portable"]["failures"] == 0 and summary["portable"]["backends"] == ["torch", "keras"]
+    assert "## Portable mode" in (tmp_path / "report" / "report.md").read_text()
+
+    write_portable(tmp_path, "keras", shift=1e-3)  # another stream or layout: differs
+    assert report.main(args) == 1
+    captured = capsys.readouterr()
+    assert "DIFFERS 1.0e-03" in captured.out
+    assert "PORTABLE DIFFERS: backend keras, model mlp" in captured.err
+    assert "model cnn: torch and keras outputs differ by up to 0.001" in captured.err
+
+
+def test_missing_portable_results_fail_only_when_required(tmp_path, numpy_records, capsys) -> None:
+    for backend in ("numpy", "torch", "keras"):
+        write(tmp_path, backend, numpy_records)
+    base = ["report", "--results", str(tmp_path), "--backends", "numpy,torch,keras", "--no-pictures"]
+    assert report.main(base) == 0  # none written: nothing to compare
+    write_portable(tmp_path, "torch")
+    assert report.main([*base, "--require-portable"]) == 1
+    assert "no portable results for backend 'keras'" in capsys.readouterr().err
