@@ -40,7 +40,7 @@ _OWN_FILE = re.compile(r"^test_(torch|keras|flax|mxnet)_\w*\.py$")
 
 
 #: Files that test the adapters in general: nothing to collect when no adapter is requested.
-_ADAPTER_FILES = {"test_native_equivalents.py"}
+_ADAPTER_FILES = {"test_native_equivalents.py", "test_presets.py"}
 
 
 def pytest_ignore_collect(collection_path, config):

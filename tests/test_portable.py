@@ -167,14 +167,17 @@ def test_the_numpy_network_is_what_it_says() -> None:
     assert reference_output("mlp").shape == (5, 1) and reference_output("cnn").shape == (5, 3)
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_portable_outputs_equal_the_reference_network(backend: str, model: str) -> None:
-    output = np.asarray(RUN[backend](model), dtype=np.float64)
-    expected = reference_output(model)
-    record_result("portable", backend, {
-        "backend": backend, "model": model, "seed": SEED, "rules": [[s, str(p)] for s, p in RULES],
-        "output": output.tolist(), "reference": expected.tolist(), "tolerance": TOLERANCE,
-    })
-    np.testing.assert_allclose(output, expected, rtol=TOLERANCE, atol=TOLERANCE,
-                               err_msg=f"{backend} {model}: portable outputs differ from the reference network")
+# The core env has no framework: only the NumPy network's own test runs there (not an empty,
+# skipped parametrization).
+if BACKENDS:
+    @pytest.mark.parametrize("model", ["mlp", "cnn"])
+    @pytest.mark.parametrize("backend", BACKENDS)
+    def test_portable_outputs_equal_the_reference_network(backend: str, model: str) -> None:
+        output = np.asarray(RUN[backend](model), dtype=np.float64)
+        expected = reference_output(model)
+        record_result("portable", backend, {
+            "backend": backend, "model": model, "seed": SEED, "rules": [[s, str(p)] for s, p in RULES],
+            "output": output.tolist(), "reference": expected.tolist(), "tolerance": TOLERANCE,
+        })
+        np.testing.assert_allclose(output, expected, rtol=TOLERANCE, atol=TOLERANCE,
+                                   err_msg=f"{backend} {model}: portable outputs differ from the reference network")
