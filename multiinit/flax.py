@@ -416,6 +416,9 @@ def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
     native, logical = view.native_shape, view.logical_shape
     if isinstance(spec, Constant):
         return jnp.full(native, spec.value, dtype)
+    if isinstance(spec, Eye) and len(native) == 2:
+        # eye(out, in) seen in (in, out) is eye(in, out): no transpose to materialize.
+        return jnp.eye(native[0], native[1], dtype=dtype)
     cdtype = _compute_dtype(dtype)
     drawn = jnp.eye(logical[0], logical[1], dtype=cdtype) if isinstance(spec, Eye) else _dirac(spec, logical, cdtype)
     return view.to_native(drawn).astype(dtype)
