@@ -441,8 +441,8 @@ def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None,
 
     A custom function is called directly when eager (its errors stay Python errors) and
     through a host callback when traced; a mixture with one only selects among its
-    components' draws; deterministic specs are exact op by op; every other law runs its
-    cached compiled kernel.
+    components' draws; a constant is one ``jnp.full``; every other spec (eye and dirac too: op
+    by op they are several full-size temporaries) runs its cached compiled kernel.
     """
     if math.prod(view.native_shape) == 0:
         return jnp.zeros(view.native_shape, dtype)
@@ -450,7 +450,7 @@ def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None,
         return _custom(spec, key, view, fans, dtype)
     if isinstance(spec, Mixture) and _has_custom(spec):
         return _mixture(spec, key, view, fans, dtype, _draw)
-    if not spec.random:
+    if isinstance(spec, Constant):
         return _deterministic(spec, view, dtype)
     family, static, numbers = _plan(spec, view, fans, dtype)
     return _kernel(family, static, view.native_shape, dtype)(key, *numbers)
