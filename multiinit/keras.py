@@ -91,7 +91,6 @@ Model level
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Sequence
 
@@ -599,24 +598,4 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     return model
 
 
-def _seeded(name: str, native: Any) -> Any:
-    """``native`` (a namespace constructor) that also takes Keras' ``seed=`` keyword."""
-    constructor = CONSTRUCTORS[name]
-
-    @functools.wraps(native)
-    def seeded(*args: Any, seed: int | None = None, **kwargs: Any) -> Any:
-        made = constructor(*args, **kwargs)
-        if isinstance(made, Spec):
-            return compile(made, seed=seed)
-        return lambda fn: compile(made(fn), seed=seed)  # custom(name=...) as a decorator
-
-    seeded.__doc__ = f"{native.__doc__}\n\n``seed=`` is the initializer's seed (see ``MultiinitInitializer``)."
-    return seeded
-
-
-# The contract's namespace (``from multiinit import keras as mik; mik.glorot_uniform()``), each
-# constructor also taking ``seed=`` as Keras' own initializers do: mik.he_normal(seed=1).
-globals().update(
-    {name: _seeded(name, native) if name in CONSTRUCTORS else native
-     for name, native in namespace("keras", compile).items()}
-)
+globals().update(namespace("keras", compile, seeded=True))

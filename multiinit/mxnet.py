@@ -3,7 +3,8 @@
 ``mi.compile(spec, "mxnet", seed=None)`` (or ``from multiinit import mxnet as mim``) gives a
 ``Multiinit``, an ``mxnet.initializer.Initializer`` subclass registered with MXNet under the
 name ``"multiinit"``. It works wherever Gluon takes an initializer, with legacy ``mx.nd`` and
-with ``mx.np`` arrays (after ``npx.set_np()``). ``mi.apply(block, rules, seed=None)``
+with ``mx.np`` arrays (after ``npx.set_np()``); the namespace constructors take the
+initializer's ``seed=`` as Keras' do: ``mim.he_normal(seed=1)``. ``mi.apply(block, rules, seed=None)``
 initializes a Gluon ``Block`` by rules, all or nothing. Written for MXNet 1.9.
 
 Decisions (each one tested in ``tests/test_mxnet_*.py``):
@@ -686,5 +687,6 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     return model
 
 
-# The framework namespace of the contract: mim.xavier_uniform() is a Multiinit instance.
-globals().update(namespace("mxnet", compile))
+# The framework namespace of the contract: mim.xavier_uniform() is a Multiinit instance, and
+# every constructor takes the initializer's seed=, as with Keras: mim.he_normal(seed=1).
+globals().update(namespace("mxnet", compile, seeded=True))

@@ -133,12 +133,15 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     return adapter(detect(model)).apply(model, rules, seed=seed, portable=portable)
 
 
-def namespace(backend: str, compile_spec: Callable[[Spec], Any]) -> dict[str, Callable[..., Any]]:
+def namespace(backend: str, compile_spec: Callable[..., Any],
+              seeded: bool = False) -> dict[str, Callable[..., Any]]:
     """Every spec constructor of the contract, returning ``backend``'s native form.
 
     An adapter module does ``globals().update(namespace("torch", compile))``: a constructor
     added to ``multiinit.spec.CONSTRUCTORS`` appears in every framework's namespace with no
-    per-framework line.
+    per-framework line. With ``seeded=True`` (Keras, MXNet: frameworks whose initializer
+    objects carry their own seed) every constructor also takes ``seed=`` and passes it on,
+    ``compile_spec(spec, seed=seed)``, as ``keras.initializers.HeNormal(seed=1)`` does.
 
     >>> ns = namespace("numpy", adapter("numpy").compile)
     >>> ns["uniform"](5, 10)((3,)).shape
@@ -146,23 +149,26 @@ def namespace(backend: str, compile_spec: Callable[[Spec], Any]) -> dict[str, Ca
     """
     table: dict[str, Callable[..., Any]] = {}
     for name, constructor in CONSTRUCTORS.items():
-        table[name] = _native(backend, constructor, compile_spec)
+        table[name] = _native(backend, constructor, compile_spec, seeded)
     table["calculate_gain"] = calculate_gain
     return table
 
 
-def _native(backend: str, constructor: Callable[..., Any], compile_spec: Callable[[Spec], Any]):
+def _native(backend: str, constructor: Callable[..., Any], compile_spec: Callable[..., Any],
+            seeded: bool):
     @functools.wraps(constructor)
     def native(*args: Any, **kwargs: Any) -> Any:
+        extra = {"seed": kwargs.pop("seed", None)} if seeded else {}
         made = constructor(*args, **kwargs)
         if isinstance(made, Spec):
-            return compile_spec(made)
+            return compile_spec(made, **extra)
         # custom(name=...) used as a decorator factory: compile what it decorates.
-        return lambda fn: compile_spec(made(fn))
+        return lambda fn: compile_spec(made(fn), **extra)
 
     first = (constructor.__doc__ or "").strip().splitlines()[0] if constructor.__doc__ else ""
     native.__doc__ = (
         f"{first}\n\nReturns the {backend} native form of ``multiinit.{constructor.__name__}(...)``."
+        + ("\n\n``seed=`` is the initializer's own seed (see ``mi.compile``)." if seeded else "")
     )
     native.__module__ = f"multiinit.{backend}"
     native.__annotations__ = {k: v for k, v in native.__annotations__.items() if k != "return"}

@@ -341,6 +341,18 @@ def test_the_namespace_has_every_constructor_returning_a_registered_initializer(
 
     assert isinstance(decorated, mim.Multiinit)
     assert mim.calculate_gain("relu") == math.sqrt(2)
+    # As Keras' do, every constructor takes the initializer's seed=.
+    seeded = mim.normal(std=0.01, seed=0)
+    assert seeded.seed == 0 and seeded.spec == mi.normal(std=0.01)
+    assert fill(seeded, (64, 32)).tolist() == fill(mim.normal(std=0.01, seed=0), (64, 32)).tolist()
+
+    @mim.custom(name="test_mx.decorated_seeded", seed=4)
+    def decorated_seeded(rng, shape, dtype):
+        return rng.random(shape)
+
+    assert decorated_seeded.seed == 4
+    with pytest.raises(mi.SpecError, match="seed=-1 is not allowed"):
+        mim.he_normal(seed=-1)
 
 
 def test_compile_and_to_agree_and_refuse_non_specs() -> None:

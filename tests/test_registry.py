@@ -132,6 +132,17 @@ def test_namespace_has_every_constructor_returning_the_native_form() -> None:
         ns["normal"](std=-1)
 
 
+def test_a_seeded_namespace_passes_seed_to_compile_and_an_unseeded_one_refuses_it() -> None:
+    seeded = registry.namespace("fake", lambda spec, seed=None: ("native", spec, seed), seeded=True)
+    assert seeded["he_normal"](seed=3) == ("native", mi.he_normal(), 3)
+    assert seeded["uniform"](-1, 1) == ("native", mi.uniform(-1, 1), None)
+    assert seeded["custom"](name="tests.ns_seeded", seed=2)(lambda rng, shape, dtype: np.zeros(shape))[2] == 2
+    assert "seed=" in seeded["he_normal"].__doc__
+    plain = registry.namespace("fake", lambda spec: ("native", spec))
+    with pytest.raises(TypeError, match="seed"):
+        plain["he_normal"](seed=3)
+
+
 def test_a_constructor_added_to_the_contract_appears_in_every_namespace(monkeypatch) -> None:
     def tests_only_spec():
         return mi.zeros()
