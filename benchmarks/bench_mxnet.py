@@ -3,15 +3,17 @@
 Run: ``python benchmarks/bench_mxnet.py [--repeats 5] [--size 4096]`` in the mxnet env. Each
 row times ``initializer(InitDesc("bench_weight"), array)`` followed by ``mx.nd.waitall()`` (MXNet
 runs asynchronously) on a float32 legacy NDArray, median of several repeats after one warm-up.
-The native call is the one ``multiinit.explain`` names for the spec; where MXNet has no
-equivalent law the row says so. ``seeded`` times the adapter with ``seed=0`` (it reseeds the
-global generator and resumes the user's stream around the draw).
+The specs are the ones every adapter benchmark times (``common.SPECS``), then MXNet's own
+symmetric forms (``Uniform(scale)``, ``Normal(sigma)``). The native call is the one
+``multiinit.explain`` names for the spec; the seed chapter's law (mixture, custom) is timed
+against the chapter's own ``MyInit``; where MXNet has no equivalent law the row says so.
+``seeded`` times the adapter with ``seed=0`` (it reseeds the global generator and resumes the
+user's stream around the draw).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 import warnings
@@ -21,42 +23,36 @@ import numpy as np
 warnings.simplefilter("ignore")  # mxnet 1.9 on Python 3.11 warns about distutils on import
 
 import mxnet as mx  # noqa: E402
+from common import CHAPTER_LAW  # noqa: E402
+from common import SPECS as COMMON_SPECS  # noqa: E402
 
 import multiinit as mi  # noqa: E402
 from multiinit import mxnet as mim  # noqa: E402
 
 
-def my_init(rng: np.random.Generator, shape: tuple[int, ...], dtype: object) -> np.ndarray:
-    """d2l's MyInit law: U(-10, 10), zeroed where |w| < 5."""
-    w = rng.uniform(-10, 10, shape)
-    return w * (np.abs(w) >= 5)
+class D2lMyInit(mx.init.Initializer):
+    """The seed chapter's ``MyInit`` (MXNet tab), on legacy NDArrays: U(-10, 10), zeroed where |w| < 5."""
+
+    def _init_weight(self, name: str, data: mx.nd.NDArray) -> None:
+        data[:] = mx.nd.random.uniform(-10, 10, data.shape)
+        data *= data.abs() >= 5
 
 
-SPECS = [
-    mi.zeros(),
-    mi.constant(42),
-    mi.uniform(-0.07, 0.07),
-    mi.uniform(-0.5, 0.25),
-    mi.normal(std=0.01),
-    mi.normal(0.5, 0.01),
-    mi.truncated_normal(std=0.02),
-    mi.trunc_normal(std=0.02),
-    mi.xavier_uniform(),
-    mi.xavier_normal(gain=2.0),
-    mi.kaiming_uniform(a=math.sqrt(5)),
-    mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
-    mi.he_uniform(),
-    mi.he_normal(),
-    mi.lecun_normal(),
-    mi.orthogonal(),
-    mi.eye(),
-    mi.sparse(0.1),
-    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
-    mi.custom(my_init, name="bench.my_init"),
-]
+#: Every adapter's rows, then the symmetric uniform and zero-mean normal MXNet has natively.
+SPECS = [*COMMON_SPECS, mi.uniform(-0.07, 0.07), mi.normal(std=0.01)]
 
 
-def timed(init, shape: tuple[int, int], repeats: int) -> float:
+def native_of(spec: mi.Spec, shape: tuple[int, ...]) -> tuple[str, mx.init.Initializer | None]:
+    """The native call's text and initializer for ``spec``, or ("no native equivalent", None)."""
+    if isinstance(spec, CHAPTER_LAW):
+        return "MyInit (d2l, MXNet)", D2lMyInit()
+    code = mi.explain(spec, shape, "mxnet").native["mxnet"]
+    if code is None:
+        return "no native equivalent", None
+    return code, eval(code, {"mx": mx})  # code written by multiinit.explain
+
+
+def timed(init, shape: tuple[int, ...], repeats: int) -> float:
     """Median seconds of ``init`` filling a float32 array of ``shape`` (after a warm-up)."""
     arr = mx.nd.zeros(shape, dtype="float32")
     mx.nd.waitall()
@@ -76,22 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=4096)
     args = parser.parse_args(argv)
-    shape = (args.size, args.size)
     mx.random.seed(0)
-    print(f"mxnet {mx.__version__}, float32 {shape[0]}x{shape[1]}, median of {args.repeats} after a warm-up\n")
+    print(f"mxnet {mx.__version__}, float32 {args.size}x{args.size}, median of {args.repeats} after a warm-up\n")
     header = f"{'spec':<50} {'adapter ms':>10} {'seeded ms':>9} {'native ms':>9} {'ratio':>6}  native call"
     print(header)
     print("-" * len(header))
     for spec in SPECS:
+        # Dirac needs a conv kernel: (size, size, 1) holds the same number of values.
+        shape = (args.size, args.size, 1) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
         # Orthogonal factorizes the whole matrix: fewer repeats keep the run short.
         repeats = 2 if isinstance(spec, mi.spec.Orthogonal) else args.repeats
         ours = timed(mim.Multiinit(spec), shape, repeats)
         seeded = timed(mim.Multiinit(spec, seed=0), shape, repeats)
-        code = mi.explain(spec, shape, "mxnet").native["mxnet"]
-        if code is None:
-            native, ratio, code = "", "", "no native equivalent"
+        code, native_init = native_of(spec, shape)
+        if native_init is None:
+            native, ratio = "", ""
         else:
-            seconds = timed(eval(code, {"mx": mx}), shape, repeats)  # code written by multiinit.explain
+            seconds = timed(native_init, shape, repeats)
             native, ratio = f"{seconds * 1e3:9.1f}", f"{ours / seconds:6.2f}"
         print(f"{str(spec)[:50]:<50} {ours * 1e3:10.1f} {seeded * 1e3:9.1f} {native:>9} {ratio:>6}  {code}",
               flush=True)
