@@ -361,15 +361,28 @@ def _dirac(spec: Dirac, logical: tuple[int, ...], cdtype: Any) -> Any:
 
 
 def _sparse(std: Any, k: int, key: Any, logical: tuple[int, ...], cdtype: Any) -> Any:
-    rows, cols = logical
     values_key, rows_key = jax.random.split(key)
     out = std * jax.random.normal(values_key, logical, cdtype)
     if k:
-        # The first k of a random permutation of the rows, per column: exactly k zeros.
-        bits = jax.random.bits(rows_key, logical, jnp.uint32)
-        picked = jnp.argsort(bits, axis=0, stable=True)[:k]
-        out = out.at[picked, jnp.arange(cols)[None, :]].set(0.0)
+        # The rows of the k smallest of i.i.d. random keys, per column: a uniformly random
+        # k-subset, exactly k zeros.
+        zero = _k_smallest_per_column(jax.random.bits(rows_key, logical, jnp.uint32), k)
+        out = jnp.where(zero, jnp.zeros((), out.dtype), out)
     return out
+
+
+def _k_smallest_per_column(keys: Any, k: int) -> Any:
+    """A mask of the set ``jnp.argsort(keys, axis=0, stable=True)[:k]`` picks (ties to the lower row).
+
+    Without the argsort, which XLA runs on the CPU about 4x slower than a plain sort of the keys
+    (7 s against 2 s on 4096x4096): the k-th smallest key t of each column, every key below t,
+    then as many keys equal to t, from the top row down, as the column still needs.
+    """
+    t = jnp.sort(keys.T, axis=-1)[:, k - 1]
+    below = keys < t
+    tied = keys == t
+    need = k - jnp.sum(below, axis=0, dtype=jnp.int32)
+    return below | (tied & (jnp.cumsum(tied, axis=0, dtype=jnp.int32) <= need))
 
 
 def _custom_host(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,

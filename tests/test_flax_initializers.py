@@ -273,6 +273,20 @@ def test_structural_specs_in_flax_layout() -> None:
     assert ((logical(s) == 0).sum(axis=0) == 2).all()
 
 
+def test_sparse_picks_the_rows_a_stable_argsort_of_its_keys_picks_ties_included() -> None:
+    # Keys from 5 values make ties at the k-th smallest key common; the k rows picked per column
+    # must be exactly argsort(stable)[:k]'s: a random subset of exactly k rows, ties to the lower row.
+    from multiinit.flax import _k_smallest_per_column
+
+    for trial in range(20):
+        keys = np.asarray(jax.random.randint(jax.random.key(trial), (37, 11), 0, 5)).astype(np.uint32)
+        for k in (1, 5, 36, 37):
+            expected = np.zeros(keys.shape, bool)
+            expected[np.argsort(keys, axis=0, kind="stable")[:k], np.arange(11)[None, :]] = True
+            picked = np.asarray(_k_smallest_per_column(jnp.asarray(keys), k))
+            np.testing.assert_array_equal(picked, expected, err_msg=f"trial {trial}, k={k}")
+
+
 def test_empty_shapes_give_empty_arrays() -> None:
     assert mif.xavier_uniform()(KEY, (0, 4)).shape == (0, 4)
     assert mif.normal()(KEY, (0,)).shape == (0,)
