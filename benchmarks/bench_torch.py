@@ -67,6 +67,17 @@ def timed_pair(ours, theirs, w: torch.Tensor, repeats: int) -> tuple[float, floa
     return min(a), min(b)
 
 
+def noise_floor(size: int, repeats: int) -> None:
+    """The ratio of a native call timed against itself the same way: how far from 1.00 a row
+    above may land with no overhead at all."""
+    print("\nnoise floor: each native call timed against itself, as the rows above are")
+    w = torch.empty(size, size)
+    for label, native in (("zeros_(w)", torch.nn.init.zeros_), ("uniform_(w)", torch.nn.init.uniform_),
+                          ("normal_(w)", torch.nn.init.normal_)):
+        a, b = timed_pair(native, native, w, repeats)
+        print(f"  {label:<14} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
+
+
 def per_call_overhead(calls: int = 20000) -> None:
     """The adapter's fixed cost per call (argument and shape checks, dispatch), measured on a
     16x16 tensor where the draw itself costs almost nothing."""
@@ -113,6 +124,7 @@ def main() -> None:
             continue
         a, b = timed_pair(ours, native, w, args.repeats)
         print(f"{spec!r:<62.62} {label:<52.52} {a * 1e3:>10.1f} {b * 1e3:>10.1f} {a / b:>6.2f}")
+    noise_floor(args.size, args.repeats)
     per_call_overhead()
 
 
