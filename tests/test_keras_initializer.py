@@ -211,6 +211,7 @@ def test_bad_seeds_are_refused(seed) -> None:
 
 @pytest.mark.parametrize("spec", [
     mi.truncated_normal(mean=0.1, std=0.02),                   # +-2 std: TF's own, then clipped
+    mi.truncated_normal(std=0.7297670644230144),               # +-2 std, mean 0: TF's own, unclipped in float32/64
     mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
     mi.truncated_normal(std=3.0, low=0.5, high=3.0),          # one-sided, flipped to the lower tail
     mi.truncated_normal(mean=-1.0, std=0.5, low=4.0, high=6.0),  # far tail: the float64 path
@@ -247,6 +248,23 @@ def test_a_uniform_on_the_edge_of_its_range_still_lands_inside(spec, edge, monke
     x = draw(mi.compile(spec, "keras", seed=0), (4, 4))
     lo, hi = (np.float32(b) for b in spec.bounds)
     assert np.isfinite(x).all() and x.min() >= lo and x.max() <= hi, (x.min(), x.max(), lo, hi)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unclipped_two_sigma_draws_stay_inside_even_on_the_edge(dtype, monkeypatch) -> None:
+    # With mean 0 the backend's own two-sigma draw is returned unclipped. Its worst case, a draw
+    # of exactly +-2 scaled as TF scales it (draw * std in the dtype), must still be within the
+    # bounds as the dtype rounds them, for any std: 2000 of them over twelve decades.
+    def on_the_edge(shape, mean, stddev, dtype, seed):
+        edge = keras.ops.reshape(keras.ops.tile(keras.ops.convert_to_tensor([-2.0, 2.0], dtype), [8]), shape)
+        return edge * keras.ops.convert_to_tensor(stddev, dtype) + keras.ops.convert_to_tensor(mean, dtype)
+
+    monkeypatch.setattr(keras.random, "truncated_normal", on_the_edge)
+    for std in 10.0 ** np.random.default_rng(0).uniform(-6, 6, 2000):
+        spec = mi.truncated_normal(std=float(std))
+        x = np.asarray(keras.ops.convert_to_numpy(mi.compile(spec, "keras", seed=0)((4, 4), dtype=dtype)))
+        lo, hi = (np.asarray(b, dtype=dtype) for b in spec.bounds)
+        assert x.min() >= lo and x.max() <= hi and x.max() == hi, (std, x.min(), x.max(), lo, hi)
 
 
 @pytest.mark.parametrize("spec", [mi.truncated_normal(mean=0.1, std=0.02), mi.he_normal()])
