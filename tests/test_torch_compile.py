@@ -1,7 +1,7 @@
 """``mi.compile(spec, "torch")``: every spec in every float dtype draws the reference's law,
 generators make it reproducible, truncated normals never leave their bounds, built-in specs
 never copy data to the host, and meta tensors, lazy parameters and bad tensors are handled
-as documented in multiinit/torch.py. (float32 on the dense and conv shapes of every spec is
+as documented in multiinit/torch/. (float32 on the dense and conv shapes of every spec is
 the shared matrix's job: tests/test_matrix.py.)"""
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def test_truncated_normals_never_leave_their_bounds(spec, dtype) -> None:
 def test_truncated_laws_by_rejection_and_by_the_inverse_cdf(spec, rounds, monkeypatch) -> None:
     # Wide bounds are drawn by redrawing the values outside; fewer rounds than needed make the
     # sampler give up and invert the CDF for the whole tensor, as narrow bounds always do.
-    monkeypatch.setattr(mit, "_REJECTION_ROUNDS", rounds)
+    monkeypatch.setattr(mit.draw, "_REJECTION_ROUNDS", rounds)
     x = _fill(spec, (256, 128), torch.float64, seed=3).numpy()
     verdict = stats.check(x, spec)
     assert verdict.passed, str(verdict)
@@ -188,7 +188,7 @@ def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
     for name in ("numpy", "cpu", "tolist", "__array__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     monkeypatch.setattr(torch, "from_numpy", refuse)
-    monkeypatch.setattr(mit, "_reference_sample", refuse)
+    monkeypatch.setattr(mit.draw, "_reference_sample", refuse)
     for spec in SPECS:
         if isinstance(spec, mi.spec.Custom):
             continue

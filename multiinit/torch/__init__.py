@@ -1,0 +1,143 @@
+"""The PyTorch adapter: specs become in-place ``torch.nn.init``-style calls, rules fill modules.
+
+Three ways in, one law each::
+
+    import multiinit as mi
+    fill_ = mi.compile(mi.xavier_uniform(gain=2.0), "torch")   # fn(tensor, generator=None)
+    fill_(net[0].weight, generator=torch.Generator().manual_seed(0))
+
+    from multiinit import torch as init                       # a drop-in for torch.nn.init
+    init.kaiming_uniform_(net[0].weight, a=math.sqrt(5))
+
+    mi.apply(net, {nn.Linear: mi.normal(std=0.01), "bias": mi.zeros()}, seed=0)
+
+This package is the namespace users import (``from multiinit import torch as mit``): the
+contract's constructors returning compiled initializers, the drop-ins, ``apply``. One file per
+job, each importing only the ones above it, and each docstring states the decisions its file
+implements:
+
+    draw.py          spec -> values in torch: torch's own function where its law is the spec's,
+                     else the samplers (truncated normals that never leave their bounds,
+                     orthogonal in half precision, sparse, mixture, custom); devices, dtypes
+    compiled.py      the compiled form, ``TorchInitializer`` and ``compile``, and the checks
+                     before one tensor is filled: errors, meta tensors, lazy parameters,
+                     zero-element tensors
+    initializers.py  the ``torch.nn.init`` drop-ins (``uniform_`` ... ``sparse_``,
+                     ``calculate_gain``): same names, signatures, laws and error types
+    model.py         walking an ``nn.Module``: layer kinds, logical views (transposed convs,
+                     bias fans), ``params_of``, ``apply``, parameter order and seeds
+
+Decisions implemented here:
+
+* **Deprecated names.** ``torch.nn.init.normal`` (no underscore, deprecated since torch 0.4)
+  filled a tensor; here ``normal(...)`` is the contract's constructor and returns a filler.
+  Passing a tensor to it raises a ``SpecError`` that says to use ``normal_``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+try:
+    # Everything the files below import from torch: a missing or broken torch raises
+    # BackendUnavailable here, never a bare ImportError from one of them.
+    import torch
+    from torch import nn  # noqa: F401
+    from torch.nn import init as _init  # noqa: F401
+except ImportError as e:  # the exact pip command is in the message
+    from ..errors import BackendUnavailable
+
+    raise BackendUnavailable.missing("torch", "PyTorch", "torch", e) from e
+
+from .. import spec as _spec
+from ..errors import SpecError
+from ..fans import OUT_IN
+from ..registry import namespace
+from . import initializers as _initializers
+from .compiled import TorchInitializer, compile
+from .draw import FLOAT_DTYPES
+from .initializers import (
+    calculate_gain,
+    constant_,
+    dirac_,
+    eye_,
+    kaiming_normal_,
+    kaiming_uniform_,
+    normal_,
+    ones_,
+    orthogonal_,
+    sparse_,
+    trunc_normal_,
+    uniform_,
+    xavier_normal_,
+    xavier_uniform_,
+    zeros_,
+)
+from .model import apply, params_of
+
+__all__ = [
+    "LAYOUT",
+    "TorchInitializer",
+    "compile",
+    "apply",
+    "params_of",
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+    *_spec.CONSTRUCTORS,
+]
+
+#: torch stores kernels as (out, in/groups, *spatial): the logical layout itself.
+LAYOUT = OUT_IN
+
+# The public functions belong to this namespace, wherever their code lives: help(), pickle and
+# doctest name them multiinit.torch.<name>, the path users import, like the constructors below.
+# (calculate_gain is the neutral one, left alone. The class keeps its true module, which
+# inspect.getsource needs to find its source; __test__ runs its examples with this module's.)
+for _name in ("compile", "apply", "params_of", *_initializers.__all__):
+    if globals()[_name].__module__.startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__
+del _name
+
+__test__ = {"TorchInitializer": TorchInitializer}
+
+
+globals().update(namespace("torch", compile))
+
+# torch.nn.init's deprecated aliases (uniform, normal, ...) took a tensor; here those names are
+# the contract's constructors. A tensor passed to one gets a pointer to the right function.
+_DEPRECATED_TORCH = ("uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
+                     "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse")
+
+
+def _refuse_tensors(name: str, constructor: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(constructor)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())):
+            raise SpecError(
+                f"multiinit.torch.{name}(...) builds an initializer and takes no tensor; to fill a "
+                f"tensor in place as torch.nn.init.{name} did, call {name}_(tensor, ...) or "
+                f"{name}(...)(tensor)"
+            )
+        return constructor(*args, **kwargs)
+
+    return checked
+
+
+for _name in _DEPRECATED_TORCH:
+    globals()[_name] = _refuse_tensors(_name, globals()[_name])
+del _name
+

@@ -1,0 +1,144 @@
+"""The compiled form: ``mi.compile(spec, "torch")`` is a ``TorchInitializer``, an in-place
+``fill_(tensor, generator=None) -> tensor`` like the functions of ``torch.nn.init``; and the
+checks made before one tensor is filled (``_prepare``), which the drop-ins and ``apply`` share.
+
+Decisions implemented here:
+
+* **Fans** of a compiled call come from the tensor's own stored shape, by torch's rule (dim 1
+  times the receptive field is fan_in): filling a ``ConvTranspose`` weight with the compiled
+  form keeps torch's stored-shape fans, where ``apply`` reads the logical view (``model.py``).
+* **dtypes.** A random spec fills only float16, bfloat16, float32 and float64 tensors
+  (``draw.FLOAT_DTYPES``; ``ShapeError`` otherwise); deterministic ones (constant, eye, dirac)
+  any dtype torch can fill, as torch does.
+* **Meta tensors are left for later, like torch's own init functions:** the shape is still
+  checked (a bad spec raises ``ShapeError`` at once), nothing is drawn, the tensor is
+  returned. Fill it after ``module.to_empty(device=...)``.
+* **Uninitialized lazy parameters are an error** (``ShapeError``, a ValueError like torch's
+  own): their shape is unknown, so no law can be checked or drawn; run one forward pass
+  first. (``apply`` raises only when a rule would fill one: ``model.py``.)
+* **Errors.** A spec that cannot fill the tensor raises ``ShapeError`` (a ``ValueError``,
+  the type torch raises) with torch's wording. Bad parameters raise ``SpecError`` (also a
+  ``ValueError``) when the spec is built, before anything is compiled (``multiinit.spec``); a
+  tensor that is not a ``torch.Tensor``, a generator that is not a ``torch.Generator`` and
+  compile options raise ``SpecError`` here.
+* **Zero-element tensors** are a no-op for every spec (torch warns for kaiming and divides
+  by zero for xavier on ``(0, 0)``), after the shape check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ShapeError, SpecError
+from ..reference import check_shape
+from ..spec import Spec
+from .draw import FLOAT_DTYPES, _filler
+
+# --------------------------------------------------------------------------- one tensor
+
+
+def _where(path: str | None) -> str:
+    return repr(path) if path else "a tensor"
+
+
+def _is_uninitialized(tensor: Any) -> bool:
+    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+
+
+def _prepare(spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | None,
+             path: str | None = None) -> bool:
+    """Check that ``spec`` can fill ``tensor``; True when there is something to draw."""
+    if not isinstance(tensor, torch.Tensor):
+        raise SpecError(
+            f"{spec!r}: tensor={tensor!r} is not allowed; tensor must be a torch.Tensor "
+            "(use mi.apply for a whole nn.Module)"
+        )
+    if _is_uninitialized(tensor):
+        raise ShapeError(
+            f"{spec!r} cannot fill {_where(path)}: it is an uninitialized lazy parameter, so "
+            "its shape is unknown; run one forward pass (e.g. net(x)) to materialize it first"
+        )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise SpecError(
+            f"{spec!r}: generator={generator!r} is not allowed; generator must be None or a "
+            "torch.Generator on the tensor's device"
+        )
+    check_shape(spec, tuple(tensor.shape), fans, path)
+    if spec.random and tensor.dtype not in FLOAT_DTYPES:
+        raise ShapeError(
+            f"{spec!r} cannot fill {_where(path)} of dtype {tensor.dtype}: a random spec fills "
+            "torch.float16, torch.bfloat16, torch.float32 or torch.float64 tensors"
+        )
+    # A meta tensor has no storage: the shape is checked, the values are left for later.
+    return not tensor.is_meta and tensor.numel() > 0
+
+
+class TorchInitializer:
+    """A spec compiled for torch: ``fill_(tensor, generator=None) -> tensor``, in place under
+    ``no_grad``, like the functions of ``torch.nn.init``. Equal when the specs are equal.
+
+    >>> import torch, multiinit as mi
+    >>> fill_ = mi.compile(mi.constant(42), "torch")
+    >>> fill_
+    multiinit.torch.compile(constant(value=42.0))
+    >>> fill_(torch.empty(2, 3)).tolist()
+    [[42.0, 42.0, 42.0], [42.0, 42.0, 42.0]]
+    """
+
+    __slots__ = ("spec", "_fill", "_checked")
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self._fill = _filler(spec)
+        #: (shape, dtype) pairs already checked: a repeated call costs a set lookup.
+        self._checked: set[tuple[tuple[int, ...], torch.dtype]] = set()
+
+    def __call__(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill ``tensor`` in place with the spec's law and return it; fans come from its own
+        (torch-layout) shape; ``generator`` makes the draw reproducible."""
+        if type(tensor) in (torch.Tensor, nn.Parameter) and (generator is None or type(generator) is torch.Generator):
+            key = (tuple(tensor.shape), tensor.dtype)
+            if key not in self._checked:
+                _prepare(self.spec, tensor, generator, None)
+                if len(self._checked) < 64:
+                    self._checked.add(key)
+            if tensor.is_meta or not tensor.numel():
+                return tensor
+        elif not _prepare(self.spec, tensor, generator, None):
+            return tensor
+        with torch.no_grad():
+            self._fill(tensor, generator, None)
+        return tensor
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TorchInitializer) and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(("torch", self.spec))
+
+    def __repr__(self) -> str:
+        return f"multiinit.torch.compile({self.spec!r})"
+
+
+def compile(spec: Spec, **options: Any) -> TorchInitializer:
+    """``spec`` as ``fill_(tensor, generator=None) -> tensor`` (see ``TorchInitializer``).
+
+    No options: seed a call with ``generator=``.
+
+    >>> import torch, multiinit as mi
+    >>> w = mi.compile(mi.xavier_uniform(), "torch")(torch.empty(300, 400))
+    >>> bool(w.abs().max() <= (6 / 700) ** 0.5)
+    True
+    """
+    if not isinstance(spec, Spec):
+        raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec such as mi.normal()")
+    if options:
+        raise SpecError(
+            f"options={options!r} are not allowed; the torch backend takes no compile options "
+            "(pass generator= when calling the compiled initializer)"
+        )
+    return TorchInitializer(spec)
+

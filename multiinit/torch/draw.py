@@ -1,0 +1,333 @@
+"""Spec -> values in torch: for each spec, decided once, the torch call or sampler that fills
+a tensor in place, ``fill(tensor, generator, fans)``.
+
+The samplers make no checks: their callers (``compiled.py``, ``model.py``) hold ``no_grad``
+and have checked shape, dtype, meta and emptiness first. ``fans`` overrides the tensor's own
+fans (a bias at model level); ``None`` means torch's rule on the tensor's stored shape.
+
+Decisions implemented here:
+
+* **torch's own function where its law is the spec's.** ``constant``, ``uniform``, ``normal``,
+  ``xavier_*``, ``kaiming_*``, ``orthogonal`` (float32/float64), ``eye`` and ``dirac`` call
+  ``torch.nn.init``: same generator stream, so with the same generator seed they give torch's
+  numbers exactly. The rest are torch ops on the tensor's device: Keras/JAX's truncated,
+  variance-corrected ``he/glorot/lecun_normal`` and ``variance_scaling``, ``truncated_normal``
+  (bounds in std units), ``sparse`` (torch's ``sparse_`` ignores the generator for its row
+  shuffle), ``mixture``.
+* **Truncated normals** never leave their bounds, in any dtype: the bounds are first rounded
+  *inward* to the tensor's dtype. When at least half the mass lies inside (every default and
+  every variance-scaling form), normals are drawn and only those outside redrawn until none is
+  (exact; about 1.1 draws in all, where torch 2.13's own rejection ``trunc_normal_`` redraws
+  the whole tensor each round, about 6 draws at +-2 std). Narrower or off-centre bounds invert
+  the CDF as the NumPy reference does: a float64 uniform on ``[Phi(low), Phi(high)]`` in the
+  lower tail, where the CDF keeps its precision, ``ndtri``, then a clamp.
+* **dtypes.** Random specs fill float16, bfloat16, float32 and float64 tensors
+  (``FLOAT_DTYPES``, which ``compiled.py`` checks); deterministic ones (constant, eye, dirac)
+  any dtype torch can fill, as torch does. float16/bfloat16 orthogonal is computed in float32
+  (torch's QR has no half kernels) and rounded.
+* **Devices.** Built-in specs draw on the tensor's device with the given generator (whose
+  device must be the tensor's, as in torch) and never copy data to the host. ``custom`` is
+  the exception by nature: its NumPy function runs on the host, seeded from two 62-bit words
+  drawn from the generator, and the result is copied to the tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import init as _init
+
+from ..errors import SpecError
+from ..reference import sample as _reference_sample
+from ..spec import (
+    Constant,
+    Custom,
+    Dirac,
+    Eye,
+    KaimingNormal,
+    KaimingUniform,
+    Mixture,
+    Normal,
+    Orthogonal,
+    Sparse,
+    Spec,
+    TruncatedNormal,
+    Uniform,
+    XavierNormal,
+    XavierUniform,
+)
+
+#: The dtypes random specs fill.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+_Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], None]
+
+
+# --------------------------------------------------------------------------- the samplers
+# Each _fill_* writes into ``t`` in place (the caller holds no_grad and has checked shape,
+# dtype, meta and emptiness); ``fans`` overrides the tensor's own fans (a bias at model level).
+
+
+def _phi(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@functools.lru_cache(maxsize=256)
+def _inward(a: float, b: float, dtype: torch.dtype) -> tuple[float, float]:
+    """The smallest and largest values of ``dtype`` inside ``[a, b]`` (nearest ones when the
+    interval holds none), so that rounding a clamped float64 value to ``dtype`` never crosses
+    a bound."""
+    if dtype == torch.float64:
+        return a, b
+    lo = torch.tensor(a, dtype=torch.float64).to(dtype)
+    hi = torch.tensor(b, dtype=torch.float64).to(dtype)
+    if float(lo) < a:
+        lo = torch.nextafter(lo, torch.tensor(math.inf, dtype=dtype))
+    if float(hi) > b:
+        hi = torch.nextafter(hi, torch.tensor(-math.inf, dtype=dtype))
+    if float(lo) > float(hi):  # the interval is narrower than one step of dtype
+        return float(torch.tensor(a, dtype=torch.float64).to(dtype)), float(
+            torch.tensor(b, dtype=torch.float64).to(dtype)
+        )
+    return float(lo), float(hi)
+
+
+def _fill_truncated(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
+                    a: float, b: float) -> None:
+    """N(mean, std**2) restricted to the absolute bounds [a, b]; no value outside them, in
+    ``t``'s dtype."""
+    low, high = (a - mean) / std, (b - mean) / std
+    lo, hi = _inward(a, b, t.dtype)
+    if _phi(high) - _phi(low) >= 0.5 and _fill_by_rejection(t, g, mean, std, lo, hi):
+        return
+    _fill_by_inverse_cdf(t, g, mean, std, low, high, lo, hi)
+
+
+#: Rounds of redrawing before the inverse CDF takes over (only a bounds interval narrower than
+#: the dtype's grid near the mean gets there).
+_REJECTION_ROUNDS = 64
+
+
+def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
+                       lo: float, hi: float) -> bool:
+    """Draw normals and redraw only the ones outside [lo, hi] until none is: exact, and with
+    at least half the mass inside, about 1.1 normal draws in all (torch 2.13's trunc_normal_
+    redraws the whole tensor each round). False if values are still outside after
+    ``_REJECTION_ROUNDS`` rounds (the caller then draws the tensor by the inverse CDF)."""
+    work = t if t.is_contiguous() else torch.empty(t.shape, dtype=t.dtype, device=t.device)
+    flat = work.view(-1)
+    flat.normal_(mean, std, generator=g)
+    # Comparisons happen in t's dtype, where lo and hi are exact (see _inward). The extremes
+    # alone settle the common wide-bounds case at a fraction of the cost of a mask.
+    smallest, largest = torch.aminmax(flat)
+    if float(smallest) >= lo and float(largest) <= hi:
+        outside = flat.new_empty(0, dtype=torch.long)
+    else:
+        outside = ((flat < lo) | (flat > hi)).nonzero().squeeze(1)
+    for _ in range(_REJECTION_ROUNDS):
+        if not outside.numel():
+            break
+        redraw = torch.empty(outside.numel(), dtype=t.dtype, device=t.device).normal_(mean, std, generator=g)
+        flat.index_copy_(0, outside, redraw)
+        outside = outside[(redraw < lo) | (redraw > hi)]
+    else:
+        if outside.numel():
+            return False
+    if work is not t:
+        t.copy_(work)
+    return True
+
+
+def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
+                         low: float, high: float, lo: float, hi: float) -> None:
+    """The reference's method, for narrow or off-centre bounds where rejection would be slow:
+    a float64 uniform on [Phi(low), Phi(high)], ``ndtri``, then a clamp to [lo, hi]."""
+    # The lower tail keeps the CDF's relative precision: an interval above the mean is drawn
+    # mirrored and flipped back.
+    flip = low > 0
+    if flip:
+        low, high = -high, -low
+    work = t if t.dtype == torch.float64 else torch.empty(t.shape, dtype=torch.float64, device=t.device)
+    work.uniform_(_phi(low), _phi(high), generator=g)
+    torch.special.ndtri(work, out=work)
+    if flip:
+        work.neg_()
+    work.mul_(std).add_(mean)
+    work.clamp_(lo, hi)
+    if work is not t:
+        t.copy_(work)
+
+
+def _fill_scaled(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int]) -> None:
+    distribution, number = spec.as_variance_scaling().law(*fans)
+    if distribution == "uniform":
+        t.uniform_(-number, number, generator=g)
+    elif distribution == "untruncated_normal":
+        t.normal_(0.0, number, generator=g)
+    else:
+        _fill_truncated(t, g, 0.0, number, -2.0 * number, 2.0 * number)
+
+
+def _fans(t: torch.Tensor, fans: tuple[int, int] | None) -> tuple[int, int]:
+    if fans is not None:
+        return fans
+    # torch's own rule on the stored shape: dim 1 times the receptive field is fan_in.
+    receptive = math.prod(t.shape[2:])
+    return t.shape[1] * receptive, t.shape[0] * receptive
+
+
+def _fill_orthogonal(gain: float, t: torch.Tensor, g: torch.Generator | None) -> None:
+    if t.dtype in (torch.float32, torch.float64) and t.is_contiguous():
+        _init.orthogonal_(t, gain, generator=g)
+        return
+    # torch's QR has no float16/bfloat16 kernels, and orthogonal_ needs a contiguous tensor.
+    work_dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    work = torch.empty(t.shape, dtype=work_dtype, device=t.device)
+    _init.orthogonal_(work, gain, generator=g)
+    t.copy_(work)
+
+
+def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A (rows, cols) bool mask with a uniformly random set of exactly ``k`` rows per column,
+    drawn with ``g`` (torch's sparse_ uses torch.randperm without its generator)."""
+    m = min(k, rows - k)
+    complement = m < k  # choosing the rows to keep is cheaper than choosing the zeros
+    if cols <= m:
+        mask = torch.zeros(rows, cols, dtype=torch.bool, device=device)
+        for c in range(cols):
+            mask[torch.randperm(rows, generator=g, device=device)[:m], c] = True
+    else:
+        # Floyd's algorithm, every column at once: after step j the set is a uniform
+        # (j - rows + m + 1)-subset of range(j + 1).
+        # (cols, rows) flattened: one index per column, which index_select and index_fill_
+        # handle much faster than two-tensor advanced indexing.
+        taken = torch.zeros(cols * rows, dtype=torch.bool, device=device)
+        starts = torch.arange(cols, device=device) * rows
+        for j in range(rows - m, rows):
+            pick = torch.randint(0, j + 1, (cols,), generator=g, device=device).add_(starts)
+            pick = torch.where(taken.index_select(0, pick), starts + j, pick)
+            taken.index_fill_(0, pick, True)
+        mask = taken.view(cols, rows).t()
+    return ~mask if complement else mask
+
+
+def _fill_sparse(spec: Sparse, t: torch.Tensor, g: torch.Generator | None) -> None:
+    rows, cols = t.shape
+    t.normal_(0.0, spec.std, generator=g)
+    k = int(math.ceil(spec.sparsity * rows))
+    if k:
+        t.masked_fill_(_random_rows(rows, cols, k, g, t.device), 0.0)
+
+
+def _fill_mixture(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
+                  fans: tuple[int, int] | None) -> None:
+    """``live`` holds the components of positive weight, each with its filler."""
+    if len(live) == 1:
+        live[0][2](t, g, fans)
+        return
+    # One categorical choice per element from a float64 uniform (the weights are exact to
+    # 1e-16), then every component drawn for the whole tensor, as the reference does. Writing
+    # the components in order wherever u >= the cumulative weight before each leaves every
+    # element with the component whose interval holds its u, one comparison per component.
+    starts = np.cumsum([w for w, _, _ in live])[:-1]
+    u = torch.rand(t.shape, dtype=torch.float64, device=t.device, generator=g)
+    live[0][2](t, g, fans)
+    for start, (_, component, fill) in zip(starts, live[1:]):
+        mask = u >= float(start)
+        if isinstance(component, Constant):
+            t.masked_fill_(mask, component.value)
+        else:
+            draw = torch.empty_like(t)
+            fill(draw, g, fans)
+            torch.where(mask, draw, t, out=t)
+
+
+_NUMPY_DTYPE = {torch.float16: "float16", torch.float32: "float32", torch.float64: "float64"}
+
+
+def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
+                 fans: tuple[int, int] | None) -> None:
+    # The user's NumPy function runs on the host; its rng is seeded from the torch generator
+    # (or torch's global RNG), so torch.manual_seed / generator seeds make it reproducible.
+    device = g.device if g is not None else torch.device("cpu")
+    words = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
+    rng = np.random.default_rng(words)
+    values = _reference_sample(spec, tuple(t.shape), seed=rng,
+                               dtype=_NUMPY_DTYPE.get(t.dtype, "float32"), fans=fans)
+    t.copy_(torch.from_numpy(np.ascontiguousarray(values)))
+
+
+def _filler(spec: Spec) -> _Filler:
+    """``fill(t, generator, fans)`` for ``spec``, decided once: which torch call or sampler, with
+    which numbers (no checks: the caller has made them)."""
+    if isinstance(spec, Constant):
+        value = spec.value
+        return lambda t, g, fans: _init.constant_(t, value)
+    if isinstance(spec, Uniform):
+        low, high = spec.low, spec.high
+        return lambda t, g, fans: _init.uniform_(t, low, high, generator=g)
+    if isinstance(spec, Normal):
+        mean, std = spec.mean, spec.std
+        return lambda t, g, fans: _init.normal_(t, mean, std, generator=g)
+    if isinstance(spec, TruncatedNormal):
+        mean, std, (lo, hi) = spec.mean, spec.std, spec.bounds
+        return lambda t, g, fans: _fill_truncated(t, g, mean, std, lo, hi)
+    scaled = spec.as_variance_scaling()
+    if scaled is not None:
+        return _scaled_filler(spec, scaled)
+    if isinstance(spec, Orthogonal):
+        gain = spec.gain
+        return lambda t, g, fans: _fill_orthogonal(gain, t, g)
+    if isinstance(spec, Eye):
+        return lambda t, g, fans: _init.eye_(t)
+    if isinstance(spec, Dirac):
+        groups = spec.groups
+        return lambda t, g, fans: _init.dirac_(t, groups)
+    if isinstance(spec, Sparse):
+        return lambda t, g, fans: _fill_sparse(spec, t, g)
+    if isinstance(spec, Mixture):
+        live = [(w, s, _filler(s)) for w, s in spec.components if w > 0]
+        return lambda t, g, fans: _fill_mixture(live, t, g, fans)
+    if isinstance(spec, Custom):
+        return lambda t, g, fans: _fill_custom(spec, t, g, fans)
+    raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")  # pragma: no cover
+
+
+def _scaled_filler(spec: Spec, scaled: Any) -> _Filler:
+    # torch's own function when the fans are the tensor's own (a compiled call, a weight);
+    # the variance-scaling law with the given fans otherwise (a bias at model level).
+    native: Callable[[torch.Tensor, torch.Generator | None], Any] | None = None
+    if isinstance(spec, XavierUniform):
+        native = functools.partial(_xavier, _init.xavier_uniform_, spec.gain)
+    elif isinstance(spec, XavierNormal):
+        native = functools.partial(_xavier, _init.xavier_normal_, spec.gain)
+    elif isinstance(spec, KaimingUniform):  # KaimingNormal is a subclass
+        function = _init.kaiming_normal_ if isinstance(spec, KaimingNormal) else _init.kaiming_uniform_
+        native = functools.partial(_kaiming, function, spec.a, spec.mode, spec.nonlinearity)
+
+    def fill(t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None) -> None:
+        if fans is None and native is not None:
+            native(t, g)
+        else:
+            _fill_scaled(scaled, t, g, _fans(t, fans))
+
+    return fill
+
+
+def _xavier(function: Callable[..., Any], gain: float, t: torch.Tensor, g: torch.Generator | None) -> None:
+    function(t, gain, generator=g)
+
+
+def _kaiming(function: Callable[..., Any], a: float, mode: str, nonlinearity: str,
+             t: torch.Tensor, g: torch.Generator | None) -> None:
+    function(t, a, mode, nonlinearity, generator=g)
+
+
+def _fill(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None) -> None:
+    """Fill ``t`` in place with ``spec``'s law (no checks: the caller has made them)."""
+    _filler(spec)(t, g, fans)
+
