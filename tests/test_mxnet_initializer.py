@@ -368,6 +368,12 @@ def test_compile_and_to_agree_and_refuse_non_specs() -> None:
 
 def test_the_adapter_docstring_examples_run() -> None:
     import doctest
+    import importlib
+    import pkgutil
 
-    result = doctest.testmod(mim, optionflags=doctest.ELLIPSIS, verbose=False)
-    assert result.attempted >= 10 and result.failed == 0, f"{result.failed} doctest example(s) failed"
+    # The adapter is a package: its examples live in its files.
+    files = [importlib.import_module(f"{mim.__name__}.{m.name}") for m in pkgutil.iter_modules(mim.__path__)]
+    modules = [mim] + files
+    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False) for module in modules]
+    attempted, failed = sum(r.attempted for r in results), sum(r.failed for r in results)
+    assert attempted >= 10 and failed == 0, f"{failed} doctest example(s) failed"
