@@ -297,37 +297,58 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
 
 
+def _key(seed: Any) -> tuple[int, ...]:
+    """A stream key from an int seed or a tuple of ints (all >= 0), or a SpecError."""
+    parts = seed if isinstance(seed, tuple) and seed else (seed,)
+    if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in parts):
+        return tuple(int(k) for k in parts)
+    raise SpecError(
+        f"seed={seed!r} is not allowed; seed must be an integer >= 0, a tuple of them such as "
+        "(seed, order), or a numpy.random.Generator"
+    )
+
+
 def sample(
     spec: Spec,
     shape: Sequence[int],
-    seed: int | np.random.Generator = 0,
+    seed: int | tuple[int, ...] | np.random.Generator = 0,
     dtype: Any = "float32",
     fans: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Draw ``spec`` for a logical ``shape``; the same seed always gives the same array.
+
+    An int seed ``s`` (or a tuple of ints, a stream key) draws the portable stream of
+    ``multiinit.stream``: the tensor cut into tiles, each from its own stream, so any part of
+    it can be computed alone. ``mi.apply(..., portable=True, seed=s)`` writes, into the
+    parameter at position ``order``, ``sample(spec, logical_shape, seed=(s, order))``. A
+    ``numpy.random.Generator`` draws the whole tensor from that one generator instead.
 
     >>> from multiinit import normal
     >>> a = sample(normal(std=0.01), (4, 3), seed=7)
     >>> bool((a == sample(normal(std=0.01), (4, 3), seed=7)).all()), a.dtype
     (True, dtype('float32'))
     """
+    from . import stream
+
     if not isinstance(spec, Spec):
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
     shape = _shape(shape)
     resolved = _dtype(dtype)
     check_shape(spec, shape, fans)
-    if isinstance(seed, np.random.Generator):
-        rng = seed
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        rng = np.random.default_rng(int(seed))
-    else:
-        raise SpecError(
-            f"seed={seed!r} is not allowed; seed must be an integer >= 0 or a numpy.random.Generator"
-        )
+    key = None if isinstance(seed, np.random.Generator) else _key(seed)
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
     used_fans = fans_for(spec, shape, fans) if spec.uses_fans else None
-    return np.asarray(_draw(spec, rng, shape, used_fans, resolved), dtype=resolved)
+    if key is not None:
+        return stream.draw(spec, shape, key, dtype=resolved, fans=used_fans)
+    return _draw_checked(spec, seed, shape, used_fans, resolved)
+
+
+def _draw_checked(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
+                  dtype: np.dtype, path: str | None = None) -> np.ndarray:
+    """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
+    are the whole tensor's, also when ``shape`` is one tile of it)."""
+    return np.asarray(_draw(spec, rng, shape, fans, dtype), dtype=dtype)
 
 
 def compile(spec: Spec) -> Any:
