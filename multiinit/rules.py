@@ -414,8 +414,8 @@ def execute(
         for i, (param, spec) in enumerate(assignments):
             writer.fill(param, spec, draws[i], prepared.get(i))
         return assignments
-    if draw is None or from_numpy is None or write is None:
-        raise TypeError("execute() needs a writer=, or all of draw=, from_numpy= and write=")
+    if from_numpy is None or write is None or (draw is None and not portable):
+        raise TypeError("execute() needs a writer=, or draw=, from_numpy= and write=")
     values = []
     for param, spec in assignments:
         if portable:
