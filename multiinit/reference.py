@@ -190,6 +190,27 @@ def truncated_standard_normal(
     return -x if flip else x
 
 
+def _truncated_standard(rng: np.random.Generator, low: float, high: float,
+                        shape: tuple[int, ...]) -> np.ndarray:
+    """N(0, 1) restricted to [low, high], the reference's definition: when at least half the
+    mass lies inside (every default and variance-scaling form), standard normals are drawn and
+    those outside redrawn, in order and from the same generator, until none is (exact, and
+    about 1.05 draws at +-2); narrower bounds invert the CDF (``truncated_standard_normal``)."""
+    if _phi(high) - _phi(low) < 0.5:
+        return truncated_standard_normal(rng, low, high, shape)
+    x = rng.standard_normal(shape)
+    flat = x.reshape(-1)
+    if -low == high:
+        bad = np.flatnonzero(np.abs(flat) > high)
+    else:
+        bad = np.flatnonzero((flat < low) | (flat > high))
+    while bad.size:
+        redraw = rng.standard_normal(bad.size)
+        flat[bad] = redraw
+        bad = bad[(redraw < low) | (redraw > high)]
+    return x
+
+
 def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:
     """``x`` (float64) clamped so that rounding it to ``dtype`` keeps it in the support.
 
@@ -203,18 +224,61 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     ceiling = np.array(high, dtype=dtype)
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
-    return np.clip(x, float(floor), float(ceiling))
+    return np.clip(x, float(floor), float(ceiling), out=x)
 
 
 def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
                      dtype: np.dtype) -> np.ndarray:
     distribution, number = spec.as_variance_scaling().law(*fans)
     if distribution == "uniform":
-        return _within(rng.uniform(-number, number, shape), -number, number, dtype, open_high=True)
+        return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
-        return number * rng.standard_normal(shape)
-    return _within(number * truncated_standard_normal(rng, -2.0, 2.0, shape), -2 * number, 2 * number,
-                   dtype, open_high=False)
+        x = rng.standard_normal(shape)
+        x *= number
+        return x
+    x = _truncated_standard(rng, -2.0, 2.0, shape)
+    x *= number
+    return _within(x, -2 * number, 2 * number, dtype, open_high=False)
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+    # rng.uniform's own formula, low + (high - low) * u, without its temporaries.
+    x = rng.random(shape)
+    x *= high - low
+    x += low
+    return x
+
+
+def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans,
+             dtype: np.dtype) -> np.ndarray:
+    """One float64 uniform per element picks the component whose weight interval holds it.
+    Elementwise components then draw just as many values as they were picked, in order; a
+    component that needs the whole tensor (orthogonal, ...) is drawn whole and masked."""
+    from .stream import is_elementwise
+
+    weights = np.array([w for w, _ in spec.components], dtype=np.float64)
+    if not all(is_elementwise(s) for w, s in spec.components if w > 0):
+        choice = rng.choice(len(weights), size=shape, p=weights / weights.sum())
+        out = np.empty(shape)
+        for i, (_, component) in enumerate(spec.components):
+            draw = _draw(component, rng, shape, fans, dtype)
+            mask = choice == i
+            out[mask] = draw[mask]
+        return out
+    u = rng.random(shape)
+    picked = np.searchsorted(np.cumsum(weights)[:-1], u, side="right")
+    out = u  # every element is overwritten below
+    for i, (weight, component) in enumerate(spec.components):
+        if weight <= 0:
+            continue
+        mask = picked == i
+        if isinstance(component, Constant):
+            out[mask] = component.value
+            continue
+        count = int(np.count_nonzero(mask))
+        if count:
+            out[mask] = _draw(component, rng, (count,), fans, dtype)
+    return out
 
 
 def _orthogonal(spec: Orthogonal, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -256,11 +320,16 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
-        return _within(rng.uniform(spec.low, spec.high, shape), spec.low, spec.high, dtype, open_high=True)
+        return _within(_uniform(rng, spec.low, spec.high, shape), spec.low, spec.high, dtype, open_high=True)
     if isinstance(spec, Normal):
-        return spec.mean + spec.std * rng.standard_normal(shape)
+        x = rng.standard_normal(shape)
+        x *= spec.std
+        x += spec.mean
+        return x
     if isinstance(spec, TruncatedNormal):
-        x = spec.mean + spec.std * truncated_standard_normal(rng, spec.low, spec.high, shape)
+        x = _truncated_standard(rng, spec.low, spec.high, shape)
+        x *= spec.std
+        x += spec.mean
         return _within(x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype,
                        open_high=False)
     if spec.as_variance_scaling() is not None:
@@ -274,14 +343,7 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     if isinstance(spec, Sparse):
         return _sparse(spec, rng, shape)
     if isinstance(spec, Mixture):
-        weights = np.array([w for w, _ in spec.components])
-        choice = rng.choice(len(weights), size=shape, p=weights / weights.sum())
-        out = np.empty(shape)
-        for i, (_, component) in enumerate(spec.components):
-            draw = _draw(component, rng, shape, fans, dtype)
-            mask = choice == i
-            out[mask] = draw[mask]
-        return out
+        return _mixture(spec, rng, shape, fans, dtype)
     if isinstance(spec, Custom):
         result = np.asarray(spec.fn(rng, shape, dtype))
         if result.shape != shape:
@@ -297,37 +359,58 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
 
 
+def _key(seed: Any) -> tuple[int, ...]:
+    """A stream key from an int seed or a tuple of ints (all >= 0), or a SpecError."""
+    parts = seed if isinstance(seed, tuple) and seed else (seed,)
+    if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in parts):
+        return tuple(int(k) for k in parts)
+    raise SpecError(
+        f"seed={seed!r} is not allowed; seed must be an integer >= 0, a tuple of them such as "
+        "(seed, order), or a numpy.random.Generator"
+    )
+
+
 def sample(
     spec: Spec,
     shape: Sequence[int],
-    seed: int | np.random.Generator = 0,
+    seed: int | tuple[int, ...] | np.random.Generator = 0,
     dtype: Any = "float32",
     fans: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Draw ``spec`` for a logical ``shape``; the same seed always gives the same array.
+
+    An int seed ``s`` (or a tuple of ints, a stream key) draws the portable stream of
+    ``multiinit.stream``: the tensor cut into tiles, each from its own stream, so any part of
+    it can be computed alone. ``mi.apply(..., portable=True, seed=s)`` writes, into the
+    parameter at position ``order``, ``sample(spec, logical_shape, seed=(s, order))``. A
+    ``numpy.random.Generator`` draws the whole tensor from that one generator instead.
 
     >>> from multiinit import normal
     >>> a = sample(normal(std=0.01), (4, 3), seed=7)
     >>> bool((a == sample(normal(std=0.01), (4, 3), seed=7)).all()), a.dtype
     (True, dtype('float32'))
     """
+    from . import stream
+
     if not isinstance(spec, Spec):
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
     shape = _shape(shape)
     resolved = _dtype(dtype)
     check_shape(spec, shape, fans)
-    if isinstance(seed, np.random.Generator):
-        rng = seed
-    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        rng = np.random.default_rng(int(seed))
-    else:
-        raise SpecError(
-            f"seed={seed!r} is not allowed; seed must be an integer >= 0 or a numpy.random.Generator"
-        )
+    key = None if isinstance(seed, np.random.Generator) else _key(seed)
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
     used_fans = fans_for(spec, shape, fans) if spec.uses_fans else None
-    return np.asarray(_draw(spec, rng, shape, used_fans, resolved), dtype=resolved)
+    if key is not None:
+        return stream.draw(spec, shape, key, dtype=resolved, fans=used_fans)
+    return _draw_checked(spec, seed, shape, used_fans, resolved)
+
+
+def _draw_checked(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
+                  dtype: np.dtype, path: str | None = None) -> np.ndarray:
+    """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
+    are the whole tensor's, also when ``shape`` is one tile of it)."""
+    return np.asarray(_draw(spec, rng, shape, fans, dtype), dtype=dtype)
 
 
 def compile(spec: Spec) -> Any:

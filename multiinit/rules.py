@@ -11,14 +11,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from .errors import RuleError, SpecError
 from .fans import LogicalView
 from .reference import check_shape, sample
-from .spec import Spec, parse
+from .spec import Custom, Mixture, Spec, parse
 
 __all__ = [
     "Rule",
@@ -32,6 +32,10 @@ __all__ = [
     "derive_seed",
     "portable_rng",
     "execute",
+    "Draw",
+    "Writer",
+    "needs_prepare",
+    "portable_values",
 ]
 
 # Names that mean the same role across frameworks: a "weight" rule also selects a Keras or
@@ -289,7 +293,9 @@ def derive_seed(seed: int, *keys: int) -> int:
 
 
 def portable_rng(seed: int, order: int) -> np.random.Generator:
-    """The reference stream of the parameter at position ``order`` (portable mode)."""
+    """The reference stream of the parameter at position ``order`` as one generator: what
+    portable mode draws a whole-tensor law (or a one-tile tensor) from. Portable mode's values
+    are ``reference.sample(spec, shape, seed=(seed, order))`` (see ``multiinit.stream``)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(order)]))
 
 
@@ -302,30 +308,120 @@ def _check_seed(seed: Any, portable: bool) -> None:
         raise RuleError(f"seed={seed!r} is not allowed; seed must be None or an integer >= 0")
 
 
+@dataclass(frozen=True)
+class Draw:
+    """Where one parameter's values come from, as ``execute`` hands it to an adapter's writer.
+
+    ``seed`` is the user's seed (None: the framework's own global generator; never None when
+    ``portable``), ``order`` the parameter's position in the model. ``key`` is the parameter's
+    stream key ``(seed, order)`` (see ``multiinit.stream``).
+    """
+
+    seed: int | None
+    order: int
+    portable: bool
+
+    @property
+    def key(self) -> tuple[int, int]:
+        if self.seed is None:
+            raise RuleError("this draw has no seed: it uses the framework's global generator")
+        return (int(self.seed), int(self.order))
+
+
+class Writer(Protocol):
+    """What an adapter gives ``execute`` to initialize its parameters in one pass.
+
+    ``check`` raises (a ``MultiinitError`` naming ``param.path``, the value and what is
+    allowed) when ``param`` cannot be written in place, or its dtype cannot hold ``spec``'s
+    law; it writes nothing. ``prepare`` draws a law that can fail (a user's ``custom``
+    function, see ``needs_prepare``), validates it and returns the value to write; built-in
+    laws are never prepared. ``fill`` writes ``param``: the prepared value when there is one,
+    else it draws ``spec`` straight into the parameter. ``fill`` is called only after every
+    ``check`` and ``prepare`` succeeded, and must not fail for a reason ``check`` could have
+    found.
+    """
+
+    def check(self, param: Param, spec: Spec) -> None: ...
+
+    def prepare(self, param: Param, spec: Spec, draw: Draw) -> Any: ...
+
+    def fill(self, param: Param, spec: Spec, draw: Draw, prepared: Any) -> None: ...
+
+
+def needs_prepare(spec: Spec) -> bool:
+    """True when drawing ``spec`` runs user code that can fail (a ``custom`` law, also inside a
+    mixture or a wrapper): ``execute`` draws and validates those before writing anything.
+
+    >>> import multiinit as mi
+    >>> needs_prepare(mi.normal()), needs_prepare(mi.mixture([(1.0, mi.custom(lambda r, s, d: r.random(s), name="u"))]))
+    (False, True)
+    """
+    if isinstance(spec, Custom):
+        return True
+    if isinstance(spec, Mixture):
+        return any(needs_prepare(s) for w, s in spec.components if w > 0)
+    inner = getattr(spec, "spec", None)
+    return isinstance(inner, Spec) and needs_prepare(inner)
+
+
+def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] | None = None,
+                    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None) -> Any:
+    """The portable values of ``param`` (or of its logical region ``box``), in logical layout,
+    in the parameter's dtype (float32 for a dtype the reference does not draw); with ``write``
+    they are handed over tile by tile instead (see ``multiinit.stream.draw``).
+
+    Every adapter's portable mode writes exactly these numbers.
+    """
+    from . import stream
+
+    dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
+    return stream.draw(spec, param.logical_shape, draw.key, dtype=dtype, fans=param.fans, box=box,
+                       write=write, path=param.path)
+
+
 def execute(
     params: Sequence[Param],
     rules: Any,
     *,
     seed: int | None,
     portable: bool,
-    draw: Callable[[Param, Spec, int | None], Any],
-    from_numpy: Callable[[Param, np.ndarray], Any],
-    write: Callable[[Sequence[tuple[Param, Any]]], None],
+    writer: Writer | None = None,
+    draw: Callable[[Param, Spec, int | None], Any] | None = None,
+    from_numpy: Callable[[Param, np.ndarray], Any] | None = None,
+    write: Callable[[Sequence[tuple[Param, Any]]], None] | None = None,
 ) -> list[tuple[Param, Spec]]:
-    """The shared body of every adapter's ``apply``: plan, draw everything, then write.
+    """The shared body of every adapter's ``apply``: one pass, all or nothing, no model-sized copy.
 
-    ``draw(param, spec, seed)`` draws natively (``seed`` is the parameter's derived seed or
-    None); ``from_numpy(param, native_array)`` converts a portable draw already in the native
-    layout; ``write(pairs)`` stores all values. Nothing is written unless every draw succeeded.
+    With a ``writer`` (see ``Writer``): plan the rules (every rule selects something, every
+    spec fits its shape), ``check`` every selected parameter can be written, ``prepare`` the
+    laws that can fail, and only then ``fill`` each parameter -- built-in laws straight into
+    it. Peak memory above the model is one parameter's draw, plus the prepared user laws.
+
+    The older form (``draw``, ``from_numpy``, ``write``: draw every value, then write them all)
+    is kept for adapters that have not moved to a writer; it holds the whole model's values.
     """
     _check_seed(seed, portable)
     assignments = plan(params, rules)
+    if writer is not None:
+        for param, spec in assignments:
+            writer.check(param, spec)
+        draws = [Draw(None if seed is None else int(seed), param.order, portable) for param, _ in assignments]
+        prepared = {
+            i: writer.prepare(param, spec, draws[i])
+            for i, (param, spec) in enumerate(assignments)
+            if needs_prepare(spec)
+        }
+        for i, (param, spec) in enumerate(assignments):
+            writer.fill(param, spec, draws[i], prepared.get(i))
+        return assignments
+    if from_numpy is None or write is None or (draw is None and not portable):
+        raise TypeError("execute() needs a writer=, or draw=, from_numpy= and write=")
     values = []
     for param, spec in assignments:
         if portable:
             dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-            logical = sample(spec, param.logical_shape, seed=portable_rng(seed, param.order),
-                             dtype=dtype, fans=param.fans)
+            logical = sample(spec, param.logical_shape, seed=(int(seed), param.order), dtype=dtype,
+                             fans=param.fans)
             values.append((param, from_numpy(param, param.view.to_native(logical))))
         else:
             values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))
