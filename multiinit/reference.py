@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ShapeError, SpecError
-from .fans import OUT_IN, compute_fans
+from .errors import LawError, LawShapeError, ShapeError, SpecError, shorten, shown
+from .fans import OUT_IN, as_shape, compute_fans
 from .spec import (
     Constant,
     Custom,
@@ -28,7 +28,7 @@ from .spec import (
     Uniform,
 )
 
-__all__ = ["sample", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
+__all__ = ["sample", "call_law", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
 
 #: The reference draws in logical layout.
 LAYOUT = OUT_IN
@@ -37,31 +37,24 @@ _FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 def _shape(shape: Sequence[int]) -> tuple[int, ...]:
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        dims = (shape,)
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims):
-        raise ShapeError(
-            f"shape={shape!r} is not allowed; shape must be a sequence of non-negative integers"
-        )
-    return tuple(int(d) for d in dims)
+    # Dimensions >= 0, at most MAX_NDIM of them and MAX_ELEMENTS elements (see fans.as_shape).
+    return as_shape(shape)
 
 
 def _dtype(dtype: Any) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
-    except TypeError:
+    except Exception:  # TypeError for unknown names, ValueError for malformed structured dtypes
         resolved = None
     if resolved is None or resolved.name not in _FLOAT_DTYPES:
         raise SpecError(
-            f"dtype={dtype!r} is not allowed; the NumPy reference draws one of {_FLOAT_DTYPES}"
+            f"dtype={shown(dtype)} is not allowed; the NumPy reference draws one of {_FLOAT_DTYPES}"
         )
     return resolved
 
 
 def _where(path: str | None) -> str:
-    return f"{path!r}" if path else "a tensor"
+    return f"{shown(path)}" if path else "a tensor"
 
 
 def fans_for(
@@ -79,12 +72,13 @@ def fans_for(
             or len(fans) != 2
             or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f >= 0 for f in fans)
         ):
-            raise SpecError(f"fans={fans!r} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
+            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
         return int(fans[0]), int(fans[1])
+    shape = _shape(shape)
     try:
         return compute_fans(shape)
     except ShapeError as e:
-        raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {tuple(shape)}: {e}") from None
+        raise ShapeError(f"{shown(spec)} cannot fill {_where(path)} of shape {shape}: {e}") from None
 
 
 def _shape_problem(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None) -> str | None:
@@ -126,7 +120,7 @@ def check_shape(
         fans_for(spec, shape, fans, path)  # validates the override
     problem = _shape_problem(spec, shape, fans)
     if problem:
-        raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {shape}: {problem}")
+        raise ShapeError(f"{shown(spec)} cannot fill {_where(path)} of shape {shape}: {problem}")
 
 
 # --------------------------------------------------------------------------- the samplers
@@ -252,7 +246,8 @@ def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> n
     return out
 
 
-def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype) -> np.ndarray:
+def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype,
+          path: str | None = None) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
@@ -278,23 +273,116 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
         choice = rng.choice(len(weights), size=shape, p=weights / weights.sum())
         out = np.empty(shape)
         for i, (_, component) in enumerate(spec.components):
-            draw = _draw(component, rng, shape, fans, dtype)
+            draw = _draw(component, rng, shape, fans, dtype, path)
             mask = choice == i
             out[mask] = draw[mask]
         return out
     if isinstance(spec, Custom):
-        result = np.asarray(spec.fn(rng, shape, dtype))
-        if result.shape != shape:
-            raise ShapeError(
-                f"{spec!r} returned an array of shape {result.shape} for shape {shape}; "
-                "a custom function must return exactly the shape it is given"
-            )
-        if result.dtype.kind not in "iuf":
-            raise SpecError(
-                f"{spec!r} returned dtype {result.dtype}; a custom function must return numbers"
-            )
-        return result
-    raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
+        return call_law(spec, rng, shape, dtype, path)
+    raise SpecError(f"spec={shown(spec)} is not allowed; it is not a multiinit spec")
+
+
+# --------------------------------------------------------------------------- user laws, fenced
+
+
+def _law_name(spec: Custom, path: str | None) -> str:
+    where = f" at {shown(path)}" if path is not None else ""
+    return f"custom law {shown(spec.name)}{where}"
+
+
+def call_law(
+    spec: Custom,
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    dtype: Any = "float32",
+    path: str | None = None,
+) -> np.ndarray:
+    """Run a user law (``custom``) behind a fence: the one way every backend calls one.
+
+    Calls ``spec.fn(rng, shape, dtype)`` with ``shape`` a tuple of ints in logical
+    ``(out, in, *spatial)`` layout and ``dtype`` a ``numpy.dtype`` (float16, float32 or
+    float64), and returns the result as a NumPy array of exactly ``shape`` and ``dtype`` whose
+    values are all finite. Anything else is a ``LawError`` that names the law (its registered
+    name) and ``path`` (the parameter path, when given; adapters pass it):
+
+    * the function raises an ``Exception``: a ``LawError`` that repeats the exception's type
+      and message and chains it (``__cause__``); ``KeyboardInterrupt``, ``SystemExit`` and
+      other ``BaseException``s are not caught;
+    * the result is not something NumPy reads as an array, or its dtype is not numbers
+      (bool, complex, strings, objects): ``LawError``;
+    * its shape is not ``shape``: ``LawShapeError`` (a ``LawError`` and a ``ShapeError``),
+      with the shape received and the shape expected;
+    * a value is NaN or infinite, or too large for ``dtype`` (it would become inf): ``LawError``
+      with how many and the index of the first.
+
+    It writes nothing: call it before touching a parameter, and a failing law leaves the model
+    as it was. A bad ``spec``, ``shape`` or ``dtype`` is the caller's mistake, not the law's:
+    ``SpecError`` or ``ShapeError``.
+
+    >>> import multiinit as mi
+    >>> law = mi.custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="doc_sym")
+    >>> call_law(law, np.random.default_rng(0), (2, 3), "float32", path="head.weight").dtype
+    dtype('float32')
+    >>> nan = mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="doc_nan")
+    >>> call_law(nan, np.random.default_rng(0), (2,), path="head.bias")
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.LawError: custom law 'doc_nan' at 'head.bias' returned 2 NaN values (the first at index (0,)); a custom function must return finite numbers
+    """
+    if not isinstance(spec, Custom):
+        raise SpecError(f"spec={shown(spec)} is not allowed; call_law runs a custom spec (mi.custom)")
+    shape = _shape(shape)
+    resolved = _dtype(dtype)
+    law = _law_name(spec, path)
+    try:
+        result = spec.fn(rng, shape, resolved)
+    except Exception as err:
+        raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}") from err
+    try:
+        array = np.asarray(result)
+    except Exception as err:
+        raise LawError(
+            f"{law} returned {shown(result)}, which NumPy cannot read as an array; "
+            "a custom function must return an array of numbers"
+        ) from err
+    if array.shape != shape:
+        raise LawShapeError(
+            f"{law} returned an array of shape {array.shape} for shape {shape}; "
+            "a custom function must return exactly the shape it is given"
+        )
+    if array.dtype.kind not in "iuf":
+        raise LawError(f"{law} returned dtype {array.dtype}; a custom function must return numbers "
+                       "(integers or floats)")
+    if array.dtype.kind == "f":
+        for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
+            bad = test(array)
+            if bad.any():
+                raise LawError(
+                    f"{law} returned {int(bad.sum())} {what} values (the first at index "
+                    f"{_first(bad)}); a custom function must return finite numbers"
+                )
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(array, dtype=resolved)
+    finite = np.isfinite(out)
+    if not finite.all():
+        first = _first(~finite)
+        raise LawError(
+            f"{law} returned values too large for {resolved.name} (largest "
+            f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index {first}); "
+            f"a custom function must return finite numbers that {resolved.name} holds"
+        )
+    return out
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def _message(err: BaseException) -> str:
+    try:
+        return shorten(str(err), 400, 100)
+    except Exception:  # an exception whose str() fails
+        return f"<{type(err).__name__} whose message cannot be shown>"
 
 
 def sample(
@@ -303,8 +391,14 @@ def sample(
     seed: int | np.random.Generator = 0,
     dtype: Any = "float32",
     fans: tuple[int, int] | None = None,
+    *,
+    path: str | None = None,
 ) -> np.ndarray:
     """Draw ``spec`` for a logical ``shape``; the same seed always gives the same array.
+
+    ``path`` names the parameter in error messages (a user law's ``LawError`` included).
+    Values that ``dtype`` cannot hold are refused (``SpecError`` naming the spec), never
+    returned as infinities.
 
     >>> from multiinit import normal
     >>> a = sample(normal(std=0.01), (4, 3), seed=7)
@@ -312,22 +406,95 @@ def sample(
     (True, dtype('float32'))
     """
     if not isinstance(spec, Spec):
-        raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
+        raise SpecError(f"spec={shown(spec)} is not allowed; spec must be a multiinit spec")
     shape = _shape(shape)
     resolved = _dtype(dtype)
-    check_shape(spec, shape, fans)
+    check_shape(spec, shape, fans, path)
     if isinstance(seed, np.random.Generator):
         rng = seed
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
         rng = np.random.default_rng(int(seed))
     else:
         raise SpecError(
-            f"seed={seed!r} is not allowed; seed must be an integer >= 0 or a numpy.random.Generator"
+            f"seed={shown(seed)} is not allowed; seed must be an integer >= 0 or a numpy.random.Generator"
         )
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
-    used_fans = fans_for(spec, shape, fans) if spec.uses_fans else None
-    return np.asarray(_draw(spec, rng, shape, used_fans, resolved), dtype=resolved)
+    used_fans = fans_for(spec, shape, fans, path) if spec.uses_fans else None
+    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")
+    top = float(np.finfo(resolved).max)
+    try:
+        reaches = [(_reach(leaf, used_fans), leaf) for leaf in _leaves(spec)]
+    except SpecError as e:  # a variance scale too large for these fans (VarianceScaling.law)
+        raise SpecError(f"{shown(spec)} cannot fill {where}: {e}") from None
+    for (reach, exact), leaf in reaches:
+        if exact and reach > top:
+            # A bounded law whose support the dtype cannot hold: refused before drawing.
+            raise SpecError(_too_large(spec, leaf, reach, resolved, where))
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+            out = np.asarray(_draw(spec, rng, shape, used_fans, resolved, path), dtype=resolved)
+    except MemoryError as err:
+        raise ShapeError(
+            f"{shown(spec)} cannot fill {where}: {math.prod(shape)} values of {resolved.name} do not "
+            "fit in this process's memory"
+        ) from err
+    if not np.isfinite(out).all():
+        reach, leaf = max(((r, l) for (r, _), l in reaches), key=lambda pair: pair[0])
+        raise SpecError(_too_large(spec, leaf, reach, resolved, where))
+    return out
+
+
+#: The parameters that set how large a law's values get, for messages.
+_SCALE = {Constant: "value", Uniform: "low and high", Normal: "mean and std", TruncatedNormal: "mean and std",
+          Orthogonal: "gain", Sparse: "std"}
+
+
+def _leaves(spec: Spec):
+    """The specs that draw values: a mixture's components of weight > 0, at every level."""
+    if isinstance(spec, Mixture):
+        for weight, component in spec.components:
+            if weight > 0:
+                yield from _leaves(component)
+    else:
+        yield spec
+
+
+def _reach(spec: Spec, fans) -> tuple[float, bool]:
+    """How large ``spec``'s values get: ``(bound, True)`` for a bounded law, ``(typical
+    extreme, False)`` for a normal one (8 std), ``(0, True)`` for laws that cannot overflow."""
+    if isinstance(spec, Constant):
+        return abs(spec.value), True
+    if isinstance(spec, Uniform):
+        return max(abs(spec.low), abs(spec.high)), True
+    if isinstance(spec, Normal):
+        return abs(spec.mean) + 8 * spec.std, False
+    if isinstance(spec, TruncatedNormal):
+        return max(abs(b) for b in spec.bounds), True
+    if isinstance(spec, Orthogonal):
+        return spec.gain, True
+    if isinstance(spec, Sparse):
+        return 8 * spec.std, False
+    vs = spec.as_variance_scaling()
+    if vs is not None:
+        distribution, number = vs.law(*fans)
+        if distribution == "uniform":
+            return number, True
+        if distribution == "truncated_normal":
+            return 2 * number, True
+        return 8 * number, False
+    return 0.0, True  # eye, dirac: ones; custom: checked by call_law
+
+
+def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str) -> str:
+    params = leaf._params()
+    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale" if "scale" in params else "scale")
+    part = "" if leaf is spec else f" (its component {shown(leaf)})"
+    return (
+        f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values reach about "
+        f"{reach:.4g}, beyond the largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); "
+        f"its {scale} must be smaller, or the dtype wider"
+    )
 
 
 def compile(spec: Spec) -> Any:
