@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import LawError, LawShapeError, ShapeError, SpecError, shorten, shown
-from .fans import OUT_IN, as_shape, compute_fans
+from .fans import MAX_ELEMENTS, OUT_IN, as_shape, compute_fans
 from .spec import (
     Constant,
     Custom,
@@ -70,9 +70,11 @@ def fans_for(
         if (
             not isinstance(fans, (tuple, list))
             or len(fans) != 2
-            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f >= 0 for f in fans)
+            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
+                       for f in fans)
         ):
-            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
+            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
+                            ">= 0 and <= 2**48 (MAX_ELEMENTS)")
         return int(fans[0]), int(fans[1])
     shape = _shape(shape)
     try:
@@ -421,7 +423,7 @@ def sample(
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
     used_fans = fans_for(spec, shape, fans, path) if spec.uses_fans else None
-    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")
+    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")  # fans <= 2**48
     top = float(np.finfo(resolved).max)
     try:
         reaches = [(_reach(leaf, used_fans), leaf) for leaf in _leaves(spec)]
@@ -490,10 +492,10 @@ def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str
     params = leaf._params()
     scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale" if "scale" in params else "scale")
     part = "" if leaf is spec else f" (its component {shown(leaf)})"
+    reaches = f"reach about {reach:.4g}" if math.isfinite(reach) else "overflow even in float64"
     return (
-        f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values reach about "
-        f"{reach:.4g}, beyond the largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); "
-        f"its {scale} must be smaller, or the dtype wider"
+        f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values {reaches}, beyond the "
+        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, or the dtype wider"
     )
 
 

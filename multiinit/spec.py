@@ -12,6 +12,7 @@ import ast
 import itertools
 import math
 import numbers
+import warnings
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -374,7 +375,7 @@ class VarianceScaling(Spec):
         object.__setattr__(self, "scale", _number(kind, "scale", self.scale, gt=0))
         _choice(kind, "mode", self.mode, FAN_MODES)
         hint = ""
-        if self.distribution == "normal":
+        if isinstance(self.distribution, str) and self.distribution == "normal":
             # Keras once read "normal" as truncated and JAX reads it as untruncated: refuse to guess.
             hint = ' ("normal" is truncated in old Keras and untruncated in JAX: say which)'
         _choice(kind, "distribution", self.distribution, DISTRIBUTIONS, hint)
@@ -1118,7 +1119,11 @@ def parse(text: str) -> Spec:
     if len(text) > MAX_TEXT:
         raise _fail("parse", "text", text, f"at most {MAX_TEXT} characters long (MAX_TEXT)")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # Python warns about odd literals ("1if", "\\d"); the text is refused or read anyway.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise SpecError(
             f"parse: text={shown(text)} is not allowed; it is not a spec call ({shorten(str(e.msg))})"
