@@ -8,6 +8,7 @@ checks it), and portable mode writes exactly these numbers into every framework.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -341,7 +342,10 @@ def call_law(
     except Exception as err:
         raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}") from err
     try:
-        array = np.asarray(result)
+        with warnings.catch_warnings():
+            # NumPy 1.x warns, then makes an object array of a ragged list: refused just below.
+            warnings.simplefilter("ignore", _RAGGED)
+            array = np.asarray(result)
     except Exception as err:
         raise LawError(
             f"{law} returned {shown(result)}, which NumPy cannot read as an array; "
@@ -374,6 +378,10 @@ def call_law(
             f"a custom function must return finite numbers that {resolved.name} holds"
         )
     return out
+
+
+_RAGGED = getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
+    np, "VisibleDeprecationWarning", Warning)
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
