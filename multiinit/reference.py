@@ -431,7 +431,7 @@ def sample(
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
     used_fans = fans_for(spec, shape, fans, path) if spec.uses_fans else None
-    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")  # fans <= 2**48
+    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")
     top = float(np.finfo(resolved).max)
     try:
         reaches = [(_reach(leaf, used_fans), leaf) for leaf in _leaves(spec)]
