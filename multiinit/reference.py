@@ -181,10 +181,44 @@ def truncated_standard_normal(
     flip = low > 0
     if flip:
         low, high = -high, -low
-    lo, hi = _phi(low), _phi(high)
-    u = lo + (hi - lo) * rng.random(size)
-    x = np.clip(_ndtri(u), low, high)
+    if high < -_FAR:
+        x = _far_tail(rng, low, high, size)
+    else:
+        lo, hi = _phi(low), _phi(high)
+        u = lo + (hi - lo) * rng.random(size)
+        x = np.clip(_ndtri(u), low, high)
     return -x if flip else x
+
+
+#: Beyond this many std the normal CDF falls below 1e-300 and double precision loses it
+#: (at 38.5 it is 0): bounds this far out are inverted in log space instead.
+_FAR = 37.0
+
+
+def _log_lower_tail(t: np.ndarray) -> np.ndarray:
+    """``log Phi(-t)`` for ``t >= 37``, by the asymptotic series (error below 1e-12 there)."""
+    s = 1.0 / (t * t)
+    series = 1 - s + 3 * s**2 - 15 * s**3 + 105 * s**4
+    return -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+
+
+def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
+    """N(0, 1) restricted to [low, high], both below -37: the inverse CDF in log space."""
+    near, far = -high, min(-low, 1e150)  # beyond 1e150 std the CDF is exp(-1e300): nothing
+    log_near = _log_lower_tail(np.float64(near))
+    ratio = np.exp(_log_lower_tail(np.float64(far)) - log_near)  # Phi(low) / Phi(high)
+    with np.errstate(divide="ignore"):
+        target = log_near + np.log(ratio + rng.random(size) * (1 - ratio))  # log of Phi(x)
+    # Solve log Phi(-t) = target for t: a fixed point for the start, then Newton steps.
+    t = np.sqrt(np.maximum(-2 * target, near * near))
+    for _ in range(3):
+        t = np.sqrt(np.maximum(-2 * (target + np.log(t) + 0.5 * math.log(2 * math.pi)), near * near))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(3):
+            log_tail = _log_lower_tail(t)
+            slope = np.exp(-0.5 * t * t - 0.5 * math.log(2 * math.pi) - log_tail)  # -d/dt log Phi(-t)
+            t = t + (log_tail - target) / slope
+    return np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
 
 
 def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:

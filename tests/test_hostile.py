@@ -233,6 +233,22 @@ def test_far_tail_truncation_is_explained_not_divided_by_zero() -> None:
     assert "std 0.0249533" in law, law
 
 
+@pytest.mark.parametrize("spec", [
+    mi.truncated_normal(mean=1.0, std=2.0, low=40, high=41),   # both bounds 40 std out: the CDF underflows
+    mi.truncated_normal(low=-45, high=-44),
+    mi.truncated_normal(low=38, high=1e100),
+    mi.trunc_normal(std=0.01, a=0.5, b=1.0),                   # torch's absolute bounds, 50 to 100 std out
+], ids=str)
+def test_a_truncation_far_in_one_tail_draws_its_law_not_nan(spec) -> None:
+    from multiinit import stats
+
+    x = spec.sample((20_000,), seed=3, dtype="float64")
+    lo, hi = spec.bounds
+    assert np.isfinite(x).all() and lo <= x.min() and x.max() <= hi
+    verdict = stats.check(x, spec, (20_000,))  # KS and moments at the house level, ALPHA = 1e-6
+    assert verdict.passed, verdict
+
+
 def test_running_out_of_memory_while_drawing_is_a_shape_error(monkeypatch) -> None:
     def exhausted(*args, **kwargs):
         raise MemoryError
