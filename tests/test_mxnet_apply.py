@@ -198,7 +198,7 @@ def test_any_error_leaves_the_block_exactly_as_it_was(case) -> None:
         "eye on conv": ({"bias": mi.ones(), "1.weight": mi.eye()}, mi.ShapeError, "'1.weight'"),
         # The failing draw is the last parameter's: every other value was drawn already.
         "custom raises": ({"weight": mi.zeros(), "6.bias": mi.custom(broken, name="apply.broken")},
-                          RuntimeError, "law broke"),
+                          mi.LawError, "law broke"),
     }[case]
     net = build()
     before = snapshot(net)
