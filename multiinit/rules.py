@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import RuleError, SpecError
+from .errors import RuleError, ShapeError, SpecError
 from .fans import LogicalView
 from .reference import check_shape, sample
-from .spec import Spec, parse
+from .spec import Spec, WithAxes, parse
 
 __all__ = [
     "Rule",
@@ -57,7 +57,7 @@ def roles_of(name: str) -> frozenset[str]:
 
 
 #: Framework-neutral kinds of layer an adapter can tell a parameter belongs to.
-LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm")
+LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm", "attention", "recurrent")
 
 
 @dataclass(eq=False)
@@ -68,6 +68,10 @@ class Param:
     ``fans`` overrides the logical view's fans (a bias gets its weight's fans); ``order`` is
     the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's;
     ``kind`` is the neutral kind of its layer (one of ``LAYER_KINDS``) when the adapter knows it.
+    ``known`` says whether multiinit knows the layer (a built-in layer of the framework, or one
+    registered with ``multiinit.register_layer``); when False its kind and layout are the
+    adapter's guess, so fans read off it are a guess too. Left None, it is ``kind is not None``.
+    A view with batch axes gives its fans (one batch element's) to ``fans`` when none is given.
     """
 
     path: str
@@ -79,14 +83,43 @@ class Param:
     dtype: str = "float32"
     handle: Any = None
     kind: str | None = None
+    known: bool | None = None
     roles: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.roles = roles_of(self.role)
+        if self.known is None:
+            self.known = self.kind is not None
+        if self.fans is None and getattr(self.view, "batch", 0):
+            # A drawer sees only the logical shape, whose batch axes it would count as fans.
+            try:
+                self.fans = self.view.fans
+            except ShapeError:
+                pass  # no in axis: the adapter gives it its weight's fans, or none
 
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return self.view.logical_shape
+
+    def fans_for(self, spec: Spec) -> tuple[int, int] | None:
+        """The ``(fan_in, fan_out)`` ``spec`` uses on this parameter, None if it uses no fans.
+
+        A ``with_axes`` spec reads them off the stored (native) shape by its axes, on a
+        parameter of two or more dimensions; otherwise ``fans`` (its weight's, for a bias),
+        else the view's. Raises ``ShapeError`` when there are none to use.
+
+        >>> from multiinit import with_axes, he_normal
+        >>> p = Param("q/kernel", LogicalView((32, 8, 16)), "kernel")
+        >>> p.fans_for(he_normal()), p.fans_for(with_axes(he_normal(), in_axis=0, out_axis=(1, 2)))
+        ((128, 512), (32, 128))
+        """
+        if not spec.uses_fans:
+            return None
+        if isinstance(spec, WithAxes) and len(self.view.native_shape) >= 2:
+            return spec.fans(self.view.native_shape)
+        if self.fans is not None:
+            return self.fans
+        return self.view.fans
 
 
 def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:
