@@ -85,6 +85,8 @@ class Param:
     kind: str | None = None
     known: bool | None = None
     roles: frozenset[str] = field(init=False)
+    # True when ``fans`` are the view's own (batch axes), not given by the adapter.
+    _own_fans: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.roles = roles_of(self.role)
@@ -94,6 +96,7 @@ class Param:
             # A drawer sees only the logical shape, whose batch axes it would count as fans.
             try:
                 self.fans = self.view.fans
+                self._own_fans = True
             except ShapeError:
                 pass  # no in axis: the adapter gives it its weight's fans, or none
 
@@ -104,9 +107,9 @@ class Param:
     def fans_for(self, spec: Spec) -> tuple[int, int] | None:
         """The ``(fan_in, fan_out)`` ``spec`` uses on this parameter, None if it uses no fans.
 
-        A ``with_axes`` spec reads them off the stored (native) shape by its axes, on a
-        parameter of two or more dimensions; otherwise ``fans`` (its weight's, for a bias),
-        else the view's. Raises ``ShapeError`` when there are none to use.
+        Fans the adapter gave (a bias: its weight's) win; otherwise a ``with_axes`` spec reads
+        them off the stored (native) shape by its axes; otherwise the view's. Raises
+        ``ShapeError`` when there are none to use.
 
         >>> from multiinit import with_axes, he_normal
         >>> p = Param("q/kernel", LogicalView((32, 8, 16)), "kernel")
@@ -115,11 +118,11 @@ class Param:
         """
         if not spec.uses_fans:
             return None
-        if isinstance(spec, WithAxes) and len(self.view.native_shape) >= 2:
-            return spec.fans(self.view.native_shape)
-        if self.fans is not None:
+        if self.fans is not None and not self._own_fans:
             return self.fans
-        return self.view.fans
+        if isinstance(spec, WithAxes):
+            return spec.fans(self.view.native_shape)
+        return self.fans if self.fans is not None else self.view.fans
 
 
 def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:

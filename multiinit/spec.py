@@ -627,9 +627,9 @@ class WithAxes(Spec):
     How each backend reads the axes: relative to the shape its compiled initializer receives,
     in that framework's own layout (Keras and Flax: the kernel as stored, ``(..., in, out)``;
     torch and MXNet: ``(out, in, ...)``; NumPy: the logical shape given to ``sample``). At model
-    level, the parameter's stored (native) shape. A parameter below two dimensions (a bias)
-    keeps its layer weight's fans, and fans given explicitly (``sample(..., fans=)``) win.
-    An adapter draws ``spec`` with ``fans = with_axes.fans(native_shape)``.
+    level, the parameter's stored (native) shape; a parameter given its layer weight's fans (a
+    bias) keeps them, as fans given explicitly (``sample(..., fans=)``) always win. An adapter
+    draws ``spec`` with ``fans = with_axes.fans(native_shape)`` (``Param.fans_for`` does this).
     """
 
     spec: Spec
