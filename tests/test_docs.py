@@ -136,6 +136,11 @@ def test_a_doctest_becomes_a_pycon_fence_at_the_margin() -> None:
     assert to_markdown(text) == "Say it.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nAfter."
 
 
+def test_doctest_directives_are_left_to_the_test_runner() -> None:
+    text = ">>> import torch  # doctest: +SKIP\n>>> x = 1  # a comment stays"
+    assert to_markdown(text) == "```pycon\n>>> import torch\n>>> x = 1  # a comment stays\n```"
+
+
 def test_a_literal_block_becomes_a_python_fence() -> None:
     text = "Three ways in::\n\n    import multiinit as mi\n\n    mi.zeros()\n\nThen text."
     assert to_markdown(text) == "Three ways in:\n\n```python\nimport multiinit as mi\n\nmi.zeros()\n```\n\nThen text."

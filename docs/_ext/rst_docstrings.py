@@ -23,6 +23,7 @@ try:  # griffe is in the docs env only; the tests call to_markdown directly
 except ImportError:  # pragma: no cover - exercised in the test envs, which have no griffe
     Extension = object  # type: ignore[assignment,misc]
 
+_DIRECTIVE = re.compile(r"\s*# doctest: [+-]\w+(?:, *[+-]\w+)*\s*$")
 _TABLE_BORDER = re.compile(r"^=+(?: +=+)+$")
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`([^`]+)`")  # :class:`Initializer` -> ``Initializer``
 
@@ -69,7 +70,9 @@ def to_markdown(text: str) -> str:
             end = i
             while end < len(lines) and lines[end].strip():
                 end += 1
-            out += ["```pycon", *_dedent(lines[i:end], len(margin)), "```"]
+            # doctest's directives are for the test runner, not the reader.
+            example = [_DIRECTIVE.sub("", line) for line in _dedent(lines[i:end], len(margin))]
+            out += ["```pycon", *example, "```"]
             i = end
             continue
         if _TABLE_BORDER.match(stripped):
