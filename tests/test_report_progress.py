@@ -7,6 +7,7 @@ same as on a terminal. On a terminal (a pseudo-terminal here) tqdm draws the bar
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import pty
@@ -70,6 +71,9 @@ def run_on_a_terminal(results: Path) -> tuple[int, str, str]:
 
 
 def test_on_a_terminal_tqdm_shows_the_pictures_being_drawn(results, capsys) -> None:
+    # The report draws without tqdm (no bar); this env must have it: backends/*.txt pin it.
+    assert importlib.util.find_spec("tqdm") is not None, (
+        "tqdm is not installed in this env; backends/core.txt pins it (tox installs it: tox -e <env>)")
     report.main(args(results))
     plain = capsys.readouterr().out
     status, stdout, shown = run_on_a_terminal(results)
