@@ -119,6 +119,20 @@ if HERE:
         run_block(block)
 
 
+def test_each_adapter_page_shows_the_decisions_of_every_file_of_its_package() -> None:
+    # An adapter that is a package states its decisions in each file's docstring (DESIGN.md).
+    for package in sorted(p for p in (ROOT / "multiinit").iterdir() if (p / "__init__.py").is_file()):
+        page = DOCS / "frameworks" / f"{package.name}.md"
+        assert page.is_file(), f"the adapter package multiinit.{package.name} has no page {page.relative_to(ROOT)}"
+        text = page.read_text()
+        assert re.search(rf"^::: multiinit\.{package.name}$", text, re.MULTILINE)
+        for module in sorted(package.glob("*.py")):
+            if module.name != "__init__.py":
+                name = f"multiinit.{package.name}.{module.stem}"
+                assert re.search(rf"^::: {re.escape(name)}$", text, re.MULTILINE), (
+                    f"{page.relative_to(ROOT)} does not show the decisions of {name} (add '::: {name}')")
+
+
 # ------------------------------------------------------------------ docstrings as Markdown
 
 def _extension():
