@@ -280,7 +280,7 @@ def test_compiled_forms_are_values() -> None:
     assert repr(mit.he_normal()) == "multiinit.torch.compile(he_normal())"
 
 
-def test_the_namespace_holds_every_constructor_and_refuses_tensors_in_old_names() -> None:
+def test_the_namespace_holds_every_constructor() -> None:
     for name in mi.CONSTRUCTORS:
         assert callable(getattr(mit, name))
     assert isinstance(mit.mixture([(1.0, mit.zeros().spec)]), mit.TorchInitializer)
@@ -290,8 +290,6 @@ def test_the_namespace_holds_every_constructor_and_refuses_tensors_in_old_names(
         return np.full(shape, 3.0)
 
     assert decorated(torch.empty(2)).tolist() == [3.0, 3.0]
-    with pytest.raises(mi.SpecError, match=r"normal_\(tensor, \.\.\.\)"):
-        mit.normal(torch.empty(3, 3), 0.0, 1.0)  # torch.nn.init.normal, deprecated since 0.4
 
 
 def test_adapter_docstring_examples() -> None:

@@ -25,6 +25,32 @@ Decisions implemented here:
   (``FLOAT_DTYPES``, which ``compiled.py`` checks); deterministic ones (constant, eye, dirac)
   any dtype torch can fill, as torch does. float16/bfloat16 orthogonal is computed in float32
   (torch's QR has no half kernels) and rounded.
+* **Complex tensors (complex64, complex128) follow torch's own convention**, so that a spec
+  and the ``torch.nn.init`` function it stands for draw the same law, and the same numbers
+  wherever torch's function is called:
+
+  - a law given by its *bounds* draws the real and the imaginary parts independently from
+    it: ``uniform(low, high)`` and the uniform variance-scaling forms (``xavier_uniform``,
+    ``kaiming_uniform``, ``he/glorot/lecun_uniform``, ``variance_scaling(..., "uniform")``)
+    give each part U[low, high), so ``E|z|**2`` is *twice* the real law's variance, as
+    ``torch.nn.init.uniform_``/``xavier_uniform_`` give on a complex tensor;
+  - a *normal* law is the circular complex normal with the law's total variance:
+    ``normal(mean, std)`` gives each part N(mean, std**2/2) (torch adds ``mean`` to both
+    parts), and so do ``xavier_normal``, ``kaiming_normal``, ``variance_scaling(...,
+    "untruncated_normal")`` and ``sparse``'s non-zero values: ``E|z - mean*(1+1j)|**2`` is the
+    real law's variance;
+  - ``orthogonal`` is a Haar-distributed (semi-)unitary matrix times ``gain``: the QR of a
+    circular complex normal draw, each column's phase fixed by ``sgn`` of R's diagonal (the
+    complex form of torch's sign fix; torch 2.13's own ``orthogonal_`` raises here because
+    ``torch.sign`` refuses complex numbers);
+  - ``constant``, ``eye`` and ``dirac`` write their real values (imaginary part 0);
+  - a mixture mixes its components' complex forms element by element.
+
+  Truncated normals (``truncated_normal``, ``trunc_normal``, ``he/glorot/lecun_normal``,
+  truncated ``variance_scaling``) have no complex form in torch (``trunc_normal_`` raises
+  ``NotImplementedError`` on a complex tensor) and a ``custom`` law's NumPy function draws
+  real numbers: those raise ``DtypeError`` (``complex_problem`` says why). complex32 is
+  refused by every random spec (torch marks ComplexHalf experimental).
 * **Devices.** Built-in specs draw on the tensor's device with the given generator (whose
   device must be the tensor's, as in torch) and never copy data to the host. ``custom`` is
   the exception by nature: its NumPy function runs on the host, seeded from two 62-bit words
@@ -63,6 +89,38 @@ from ..spec import (
 
 #: The dtypes random specs fill.
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: The complex dtypes random specs fill where their law has a complex form (``complex_problem``).
+COMPLEX_DTYPES = (torch.complex64, torch.complex128)
+
+_NO_COMPLEX_TRUNCATED = (
+    "a truncated normal has no complex form in torch (torch.nn.init.trunc_normal_ refuses "
+    "complex tensors); fill the real and imaginary parts separately, e.g. through "
+    "torch.view_as_real(tensor)"
+)
+
+
+def complex_problem(spec: Spec) -> str | None:
+    """Why ``spec`` has no law on a complex tensor, or None when it has one (torch's
+    convention, see the module docstring).
+
+    >>> import multiinit as mi
+    >>> complex_problem(mi.xavier_normal()) is None, complex_problem(mi.he_normal())[:33]
+    (True, 'a truncated normal has no complex')
+    """
+    if isinstance(spec, TruncatedNormal):
+        return _NO_COMPLEX_TRUNCATED
+    scaled = spec.as_variance_scaling()
+    if scaled is not None:
+        return _NO_COMPLEX_TRUNCATED if scaled.distribution == "truncated_normal" else None
+    if isinstance(spec, Mixture):
+        for weight, component in spec.components:
+            problem = complex_problem(component) if weight > 0 else None
+            if problem is not None:
+                return f"its component {component!r}: {problem}"
+        return None
+    if isinstance(spec, Custom):
+        return "a custom law's NumPy function draws real numbers"
+    return None
 
 _Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], None]
 
@@ -184,11 +242,32 @@ def _fill_orthogonal(gain: float, t: torch.Tensor, g: torch.Generator | None) ->
     if t.dtype in (torch.float32, torch.float64) and t.is_contiguous():
         _init.orthogonal_(t, gain, generator=g)
         return
+    if t.is_complex():
+        _fill_unitary(gain, t, g)
+        return
     # torch's QR has no float16/bfloat16 kernels, and orthogonal_ needs a contiguous tensor.
     work_dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     work = torch.empty(t.shape, dtype=work_dtype, device=t.device)
     _init.orthogonal_(work, gain, generator=g)
     t.copy_(work)
+
+
+def _fill_unitary(gain: float, t: torch.Tensor, g: torch.Generator | None) -> None:
+    """torch's orthogonal_ for a complex tensor: the same steps with ``sgn`` (z/|z|) where
+    torch calls ``sign``, which refuses complex numbers. The QR of a circular complex normal
+    draw with each column's phase fixed this way is Haar-distributed on the unitary group
+    (Mezzadri, arXiv:math-ph/0609050, the paper torch cites)."""
+    rows = t.shape[0]
+    cols = t.numel() // rows
+    flat = torch.empty((rows, cols), dtype=t.dtype, device=t.device).normal_(0.0, 1.0, generator=g)
+    if rows < cols:
+        flat.t_()
+    q, r = torch.linalg.qr(flat)
+    q *= torch.diagonal(r).sgn()
+    if rows < cols:
+        q.t_()
+    t.copy_(q.reshape(t.shape))
+    t.mul_(gain)
 
 
 def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
