@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -295,3 +296,108 @@ def test_the_namespace_holds_every_constructor() -> None:
 def test_adapter_docstring_examples() -> None:
     result = doctest.testmod(mit, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 20 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- complex tensors
+
+SQRT_HALF = math.sqrt(0.5)
+
+
+def _complex(spec: mi.Spec, shape, dtype=torch.complex128, seed=1) -> tuple[np.ndarray, np.ndarray]:
+    z = _fill(spec, shape, dtype, seed=seed)
+    return z.real.double().numpy(), z.imag.double().numpy()
+
+
+@pytest.mark.parametrize("spec", [mi.uniform(-0.5, 0.25), mi.xavier_uniform(gain=2.0), mi.he_uniform(),
+                                  mi.kaiming_uniform(a=math.sqrt(5)), mi.variance_scaling(0.5, "fan_out", "uniform")],
+                         ids=repr)
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_a_law_given_by_bounds_draws_each_part_from_it(spec, dtype) -> None:
+    # torch's convention (uniform_ and xavier_uniform_ on a complex tensor): real and
+    # imaginary parts each follow the real law, independently.
+    real, imag = _complex(spec, (256, 128), dtype)
+    for part in (real, imag):
+        verdict = stats.check(part, spec, reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+    assert abs(np.corrcoef(real.ravel(), imag.ravel())[0, 1]) < stats.z_for() / math.sqrt(real.size)
+
+
+@pytest.mark.parametrize("spec", [mi.normal(0.5, 2.0), mi.xavier_normal(gain=2.0),
+                                  mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+                                  mi.variance_scaling(3.0, "fan_avg", "untruncated_normal")], ids=repr)
+def test_a_normal_law_is_the_circular_complex_normal_of_its_variance(spec) -> None:
+    # torch's normal_ on a complex tensor: each part N(mean, std**2 / 2).
+    shape = (256, 128)
+    if isinstance(spec, mi.spec.Normal):
+        mean, std = spec.mean, spec.std
+    else:
+        mean, std = 0.0, spec.as_variance_scaling().law(*mi.compute_fans(shape))[1]
+    real, imag = _complex(spec, shape)
+    for part in (real, imag):
+        verdict = stats.check(part, mi.normal(mean, std * SQRT_HALF), reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+
+
+def test_sparse_and_mixtures_mix_complex_forms_element_by_element() -> None:
+    real, imag = _complex(mi.sparse(0.25, std=0.5), (64, 300))
+    assert ((real == 0) & (imag == 0)).sum(axis=0).min() >= 16
+    assert stats.check(real[real != 0], mi.normal(0.0, 0.5 * SQRT_HALF), reference_seed=REFERENCE_SEED).passed
+    spec = mi.mixture([(0.5, mi.uniform(-1, 1)), (0.25, mi.constant(3)), (0.25, mi.normal(0, 2.0))])
+    real, imag = _complex(spec, (256, 128))
+    threes = real == 3
+    assert (imag[threes] == 0).all()  # a constant is real
+    assert abs(threes.mean() - 0.25) < stats.z_for() * math.sqrt(0.25 * 0.75 / real.size)
+    # In the unit square: the uniform component always, the normal one (each part N(0, 2))
+    # when both parts land there.
+    in_square = (np.abs(real) < 1) & (np.abs(imag) < 1)
+    p = 0.5 + 0.25 * math.erf(1 / (2.0 * SQRT_HALF) / math.sqrt(2)) ** 2
+    assert abs(in_square.mean() - p) < stats.z_for() * math.sqrt(p * (1 - p) / real.size)
+
+
+@pytest.mark.parametrize("shape", [(8, 16), (16, 8), (4, 2, 2, 3)])
+def test_complex_orthogonal_is_a_haar_unitary(shape) -> None:
+    # A Haar (semi-)unitary's rows are uniform on the complex unit sphere of C^m (m = the
+    # longer side): one entry z has |z|**2 ~ Beta(1, m - 1) and a uniform phase. Entry [0, 0]
+    # of 400 independent draws is an i.i.d. sample of it.
+    from scipy import stats as scipy_stats
+
+    rows, cols = shape[0], math.prod(shape[1:])
+    m = max(rows, cols)
+    generator = torch.Generator().manual_seed(0)
+    fill_ = mi.compile(mi.orthogonal(gain=3.0), "torch")
+    entries = []
+    for _ in range(400):
+        w = fill_(torch.empty(shape, dtype=torch.complex128), generator=generator)
+        flat = w.reshape(rows, cols) / 3.0
+        gram = flat @ flat.conj().T if rows <= cols else flat.conj().T @ flat
+        assert torch.allclose(gram, torch.eye(min(rows, cols), dtype=torch.complex128), atol=1e-12)
+        entries.append(complex(flat[0, 0]))
+    z = np.array(entries)
+    assert scipy_stats.kstest(np.abs(z) ** 2, scipy_stats.beta(1, m - 1).cdf).pvalue >= stats.ALPHA
+    assert scipy_stats.kstest(np.angle(z), scipy_stats.uniform(-math.pi, 2 * math.pi).cdf).pvalue >= stats.ALPHA
+    low = mi.compile(mi.orthogonal(), "torch")(torch.empty(shape, dtype=torch.complex64))
+    assert low.dtype == torch.complex64
+
+
+@pytest.mark.parametrize("spec", [mi.he_normal(), mi.truncated_normal(), mi.trunc_normal(std=0.02),
+                                  mi.variance_scaling(distribution="truncated_normal"),
+                                  mi.mixture([(0.5, mi.zeros()), (0.5, mi.glorot_normal())]),
+                                  mi.custom(lambda rng, shape, dtype: rng.random(shape), name="torch.test.real")],
+                         ids=repr)
+def test_laws_without_a_complex_form_raise_torchs_not_implemented_error(spec) -> None:
+    tensor = torch.zeros(4, 3, dtype=torch.complex64)
+    with pytest.raises(mit.DtypeError, match="complex") as caught:
+        mi.compile(spec, "torch")(tensor)
+    assert isinstance(caught.value, NotImplementedError) and isinstance(caught.value, mi.ShapeError)
+    assert (tensor == 0).all()
+    with pytest.raises(NotImplementedError):
+        torch.nn.init.trunc_normal_(torch.zeros(4, 3, dtype=torch.complex64))  # torch's own
+
+
+def test_deterministic_laws_fill_complex_tensors_with_real_values() -> None:
+    assert mi.compile(mi.constant(2.5), "torch")(torch.zeros(2, dtype=torch.complex64)).tolist() == [2.5 + 0j] * 2
+    assert torch.equal(mit.eye_(torch.zeros(2, 2, dtype=torch.complex128)), torch.eye(2, dtype=torch.complex128))
+    with pytest.raises(mit.DtypeError, match="complex32|ComplexHalf|complex64 or torch.complex128"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mi.compile(mi.normal(), "torch")(torch.zeros(2, dtype=torch.complex32))

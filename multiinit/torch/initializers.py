@@ -31,7 +31,9 @@ Decisions implemented here:
   ``trunc_normal_`` with an infinite bound cuts 40 std away, where the normal has no mass a
   float64 can hold (both infinite: ``normal``); ``orthogonal_(gain<0)`` is
   ``orthogonal(|gain|)`` negated, torch's numbers; ``kaiming_*_(a=None)`` is leaky_relu's
-  default slope 0.01, and ``a`` is ignored for other nonlinearities, as in torch.
+  default slope 0.01, and ``a`` is ignored for other nonlinearities, as in torch. Where
+  torch's own function is called for the law, the degenerate cases call it too: the same
+  values, and the generator advanced as torch advances it.
 * **Refused where torch fills nonsense:** non-finite parameters (torch fills nan/inf, or
   zeros for ``kaiming_*_(a=inf)``), ``trunc_normal_(std<0)``, ``sparse_(sparsity<0)`` and
   ``dirac_(groups<0)`` raise ``SpecError`` (see docs/known-differences.md).
@@ -170,14 +172,21 @@ def _compiled(spec: Spec) -> TorchInitializer:
     return TorchInitializer(spec)
 
 
-def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None) -> Tensor:
-    """Fill ``tensor`` with ``spec``; ``checked_as`` is the law whose shape and dtype rules
-    apply when ``spec`` is what a degenerate parameter made of it (``uniform_(a=b)`` is a
-    constant, but refuses an integer tensor as torch's uniform_ does)."""
+def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None,
+         native: Callable[[], Any] | None = None) -> Tensor:
+    """Fill ``tensor`` with ``spec``. When ``spec`` is what a degenerate parameter made of a
+    random law (``uniform_(a=b)`` is a constant), ``checked_as`` is that law, whose shape and
+    dtype rules still apply (torch's uniform_ refuses an integer tensor whatever a and b),
+    and ``native`` fills the tensor with torch's own function, which writes the same values
+    and advances the generator just as torch does."""
     if checked_as is None or type(checked_as) is type(spec):
         return _compiled(spec)(tensor, generator)
     if _prepare(checked_as, tensor, generator, None):
-        _compiled(spec)(tensor, generator)
+        if native is None:
+            _compiled(spec)(tensor, generator)
+        else:
+            with torch.no_grad():
+                native()
     return tensor
 
 
@@ -503,7 +512,8 @@ def xavier_uniform_(
     True
     """
     _tensor("xavier_uniform_", tensor)
-    return _run(_xavier_spec(gain, normal=False), tensor, generator, _spec.xavier_uniform())
+    return _run(_xavier_spec(gain, normal=False), tensor, generator, _spec.xavier_uniform(),
+                lambda: _torch_init.xavier_uniform_(tensor, 0.0, generator))
 
 
 def xavier_normal_(
@@ -518,7 +528,8 @@ def xavier_normal_(
     torch.Size([3, 5])
     """
     _tensor("xavier_normal_", tensor)
-    return _run(_xavier_spec(gain, normal=True), tensor, generator, _spec.xavier_normal())
+    return _run(_xavier_spec(gain, normal=True), tensor, generator, _spec.xavier_normal(),
+                lambda: _torch_init.xavier_normal_(tensor, 0.0, generator))
 
 
 def _empty_kaiming(tensor: Any) -> bool:
@@ -587,10 +598,15 @@ def orthogonal_(
     """
     _tensor("orthogonal_", tensor)
     spec = _orthogonal_spec(gain)
-    _run(spec, tensor, generator, _spec.orthogonal())
-    if isinstance(spec, _spec.Orthogonal) and _number("orthogonal_", "gain", gain) < 0:
+    gain_ = _number("orthogonal_", "gain", gain)
+    if gain_ > 0:
+        return _run(spec, tensor, generator)
+    # gain * Q as torch computes it, from the same draw: -Q is as Haar-distributed as Q, and
+    # 0 * Q is the zeros the spec says.
+    if _prepare(_spec.orthogonal(), tensor, generator, None):
+        _compiled(_spec.orthogonal(abs(gain_) or 1.0))(tensor, generator)
         with torch.no_grad():
-            tensor.neg_()  # gain * Q as torch computes it; -Q is as Haar-distributed as Q
+            tensor.mul_(-1.0 if gain_ < 0 else 0.0)
     return tensor
 
 
@@ -659,7 +675,9 @@ def _no_grad_uniform_(
     [3.0, 3.0]
     """
     _tensor("uniform_", tensor)
-    return _run(_uniform_spec(a, b), tensor, generator, _spec.uniform())
+    spec = _uniform_spec(a, b)
+    return _run(spec, tensor, generator, _spec.uniform(),
+                lambda: _torch_init.uniform_(tensor, spec.value, spec.value, generator))
 
 
 def _no_grad_normal_(
@@ -675,7 +693,9 @@ def _no_grad_normal_(
     [0.5, 0.5]
     """
     _tensor("normal_", tensor)
-    return _run(_normal_spec(mean, std), tensor, generator, _spec.normal())
+    spec = _normal_spec(mean, std)
+    return _run(spec, tensor, generator, _spec.normal(),
+                lambda: _torch_init.normal_(tensor, spec.value, 0.0, generator))
 
 
 def _no_grad_trunc_normal_(
