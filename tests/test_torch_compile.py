@@ -183,9 +183,13 @@ def test_a_non_contiguous_view_is_filled_in_place() -> None:
 
 
 def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
+    # On a device other than the CPU, no NumPy view exists (_host_view gives None): then
+    # nothing may leave the device. (On the CPU the samplers may also compute through a NumPy
+    # view of the tensor's own memory, which is no copy: see the test below.)
     def refuse(*args, **kwargs):
         raise AssertionError("a built-in spec moved tensor data to the host")
 
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
     for name in ("numpy", "cpu", "tolist", "__array__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     monkeypatch.setattr(torch, "from_numpy", refuse)
@@ -195,6 +199,37 @@ def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
             continue
         shape = (8, 4, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
         mi.compile(spec, "torch")(torch.empty(shape), generator=torch.Generator().manual_seed(0))
+
+
+HOST_PATH_SPECS = [mi.he_normal(), mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+                   mi.trunc_normal(std=1.0, a=-0.5, b=3.0),
+                   mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+                   mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))])]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("spec", HOST_PATH_SPECS, ids=repr)
+def test_the_host_path_and_the_device_path_give_the_same_numbers(spec, dtype, monkeypatch) -> None:
+    # CPU tensors are drawn partly through NumPy views of their memory; any other device by
+    # torch ops alone. Both do the same IEEE operations in the same order: same numbers.
+    shares = []
+    real_view = mit.draw._host_view
+
+    def watched(t):
+        view = real_view(t)
+        if view is not None:
+            shares.append(view.ctypes.data == t.data_ptr())  # a view of t, not a copy
+        return view
+
+    monkeypatch.setattr(mit.draw, "_host_view", watched)
+    host = _fill(spec, (256, 128), dtype, seed=11)
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
+    device = _fill(spec, (256, 128), dtype, seed=11)
+    assert torch.equal(host, device)
+    # NumPy has no bfloat16: a bfloat16 truncated normal stays on torch ops (a mixture
+    # computes in a float32 buffer, which NumPy does view).
+    on_host = dtype != torch.bfloat16 or isinstance(spec, mi.spec.Mixture)
+    assert all(shares) and bool(shares) == on_host
 
 
 def test_custom_is_seeded_by_the_generator_of_the_tensor() -> None:
@@ -401,3 +436,53 @@ def test_deterministic_laws_fill_complex_tensors_with_real_values() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             mi.compile(mi.normal(), "torch")(torch.zeros(2, dtype=torch.complex32))
+
+
+# --------------------------------------------------------------------------- one-draw mixtures
+
+SIMPLE_MIXTURES = [
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))]),
+    mi.mixture([(0.5, mi.constant(-1)), (0.5, mi.uniform(0, 3))]),
+    mi.mixture([(0.995, mi.uniform(-1, 1)), (0.005, mi.uniform(100, 101))]),  # too light: two draws
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("spec", SIMPLE_MIXTURES, ids=repr)
+def test_mixtures_of_uniforms_and_constants_draw_their_law(spec, dtype) -> None:
+    x = _fill(spec, (256, 128), dtype, seed=21).double().numpy()
+    if dtype == torch.float16:
+        reference = _rounded(spec.sample((256, 128), seed=REFERENCE_SEED, dtype="float64"), dtype)
+        check = stats.check_same(x, reference)
+        assert check.passed, str(check)
+    else:
+        verdict = stats.check(x, spec, reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+    for weight, component in spec.components:  # never a component's open upper bound
+        if isinstance(component, mi.spec.Uniform):
+            assert not (x == component.high).any()
+
+
+@pytest.mark.parametrize("dtype, ulp_bits", [(torch.float32, 23), (torch.float64, 52)])
+def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype, ulp_bits) -> None:
+    # The last piece holds the top quarter of the integers; its values come from r - start,
+    # exact, so the 2**20 largest r of it hit every value of the dtype down from the top of
+    # U[-10, -5): no gap, no value -5. (A single float32 uniform cut in four would leave
+    # this component one value in four of [-8, -5].)
+    spec = SIMPLE_MIXTURES[0]
+    live = [(w, s, mit.draw._filler(s)) for w, s in spec.components]
+    pieces = mit.draw._pieces(live, dtype)
+    bits = 31 if dtype == torch.float32 else 63
+    assert [p[0] for p in pieces] == [0, 2 ** (bits - 2), 3 * 2 ** (bits - 2)]  # exact weights
+    numpy_int = np.int32 if bits == 31 else np.int64
+    r = np.arange(2**bits - 2**20, 2**bits, dtype=numpy_int)
+    out = np.empty(r.size, dtype=np.float32 if bits == 31 else np.float64)
+    mit.draw._pieces_on_host(pieces, out, r)
+    values = np.unique(out)
+    assert values.max() < -5.0
+    steps = np.diff(values)
+    assert (steps == steps.min()).all() and steps.min() == 2.0 ** (2 - ulp_bits)  # one ulp in [-8, -4)
+    device = torch.empty(r.size, dtype=dtype)
+    mit.draw._pieces_on_device(pieces, device, torch.from_numpy(r))
+    assert np.array_equal(device.numpy(), out)
