@@ -466,17 +466,18 @@ def test_mixtures_of_uniforms_and_constants_draw_their_law(spec, dtype) -> None:
 
 @pytest.mark.parametrize("dtype, ulp_bits", [(torch.float32, 23), (torch.float64, 52)])
 def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype, ulp_bits) -> None:
-    # The last piece holds the top quarter of the integers; its values come from r - start,
+    # U[-10, -5) holds the second quarter of the integers; its values come from r - start,
     # exact, so the 2**20 largest r of it hit every value of the dtype down from the top of
-    # U[-10, -5): no gap, no value -5. (A single float32 uniform cut in four would leave
-    # this component one value in four of [-8, -5].)
+    # U[-10, -5): no gap, no value -5. (One float32 uniform cut in four would leave a
+    # component one value in four of [-8, -5].)
     spec = SIMPLE_MIXTURES[0]
-    live = [(w, s, mit.draw._filler(s)) for w, s in spec.components]
-    pieces = mit.draw._pieces(live, dtype)
+    pieces = mit.draw._pieces(spec.components, dtype)
     bits = 31 if dtype == torch.float32 else 63
-    assert [p[0] for p in pieces] == [0, 2 ** (bits - 2), 3 * 2 ** (bits - 2)]  # exact weights
+    quarter = 2 ** (bits - 2)
+    assert [(p[0], p[1]) for p in pieces] == [(0, mi.uniform(5, 10)), (quarter, mi.uniform(-10, -5)),
+                                              (2 * quarter, mi.zeros())]  # exact weights
     numpy_int = np.int32 if bits == 31 else np.int64
-    r = np.arange(2**bits - 2**20, 2**bits, dtype=numpy_int)
+    r = np.arange(2 * quarter - 2**20, 2 * quarter, dtype=numpy_int)
     out = np.empty(r.size, dtype=np.float32 if bits == 31 else np.float64)
     mit.draw._pieces_on_host(pieces, out, r)
     values = np.unique(out)

@@ -407,7 +407,7 @@ def _fill_mixture(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: t
     if len(live) == 1:
         live[0][2](t, g, fans)
         return
-    pieces = _pieces(live, t.dtype)
+    pieces = _pieces(tuple((w, spec) for w, spec, _ in live), t.dtype)
     if pieces is not None:
         _fill_pieces(pieces, t, g)
         return
@@ -454,20 +454,24 @@ _PIECE_DTYPES = {
 _LIGHTEST = {31: 2.0**-7, 63: 2.0**-10}
 
 
-def _pieces(live: list[tuple[float, Spec, _Filler]], dtype: torch.dtype) -> list[tuple[int, Spec, float, float, float, float]] | None:
-    """``[(start, component, scale, offset, lo, hi)]`` on [0, 2**bits) for a mixture of uniform
-    and constant components drawn in ``dtype`` with one integer per element, or None."""
-    if dtype not in _PIECE_DTYPES or not all(isinstance(s, (Uniform, Constant)) for _, s, _ in live):
+@functools.lru_cache(maxsize=256)
+def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[tuple[int, Spec, float, float, float, float], ...] | None:
+    """``((start, component, scale, offset, lo, hi), ...)`` on [0, 2**bits) for a mixture of
+    uniform and constant components (weight > 0) drawn in ``dtype`` with one integer per
+    element, or None. Uniform components come first and constants last, where selecting them
+    is cheapest (a zero costs one bit operation)."""
+    if dtype not in _PIECE_DTYPES or not all(isinstance(s, (Uniform, Constant)) for _, s in live):
         return None
     _, bits, _ = _PIECE_DTYPES[dtype]
-    total = math.fsum(w for w, _, _ in live)
-    if any(isinstance(s, Uniform) and w / total < _LIGHTEST[bits] for w, s, _ in live):
+    total = math.fsum(w for w, _ in live)
+    if any(isinstance(s, Uniform) and w / total < _LIGHTEST[bits] for w, s in live):
         return None
-    edges = [round(math.fsum(w for w, _, _ in live[: i + 1]) / total * 2**bits) for i in range(len(live))]
+    ordered = sorted(live, key=lambda item: isinstance(item[1], Constant))
+    edges = [round(math.fsum(w for w, _ in ordered[: i + 1]) / total * 2**bits) for i in range(len(ordered))]
     edges[-1] = 2**bits
     pieces = []
     start = 0
-    for stop, (_, spec, _) in zip(edges, live):
+    for stop, (_, spec) in zip(edges, ordered):
         if stop > start:
             if isinstance(spec, Uniform):
                 lo, hi = _inward(spec.low, spec.high, dtype, open_high=True)
@@ -475,7 +479,7 @@ def _pieces(live: list[tuple[float, Spec, _Filler]], dtype: torch.dtype) -> list
             else:
                 pieces.append((start, spec, 0.0, spec.value, spec.value, spec.value))
         start = stop
-    return pieces
+    return tuple(pieces)
 
 
 def _fill_pieces(pieces: list[tuple[int, Spec, float, float, float, float]], t: torch.Tensor,
@@ -494,8 +498,11 @@ def _fill_pieces(pieces: list[tuple[int, Spec, float, float, float, float]], t: 
     out = t.view(-1) if direct else torch.empty(t.numel(), dtype=compute, device=t.device)
     host, host_r = _host_view(out), _host_view(r)
     if host is not None and host_r is not None:
+        size = min(_BLOCK, host.size)
+        scratch = (np.empty(size, dtype=host_r.dtype), np.empty(size, dtype=host_r.dtype),
+                   np.empty(size, dtype=host.dtype))
         for start in range(0, host.size, _BLOCK):
-            _pieces_on_host(pieces, host[start:start + _BLOCK], host_r[start:start + _BLOCK])
+            _pieces_on_host(pieces, host[start:start + _BLOCK], host_r[start:start + _BLOCK], scratch)
     else:
         _pieces_on_device(pieces, out, r)
     if not direct:
@@ -524,17 +531,20 @@ def _pieces_on_device(pieces: list, out: torch.Tensor, r: torch.Tensor) -> None:
         keep = torch.bitwise_right_shift(shifted, shift)
         out_bits.bitwise_and_(keep)
         fresh = values.view(r.dtype) if isinstance(spec, Uniform) else _bits_of(offset, out.dtype)
-        out_bits.bitwise_or_(keep.bitwise_not_().bitwise_and_(fresh))
+        if isinstance(fresh, torch.Tensor) or fresh:  # a zero is written by the AND alone
+            out_bits.bitwise_or_(keep.bitwise_not_().bitwise_and_(fresh))
 
 
-def _pieces_on_host(pieces: list, out: np.ndarray, r: np.ndarray) -> None:
-    """``_pieces_on_device`` on one block of NumPy views (the same operations)."""
+def _pieces_on_host(pieces: tuple, out: np.ndarray, r: np.ndarray,
+                    scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """``_pieces_on_device`` on one block of NumPy views (the same operations); ``scratch``
+    holds two integer arrays and one float array at least the block's size."""
     kind = out.dtype.type
     out_bits = out.view(r.dtype)
     shift = r.dtype.itemsize * 8 - 1
-    shifted = np.empty_like(r)
-    keep = np.empty_like(r)
-    values = np.empty_like(out)
+    if scratch is None:
+        scratch = (np.empty_like(r), np.empty_like(r), np.empty_like(out))
+    shifted, keep, values = (a[: r.size] for a in scratch)
     for i, (start, spec, scale, offset, lo, hi) in enumerate(pieces):
         source = np.subtract(r, r.dtype.type(start), out=shifted) if start else r
         target = out if i == 0 else values
@@ -549,12 +559,12 @@ def _pieces_on_host(pieces: list, out: np.ndarray, r: np.ndarray) -> None:
             continue
         np.right_shift(source, shift, out=keep)
         np.bitwise_and(out_bits, keep, out=out_bits)
-        np.invert(keep, out=keep)
-        if isinstance(spec, Uniform):
-            np.bitwise_and(keep, values.view(r.dtype), out=keep)
-        else:
-            np.bitwise_and(keep, r.dtype.type(_bits_of(offset, _TORCH_OF[out.dtype.type])), out=keep)
-        np.bitwise_or(out_bits, keep, out=out_bits)
+        fresh = values.view(r.dtype) if isinstance(spec, Uniform) else r.dtype.type(
+            _bits_of(offset, _TORCH_OF[out.dtype.type]))
+        if isinstance(fresh, np.ndarray) or fresh:  # a zero is written by the AND alone
+            np.invert(keep, out=keep)
+            np.bitwise_and(keep, fresh, out=keep)
+            np.bitwise_or(out_bits, keep, out=out_bits)
 
 
 _TORCH_OF = {np.float32: torch.float32, np.float64: torch.float64}
