@@ -487,3 +487,47 @@ def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype
     device = torch.empty(r.size, dtype=dtype)
     mit.draw._pieces_on_device(pieces, device, torch.from_numpy(r))
     assert np.array_equal(device.numpy(), out)
+
+
+# --------------------------------------------------------------------------- user laws, fenced
+
+#: The fence's error: ``multiinit.LawError`` (a SpecError) where the shared fence exists.
+LAW_ERROR = getattr(mi, "LawError", mi.SpecError)
+
+
+def _raises(rng, shape, dtype):
+    raise ZeroDivisionError("the user's own bug")
+
+
+BAD_LAWS = {
+    "raises": (mi.custom(_raises, name="torch.test.raises"), LAW_ERROR, "ZeroDivisionError: the user's own bug"),
+    "nan": (mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="torch.test.nan"), LAW_ERROR, "NaN|non-finite"),
+    "inf": (mi.custom(lambda rng, shape, dtype: np.full(shape, -np.inf), name="torch.test.inf"), LAW_ERROR,
+            "infinite|non-finite"),
+    "shape": (mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.shape"), mi.MultiinitError, r"shape \(3,\)"),
+    "dtype": (mi.custom(lambda rng, shape, dtype: np.full(shape, "x"), name="torch.test.strings"), mi.MultiinitError,
+              "dtype|numbers"),
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_LAWS))
+@pytest.mark.parametrize("wrap", ["alone", "in a mixture"])
+def test_a_failing_user_law_is_a_multiinit_error_naming_it_and_writes_nothing(how, wrap) -> None:
+    law, error, message = BAD_LAWS[how]
+    spec = law if wrap == "alone" else mi.mixture([(0.5, mi.normal()), (0.5, law)])
+    for shape, dtype in (((6, 4), torch.float32), ((6, 4), torch.bfloat16), ((8, 2, 3), torch.float64)):
+        tensor = torch.full(shape, 7.0, dtype=dtype)
+        with pytest.raises(error, match=message) as caught:
+            mi.compile(spec, "torch")(tensor, generator=torch.Generator().manual_seed(0))
+        assert "torch.test." in str(caught.value)  # the law's name
+        assert (tensor == 7).all(), "a failing user law wrote into the tensor"
+        if how == "raises":
+            assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_a_user_law_is_named_with_the_parameter_path_when_there_is_one() -> None:
+    law = BAD_LAWS["nan"][0]
+    tensor = torch.full((3, 2), 7.0)
+    with pytest.raises(LAW_ERROR, match="'head.weight'"):
+        mit.draw._fill(law, tensor, None, None, path="head.weight")
+    assert (tensor == 7).all()

@@ -407,6 +407,23 @@ def _fill_mixture(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: t
     if len(live) == 1:
         live[0][2](t, g, fans)
         return
+    if any(_runs_user_code(spec) for _, spec, _ in live):
+        # A user law can fail after other components were drawn: draw aside, write once.
+        work = torch.empty(t.shape, dtype=t.dtype, device=t.device)
+        _fill_mixture_into(live, work, g, fans)
+        t.copy_(work)
+        return
+    _fill_mixture_into(live, t, g, fans)
+
+
+def _runs_user_code(spec: Spec) -> bool:
+    if isinstance(spec, Custom):
+        return True
+    return isinstance(spec, Mixture) and any(_runs_user_code(s) for w, s in spec.components if w > 0)
+
+
+def _fill_mixture_into(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
+                       fans: tuple[int, int] | None) -> None:
     pieces = _pieces(tuple((w, spec) for w, spec, _ in live), t.dtype)
     if pieces is not None:
         _fill_pieces(pieces, t, g)
@@ -574,15 +591,44 @@ _NUMPY_DTYPE = {torch.float16: "float16", torch.float32: "float32", torch.float6
 
 
 def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
-                 fans: tuple[int, int] | None) -> None:
-    # The user's NumPy function runs on the host; its rng is seeded from the torch generator
-    # (or torch's global RNG), so torch.manual_seed / generator seeds make it reproducible.
+                 fans: tuple[int, int] | None, path: str | None = None) -> None:
+    """A user law, fenced: its NumPy function runs on the host behind ``reference.call_law``
+    (an exception in it, a result of the wrong shape or dtype, or a non-finite value is a
+    ``LawError`` naming the law and ``path``), and ``t`` is written only once the result has
+    passed, so a failing law leaves the tensor as it was."""
+    # The rng is seeded from the torch generator (or torch's global RNG), so torch.manual_seed
+    # and generator seeds make the law reproducible.
     device = g.device if g is not None else torch.device("cpu")
     words = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
     rng = np.random.default_rng(words)
-    values = _reference_sample(spec, tuple(t.shape), seed=rng,
-                               dtype=_NUMPY_DTYPE.get(t.dtype, "float32"), fans=fans)
+    values = _call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path, fans)
     t.copy_(torch.from_numpy(np.ascontiguousarray(values)))
+
+
+try:
+    from ..reference import call_law as _reference_call_law
+except ImportError:  # a multiinit.reference without the shared fence (before hostile-core's merge)
+    _reference_call_law = None
+
+
+def _call_law(spec: Custom, rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
+              path: str | None, fans: tuple[int, int] | None) -> np.ndarray:
+    if _reference_call_law is not None:
+        return _reference_call_law(spec, rng, shape, dtype, path=path)
+    # The same fence, where reference.call_law is not there yet.
+    from .. import errors
+
+    law_error = getattr(errors, "LawError", SpecError)
+    where = f"custom law {spec.name!r}" + (f" at {path!r}" if path else "")
+    try:
+        values = _reference_sample(spec, shape, seed=rng, dtype=dtype, fans=fans)
+    except errors.MultiinitError:
+        raise
+    except Exception as err:
+        raise law_error(f"{where} raised {type(err).__name__}: {err}") from err
+    if not np.isfinite(values).all():
+        raise law_error(f"{where} returned non-finite values; a custom function must return finite numbers")
+    return values
 
 
 def _filler(spec: Spec) -> _Filler:
@@ -617,7 +663,7 @@ def _filler(spec: Spec) -> _Filler:
         live = [(w, s, _filler(s)) for w, s in spec.components if w > 0]
         return lambda t, g, fans: _fill_mixture(live, t, g, fans)
     if isinstance(spec, Custom):
-        return lambda t, g, fans: _fill_custom(spec, t, g, fans)
+        return lambda t, g, fans, path=None: _fill_custom(spec, t, g, fans, path)
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")  # pragma: no cover
 
 
@@ -651,7 +697,12 @@ def _kaiming(function: Callable[..., Any], a: float, mode: str, nonlinearity: st
     function(t, a, mode, nonlinearity, generator=g)
 
 
-def _fill(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None) -> None:
-    """Fill ``t`` in place with ``spec``'s law (no checks: the caller has made them)."""
+def _fill(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None,
+          path: str | None = None) -> None:
+    """Fill ``t`` in place with ``spec``'s law (no checks: the caller has made them); ``path``
+    names the parameter in a user law's ``LawError``."""
+    if path is not None and isinstance(spec, Custom):
+        _fill_custom(spec, t, g, fans, path)
+        return
     _filler(spec)(t, g, fans)
 
