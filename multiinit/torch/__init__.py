@@ -74,8 +74,8 @@ from .compiled import (
     TorchInitializer,
     compile,
 )
-from .draw import COMPLEX_DTYPES, FLOAT_DTYPES
-from .initializers import (
+from .draw import COMPLEX_DTYPES, FLOAT_DTYPES  # noqa: F401 - the dtypes random specs fill
+from .initializers import (  # noqa: F401 - torch.nn.init's private helpers, for copied code
     _calculate_correct_fan,
     _calculate_fan_in_and_fan_out,
     _no_grad_fill_,
@@ -124,6 +124,12 @@ __all__ = [
     "orthogonal_",
     "sparse_",
     "spec_of",
+    "DtypeError",
+    "SpecAttributeError",
+    "SpecOverflowError",
+    "SpecRuntimeError",
+    "SpecTypeError",
+    "SpecZeroDivisionError",
     *_spec.CONSTRUCTORS,
 ]
 
