@@ -72,6 +72,8 @@ class Param:
     ``fans`` overrides the logical view's fans (a bias gets its weight's fans); ``order`` is
     the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's;
     ``kind`` is the neutral kind of its layer (one of ``LAYER_KINDS``) when the adapter knows it.
+    ``aliases`` are the parameter's other paths (a tied weight shared by two layers is one
+    parameter with two paths): a path selector selects it by any of them.
     """
 
     path: str
@@ -83,6 +85,7 @@ class Param:
     dtype: str = "float32"
     handle: Any = None
     kind: str | None = None
+    aliases: tuple[str, ...] = ()
     roles: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,11 @@ class Param:
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return self.view.logical_shape
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path of this parameter: ``path`` first, then its ``aliases``."""
+        return (self.path, *self.aliases)
 
 
 def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:
@@ -117,7 +125,7 @@ class Select:
         return (
             (self.kind is None or param.kind in self.kind)
             and (self.role is None or bool(self.role & param.roles))
-            and (self.path is None or fnmatch.fnmatchcase(param.path, self.path))
+            and (self.path is None or any(fnmatch.fnmatchcase(p, self.path) for p in param.paths))
         )
 
     def __repr__(self) -> str:
@@ -184,8 +192,8 @@ class Rule:
         if _is_type_selector(selector):
             return param.layer is not None and isinstance(param.layer, selector)
         if selector.isidentifier():
-            return selector in param.roles or selector == param.kind or selector == param.path
-        return fnmatch.fnmatchcase(param.path, selector)
+            return selector in param.roles or selector == param.kind or selector in param.paths
+        return any(fnmatch.fnmatchcase(p, selector) for p in param.paths)
 
     def describe(self) -> str:
         selector = self.selector
@@ -242,7 +250,7 @@ def normalize_rules(rules: Any) -> list[Rule]:
 
 
 def _nothing_matched(rule: Rule, params: Sequence[Param]) -> RuleError:
-    paths = [p.path for p in params]
+    paths = [path for p in params for path in p.paths]
     selector = rule.selector
     if _is_type_selector(selector):
         layers = sorted({type(p.layer).__name__ for p in params if p.layer is not None})
