@@ -21,6 +21,11 @@ Decisions implemented here:
   ``ValueError``) when the spec is built, before anything is compiled (``multiinit.spec``); a
   tensor that is not a ``torch.Tensor``, a generator that is not a ``torch.Generator`` and
   compile options raise ``SpecError`` here.
+* **DTensors** (FSDP2, tensor parallel): the spec is checked against the global shape, then
+  one 32-bit base is drawn from ``generator`` (torch's global RNG without one) and this
+  rank's shard is filled by the stream rule (``sharded.py``): the same values for any mesh
+  and placement when ranks are seeded alike; no collective. (torch's own init functions on a
+  DTensor give mesh-dependent values, pytorch/pytorch#168058.)
 * **Zero-element tensors** are a no-op for every spec (torch warns for kaiming and divides
   by zero for xavier on ``(0, 0)``), after the shape check.
 """
@@ -36,6 +41,7 @@ from ..errors import ShapeError, SpecError
 from ..reference import check_shape
 from ..spec import Spec
 from .draw import FLOAT_DTYPES, _filler
+from .sharded import fill_compiled, is_dtensor
 
 # --------------------------------------------------------------------------- one tensor
 
@@ -108,6 +114,12 @@ class TorchInitializer:
             if tensor.is_meta or not tensor.numel():
                 return tensor
         elif not _prepare(self.spec, tensor, generator, None):
+            return tensor
+        elif is_dtensor(tensor):
+            # torch's own init on a DTensor gives values that depend on the mesh (and fails
+            # for ops without a sharding rule): this rank's shard by the stream rule instead.
+            with torch.no_grad():
+                fill_compiled(tensor, self.spec, generator)
             return tensor
         with torch.no_grad():
             self._fill(tensor, generator, None)

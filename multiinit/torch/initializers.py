@@ -33,6 +33,7 @@ from ..fans import calculate_gain
 from ..spec import Spec
 from .compiled import TorchInitializer, _prepare
 from .draw import _fill_truncated
+from .sharded import fill_compiled, is_dtensor
 
 __all__ = [
     "calculate_gain",
@@ -93,7 +94,11 @@ def trunc_normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, a: 
     if _prepare(spec, tensor, generator, None):
         with torch.no_grad():
             # The given bounds themselves, not mean + low*std recomputed (one rounding less).
-            _fill_truncated(tensor, generator, float(mean), float(std), float(a), float(b))
+            if is_dtensor(tensor):  # this rank's shard by the stream rule (sharded.py)
+                fill_compiled(tensor, spec, generator, lambda t, g, f: _fill_truncated(
+                    t, g, float(mean), float(std), float(a), float(b)))
+            else:
+                _fill_truncated(tensor, generator, float(mean), float(std), float(a), float(b))
     return tensor
 
 
