@@ -305,15 +305,19 @@ class _Writer:
     def fill(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
         self.materialize()
         tensor = param.layer._parameters[param.role]  # materializing may have swapped it
-        source = _sharded.Stream(
-            spec, param.logical_shape, _fans(param), param.order,
-            base=None if draw.portable else self.base(),
-            portable=(lambda box, write: _rules.portable_values(param, spec, draw, box=box, write=write))
-            if draw.portable else None,
-            prepared=prepared, path=param.path,
-        )
         with torch.no_grad():
-            _sharded.fill_parameter(tensor, param.view, source)
+            _sharded.fill_parameter(tensor, param.view, self.source(param, spec, draw, prepared))
+
+    def source(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any = None) -> _sharded.Stream:
+        """Where ``param``'s values come from: its tile seeds, or portable mode's reference."""
+        if draw.portable:
+            def portable(box: Any, write: Any) -> Any:
+                return _rules.portable_values(param, spec, draw, box=box, write=write)
+
+            return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order,
+                                   portable=portable, prepared=prepared, path=param.path)
+        return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order, base=self.base(),
+                               prepared=prepared, path=param.path)
 
     # ---- helpers
 

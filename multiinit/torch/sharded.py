@@ -47,7 +47,7 @@ import torch
 from .. import stream as _stream
 from ..errors import ShapeError
 from ..fans import LogicalView
-from ..spec import Dirac, Eye, Spec
+from ..spec import Constant, Dirac, Eye, Spec
 from .draw import _filler
 
 try:  # torch.distributed is optional in a torch build: without it there are no DTensors.
@@ -340,6 +340,28 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
     return whole
 
 
+#: torch runs an elementwise CPU op of more elements than this on its OpenMP team. Tiles are
+#: parallel already (``_run_jobs``): a tile's copy stays below it, so no thread waits for a
+#: team woken between a serial draw and its copy (which cost more than the draw on a busy
+#: machine).
+_SERIAL = 32768
+
+
+def _copy(target: torch.Tensor, values: torch.Tensor) -> None:
+    """``target.copy_(values)``, on CPU in pieces small enough to run on the calling thread."""
+    if target.device.type != "cpu" or target.numel() <= _SERIAL or target.dim() == 0:
+        target.copy_(values)
+        return
+    inner = target[0].numel() if target.shape[0] else 0
+    if inner > _SERIAL:
+        for i in range(target.shape[0]):
+            _copy(target[i], values[i])
+        return
+    step = max(1, _SERIAL // max(1, inner))
+    for start in range(0, target.shape[0], step):
+        target[start:start + step].copy_(values[start:start + step])
+
+
 def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
         part = _meet(tile.box, box)
@@ -352,7 +374,7 @@ def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: 
             return
         values = torch.empty(tile.shape, dtype=target.dtype, device=target.device)
         fill_(values, generator, source.fans)
-        destination.copy_(values[_shift(part, tile.box)])
+        _copy(destination, values[_shift(part, tile.box)])
 
     return run
 
@@ -376,6 +398,10 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
         for box, target in pieces:
             _deterministic(spec, box, target, source.shape)
         return
+    if isinstance(spec, Constant):  # the same value everywhere: no stream to follow
+        for _, target in pieces:
+            target.fill_(spec.value)
+        return
     if not _stream.is_elementwise(spec):
         whole = _whole(source, dtype, device)
         for box, target in pieces:
@@ -387,7 +413,7 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
             # Called from the reference's threads, tile by tile: set the caller's modes there.
             def write(region: Box, values: np.ndarray, box: Box = box, target: torch.Tensor = target) -> None:
                 with torch.inference_mode(inference), torch.no_grad():
-                    target[_shift(region, box)].copy_(torch.from_numpy(np.asarray(values)))
+                    _copy(target[_shift(region, box)], torch.from_numpy(np.asarray(values)))
 
             source.portable(box, write)
         return
