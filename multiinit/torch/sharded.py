@@ -37,6 +37,7 @@ fans: ranks seeded alike agree, for any mesh. (On plain tensors they keep torch'
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -47,7 +48,7 @@ import torch
 from .. import stream as _stream
 from ..errors import ShapeError
 from ..fans import LogicalView
-from ..spec import Constant, Dirac, Eye, Spec
+from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec
 from .draw import _filler
 
 try:  # torch.distributed is optional in a torch build: without it there are no DTensors.
@@ -329,6 +330,28 @@ def _run_jobs(jobs: list[Callable[[], None]], device: torch.device) -> None:
             job()
 
 
+def _has_qr(spec: Spec) -> bool:
+    if isinstance(spec, Orthogonal):
+        return True
+    return isinstance(spec, Mixture) and any(_has_qr(s) for w, s in spec.components if w > 0)
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """torch's CPU QR (MKL) rounds differently with the number of threads: orthogonal is
+    computed on one, so its values do not depend on the machine's cores or the ranks' thread
+    settings."""
+    previous = torch.get_num_threads()
+    if device.type != "cpu" or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The whole logical tensor of a whole-tensor law (each rank keeps its part)."""
     if source.portable is not None:
@@ -336,7 +359,8 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
         return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=dtype)
     whole = torch.empty(source.shape, dtype=dtype, device=device)
     generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(source.base, source.order, 0))
-    _filler(source.spec)(whole, generator, source.fans)
+    with _one_thread(device) if _has_qr(source.spec) else contextlib.nullcontext():
+        _filler(source.spec)(whole, generator, source.fans)
     return whole
 
 
