@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -51,18 +52,16 @@ from ..fans import LogicalView
 from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec
 from .draw import _filler
 
-try:  # torch.distributed is optional in a torch build: without it there are no DTensors.
-    from torch.distributed.tensor import DTensor as _DTensor
-    from torch.distributed.tensor.placement_types import Partial as _Partial
-    from torch.distributed.tensor.placement_types import Replicate as _Replicate
-    from torch.distributed.tensor.placement_types import Shard as _Shard
+# torch.distributed.tensor costs 0.7 s to import: it is looked up only once a DTensor exists
+# (a DTensor cannot exist before its module was imported).
+_DTENSOR_MODULE = "torch.distributed.tensor"
 
-    try:
-        from torch.distributed.tensor.placement_types import _StridedShard
-    except ImportError:  # pragma: no cover - older torch
-        _StridedShard = None  # type: ignore[assignment]
-except ImportError:  # pragma: no cover - a torch built without distributed
-    _DTensor = None  # type: ignore[assignment]
+
+def _placements() -> Any:
+    from torch.distributed.tensor import placement_types
+
+    return placement_types
+
 
 __all__ = ["is_dtensor", "local_runs", "check_dtensor", "Stream", "fill", "fill_compiled"]
 
@@ -73,7 +72,9 @@ Run = tuple[int, int, int]
 
 def is_dtensor(tensor: Any) -> bool:
     """True for a ``torch.distributed.tensor.DTensor`` (FSDP2 and tensor-parallel parameters)."""
-    return _DTensor is not None and isinstance(tensor, _DTensor)
+    module = sys.modules.get(_DTENSOR_MODULE)
+    cls = getattr(module, "DTensor", None) if module is not None else None
+    return cls is not None and isinstance(tensor, cls)
 
 
 # --------------------------------------------------------------------------- which part is local
@@ -122,12 +123,16 @@ def _merge(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+def _is_strided(placement: Any) -> bool:
+    strided = getattr(_placements(), "_StridedShard", None)
+    return strided is not None and isinstance(placement, strided)
+
+
 def _placement_problem(placement: Any) -> str | None:
-    if isinstance(placement, _Replicate):
+    types = _placements()
+    if isinstance(placement, (types.Replicate, types.Shard)) or _is_strided(placement):
         return None
-    if isinstance(placement, _Shard) or (_StridedShard is not None and isinstance(placement, _StridedShard)):
-        return None
-    if isinstance(placement, _Partial):
+    if isinstance(placement, types.Partial):
         return ("a Partial placement holds pending sums, not values; initialize the parameter "
                 "before it is made Partial, or redistribute it to Shard/Replicate first")
     return f"placement {placement!r} is not one multiinit knows (Shard, _StridedShard, Replicate)"
@@ -155,10 +160,10 @@ def local_runs(tensor: Any) -> list[list[Run]] | None:
         problem = _placement_problem(placement)
         if problem:
             raise ShapeError(problem)
-        if isinstance(placement, _Replicate):
+        if isinstance(placement, _placements().Replicate):
             continue
         chunks, index = mesh.size(mesh_dim), coordinate[mesh_dim]
-        if _StridedShard is not None and isinstance(placement, _StridedShard):
+        if _is_strided(placement):
             per_dim[placement.dim] = _strided(per_dim[placement.dim], int(placement.split_factor), chunks, index)
         else:
             per_dim[placement.dim] = _chunk(per_dim[placement.dim], chunks, index)
