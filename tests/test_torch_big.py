@@ -453,3 +453,14 @@ def test_shard_arithmetic_is_torchs_own() -> None:
                     got = [i for g, length in sharded._strided([(0, n)] if n else [], factor, chunks, r)
                            for i in range(g, g + length)]
                     assert got == expected[r].tolist(), (n, factor, chunks, r)
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
+def test_apply_leaves_storages_resizable(portable) -> None:
+    # FSDP2 frees an unsharded parameter by resizing its storage to 0; a write through NumPy
+    # (tensor.numpy()) would have made it non-resizable for good.
+    net = nn.Sequential(nn.Linear(700, 600), nn.Linear(600, 8))
+    mi.apply(net, {"weight": mi.normal(std=0.02), "bias": mi.zeros()}, seed=0, portable=portable)
+    for p in net.parameters():
+        storage = p.detach().untyped_storage()
+        storage.resize_(storage.nbytes())

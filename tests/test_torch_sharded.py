@@ -139,7 +139,8 @@ def _shard(model: nn.Module, strategy: str, world: int) -> None:
     def fsdp(mesh) -> None:
         for layer in (*model.dense, model.conv, model.convt):
             fully_shard(layer, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+        # The root stays unsharded after a forward pass: mi.apply must write the shards.
+        fully_shard(model, mesh=mesh, reshard_after_forward=False)
 
     if strategy == "fsdp":
         fsdp(init_device_mesh("cpu", (world,)))
@@ -176,8 +177,14 @@ def _sequence_numbers() -> list[int]:
 
 
 def _gather(model: nn.Module) -> dict[str, torch.Tensor]:
+    from torch.distributed.fsdp import FSDPModule
+
     from multiinit.torch.sharded import is_dtensor
 
+    # FSDP2's shards are the truth: whatever an unsharded copy held is dropped here.
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
     out = {}
     for name, p in model.named_parameters():
         value = p.full_tensor() if is_dtensor(p) else p
@@ -202,6 +209,10 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
         with torch.device("meta" if meta else "cpu"):
             model = Model()
         _shard(model, strategy, world)
+        if strategy == "fsdp" and not meta:
+            # After a forward pass the root's parameters are unsharded plain tensors (its
+            # reshard_after_forward=False): mi.apply must still initialize the shards.
+            model(torch.ones(2, 530), torch.ones(1, 12, 5, 5), torch.ones(1, 20, 4))
         dist.barrier()
         before = _sequence_numbers()
         mi.apply(model, RULES, seed=SEED, portable=portable, device="cpu" if meta else None)

@@ -50,6 +50,7 @@ Decisions implemented here:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -365,6 +366,20 @@ def _fans(param: _rules.Param) -> tuple[int, int] | None:
     return compute_fans(shape) if len(shape) >= 2 else None
 
 
+def _reshard(model: nn.Module) -> None:
+    """FSDP2 modules left unsharded by a forward pass (``reshard_after_forward=False``) hold
+    plain all-gathered copies that FSDP2 drops at its next reshard: reshard them first, as
+    torch's own ``to()``/``to_empty()`` do, so the shards -- FSDP2's truth -- are written.
+    (It frees the copies and changes no value; no communication.)"""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    fsdp_module = getattr(fsdp, "FSDPModule", None) if fsdp is not None else None
+    if fsdp_module is None:
+        return
+    for module in model.modules():
+        if isinstance(module, fsdp_module):
+            module.reshard()
+
+
 def _device(device: Any) -> torch.device | None:
     if device is None:
         return None
@@ -413,6 +428,7 @@ def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool 
             "an nn.Module (fill one tensor with mi.compile(spec, 'torch')(tensor))"
         )
     target = _device(device)
+    _reshard(model)
     params = params_of(model)
     lazy = [p for p in params if p.handle is None]
     if lazy:

@@ -376,17 +376,12 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
 _SERIAL = 32768
 
 
-_NUMPY_COPY = (torch.float16, torch.float32, torch.float64)
-
-
 def _copy(target: torch.Tensor, values: torch.Tensor) -> None:
-    """``target.copy_(values)``, on CPU on the calling thread: NumPy's copy (which releases the
-    GIL and is the fastest here) for the dtypes NumPy has, else torch in small pieces."""
+    """``target.copy_(values)``, on CPU in pieces small enough to run on the calling thread.
+    (Not through NumPy: ``tensor.numpy()`` makes the storage non-resizable for good, which
+    breaks FSDP2 when it frees an unsharded parameter.)"""
     if target.device.type != "cpu" or target.numel() <= _SERIAL or target.dim() == 0:
         target.copy_(values)
-        return
-    if target.dtype == values.dtype and target.dtype in _NUMPY_COPY:
-        np.copyto(target.detach().numpy(), values.detach().numpy())
         return
     inner = target[0].numel() if target.shape[0] else 0
     if inner > _SERIAL:
