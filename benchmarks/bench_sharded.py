@@ -80,7 +80,6 @@ def torch_rank(rank: int, world: int, store: str, strategy: str, layers: int, si
     """One rank: shard, then draw in turn with the other ranks; its time, memory, shard bytes."""
     import warnings
 
-    import torch
     import torch.distributed as dist
     from torch import nn
     from torch.distributed.device_mesh import init_device_mesh
