@@ -429,7 +429,8 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
         for box, target in pieces:
             _deterministic(spec, box, target, source.shape)
         return
-    if isinstance(spec, Constant):  # the same value everywhere: no stream to follow
+    if isinstance(spec, Constant) and source.portable is None:  # no stream to follow
+        # (portable mode writes the reference's own rounding of the value, e.g. to float16)
         for _, target in pieces:
             target.fill_(spec.value)
         return
