@@ -260,8 +260,10 @@ def test_meta_buffers_multiinit_cannot_know_are_an_error() -> None:
         mi.apply(net, {"*": mi.zeros()}, device="cpu")
     assert all(t.is_meta for t in (*net.parameters(), *net.buffers()))
     net[0].register_buffer("freqs", torch.arange(4.0), persistent=False)  # the user sets it first
+    net[1].running_mean = torch.full((8,), 3.0)  # a statistic already set is kept
     mi.apply(net, {"*": mi.zeros()}, device="cpu")
     assert net[0].freqs.tolist() == [0.0, 1.0, 2.0, 3.0] and float(net[1].running_var.min()) == 1
+    assert net[1].running_mean.tolist() == [3.0] * 8 and int(net[1].num_batches_tracked) == 0
 
 
 @pytest.mark.parametrize("device, text", [("meta", "device='meta'"), ("nonsense", "device='nonsense'"),

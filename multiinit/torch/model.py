@@ -205,7 +205,7 @@ class _Writer:
         self.device = device
         self._base: int | None = None
         self._meta = device is not None and any(t.is_meta for t in _tensors(model))
-        self._norms: list[nn.Module] = []
+        self._norms: list[tuple[nn.Module, list[str]]] = []
 
     # ---- before anything: what a meta model needs
 
@@ -228,7 +228,7 @@ class _Writer:
             if not metas:
                 continue
             if isinstance(module, nn.modules.batchnorm._NormBase) and set(metas) <= set(_NORM_STATS):
-                self._norms.append(module)
+                self._norms.append((module, metas))
                 continue
             unknown.extend(f"{prefix}.{n}" if prefix else n for n in metas if n not in _NORM_STATS
                            or not isinstance(module, nn.modules.batchnorm._NormBase))
@@ -344,8 +344,12 @@ class _Writer:
 
         with torch.no_grad():
             self.model._apply(empty)
-            for module in self._norms:
-                module.reset_running_stats()
+            for module, names in self._norms:
+                # torch's construction values (what reset_running_stats writes), for the
+                # statistics that were on meta only.
+                for name in names:
+                    buffer = module._buffers[name]
+                    buffer.fill_(1 if name == "running_var" else 0)
 
 
 def _listed(paths: list[str], limit: int = 8) -> str:
