@@ -59,6 +59,7 @@ from torch import nn
 
 from .. import rules as _rules
 from .. import stream as _stream
+from .. import errors as _errors
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
 from ..spec import Spec
@@ -170,6 +171,8 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
 # --------------------------------------------------------------------------- the writer
 
 _NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+#: A user law that fails or lies: LawError where the fence (multiinit.errors.LawError) exists.
+_LAW_ERROR = getattr(_errors, "LawError", SpecError)
 
 
 def _where(param: _rules.Param) -> str:
@@ -298,9 +301,9 @@ class _Writer:
                 raise
             raise type(e)(f"{spec!r} on {_where(param)}: {e}") from e
         except Exception as e:  # the user's law failed: never a foreign exception, never a write
-            raise SpecError(f"{spec!r} failed on {_where(param)}: {type(e).__name__}: {e}") from e
+            raise _LAW_ERROR(f"{spec!r} failed on {_where(param)}: {type(e).__name__}: {e}") from e
         if whole.is_floating_point() and not bool(torch.isfinite(whole).all()):
-            raise SpecError(f"{spec!r} returned non-finite values (NaN or inf) for {_where(param)}")
+            raise _LAW_ERROR(f"{spec!r} returned non-finite values (NaN or inf) for {_where(param)}")
         return whole
 
     def fill(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
