@@ -115,7 +115,8 @@ __all__ = [
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
+          device: Any = None) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector
@@ -123,7 +124,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     ``"bias"``) or a layer class. torch, Keras and MXNet models are changed in place and
     returned; a Flax variables dict is returned new (the input is not changed). ``seed``
     makes the draw reproducible; ``portable=True`` writes the NumPy reference draw, the same
-    numbers in every framework.
+    numbers in every framework. ``device=`` materializes a torch model built on ``meta``
+    (each rank's shard only, for FSDP2/tensor-parallel models) and initializes it in one pass.
 
     >>> import torch.nn as nn                                   # doctest: +SKIP
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))  # doctest: +SKIP
@@ -131,7 +133,7 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     """
     from .registry import apply as _apply
 
-    return _apply(model, rules, seed=seed, portable=portable)
+    return _apply(model, rules, seed=seed, portable=portable, device=device)
 
 
 def plan(model: Any, rules: Any, **options: Any) -> Plan:

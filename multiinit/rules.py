@@ -76,6 +76,8 @@ class Param:
     registered with ``multiinit.register_layer``); when False its kind and layout are the
     adapter's guess, so fans read off it are a guess too. Left None, it is ``kind is not None``.
     A view with batch axes gives its fans (one batch element's) to ``fans`` when none is given.
+    ``aliases`` are the parameter's other paths (a tied weight shared by two layers is one
+    parameter with two paths): a path selector selects it by any of them.
     """
 
     path: str
@@ -88,6 +90,7 @@ class Param:
     handle: Any = None
     kind: str | None = None
     known: bool | None = None
+    aliases: tuple[str, ...] = ()
     roles: frozenset[str] = field(init=False)
     # True when ``fans`` are the view's own (batch axes), not given by the adapter.
     _own_fans: bool = field(init=False, default=False, repr=False)
@@ -107,6 +110,11 @@ class Param:
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return self.view.logical_shape
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path of this parameter: ``path`` first, then its ``aliases``."""
+        return (self.path, *self.aliases)
 
     def fans_for(self, spec: Spec) -> tuple[int, int] | None:
         """The ``(fan_in, fan_out)`` ``spec`` uses on this parameter, None if it uses no fans.
@@ -160,7 +168,7 @@ class Select:
         return (
             (self.kind is None or param.kind in self.kind)
             and (self.role is None or bool(self.role & param.roles))
-            and (self.path is None or fnmatch.fnmatchcase(param.path, self.path))
+            and (self.path is None or any(fnmatch.fnmatchcase(p, self.path) for p in param.paths))
         )
 
     def __repr__(self) -> str:
@@ -227,8 +235,8 @@ class Rule:
         if _is_type_selector(selector):
             return param.layer is not None and isinstance(param.layer, selector)
         if selector.isidentifier():
-            return selector in param.roles or selector == param.kind or selector == param.path
-        return fnmatch.fnmatchcase(param.path, selector)
+            return selector in param.roles or selector == param.kind or selector in param.paths
+        return any(fnmatch.fnmatchcase(p, selector) for p in param.paths)
 
     def describe(self) -> str:
         selector = self.selector
@@ -285,7 +293,7 @@ def normalize_rules(rules: Any) -> list[Rule]:
 
 
 def _nothing_matched(rule: Rule, params: Sequence[Param]) -> RuleError:
-    paths = [p.path for p in params]
+    paths = [path for p in params for path in p.paths]
     selector = rule.selector
     if _is_type_selector(selector):
         layers = sorted({type(p.layer).__name__ for p in params if p.layer is not None})

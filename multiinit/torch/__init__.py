@@ -24,8 +24,12 @@ implements:
                      zero-element tensors
     initializers.py  the ``torch.nn.init`` drop-ins (``uniform_`` ... ``sparse_``,
                      ``calculate_gain``): same names, signatures, laws and error types
+    sharded.py       any part of a parameter drawn alone: the stream rule's torch half (tile
+                     seeds), DTensor shards (FSDP2, tensor parallel, _StridedShard), the
+                     transposed-conv view written box by box, compiled fillers on DTensors
     model.py         walking an ``nn.Module``: layer kinds, logical views (transposed convs,
-                     bias fans), ``params_of``, ``apply``, parameter order and seeds
+                     bias fans), ``params_of``, ``apply`` (one pass, all or nothing, meta
+                     models with ``device=``), parameter order, aliases and seeds
 
 Decisions implemented here:
 

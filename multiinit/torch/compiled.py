@@ -31,6 +31,11 @@ Decisions implemented here:
   ``DtypeError`` (``NotImplementedError``) for a dtype the law cannot fill; the drop-ins
   (``initializers.py``) also use ``SpecRuntimeError``, ``SpecZeroDivisionError`` and
   ``SpecOverflowError`` where torch raises those.
+* **DTensors** (FSDP2, tensor parallel): the spec is checked against the global shape, then
+  one 32-bit base is drawn from ``generator`` (torch's global RNG without one) and this
+  rank's shard is filled by the stream rule (``sharded.py``): the same values for any mesh
+  and placement when ranks are seeded alike; no collective. (torch's own init functions on a
+  DTensor give mesh-dependent values, pytorch/pytorch#168058.)
 * **Zero-element tensors** are a no-op for every spec (torch warns for kaiming and divides
   by zero for xavier on ``(0, 0)``), after the shape check.
 """
@@ -46,6 +51,7 @@ from ..errors import ShapeError, SpecError
 from ..reference import check_shape
 from ..spec import Spec
 from .draw import COMPLEX_DTYPES, FLOAT_DTYPES, _filler, complex_problem
+from .sharded import fill_compiled, is_dtensor
 
 # --------------------------------------------------------------------------- errors
 # Each is a multiinit error *and* the builtin torch raises for the same bad input, so that
@@ -161,6 +167,12 @@ class TorchInitializer:
             if tensor.is_meta or not tensor.numel():
                 return tensor
         elif not _prepare(self.spec, tensor, generator, None):
+            return tensor
+        elif is_dtensor(tensor):
+            # torch's own init on a DTensor gives values that depend on the mesh (and fails
+            # for ops without a sharding rule): this rank's shard by the stream rule instead.
+            with torch.no_grad():
+                fill_compiled(tensor, self.spec, generator)
             return tensor
         with torch.no_grad():
             self._fill(tensor, generator, None)

@@ -83,6 +83,7 @@ from .compiled import (
     _prepare,
 )
 from .draw import _fill_truncated
+from .sharded import fill_compiled, is_dtensor
 
 __all__ = [
     "calculate_gain",
@@ -719,7 +720,11 @@ def _no_grad_trunc_normal_(
     if _prepare(spec, tensor, generator, None):
         with torch.no_grad():
             # The given bounds themselves, not mean + low*std recomputed (one rounding less).
-            _fill_truncated(tensor, generator, spec.mean, spec.std, *bounds)
+            if is_dtensor(tensor):  # this rank's shard by the stream rule (sharded.py)
+                fill_compiled(tensor, spec, generator,
+                              lambda t, g, f: _fill_truncated(t, g, spec.mean, spec.std, *bounds))
+            else:
+                _fill_truncated(tensor, generator, spec.mean, spec.std, *bounds)
     return tensor
 
 
