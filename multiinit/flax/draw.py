@@ -1,8 +1,10 @@
 """Spec -> values in JAX: the laws, planned on the host and drawn by cached jitted kernels.
 
-``_draw(spec, key, view, fans, dtype)`` fills a native array of ``view.native_shape`` in
-``dtype``; the compiled initializer (``compiled.py``) and model-level apply (``model.py``) both
-draw through it. ``_dtype`` is the one check of the dtypes the adapter fills.
+``_draw(spec, key, view, fans, dtype, path=None)`` fills a native array of
+``view.native_shape`` in ``dtype``; the compiled initializer (``compiled.py``) and model-level
+apply (``model.py``) both draw through it. ``_draw_jax(call, key, shape, dtype)`` draws what a
+``jax.nn.initializers`` call draws, with JAX's arithmetic (the drop-in, ``initializers.py``).
+``_dtype`` resolves a dtype and ``_check_dtype`` says whether a spec can fill it.
 
 Decisions (each one is tested in ``tests/test_flax_*.py``):
 
@@ -12,34 +14,77 @@ The laws
     the requested dtype, and clamped inward so that a bound stays a bound in every dtype
     (``uniform`` never returns ``high``; a truncated normal never leaves
     ``[mean + low*std, mean + high*std]``, even in bfloat16). Truncated normals with both
-    bounds within 4 std use ``jax.random.truncated_normal`` (so with mean 0 they give the
-    values of ``jax.nn.initializers.truncated_normal`` / ``variance_scaling``); wider or
-    one-sided bounds use the inverse normal CDF in the lower tail, as the reference does,
-    because JAX's erf-based sampler saturates there (with ``lower=-100``, as torch's
-    ``trunc_normal_(std=0.02)`` defaults give, it returns the bound itself with probability
-    2**-23). Uniform, normal and the variance-scaling family draw with the same JAX
-    primitive as ``jax.nn.initializers``, so with the same key they give its values up to the
-    rounding of the scale. Orthogonal flattens as torch does, (out, in * spatial) on the
+    bounds within 4 std use ``jax.random.truncated_normal``; wider or one-sided bounds use the
+    inverse normal CDF in the lower tail, as the reference does, because JAX's erf-based
+    sampler saturates there (with ``lower=-100``, as torch's ``trunc_normal_(std=0.02)``
+    defaults give, it returns the bound itself with probability 2**-23; with ``lower=-inf``
+    it returns -3.4e38 as often). Orthogonal flattens as torch does, (out, in * spatial) on the
     logical view, with the QR sign fix; dirac puts the 1 at ``k // 2`` (torch's centre).
 
+JAX's numbers
+    Where the law is JAX's, the draw is JAX's: the same primitives in the same order with the
+    same scalars (computed in the drawing dtype as ``jax.nn.initializers`` computes them), so
+    in float32 and float64 ``mif.glorot_uniform()``, ``mif.he_normal()``, ``mif.normal(0, s)``,
+    ``mif.uniform(0, s)``, ``mif.truncated_normal(std=s, low, high)`` (bounds within 4 std),
+    ``mif.orthogonal(gain)`` (on a kernel whose out axis is one stored axis) and every other
+    variance-scaling spec give, for the same key, exactly the values of the matching
+    ``jax.nn.initializers`` call under ``jax.jit``. (JAX's own eager and jitted
+    ``variance_scaling(..., "normal")`` differ in the last bit of some values: XLA fuses the
+    two multiplications under jit. Here eager calls run the jitted kernel, so they give the
+    jitted values.) The drop-in (``_draw_jax``) does the same in every dtype JAX draws in,
+    half precisions included.
+
 dtypes
-    float32, bfloat16, float16 and float64. float64 needs x64 enabled; without it JAX
-    gives float32 (and warns), as ``jax.nn.initializers`` do. Anything else: ``SpecError``.
+    Random laws fill float32, bfloat16, float16 and float64, and complex64/complex128 where
+    the law has JAX's complex form (below). Constants, eye and dirac also fill integer and
+    bool arrays (``constant`` only with a value the dtype holds exactly). float64 and
+    complex128 need x64 enabled; without it JAX gives float32/complex64, as
+    ``jax.nn.initializers`` do. Anything else: ``SpecError`` naming the dtype.
+
+Complex dtypes: JAX's convention
+    A complex law has the variance of its real law as ``E|z - mean|**2``, as JAX defines it:
+    ``normal(mean, std)`` is ``mean + std * z`` with ``z`` JAX's circular complex normal
+    (each part N(0, 1/2)); the variance-scaling family (``xavier_*``, ``kaiming_*``,
+    ``glorot_*``, ``he_*``, ``lecun_*``, ``variance_scaling``) is JAX's: ``"uniform"`` a
+    uniform *disk* of radius ``sqrt(2 * scale / fan)``, untruncated normals circular,
+    truncated normals JAX's complex truncated normal (a circular normal whose modulus is cut
+    at 2, rescaled by 0.9531... so that the variance is ``scale / fan``); ``orthogonal`` a
+    Haar-distributed (semi-)unitary matrix times ``gain``; ``sparse`` circular normal values;
+    ``constant``, ``eye`` and ``dirac`` real values. ``uniform(low, high)`` and a plain
+    ``truncated_normal`` have no complex form in JAX (``jax.random.uniform`` and
+    ``truncated_normal`` refuse complex dtypes), nor has a ``custom`` NumPy law: those raise
+    ``SpecError``. (torch's convention differs: there a uniform law draws each part
+    independently; see ``multiinit/torch/draw.py``.)
 
 Keys and jit
     The same key gives the same values, another key other values, and ``jax.jit`` gives the
-    values eager mode gives (the keys an initializer accepts: ``compiled.py``).
+    values eager mode gives (the keys an initializer accepts: ``compiled.py``). Nothing here
+    relies on implicit rank promotion: everything works under
+    ``jax.config.update("jax_numpy_rank_promotion", "raise")``.
 
-Custom NumPy functions
-    ``custom(fn)`` runs ``fn(rng, logical_shape, dtype)`` on the host: eagerly it is called
-    directly (its errors are raised as they are); under ``jit`` (and ``flax`` ``init``
-    under ``jit``, ``vmap``, ``eval_shape``) it runs through ``jax.pure_callback``, so it
-    works there too. ``rng`` is ``numpy.random.default_rng(SeedSequence(key words))``, so a
-    key always gives the same values, eagerly or jitted. ``dtype`` is the requested NumPy
-    dtype, except bfloat16, for which ``fn`` is asked for float32 (NumPy's random functions
-    do not know bfloat16) and the result is rounded. Under ``vmap`` the callback runs once
-    per key (``vmap_method="sequential"``). Errors raised by ``fn`` under ``jit`` reach the
-    caller as JAX runtime errors that carry the original message.
+Speed
+    A mixture of uniforms and constants (the seed chapter's law) takes one draw of random
+    bits: each element's bits pick its component (thresholds at 2**-32, so the component
+    probabilities are exact to float32 resolution and beyond) and, rescaled inside the
+    component's share, give a uniform component's value at JAX's own float32 uniform
+    resolution (23 bits; more for components wider than 1/2 of the mass, never fewer --
+    components under 2**-8 of the mass take the general path). Other mixtures draw every
+    component and pick with one draw of bits. ``sparse`` picks its zero rows by a partial
+    Fisher-Yates shuffle per column (k steps over the columns at once), not a sort.
+
+Custom NumPy functions (the fence)
+    ``custom(fn)`` runs ``fn(rng, logical_shape, dtype)`` on the host behind
+    ``multiinit.reference.call_law``: an exception, a wrong shape or dtype, non-finite values
+    give a ``LawError`` naming the law (and the parameter path at model level). Eagerly it is
+    called directly; under ``jit`` (and ``flax`` ``init`` under ``jit``, ``vmap``,
+    ``eval_shape``) it runs through ``jax.pure_callback``, and the error reaching the caller
+    (a JAX runtime error) carries the ``LawError`` and the law's name in its message.
+    ``rng`` is ``numpy.random.default_rng(SeedSequence(key words))``, so a key always gives
+    the same values, eagerly or jitted. ``dtype`` is the requested NumPy dtype, except
+    bfloat16, for which ``fn`` is asked for float32 (NumPy's random functions do not know
+    bfloat16) and the result is rounded. The host returns the logical array and XLA lays it
+    out natively (a host transpose costs more than the law). Under ``vmap`` the callback
+    runs once per key (``vmap_method="sequential"``).
 """
 
 from __future__ import annotations
@@ -53,9 +98,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri as _jax_ndtri
 
-from ..errors import SpecError
+from ..errors import SpecError, SpecTypeError
 from ..fans import LogicalView
-from ..reference import sample as _reference_sample
+from ..reference import call_law as _call_law
 from ..spec import (
     Constant,
     Custom,
@@ -68,38 +113,128 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    WithAxes,
 )
 
 __all__: list[str] = []
 
 _FLOATS = ("bfloat16", "float16", "float32", "float64")
+_COMPLEX = ("complex64", "complex128")
+_EXACT = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+class DtypeError(SpecError):
+    """A dtype the law cannot fill (a ``ValueError``, as JAX's samplers raise for one)."""
+
+
+class DtypeTypeError(DtypeError, SpecTypeError):
+    """Not a dtype at all (a ``TypeError`` too, as ``jnp.dtype`` raises for one)."""
 
 #: Both truncation bounds within this many std: JAX's erf-based sampler is accurate there.
 _ERF_SAFE = 4.0
 
+#: JAX's constants (jax/_src/nn/initializers.py): the std of a standard normal truncated to
+#: [-2, 2], and of a circular complex normal whose modulus is truncated to 2.
+_TRUNCATED_STD = 0.87962566103423978
+_COMPLEX_TRUNCATED_STD = 0.95311164380491208
 
-# --------------------------------------------------------------------------- small helpers
+
+# --------------------------------------------------------------------------- dtypes
 
 
 def _dtype(dtype: Any) -> np.dtype:
-    """The dtype JAX will produce for ``dtype`` (float64 -> float32 without x64)."""
+    """The dtype JAX will produce for ``dtype`` (float64 -> float32 without x64): a bool,
+    integer, float or complex dtype JAX arrays hold, or a ``SpecError`` naming it."""
     if dtype is None:
         dtype = float  # JAX's default float: float32, or float64 with x64
     try:
         resolved = np.dtype(jnp.dtype(dtype))
-    except TypeError:
+    except Exception:  # TypeError for unknown names, ValueError for malformed ones
         resolved = None
-    if resolved is None or resolved.name not in _FLOATS:
-        raise SpecError(
-            f"dtype={dtype!r} is not allowed; a multiinit flax initializer fills one of {', '.join(_FLOATS)}"
+    if resolved is None or resolved.name not in _FLOATS + _COMPLEX + _EXACT:
+        raise DtypeTypeError(
+            f"dtype={dtype!r} is not allowed; a multiinit flax initializer fills a bool, integer, float "
+            f"({', '.join(_FLOATS)}) or complex ({', '.join(_COMPLEX)}) dtype"
         )
     return np.dtype(jax.dtypes.canonicalize_dtype(resolved))
 
 
+def _is_float(dtype: np.dtype) -> bool:
+    return dtype.name in _FLOATS
+
+
+def _is_complex(dtype: np.dtype) -> bool:
+    return dtype.kind == "c"
+
+
+def complex_problem(spec: Spec) -> str | None:
+    """Why ``spec`` has no law on a complex array in JAX's convention, or None when it has one.
+
+    >>> import multiinit as mi
+    >>> complex_problem(mi.he_normal()) is None, complex_problem(mi.uniform(-1, 1))[:30]
+    (True, 'jax.random.uniform draws no co')
+    """
+    if isinstance(spec, WithAxes):
+        return complex_problem(spec.spec)
+    if isinstance(spec, Uniform):
+        return ("jax.random.uniform draws no complex numbers, and a complex uniform on an interval has "
+                "no one meaning (JAX's variance-scaling uniform is a disk: mi.variance_scaling(..., "
+                "'uniform') has it)")
+    if isinstance(spec, TruncatedNormal):
+        return ("jax.random.truncated_normal draws no complex numbers (JAX's variance-scaling truncated "
+                "normal has a complex form: mi.he_normal(), mi.variance_scaling(...) have it)")
+    if isinstance(spec, Mixture):
+        for weight, component in spec.components:
+            problem = complex_problem(component) if weight > 0 else None
+            if problem is not None:
+                return f"its component {component!r}: {problem}"
+        return None
+    if isinstance(spec, Custom):
+        return "a custom law's NumPy function draws real numbers"
+    return None
+
+
+def _check_dtype(spec: Spec, dtype: np.dtype) -> None:
+    """A ``DtypeError`` naming the dtype when ``spec`` cannot fill it."""
+    inner = spec.spec if isinstance(spec, WithAxes) else spec
+    if _is_float(dtype):
+        return
+    if _is_complex(dtype):
+        problem = complex_problem(inner)
+        if problem is not None:
+            raise DtypeError(f"dtype={dtype.name} is not allowed for {spec!r}: {problem}")
+        return
+    if isinstance(inner, (Eye, Dirac)):
+        return
+    if isinstance(inner, Constant):
+        if not _holds(dtype, inner.value):
+            raise DtypeError(
+                f"dtype={dtype.name} is not allowed for {spec!r}: {dtype.name} cannot hold "
+                f"{inner.value!r} exactly (a constant fills an integer or bool array with a value it holds)"
+            )
+        return
+    raise DtypeError(
+        f"dtype={dtype.name} is not allowed for {spec!r}; a random law fills {', '.join(_FLOATS)} "
+        f"(or {', '.join(_COMPLEX)} where JAX has its complex form)"
+    )
+
+
+def _holds(dtype: np.dtype, value: float) -> bool:
+    if dtype.kind == "b":
+        return value in (0.0, 1.0)
+    info = np.iinfo(dtype)
+    return value == math.floor(value) and info.min <= value <= info.max
+
+
 def _compute_dtype(dtype: np.dtype) -> Any:
     # Half precisions are drawn in float32 and rounded once: JAX's own bfloat16 draws have 7
-    # random bits, and the reference's law is the float64 one.
-    return jnp.float64 if dtype == np.float64 else jnp.float32
+    # random bits, and the reference's law is the float64 one. Complex draws in their dtype.
+    if _is_complex(dtype) or dtype == np.float64:
+        return dtype
+    return np.dtype(np.float32)
+
+
+# --------------------------------------------------------------------------- small helpers
 
 
 def _at_least(value: float, dtype: np.dtype) -> np.ndarray:
@@ -141,6 +276,42 @@ def _key_words(key: Any) -> Any:
     return key
 
 
+def _scalars(dtype: Any, *values: Any) -> tuple[np.ndarray, ...]:
+    """Each value as ``jnp.array(value, dtype)`` holds it (NumPy rounds as JAX does on the host)."""
+    return tuple(np.asarray(v, dtype=dtype) for v in values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _jax_scalar(expression: str, variance: float, dtype: np.dtype) -> np.ndarray:
+    """The factor ``jax.nn.initializers.variance_scaling`` multiplies by, computed by JAX in
+    ``dtype`` exactly as it does (``variance = jnp.array(scale / n, dtype)``, then the
+    expression), so that the values are JAX's to the last bit."""
+    with jax.ensure_compile_time_eval():
+        v = jnp.array(variance, dtype=dtype)
+        if expression == "uniform":
+            out = jnp.sqrt(3 * v)
+        elif expression == "normal" or expression == "disk":
+            out = jnp.sqrt(v)
+        elif expression == "truncated":
+            out = jnp.sqrt(v) / jnp.array(_TRUNCATED_STD, dtype)
+        else:  # the complex truncated normal
+            out = jnp.sqrt(v) / jnp.array(_COMPLEX_TRUNCATED_STD, dtype)
+        return np.asarray(out)
+
+
+def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
+    """JAX's ``n`` for a mode, with its float arithmetic; an empty fan counts as 1 (as
+    ``VarianceScaling.law`` does: nothing is drawn then, but the number stays finite)."""
+    if mode == "fan_in":
+        n = fan_in
+    elif mode == "fan_out":
+        n = fan_out
+    elif mode == "fan_avg":
+        n = (fan_in + fan_out) / 2
+    else:
+        n = (fan_in * fan_out) ** 0.5
+    return n if n > 0 else 1.0
+
 
 # --------------------------------------------------------------------------- the samplers
 #
@@ -152,100 +323,187 @@ def _key_words(key: Any) -> Any:
 # execution; this way jit gives exactly the eager values).
 
 
-def _scalars(dtype: Any, *values: float) -> tuple[np.ndarray, ...]:
-    return tuple(np.asarray(v, dtype=dtype) for v in values)
-
-
-def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.dtype) -> tuple[str, tuple, tuple]:
-    cdtype = np.dtype(_compute_dtype(dtype))
-    clamp = (_at_least(mean + low * std, dtype), _at_most(mean + high * std, dtype))
+def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.dtype,
+                    cdtype: np.dtype, clamp: bool = True) -> tuple[str, tuple, tuple]:
+    floor, ceiling = _at_least(mean + low * std, dtype), _at_most(mean + high * std, dtype)
     if -_ERF_SAFE <= low and high <= _ERF_SAFE:
-        return "truncated", (), (*_scalars(cdtype, low, high, mean, std), *clamp)
+        numbers = (*_scalars(cdtype, low, high, std, mean), floor, ceiling)
+        return "truncated", (mean != 0.0, clamp), numbers
     # Inverse CDF in the lower tail (as multiinit.reference), where it keeps its precision.
     sign = 1.0
     if low > 0:
         low, high, sign = -high, -low, -1.0
     numbers = _scalars(cdtype, low, high, _phi(low), _phi(high), sign, mean, std)
-    return "tail", (), (*numbers, *clamp)
+    return "tail", (), (*numbers, floor, ceiling)
+
+
+def _plan_scaled(distribution: str, mode: str, scale: float, fan_in: float, fan_out: float,
+                 dtype: np.dtype, cdtype: np.dtype, bound: float | None) -> tuple[str, tuple, tuple]:
+    """The plan of ``variance_scaling(scale, mode, distribution)`` on these fans, with JAX's
+    scalars in the drawing dtype; ``bound`` (the law's own limit or sigma, in float64) clamps
+    the values inward in ``dtype`` when given."""
+    clamp = bound is not None
+    variance = scale / _denominator(mode, fan_in, fan_out)
+    if _is_complex(cdtype):
+        if distribution == "uniform":
+            return "disk", (), (_jax_scalar("disk", variance, cdtype),)
+        if distribution == "truncated_normal":
+            return "complex_truncated", (), (_jax_scalar("complex_truncated", variance, cdtype),)
+        return "normal", (False,), (_jax_scalar("normal", variance, cdtype), np.zeros((), cdtype))
+    if distribution == "uniform":
+        factor = _jax_scalar("uniform", variance, cdtype)
+        bounds = (_at_least(-bound, dtype), _below(bound, dtype)) if clamp else _scalars(dtype, 0, 0)
+        return "uniform", (clamp,), (*_scalars(cdtype, -1.0, 1.0), factor, *bounds)
+    if distribution == "untruncated_normal":
+        return "normal", (False,), (_jax_scalar("normal", variance, cdtype), np.zeros((), cdtype))
+    factor = _jax_scalar("truncated", variance, cdtype)
+    bounds = (_at_least(-2 * bound, dtype), _at_most(2 * bound, dtype)) if clamp else _scalars(dtype, 0, 0)
+    return "truncated", (False, clamp), (*_scalars(cdtype, -2.0, 2.0), factor, np.zeros((), cdtype), *bounds)
+
+
+def _orthogonal_axis(view: LogicalView) -> int | None:
+    """The stored axis that is the logical out axis (JAX's ``column_axis``), or None when the
+    view is not a plain transpose of one stored array."""
+    if view.is_plain and view.batch == 0 and len(view.native_shape) >= 2:
+        return view.axes[0]
+    return None
 
 
 def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
     """``(family, static, numbers)`` of a built-in random law."""
-    cdtype = np.dtype(_compute_dtype(dtype))
+    cdtype = _compute_dtype(dtype)
     if isinstance(spec, Uniform):
         # Rounding (to bfloat16 above all) can reach ``high``: U[low, high) must not.
-        return "uniform", (), (*_scalars(cdtype, spec.low, spec.high), _at_least(spec.low, dtype),
-                               _below(spec.high, dtype))
+        return "uniform", (True,), (*_scalars(cdtype, spec.low, spec.high, 1.0), _at_least(spec.low, dtype),
+                                    _below(spec.high, dtype))
     if isinstance(spec, Normal):
-        return "normal", (), _scalars(cdtype, spec.mean, spec.std)
+        return "normal", (spec.mean != 0.0,), _scalars(cdtype, spec.std, spec.mean)
     if isinstance(spec, TruncatedNormal):
-        return _plan_truncated(spec.mean, spec.std, spec.low, spec.high, dtype)
+        return _plan_truncated(spec.mean, spec.std, spec.low, spec.high, dtype, cdtype)
     scaled = spec.as_variance_scaling()
     if scaled is not None:
-        distribution, number = scaled.law(*(fans if fans is not None else view.fans))
-        if distribution == "uniform":
-            return "uniform", (), (*_scalars(cdtype, -number, number), _at_least(-number, dtype),
-                                   _below(number, dtype))
-        if distribution == "untruncated_normal":
-            return "normal", (), _scalars(cdtype, 0.0, number)
-        return _plan_truncated(0.0, number, -2.0, 2.0, dtype)
+        fan_in, fan_out = fans if fans is not None else view.fans
+        # The law's own numbers: its checks (a number that overflows is the spec's SpecError),
+        # and the bounds no value may leave in any dtype.
+        _, number = scaled.law(fan_in, fan_out)
+        return _plan_scaled(scaled.distribution, scaled.mode, scaled.scale, float(fan_in), float(fan_out),
+                            dtype, cdtype, None if _is_complex(dtype) else number)
     if isinstance(spec, Orthogonal):
-        return "orthogonal", (view,), _scalars(cdtype, spec.gain)
+        axis = _orthogonal_axis(view)
+        if axis is not None:
+            return "orthogonal", (view.native_shape, axis), _scalars(cdtype, spec.gain)
+        return "orthogonal_logical", (view,), _scalars(cdtype, spec.gain)
     if isinstance(spec, Sparse):
-        return "sparse", (view, int(math.ceil(spec.sparsity * view.logical_shape[0]))), _scalars(cdtype, spec.std)
+        rows = view.logical_shape[0]
+        k = min(rows, int(math.ceil(spec.sparsity * rows)))
+        return "sparse", (view, k), _scalars(cdtype, spec.std)
     return "spec", (spec, view, fans), ()
 
 
-def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any) -> Any:
+def _jax_uniform(key: Any, shape: tuple[int, ...], cdtype: Any, minval: Any, maxval: Any) -> Any:
+    return jax.random.uniform(key, shape, cdtype, minval, maxval)
+
+
+def _complex_uniform(key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """``jax._src.nn.initializers._complex_uniform``: a uniform disk of unit variance."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = np.array(0, dtype).real.dtype
+    r = jnp.sqrt(2 * jax.random.uniform(key_r, shape, real_dtype)).astype(dtype)
+    theta = 2 * np.pi * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(1j * theta)
+
+
+def _complex_truncated_normal(key: Any, upper: float, shape: tuple[int, ...], dtype: Any) -> Any:
+    """``jax._src.nn.initializers._complex_truncated_normal``: modulus cut at ``upper``."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = np.array(0, dtype).real.dtype
+    t = ((1 - jnp.exp(jnp.array(-(upper ** 2), dtype)))
+         * jax.random.uniform(key_r, shape, real_dtype).astype(dtype))
+    r = jnp.sqrt(-jnp.log(1 - t))
+    theta = 2 * np.pi * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(1j * theta)
+
+
+def _jax_orthogonal(key: Any, shape: tuple[int, ...], column_axis: int, cdtype: Any) -> Any:
+    """``jax.nn.initializers.orthogonal``'s matrix (before its scale), in ``cdtype``."""
+    n_rows, n_cols = math.prod(shape) // shape[column_axis], shape[column_axis]
+    q = jax.random.orthogonal(key, n_rows, (), cdtype, n_cols)
+    q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (shape[column_axis],))
+    return jnp.moveaxis(q, -1, column_axis)
+
+
+def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype,
+         key: Any, *numbers: Any) -> Any:
     """Draw a planned law (traced: called inside ``jax.jit``)."""
-    cdtype = _compute_dtype(dtype)
     # Under an outer jit the numbers are constants, which XLA would fold into the arithmetic
     # differently from the eager kernel (where they are arguments): the barrier keeps one program.
     numbers = jax.lax.optimization_barrier(numbers)
     if family == "uniform":
-        low, high, floor, ceiling = numbers
-        x = jax.random.uniform(key, shape, cdtype, low, high).astype(dtype)
-        return jnp.clip(x, floor, ceiling)
+        (clamp,), (minval, maxval, factor, floor, ceiling) = static, numbers
+        x = (_jax_uniform(key, shape, cdtype, minval, maxval) * factor).astype(dtype)
+        return jnp.clip(x, floor, ceiling) if clamp else x
     if family == "normal":
-        mean, std = numbers
-        return (mean + std * jax.random.normal(key, shape, cdtype)).astype(dtype)
+        (shifted,), (std, mean) = static, numbers
+        x = jax.random.normal(key, shape, cdtype) * std
+        return (x + mean if shifted else x).astype(dtype)
     if family == "truncated":
-        low, high, mean, std, floor, ceiling = numbers
-        z = jax.random.truncated_normal(key, low, high, shape, cdtype)
-        return jnp.clip((mean + std * z).astype(dtype), floor, ceiling)
+        (shifted, clamp), (low, high, std, mean, floor, ceiling) = static, numbers
+        x = jax.random.truncated_normal(key, low, high, shape, cdtype) * std
+        x = (x + mean if shifted else x).astype(dtype)
+        return jnp.clip(x, floor, ceiling) if clamp else x
     if family == "tail":
         low, high, p_low, p_high, sign, mean, std, floor, ceiling = numbers
         u = jax.random.uniform(key, shape, cdtype)
         # jax's uniform is k * 2**-m on [0, 1); the half step makes it open, so ndtri never sees 0.
-        u = u + 2.0 ** -((52 if cdtype == jnp.float64 else 23) + 1)
+        u = u + 2.0 ** -((52 if cdtype == np.float64 else 23) + 1)
         z = sign * jnp.clip(_jax_ndtri(p_low + (p_high - p_low) * u), low, high)
         return jnp.clip((mean + std * z).astype(dtype), floor, ceiling)
+    if family == "disk":
+        (factor,) = numbers
+        return (_complex_uniform(key, shape, cdtype) * factor).astype(dtype)
+    if family == "complex_truncated":
+        (factor,) = numbers
+        return (_complex_truncated_normal(key, 2, shape, cdtype) * factor).astype(dtype)
     if family == "orthogonal":
+        (native, axis), (gain,) = static, numbers
+        return (gain * _jax_orthogonal(key, native, axis, cdtype)).astype(dtype)
+    if family == "orthogonal_logical":
         (view,), (gain,) = static, numbers
-        return view.to_native(_orthogonal(gain, key, view.logical_shape, cdtype)).astype(dtype)
+        return view.to_native(gain * _orthogonal(key, view.logical_shape, cdtype)).astype(dtype)
+    if family == "delta_orthogonal":
+        (native, axis), (scale,) = static, numbers
+        return _delta_orthogonal(key, native, axis, scale, cdtype).astype(dtype)
     if family == "sparse":
         (view, k), (std,) = static, numbers
         return view.to_native(_sparse(std, k, key, view.logical_shape, cdtype)).astype(dtype)
+    if family == "pieces":
+        (pieces, bits), numbers = static, numbers
+        return _pieces(pieces, bits, key, shape, dtype, cdtype, numbers)
     spec, view, fans = static
-    return _draw_traced(spec, key, view, fans, dtype)
+    return _draw_traced(spec, key, view, fans, dtype, None)
 
 
 @functools.lru_cache(maxsize=512)
-def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., Any]:
-    return jax.jit(functools.partial(_run, family, static, shape, dtype))
+def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype,
+            cdtype: np.dtype) -> Callable[..., Any]:
+    return jax.jit(functools.partial(_run, family, static, shape, dtype, cdtype))
 
 
-def _orthogonal(gain: Any, key: Any, logical: tuple[int, ...], cdtype: Any) -> Any:
+def _orthogonal(key: Any, logical: tuple[int, ...], cdtype: Any) -> Any:
+    """torch's flattening on the logical view: (out, in * spatial), QR of a normal draw with
+    the sign (phase) fix, as ``jax.random.orthogonal`` computes it."""
     rows = logical[0]
     cols = math.prod(logical) // rows
-    flat = jax.random.normal(key, (rows, cols), cdtype)
-    if rows < cols:
-        flat = flat.T
-    q, r = jnp.linalg.qr(flat)
-    q = q * jnp.sign(jnp.diagonal(r))  # the sign fix: Haar-distributed, as torch's orthogonal_
-    if rows < cols:
-        q = q.T
-    return gain * q.reshape(logical)
+    q = jax.random.orthogonal(key, rows, (), cdtype, cols)
+    return q.reshape(logical)
+
+
+def _delta_orthogonal(key: Any, shape: tuple[int, ...], column_axis: int, scale: Any, cdtype: Any) -> Any:
+    """``jax.nn.initializers.delta_orthogonal``: ``orthogonal(scale, column_axis)`` of
+    ``shape[-2:]`` at the spatial centre ``(k - 1) // 2``, zeros elsewhere."""
+    matrix = scale * _jax_orthogonal(key, shape[-2:], column_axis, cdtype)
+    centre = tuple((k - 1) // 2 for k in shape[:-2])
+    return jnp.zeros(shape, dtype=cdtype).at[centre].set(matrix)
 
 
 def _dirac(spec: Dirac, logical: tuple[int, ...], cdtype: Any) -> Any:
@@ -255,7 +513,7 @@ def _dirac(spec: Dirac, logical: tuple[int, ...], cdtype: Any) -> Any:
     hit = jnp.arange(in_ch)[None, :] == (jnp.arange(out_ch) % per_group)[:, None]
     for k in logical[2:]:
         centre = jnp.arange(k) == k // 2
-        hit = hit[..., None] & centre
+        hit = hit[..., None] & centre.reshape((1,) * hit.ndim + (k,))
     return hit.astype(cdtype)
 
 
@@ -263,58 +521,139 @@ def _sparse(std: Any, k: int, key: Any, logical: tuple[int, ...], cdtype: Any) -
     values_key, rows_key = jax.random.split(key)
     out = std * jax.random.normal(values_key, logical, cdtype)
     if k:
-        # The rows of the k smallest of i.i.d. random keys, per column: a uniformly random
-        # k-subset, exactly k zeros.
-        zero = _k_smallest_per_column(jax.random.bits(rows_key, logical, jnp.uint32), k)
+        zero = _k_rows_per_column(rows_key, logical, k)
         out = jnp.where(zero, jnp.zeros((), out.dtype), out)
     return out
 
 
-def _k_smallest_per_column(keys: Any, k: int) -> Any:
-    """A mask of the set ``jnp.argsort(keys, axis=0, stable=True)[:k]`` picks (ties to the lower row).
+def _k_rows_per_column(key: Any, shape: tuple[int, int], k: int) -> Any:
+    """A mask with exactly ``k`` True rows in each column, a uniformly random k-subset per column.
 
-    Without the argsort, which XLA runs on the CPU about 4x slower than a plain sort of the keys
-    (7 s against 2 s on 4096x4096): the k-th smallest key t of each column, every key below t,
-    then as many keys equal to t, from the top row down, as the column still needs.
+    A partial Fisher-Yates shuffle of every column at once: at step ``i`` each column swaps
+    its row ``i`` with a row drawn uniformly from ``[i, rows)``; the first ``k`` rows of the
+    shuffled order are the subset. k steps over the columns (a few hundred small gathers and
+    scatters) instead of sorting every column (2 s on 4096x4096).
     """
-    t = jnp.sort(keys.T, axis=-1)[:, k - 1]
-    below = keys < t
-    tied = keys == t
-    need = k - jnp.sum(below, axis=0, dtype=jnp.int32)
-    return below | (tied & (jnp.cumsum(tied, axis=0, dtype=jnp.int32) <= need))
+    rows, cols = shape
+    if k == 0:
+        return jnp.zeros(shape, bool)
+    # Row i of ``picks`` is uniform on [i, rows): jax.random.randint with per-row bounds.
+    picks = jax.random.randint(key, (k, cols), jnp.arange(k, dtype=jnp.int32)[:, None], rows, dtype=jnp.int32)
+    column = jnp.arange(cols, dtype=jnp.int32)
+    order = jnp.broadcast_to(jnp.arange(rows, dtype=jnp.int32)[:, None], (rows, cols))
+
+    def swap(i: Any, order: Any) -> Any:
+        j = picks[i]
+        here, there = order[i], order[j, column]
+        return order.at[i].set(there).at[j, column].set(here)
+
+    order = jax.lax.fori_loop(0, k, swap, order)
+    return jnp.zeros(shape, bool).at[order[:k], column[None, :]].set(True)
 
 
-def _custom_host(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-                 words: Any) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in np.asarray(words).ravel()]))
-    asked = dtype if dtype.name in ("float16", "float32", "float64") else np.dtype(np.float32)
-    logical = _reference_sample(spec, view.logical_shape, seed=rng, dtype=asked, fans=fans)
-    return np.ascontiguousarray(view.to_native(logical)).astype(dtype)
+# --------------------------------------------------------------------------- mixtures
 
 
-def _custom(spec: Custom, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> Any:
-    words = _key_words(key)
-    if not _is_tracer(words):
-        return jnp.asarray(_custom_host(spec, view, fans, dtype, words))
-    result = jax.ShapeDtypeStruct(view.native_shape, dtype)
-    return jax.pure_callback(
-        lambda w: _custom_host(spec, view, fans, dtype, w), result, words, vmap_method="sequential"
-    )
+def _live(spec: Mixture) -> list[tuple[float, Spec]]:
+    return [(w, s) for w, s in spec.components if w > 0]
+
+
+def _thresholds(weights: list[float], bits: int) -> list[int]:
+    """Integer cut points ``0 = t_0 < ... < t_n = 2**bits`` with ``(t_{i+1} - t_i) / 2**bits``
+    the weight of component i to the nearest 2**-bits (a zero-width share is dropped earlier)."""
+    total = math.fsum(weights)
+    cuts, cumulative = [0], 0.0
+    for w in weights[:-1]:
+        cumulative += w / total
+        cuts.append(min(2**bits, max(cuts[-1], round(cumulative * 2**bits))))
+    cuts.append(2**bits)
+    return cuts
+
+
+def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | None:
+    """The one-draw plan of a mixture of uniforms and constants in a real float dtype, or None.
+
+    Each piece is ``(kind, start, shift)``: its bits run over ``[start, next start)``; a
+    uniform piece's value is ``low + (high - low) * ((bits - start) >> shift) * scale``, where
+    ``shift`` keeps 23 bits (52 in float64) or more of the offset.
+    """
+    if not _is_float(dtype):
+        return None
+    live = _live(spec)
+    if len(live) < 2 or not all(isinstance(s, (Uniform, Constant)) for _, s in live):
+        return None
+    cdtype = _compute_dtype(dtype)
+    bits, mantissa = (64, 52) if cdtype == np.float64 else (32, 23)
+    cuts = _thresholds([w for w, _ in live], bits)
+    pieces, numbers = [], []
+    for (_, component), start, stop in zip(live, cuts[:-1], cuts[1:]):
+        width = stop - start
+        if width == 0:
+            continue
+        if isinstance(component, Constant):
+            value = _scalars(dtype, component.value)[0]
+            pieces.append(("constant", start, 0))
+            numbers += [*_scalars(cdtype, component.value, 0.0, 0.0), value, value]
+            continue
+        if width < 2 ** (mantissa + 1):
+            return None  # too small a share to carry the dtype's resolution: the general path
+        shift = width.bit_length() - 1 - mantissa
+        scale = 2.0**shift / width  # offset >> shift is below width / 2**shift: the fraction is < 1
+        pieces.append(("uniform", start, shift))
+        numbers += [*_scalars(cdtype, component.low, component.high - component.low, scale),
+                    _at_least(component.low, dtype), _below(component.high, dtype)]
+    return "pieces", (tuple(pieces), bits), tuple(numbers)
+
+
+def _pieces(pieces: tuple, bits: int, key: Any, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype,
+            numbers: tuple) -> Any:
+    """One draw of random bits per element: the piece it falls in, and the value there."""
+    udtype = jnp.uint64 if bits == 64 else jnp.uint32
+    r = jax.random.bits(key, shape, udtype)
+    # Going through the pieces in order, each one that has started takes over: only scalars
+    # are selected per element, then one expression gives the value.
+    start = jnp.zeros((), udtype)
+    shift = jnp.zeros((), udtype)
+    low, width, scale, floor, ceiling = numbers[0:5]
+    for i, (_, piece_start, piece_shift) in enumerate(pieces):
+        if i == 0:
+            start, shift = jnp.asarray(piece_start, udtype), jnp.asarray(piece_shift, udtype)
+            continue
+        p_low, p_width, p_scale, p_floor, p_ceiling = numbers[5 * i:5 * i + 5]
+        on = r >= jnp.asarray(piece_start, udtype)
+        start = jnp.where(on, jnp.asarray(piece_start, udtype), start)
+        shift = jnp.where(on, jnp.asarray(piece_shift, udtype), shift)
+        low = jnp.where(on, p_low, low)
+        width = jnp.where(on, p_width, width)
+        scale = jnp.where(on, p_scale, scale)
+        floor = jnp.where(on, p_floor, floor)
+        ceiling = jnp.where(on, p_ceiling, ceiling)
+    offset = ((r - start) >> shift).astype(cdtype)
+    x = (low + width * (offset * scale)).astype(dtype)
+    return jnp.clip(x, floor, ceiling)
+
+
+def _choice(key: Any, shape: tuple[int, ...], weights: list[float]) -> Any:
+    """Each element's component index, from one draw of 32 random bits (probabilities to 2**-32)."""
+    r = jax.random.bits(key, shape, jnp.uint32)
+    index = jnp.zeros(shape, jnp.int32)
+    for cut in _thresholds(weights, 32)[1:-1]:
+        if cut < 2**32:  # a cut at 2**32: the components after it have no share left
+            index = index + (r >= jnp.asarray(cut, jnp.uint32)).astype(jnp.int32)
+    return index
 
 
 def _mixture(spec: Mixture, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-             component: Callable[..., Any]) -> Any:
-    live = [(w, s) for w, s in spec.components if w > 0]
+             component: Callable[..., Any], path: str | None) -> Any:
+    live = _live(spec)
     keys = jax.random.split(key, len(live) + 1)
-    draws = [component(s, keys[i + 1], view, fans, dtype) for i, (_, s) in enumerate(live)]
-    total = math.fsum(w for w, _ in live)
-    u = jax.random.uniform(keys[0], view.native_shape, _compute_dtype(dtype))
+    draws = [component(s, keys[i + 1], view, fans, dtype, path) for i, (_, s) in enumerate(live)]
+    if len(draws) == 1:
+        return draws[0]
+    index = _choice(keys[0], view.native_shape, [w for w, _ in live])
     out = draws[0]
-    cumulative = 0.0
-    # Component i covers [c_i, c_{i+1}) of U[0, 1): the last threshold passed wins.
-    for (weight, _), draw in zip(live[:-1], draws[1:]):
-        cumulative += weight / total
-        out = jnp.where(u >= cumulative, draw, out)
+    for i, draw in enumerate(draws[1:], start=1):
+        out = jnp.where(index == i, draw, out)
     return out
 
 
@@ -324,6 +663,45 @@ def _has_custom(spec: Spec) -> bool:
     return isinstance(spec, Custom)
 
 
+# --------------------------------------------------------------------------- custom laws
+
+
+def _custom_host(spec: Custom, view: LogicalView, dtype: np.dtype, path: str | None, words: Any) -> np.ndarray:
+    """The user's law behind the fence, on the host: the logical array in ``asked`` dtype."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in np.asarray(words).ravel()]))
+    return _call_law(spec, rng, view.logical_shape, _asked(dtype), path)
+
+
+def _asked(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.name in ("float16", "float32", "float64") else np.dtype(np.float32)
+
+
+def _custom(spec: Custom, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
+            path: str | None) -> Any:
+    words = _key_words(key)
+    asked = _asked(dtype)
+    if _is_tracer(words):
+        result = jax.ShapeDtypeStruct(view.logical_shape, asked)
+        logical = jax.pure_callback(lambda w: _custom_host(spec, view, dtype, path, w), result, words,
+                                    vmap_method="sequential")
+    else:
+        logical = jnp.asarray(_custom_host(spec, view, dtype, path, words))
+    return _to_native(view, logical).astype(dtype)
+
+
+def _to_native(view: LogicalView, logical: Any) -> Any:
+    """``view.to_native`` in JAX operations (a transpose XLA does well, unlike NumPy)."""
+    if view.is_plain:
+        inverse = [0] * len(view.axes)
+        for position, axis in enumerate(view.axes):
+            inverse[axis] = position
+        return jnp.transpose(logical, inverse)
+    return view.to_native(logical)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
 def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
     native, logical = view.native_shape, view.logical_shape
     if isinstance(spec, Constant):
@@ -331,39 +709,95 @@ def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
     if isinstance(spec, Eye) and len(native) == 2:
         # eye(out, in) seen in (in, out) is eye(in, out): no transpose to materialize.
         return jnp.eye(native[0], native[1], dtype=dtype)
-    cdtype = _compute_dtype(dtype)
+    cdtype = _compute_dtype(dtype) if _is_float(dtype) or _is_complex(dtype) else dtype
     drawn = jnp.eye(logical[0], logical[1], dtype=cdtype) if isinstance(spec, Eye) else _dirac(spec, logical, cdtype)
     return view.to_native(drawn).astype(dtype)
 
 
-def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> Any:
+def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
+                 path: str | None) -> Any:
     """``spec`` drawn inside a trace (no nested compilation)."""
     if isinstance(spec, Custom):
-        return _custom(spec, key, view, fans, dtype)
+        return _custom(spec, key, view, fans, dtype, path)
     if isinstance(spec, Mixture):
-        return _mixture(spec, key, view, fans, dtype, _draw_traced)
+        plan = _plan_pieces(spec, dtype)
+        if plan is not None:
+            family, static, numbers = plan
+            return _run(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, *numbers)
+        return _mixture(spec, key, view, fans, dtype, _draw_traced, path)
     if not spec.random:
         return _deterministic(spec, view, dtype)
     family, static, numbers = _plan(spec, view, fans, dtype)
-    return _run(family, static, view.native_shape, dtype, key, *numbers)
+    return _run(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, *numbers)
 
 
-def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> Any:
+def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
+          path: str | None = None) -> Any:
     """``spec`` drawn for a native array of ``view.native_shape``, in ``dtype``.
 
-    A custom function is called directly when eager (its errors stay Python errors) and
-    through a host callback when traced; a mixture with one only selects among its
-    components' draws; a constant is one ``jnp.full``; every other spec (eye and dirac too: op
-    by op they are several full-size temporaries) runs its cached compiled kernel.
+    A ``with_axes`` spec takes its fans from its axes on the native shape (unless ``fans``
+    are given). A custom function is called directly when eager and through a host callback
+    when traced, behind the fence (``path`` names the parameter in its errors); a mixture
+    with one only selects among its components' draws; a constant is one ``jnp.full``; every
+    other spec (eye and dirac too: op by op they are several full-size temporaries) runs its
+    cached compiled kernel.
     """
+    if isinstance(spec, WithAxes):
+        if fans is None:
+            fans = spec.fans(view.native_shape)
+        spec = spec.spec
+    _check_dtype(spec, dtype)
     if math.prod(view.native_shape) == 0:
         return jnp.zeros(view.native_shape, dtype)
     if isinstance(spec, Custom):
-        return _custom(spec, key, view, fans, dtype)
+        return _custom(spec, key, view, fans, dtype, path)
     if isinstance(spec, Mixture) and _has_custom(spec):
-        return _mixture(spec, key, view, fans, dtype, _draw)
+        return _mixture(spec, key, view, fans, dtype, _draw, path)
     if isinstance(spec, Constant):
         return _deterministic(spec, view, dtype)
-    family, static, numbers = _plan(spec, view, fans, dtype)
-    return _kernel(family, static, view.native_shape, dtype)(key, *numbers)
+    if isinstance(spec, Mixture) and (plan := _plan_pieces(spec, dtype)) is not None:
+        family, static, numbers = plan
+    elif not spec.random:
+        family, static, numbers = "spec", (spec, view, fans), ()
+    else:
+        family, static, numbers = _plan(spec, view, fans, dtype)
+    return _kernel(family, static, view.native_shape, dtype, _compute_dtype(dtype))(key, *numbers)
 
+
+# --------------------------------------------------------------------------- JAX's own calls
+
+
+def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """What the ``jax.nn.initializers`` call ``call`` draws, with JAX's arithmetic in ``dtype``.
+
+    ``call`` is ``(name, *arguments)`` as the drop-in normalized them (``initializers.py``
+    checked them, the key, the shape and the dtype): ``("constant", value)``, ``("uniform",
+    scale)``, ``("normal", stddev)``, ``("truncated_normal", stddev, lower, upper)`` (bounds
+    within 4), ``("variance_scaling", scale, mode, distribution, fan_in, fan_out)``
+    (distribution in the neutral names), ``("orthogonal", scale, column_axis)``,
+    ``("delta_orthogonal", scale, column_axis)``.
+    """
+    name, *args = call
+    if name == "constant":
+        return jnp.full(shape, args[0], dtype)
+    if math.prod(shape) == 0:
+        return jnp.zeros(shape, dtype)
+    if name == "uniform":
+        family, static, numbers = "uniform", (False,), (*_scalars(dtype, 0.0, 1.0, args[0], 0, 0),)
+    elif name == "normal":
+        family, static, numbers = "normal", (False,), _scalars(dtype, args[0], 0.0)
+    elif name == "truncated_normal":
+        stddev, lower, upper = args
+        family, static, numbers = "truncated", (False, False), (*_scalars(dtype, lower, upper, stddev, 0.0, 0, 0),)
+    elif name == "variance_scaling":
+        scale, mode, distribution, fan_in, fan_out = args
+        family, static, numbers = _plan_scaled(distribution, mode, scale, fan_in, fan_out, dtype, dtype, None)
+    elif name == "orthogonal":
+        scale, column_axis = args
+        family, static, numbers = "orthogonal", (shape, column_axis % len(shape)), _scalars(dtype, scale)
+    elif name == "delta_orthogonal":
+        scale, column_axis = args
+        family, static, numbers = "delta_orthogonal", (shape, column_axis), _scalars(dtype, scale)
+    else:
+        raise SpecError(f"call={call!r} is not allowed; not a jax.nn.initializers law")
+    return _kernel(family, static, shape, dtype, dtype)(key, *numbers)
