@@ -281,22 +281,20 @@ def _scalars(dtype: Any, *values: Any) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(v, dtype=dtype) for v in values)
 
 
-@functools.lru_cache(maxsize=1024)
-def _jax_scalar(expression: str, variance: float, dtype: np.dtype) -> np.ndarray:
-    """The factor ``jax.nn.initializers.variance_scaling`` multiplies by, computed by JAX in
-    ``dtype`` exactly as it does (``variance = jnp.array(scale / n, dtype)``, then the
-    expression), so that the values are JAX's to the last bit."""
-    with jax.ensure_compile_time_eval():
-        v = jnp.array(variance, dtype=dtype)
-        if expression == "uniform":
-            out = jnp.sqrt(3 * v)
-        elif expression == "normal" or expression == "disk":
-            out = jnp.sqrt(v)
-        elif expression == "truncated":
-            out = jnp.sqrt(v) / jnp.array(_TRUNCATED_STD, dtype)
-        else:  # the complex truncated normal
-            out = jnp.sqrt(v) / jnp.array(_COMPLEX_TRUNCATED_STD, dtype)
-        return np.asarray(out)
+def _factor(expression: str | None, v: Any, cdtype: Any) -> Any:
+    """The factor a law multiplies by: ``v`` itself, or what ``jax.nn.initializers.variance_scaling``
+    computes from ``v = jnp.array(scale / n, dtype)`` -- in the graph, as JAX does, so that XLA
+    folds it (or computes it) exactly as in JAX's own jitted initializer."""
+    if expression is None:
+        return v
+    v = jnp.asarray(v)
+    if expression == "uniform":
+        return jnp.sqrt(3 * v)
+    if expression == "normal":
+        return jnp.sqrt(v)
+    if expression == "truncated":
+        return jnp.sqrt(v) / jnp.array(_TRUNCATED_STD, cdtype)
+    return jnp.sqrt(v) / jnp.array(_COMPLEX_TRUNCATED_STD, cdtype)  # the complex truncated normal
 
 
 def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
@@ -328,7 +326,7 @@ def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.
     floor, ceiling = _at_least(mean + low * std, dtype), _at_most(mean + high * std, dtype)
     if -_ERF_SAFE <= low and high <= _ERF_SAFE:
         numbers = (*_scalars(cdtype, low, high, std, mean), floor, ceiling)
-        return "truncated", (mean != 0.0, clamp), numbers
+        return "truncated", (mean != 0.0, clamp, None), numbers
     # Inverse CDF in the lower tail (as multiinit.reference), where it keeps its precision.
     sign = 1.0
     if low > 0:
@@ -339,26 +337,25 @@ def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.
 
 def _plan_scaled(distribution: str, mode: str, scale: float, fan_in: float, fan_out: float,
                  dtype: np.dtype, cdtype: np.dtype, bound: float | None) -> tuple[str, tuple, tuple]:
-    """The plan of ``variance_scaling(scale, mode, distribution)`` on these fans, with JAX's
-    scalars in the drawing dtype; ``bound`` (the law's own limit or sigma, in float64) clamps
-    the values inward in ``dtype`` when given."""
+    """The plan of ``variance_scaling(scale, mode, distribution)`` on these fans: JAX's variance
+    in the drawing dtype, its factor computed in the graph (``_factor``); ``bound`` (the law's
+    own limit or sigma, in float64) clamps the values inward in ``dtype`` when given."""
     clamp = bound is not None
-    variance = scale / _denominator(mode, fan_in, fan_out)
+    variance = np.asarray(scale / _denominator(mode, fan_in, fan_out), dtype=cdtype)
+    zero = np.zeros((), cdtype)
     if _is_complex(cdtype):
         if distribution == "uniform":
-            return "disk", (), (_jax_scalar("disk", variance, cdtype),)
+            return "disk", (), (variance,)
         if distribution == "truncated_normal":
-            return "complex_truncated", (), (_jax_scalar("complex_truncated", variance, cdtype),)
-        return "normal", (False,), (_jax_scalar("normal", variance, cdtype), np.zeros((), cdtype))
+            return "complex_truncated", (), (variance,)
+        return "normal", (False, "normal"), (variance, zero)
     if distribution == "uniform":
-        factor = _jax_scalar("uniform", variance, cdtype)
         bounds = (_at_least(-bound, dtype), _below(bound, dtype)) if clamp else _scalars(dtype, 0, 0)
-        return "uniform", (clamp,), (*_scalars(cdtype, -1.0, 1.0), factor, *bounds)
+        return "uniform", (clamp, "uniform"), (*_scalars(cdtype, -1.0, 1.0), variance, *bounds)
     if distribution == "untruncated_normal":
-        return "normal", (False,), (_jax_scalar("normal", variance, cdtype), np.zeros((), cdtype))
-    factor = _jax_scalar("truncated", variance, cdtype)
+        return "normal", (False, "normal"), (variance, zero)
     bounds = (_at_least(-2 * bound, dtype), _at_most(2 * bound, dtype)) if clamp else _scalars(dtype, 0, 0)
-    return "truncated", (False, clamp), (*_scalars(cdtype, -2.0, 2.0), factor, np.zeros((), cdtype), *bounds)
+    return "truncated", (False, clamp, "truncated"), (*_scalars(cdtype, -2.0, 2.0), variance, zero, *bounds)
 
 
 def _orthogonal_axis(view: LogicalView) -> int | None:
@@ -374,10 +371,10 @@ def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np
     cdtype = _compute_dtype(dtype)
     if isinstance(spec, Uniform):
         # Rounding (to bfloat16 above all) can reach ``high``: U[low, high) must not.
-        return "uniform", (True,), (*_scalars(cdtype, spec.low, spec.high, 1.0), _at_least(spec.low, dtype),
+        return "uniform", (True, None), (*_scalars(cdtype, spec.low, spec.high, 1.0), _at_least(spec.low, dtype),
                                     _below(spec.high, dtype))
     if isinstance(spec, Normal):
-        return "normal", (spec.mean != 0.0,), _scalars(cdtype, spec.std, spec.mean)
+        return "normal", (spec.mean != 0.0, None), _scalars(cdtype, spec.std, spec.mean)
     if isinstance(spec, TruncatedNormal):
         return _plan_truncated(spec.mean, spec.std, spec.low, spec.high, dtype, cdtype)
     scaled = spec.as_variance_scaling()
@@ -432,23 +429,41 @@ def _jax_orthogonal(key: Any, shape: tuple[int, ...], column_axis: int, cdtype: 
     return jnp.moveaxis(q, -1, column_axis)
 
 
+def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -> tuple | None:
+    """The numbers as compile-time constants (hashable ``(value, dtype)`` pairs), or None to
+    pass them at run time.
+
+    XLA folds constants: a truncated normal's ``erf(lower / sqrt(2))`` and a complex law's
+    factors come out of its constant folding, not out of the compiled kernel, in the last bit.
+    JAX's own initializers are traced with constants, so to give their values under ``jax.jit``
+    those families (and every call of the drop-in, ``always``) are compiled with theirs; the
+    other families take their numbers as arguments, one kernel per shape for every spec.
+    """
+    if not (always or family in ("truncated", "disk", "complex_truncated") or _is_complex(dtype)):
+        return None
+    return tuple((np.asarray(v).item(), np.asarray(v).dtype) for v in numbers)
+
+
 def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype,
-         key: Any, *numbers: Any) -> Any:
+         baked: tuple | None, key: Any, *numbers: Any) -> Any:
     """Draw a planned law (traced: called inside ``jax.jit``)."""
-    # Under an outer jit the numbers are constants, which XLA would fold into the arithmetic
-    # differently from the eager kernel (where they are arguments): the barrier keeps one program.
-    numbers = jax.lax.optimization_barrier(numbers)
+    if baked is not None:
+        numbers = tuple(np.asarray(v, dtype=d) for v, d in baked)
+    else:
+        # Under an outer jit the numbers are constants, which XLA would fold into the arithmetic
+        # differently from the eager kernel (where they are arguments): the barrier keeps one program.
+        numbers = jax.lax.optimization_barrier(numbers)
     if family == "uniform":
-        (clamp,), (minval, maxval, factor, floor, ceiling) = static, numbers
-        x = (_jax_uniform(key, shape, cdtype, minval, maxval) * factor).astype(dtype)
+        (clamp, expression), (minval, maxval, factor, floor, ceiling) = static, numbers
+        x = (_jax_uniform(key, shape, cdtype, minval, maxval) * _factor(expression, factor, cdtype)).astype(dtype)
         return jnp.clip(x, floor, ceiling) if clamp else x
     if family == "normal":
-        (shifted,), (std, mean) = static, numbers
-        x = jax.random.normal(key, shape, cdtype) * std
+        (shifted, expression), (std, mean) = static, numbers
+        x = jax.random.normal(key, shape, cdtype) * _factor(expression, std, cdtype)
         return (x + mean if shifted else x).astype(dtype)
     if family == "truncated":
-        (shifted, clamp), (low, high, std, mean, floor, ceiling) = static, numbers
-        x = jax.random.truncated_normal(key, low, high, shape, cdtype) * std
+        (shifted, clamp, expression), (low, high, std, mean, floor, ceiling) = static, numbers
+        x = jax.random.truncated_normal(key, low, high, shape, cdtype) * _factor(expression, std, cdtype)
         x = (x + mean if shifted else x).astype(dtype)
         return jnp.clip(x, floor, ceiling) if clamp else x
     if family == "tail":
@@ -459,11 +474,12 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cd
         z = sign * jnp.clip(_jax_ndtri(p_low + (p_high - p_low) * u), low, high)
         return jnp.clip((mean + std * z).astype(dtype), floor, ceiling)
     if family == "disk":
-        (factor,) = numbers
-        return (_complex_uniform(key, shape, cdtype) * factor).astype(dtype)
+        (variance,) = numbers
+        return (_complex_uniform(key, shape, cdtype) * _factor("normal", variance, cdtype)).astype(dtype)
     if family == "complex_truncated":
-        (factor,) = numbers
-        return (_complex_truncated_normal(key, 2, shape, cdtype) * factor).astype(dtype)
+        (variance,) = numbers
+        return (_complex_truncated_normal(key, 2, shape, cdtype)
+                * _factor("complex_truncated", variance, cdtype)).astype(dtype)
     if family == "orthogonal":
         (native, axis), (gain,) = static, numbers
         return (gain * _jax_orthogonal(key, native, axis, cdtype)).astype(dtype)
@@ -485,8 +501,17 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cd
 
 @functools.lru_cache(maxsize=512)
 def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype,
-            cdtype: np.dtype) -> Callable[..., Any]:
-    return jax.jit(functools.partial(_run, family, static, shape, dtype, cdtype))
+            cdtype: np.dtype, baked: tuple | None) -> Callable[..., Any]:
+    return jax.jit(functools.partial(_run, family, static, shape, dtype, cdtype, baked))
+
+
+def _call(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype, key: Any,
+          numbers: tuple, always_bake: bool = False) -> Any:
+    """A planned law through its cached kernel: one program, called eagerly or inside a trace
+    (where ``jax.jit`` nests it), so jit gives the eager values."""
+    baked = _baked(family, dtype, numbers, always_bake)
+    args = () if baked is not None else numbers
+    return _kernel(family, static, shape, dtype, cdtype, baked)(key, *args)
 
 
 def _orthogonal(key: Any, logical: tuple[int, ...], cdtype: Any) -> Any:
@@ -723,12 +748,12 @@ def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] 
         plan = _plan_pieces(spec, dtype)
         if plan is not None:
             family, static, numbers = plan
-            return _run(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, *numbers)
+            return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
         return _mixture(spec, key, view, fans, dtype, _draw_traced, path)
     if not spec.random:
         return _deterministic(spec, view, dtype)
     family, static, numbers = _plan(spec, view, fans, dtype)
-    return _run(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, *numbers)
+    return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
 
 
 def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
@@ -761,7 +786,7 @@ def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None,
         family, static, numbers = "spec", (spec, view, fans), ()
     else:
         family, static, numbers = _plan(spec, view, fans, dtype)
-    return _kernel(family, static, view.native_shape, dtype, _compute_dtype(dtype))(key, *numbers)
+    return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
 
 
 # --------------------------------------------------------------------------- JAX's own calls
@@ -783,12 +808,12 @@ def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) ->
     if math.prod(shape) == 0:
         return jnp.zeros(shape, dtype)
     if name == "uniform":
-        family, static, numbers = "uniform", (False,), (*_scalars(dtype, 0.0, 1.0, args[0], 0, 0),)
+        family, static, numbers = "uniform", (False, None), (*_scalars(dtype, 0.0, 1.0, args[0], 0, 0),)
     elif name == "normal":
-        family, static, numbers = "normal", (False,), _scalars(dtype, args[0], 0.0)
+        family, static, numbers = "normal", (False, None), _scalars(dtype, args[0], 0.0)
     elif name == "truncated_normal":
         stddev, lower, upper = args
-        family, static, numbers = "truncated", (False, False), (*_scalars(dtype, lower, upper, stddev, 0.0, 0, 0),)
+        family, static, numbers = "truncated", (False, False, None), (*_scalars(dtype, lower, upper, stddev, 0.0, 0, 0),)
     elif name == "variance_scaling":
         scale, mode, distribution, fan_in, fan_out = args
         family, static, numbers = _plan_scaled(distribution, mode, scale, fan_in, fan_out, dtype, dtype, None)
@@ -800,4 +825,4 @@ def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) ->
         family, static, numbers = "delta_orthogonal", (shape, column_axis), _scalars(dtype, scale)
     else:
         raise SpecError(f"call={call!r} is not allowed; not a jax.nn.initializers law")
-    return _kernel(family, static, shape, dtype, dtype)(key, *numbers)
+    return _call(family, static, shape, dtype, dtype, key, numbers, always_bake=True)

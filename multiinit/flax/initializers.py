@@ -69,6 +69,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn.initializers import Initializer
 
+# JAX's own reading of ``out_sharding`` (a PartitionSpec needs a mesh context; a concrete mesh
+# becomes abstract under a trace), so that the drop-in takes exactly what JAX takes.
+from jax._src.sharding_impls import canonicalize_sharding as _canonicalize_sharding
+
 from .. import spec as _spec
 from ..errors import ShapeError, SpecError, SpecTypeError, shown
 from ..fans import SPATIAL_IN_OUT, LogicalView
@@ -506,26 +510,31 @@ def _fill(init: JaxInitializer, key: Any, shape: Any, dtype: Any, out_sharding: 
     if out_sharding is not None and name in ("orthogonal", "delta_orthogonal"):
         raise NotImplementedHere(f"{name}: out_sharding={shown(out_sharding)} is not allowed; JAX's {name} "
                                  "does not implement out_sharding")
+    sharding = _sharding(name, out_sharding)
     if name == "constant" or name in ("zeros", "ones"):
-        value = call[1]
-        if resolved.kind in "iu" and not np.iinfo(resolved).min <= value <= np.iinfo(resolved).max:
-            raise ParameterOverflowError(f"constant: value={shown(value)} is not allowed for {resolved.name}: "
-                                         "it does not fit")
-        if out_sharding is not None:
-            if name == "constant":
-                return jnp.full(shape, value, dtype=resolved, device=_canonical(out_sharding))
-            return (jnp.zeros if name == "zeros" else jnp.ones)(shape, resolved, out_sharding=out_sharding)
-        return _draw_jax(call, key, shape, resolved)
+        try:
+            if sharding is not None:
+                return jnp.full(shape, call[1], dtype=resolved, device=sharding)
+            return _draw_jax(call, key, shape, resolved)
+        except OverflowError:  # a Python int beyond int64, as JAX converts it
+            raise ParameterOverflowError(f"constant: value={shown(call[1])} is not allowed for {resolved.name}: "
+                                         "it does not fit") from None
     x = _random(init, key, shape, resolved)
-    if out_sharding is not None:
-        x = jax.sharding.reshard(x, out_sharding)
-    return x
+    # JAX draws with the explicit mesh axes made automatic, then reshards (random.maybe_auto_axes):
+    # the values do not depend on the sharding (threefry is partitionable).
+    return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
-def _canonical(out_sharding: Any) -> Any:
-    if isinstance(out_sharding, jax.sharding.PartitionSpec):
-        return jax.sharding.NamedSharding(jax.sharding.get_abstract_mesh(), out_sharding)
-    return out_sharding
+def _sharding(name: str, out_sharding: Any) -> Any:
+    """``out_sharding`` read as JAX reads it (a NamedSharding, or a PartitionSpec in a mesh context)."""
+    if out_sharding is None:
+        return None
+    try:
+        return _canonicalize_sharding(out_sharding, f"nn.initializers.{name}")
+    except TypeError as e:
+        raise SpecTypeError(f"{name}: out_sharding={shown(out_sharding)} is not allowed; {e}") from None
+    except ValueError as e:
+        raise SpecError(f"{name}: out_sharding={shown(out_sharding)} is not allowed; {e}") from None
 
 
 def _random(init: JaxInitializer, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
