@@ -12,6 +12,13 @@ and for the seed chapter's law (mixture and custom) the chapter's JAX ``my_init`
 column times the adapter called eagerly (``init(key, shape)`` outside ``jit``, its cached
 compiled kernel) against the same jitted native call: the cost of not jitting.
 Dirac fills a (1, size, size) conv kernel (it needs 3-5 dimensions): the same number of values.
+
+Then the ratios issue 17 sets targets for, each against the draw it must be measured with:
+the truncated family and sparse against ``jax.random.normal`` with the same std (what the
+truncation or the zero rows cost on top of JAX's own normal draw), ``custom(my_init)`` against
+the same NumPy ``my_init`` called by hand and put into a JAX array (what multiinit adds around
+a user's law: seeding, the fence, the layout), and the drop-in
+(``multiinit.flax.initializers``) against ``jax.nn.initializers`` call by call.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 
 import multiinit as mi  # noqa: E402
 from common import CHAPTER_LAW as _CHAPTER_LAW  # noqa: E402
-from common import SPECS  # noqa: E402
+from common import SPECS, d2l_my_init  # noqa: E402
 from multiinit import flax as mif  # noqa: E402,F401  (the adapter)
+from multiinit.flax import initializers as dropin  # noqa: E402
 
 
 def my_init(key, shape, dtype=jnp.float32):
@@ -77,6 +85,62 @@ def timed(fns: list, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def _row(label: str, native_label: str, ours: float, theirs: float) -> None:
+    print(f"  {label:<56.56} {native_label:<40.40} {ours * 1e3:>9.1f} {theirs * 1e3:>9.1f} {ours / theirs:>6.2f}")
+
+
+def against_normal(size: int, repeats: int) -> None:
+    """The truncated family and sparse against ``jax.random.normal`` with the same std."""
+    print("\ntruncated normals and sparse against jax.random.normal with the same std (jitted)")
+    shape = (size, size)
+    for spec in [s for s in SPECS if isinstance(s, (mi.spec.TruncatedNormal, mi.spec.Sparse))
+                 or (s.as_variance_scaling() is not None and s.as_variance_scaling().distribution == "truncated_normal")]:
+        if isinstance(spec, (mi.spec.TruncatedNormal, mi.spec.Sparse)):
+            std = spec.std
+        else:
+            std = spec.as_variance_scaling().law(size, size)[1]
+        init = mi.compile(spec, "flax")
+        ours = jax.jit(lambda key, init=init: init(key, shape, jnp.float32))
+        normal = jax.jit(lambda key, std=std: std * jax.random.normal(key, shape, jnp.float32))
+        a, b = timed([ours, normal], repeats)
+        _row(repr(spec), "std * jax.random.normal(k, s)", a, b)
+
+
+def custom_against_numpy(size: int, repeats: int) -> None:
+    """``custom(my_init)`` against the same NumPy function called by hand, seeded the same
+    way, put into a JAX array: what multiinit adds around the user's own law."""
+    import numpy as np
+
+    print("\ncustom(my_init) against the same NumPy my_init called by hand (eager and jitted)")
+    shape = (size, size)
+    init = mi.compile(mi.custom(d2l_my_init, name="bench.my_init"), "flax")
+
+    def by_hand(key):
+        words = np.asarray(jax.random.key_data(key)).ravel()
+        rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in words]))
+        return jnp.asarray(np.asarray(d2l_my_init(rng, shape, np.float32), dtype=np.float32))
+
+    eager = lambda key: init(key, shape, jnp.float32)  # noqa: E731
+    jitted = jax.jit(eager)
+    a, b, c = timed([eager, jitted, by_hand], repeats)
+    _row("custom(my_init), eager", "my_init by hand + jnp.asarray", a, c)
+    _row("custom(my_init), jitted", "my_init by hand + jnp.asarray", b, c)
+
+
+def dropin_against_jax(size: int, repeats: int) -> None:
+    """The drop-in against ``jax.nn.initializers``, both jitted: the same JAX primitives, so
+    the ratio is the noise floor (and any overhead of the drop-in)."""
+    print("\nmultiinit.flax.initializers against jax.nn.initializers (jitted)")
+    shape = (size, size)
+    for name, args in (("glorot_uniform", ()), ("he_normal", ()), ("normal", (0.02,)), ("uniform", (0.5,)),
+                       ("truncated_normal", (0.02,)), ("orthogonal", ())):
+        ours_init, native_init = getattr(dropin, name)(*args), getattr(jax.nn.initializers, name)(*args)
+        ours = jax.jit(lambda key, f=ours_init: f(key, shape, jnp.float32))
+        native = jax.jit(lambda key, f=native_init: f(key, shape, jnp.float32))
+        a, b = timed([ours, native], repeats)
+        _row(f"init.{name}{args}", f"jax.nn.initializers.{name}{args}", a, b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -106,6 +170,9 @@ def main() -> None:
         ours, theirs, ours_eager = timed([adapter, native, eager], args.repeats)
         print(f"{spec!r:<58.58} {label:<42.42} {ours * 1e3:>10.1f} {theirs * 1e3:>9.1f} "
               f"{ours / theirs:>6.2f} {ours_eager * 1e3:>9.1f} {ours_eager / theirs:>11.2f}")
+    against_normal(args.size, args.repeats)
+    custom_against_numpy(args.size, args.repeats)
+    dropin_against_jax(args.size, args.repeats)
 
 
 if __name__ == "__main__":
