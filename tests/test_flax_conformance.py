@@ -252,6 +252,17 @@ LAW_DTYPES = ["float32", "bfloat16", "float16", "complex64"]
 X64_DTYPES = ["float64", "complex128"]
 
 
+def _cases(name: str, dtypes: list[str], rest: list[str]) -> list[tuple[tuple, dict, tuple[int, ...], str]]:
+    """``(args, kwargs, shape, dtype)``: a name's first arguments on every shape in every one of
+    ``dtypes``, its other arguments in ``rest`` only (the dtype is a parameter of the same
+    code, which the first arguments cover; every compile costs a second here)."""
+    out = []
+    for i, (args, kwargs, shapes) in enumerate(CASES[name]):
+        for shape in shapes:
+            out += [(args, kwargs, shape, dtype) for dtype in (dtypes if i == 0 else [d for d in dtypes if d in rest])]
+    return out
+
+
 def _parts(x: Any) -> list[np.ndarray]:
     x = np.asarray(x)
     if np.iscomplexobj(x):
@@ -282,37 +293,35 @@ def _orthonormality(x: Any, column_axis: int) -> float:
 
 def _law_differences(name: str, dtypes: list[str]) -> list[str]:
     differences = []
-    for args, kwargs, shapes in CASES[name]:
-        for shape in shapes:
-            for dtype in dtypes:
-                where = f"{name}(*{args}, **{kwargs})(key, {shape}, {dtype})"
-                theirs, error = _outcome(lambda: _make(jax_init, name, args, kwargs)(jax.random.key(2), shape, jnp.dtype(dtype)))
-                if error is not None:
-                    continue  # JAX refuses the dtype: the dtype aspect
-                ours = _make(init, name, args, kwargs)(jax.random.key(1), shape, jnp.dtype(dtype))
-                if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
-                    differences.append(f"{where}: {ours.dtype}{ours.shape} vs JAX's {theirs.dtype}{theirs.shape}")
-                    continue
-                for a, b in zip(_parts(ours), _parts(theirs)):
-                    check = stats.check_same(a, b)
-                    if not check.passed:
-                        differences.append(f"{where}: {check}")
-                support = _support(name, args, kwargs)
-                if support is not None:
-                    for label, x in (("ours", ours), ("JAX's", theirs)):
-                        values = np.concatenate(_parts(x))
-                        if values.min() < support[0] or values.max() > support[1]:
-                            differences.append(f"{where}: {label} values leave {support}")
-                if name in ("orthogonal", "delta_orthogonal") and "float16" not in dtype:
-                    axis = (args[1] if len(args) > 1 else -1) if name == "orthogonal" else -1
-                    x_ours, x_theirs = np.asarray(ours), np.asarray(theirs)
-                    if name == "delta_orthogonal":  # the centre tap is the orthogonal matrix
-                        centre = tuple((k - 1) // 2 for k in shape[:-2])
-                        x_ours, x_theirs = x_ours[centre], x_theirs[centre]
-                    tolerance = 1e-4 if dtype in ("float32", "complex64") else 1e-10
-                    if (_orthonormality(x_theirs, axis) <= tolerance) != (_orthonormality(x_ours, axis) <= tolerance):
-                        differences.append(f"{where}: orthonormal {_orthonormality(x_ours, axis):.2g}, JAX's "
-                                           f"{_orthonormality(x_theirs, axis):.2g}")
+    for args, kwargs, shape, dtype in _cases(name, dtypes, ["float32"]):
+        where = f"{name}(*{args}, **{kwargs})(key, {shape}, {dtype})"
+        theirs, error = _outcome(lambda: _make(jax_init, name, args, kwargs)(jax.random.key(2), shape, jnp.dtype(dtype)))
+        if error is not None:
+            continue  # JAX refuses the dtype: the dtype aspect
+        ours = _make(init, name, args, kwargs)(jax.random.key(1), shape, jnp.dtype(dtype))
+        if ours.dtype != theirs.dtype or ours.shape != theirs.shape:
+            differences.append(f"{where}: {ours.dtype}{ours.shape} vs JAX's {theirs.dtype}{theirs.shape}")
+            continue
+        for a, b in zip(_parts(ours), _parts(theirs)):
+            check = stats.check_same(a, b)
+            if not check.passed:
+                differences.append(f"{where}: {check}")
+        support = _support(name, args, kwargs)
+        if support is not None:
+            for label, x in (("ours", ours), ("JAX's", theirs)):
+                values = np.concatenate(_parts(x))
+                if values.min() < support[0] or values.max() > support[1]:
+                    differences.append(f"{where}: {label} values leave {support}")
+        if name in ("orthogonal", "delta_orthogonal") and "float16" not in dtype:
+            axis = (args[1] if len(args) > 1 else -1) if name == "orthogonal" else -1
+            x_ours, x_theirs = np.asarray(ours), np.asarray(theirs)
+            if name == "delta_orthogonal":  # the centre tap is the orthogonal matrix
+                centre = tuple((k - 1) // 2 for k in shape[:-2])
+                x_ours, x_theirs = x_ours[centre], x_theirs[centre]
+            tolerance = 1e-4 if dtype in ("float32", "complex64") else 1e-10
+            if (_orthonormality(x_theirs, axis) <= tolerance) != (_orthonormality(x_ours, axis) <= tolerance):
+                differences.append(f"{where}: orthonormal {_orthonormality(x_ours, axis):.2g}, JAX's "
+                                   f"{_orthonormality(x_theirs, axis):.2g}")
     return differences
 
 
@@ -395,7 +404,7 @@ def C(**call: Any) -> dict[str, Any]:
 BAD: dict[str, list[tuple[tuple, dict, dict]]] = {
     "zeros": [((), {}, C(shape=(-1, 3))), ((), {}, C(shape=(2.0, 3))), ((), {}, C(dtype="foo")),
               ((), {}, C(shape="ab")), ((), {}, C(out_sharding="x"))],
-    "constant": [((None,), {}, C()), (("x",), {}, C()), ((2**70,), {}, C(dtype=jnp.int32)), ((-1,), {}, C(dtype=jnp.uint8)),
+    "constant": [((None,), {}, C()), (("x",), {}, C()), ((2**70,), {}, C(dtype=jnp.int32)),
                  ((1 + 2j,), {}, C()), ((1 + 2j,), {}, C(dtype=jnp.complex64)), ((nan,), {}, C()), ((-inf,), {}, C()),
                  ((jnp.arange(6.0),), {}, C()), ((jnp.arange(4.0),), {}, C()), ((1.0,), {}, C(dtype="foo")),
                  ((1.0,), {}, C(shape=(-1,))), ((1.0,), {}, C(out_sharding="x"))],
@@ -462,24 +471,22 @@ def _bits(x: Any) -> bytes:
 
 def _number_differences(name: str, dtypes: list[str]) -> list[str]:
     differences = []
-    for args, kwargs, shapes in CASES[name]:
-        for shape in shapes:
-            for dtype in dtypes:
-                where = f"{name}(*{args}, **{kwargs})(key, {shape}, {dtype})"
-                native = _make(jax_init, name, args, kwargs)
-                jitted, error = _outcome(lambda: jax.jit(lambda k: native(k, shape, jnp.dtype(dtype)))(KEY))
-                if error is not None:
-                    continue  # JAX refuses: the dtype and error aspects
-                eager = native(KEY, shape, jnp.dtype(dtype))
-                drop_in = _make(init, name, args, kwargs)
-                ours = drop_in(KEY, shape, jnp.dtype(dtype))
-                ours_jitted = jax.jit(lambda k: drop_in(k, shape, jnp.dtype(dtype)))(KEY)
-                if _bits(ours) != _bits(jitted):
-                    differences.append(f"{where}: other values than JAX's (jitted)")
-                elif _bits(ours_jitted) != _bits(ours):
-                    differences.append(f"{where}: jitted, other values than eager")
-                elif _bits(eager) == _bits(jitted) and _bits(ours) != _bits(eager):
-                    differences.append(f"{where}: other values than JAX's (eager)")
+    for args, kwargs, shape, dtype in _cases(name, dtypes, ["float32", "bfloat16", "complex64", "int32"]):
+        where = f"{name}(*{args}, **{kwargs})(key, {shape}, {dtype})"
+        native = _make(jax_init, name, args, kwargs)
+        jitted, error = _outcome(lambda: jax.jit(lambda k: native(k, shape, jnp.dtype(dtype)))(KEY))
+        if error is not None:
+            continue  # JAX refuses: the dtype and error aspects
+        eager = native(KEY, shape, jnp.dtype(dtype))
+        drop_in = _make(init, name, args, kwargs)
+        ours = drop_in(KEY, shape, jnp.dtype(dtype))
+        ours_jitted = jax.jit(lambda k: drop_in(k, shape, jnp.dtype(dtype)))(KEY)
+        if _bits(ours) != _bits(jitted):
+            differences.append(f"{where}: other values than JAX's (jitted)")
+        elif _bits(ours_jitted) != _bits(ours):
+            differences.append(f"{where}: jitted, other values than eager")
+        elif _bits(eager) == _bits(jitted) and _bits(ours) != _bits(eager):
+            differences.append(f"{where}: other values than JAX's (eager)")
     return differences
 
 

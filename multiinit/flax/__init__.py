@@ -12,6 +12,10 @@ layers take as ``kernel_init`` / ``bias_init``::
 ``multiinit.apply(variables, rules, seed=0)`` initializes a whole linen variables tree (and
 returns a new one) or an ``nnx.Module`` (changed in place).
 
+``from multiinit.flax import initializers as init`` is the drop-in for ``jax.nn.initializers``
+(and ``flax.linen.initializers`` / ``flax.nnx.initializers``): JAX's names, signatures and
+meanings (``init.uniform(scale)`` is U[0, scale)), a neutral spec behind each (``.spec``).
+
 This package is the namespace; one file per job, each docstring stating the decisions that
 file implements (each one is tested in ``tests/test_flax_*.py``):
 
@@ -22,7 +26,11 @@ file implements (each one is tested in ``tests/test_flax_*.py``):
     ``jax.pure_callback``.
 ``compiled.py``
     the compiled form: :class:`Initializer` (``init(key, shape, dtype)``: the keys it takes,
-    fans on the logical view of the shape, ``fans=`` for a bias) and :func:`compile`.
+    fans on the logical view of the shape or from ``with_axes``, ``fans=`` for a bias), its
+    errors, and :func:`compile`.
+``initializers.py``
+    the ``jax.nn.initializers`` drop-in and the one table from JAX's names and arguments to
+    specs (``spec_of``).
 ``model.py``
     walking parameters: linen variable trees (:func:`modules`, ``layers=``) and nnx modules,
     layer kinds and logical views, definition order, and :func:`apply`.
@@ -50,9 +58,19 @@ except ImportError as e:
     raise BackendUnavailable.missing("flax", "JAX and Flax", "jax", e) from e
 del flax, jax, nnx, FrozenDict, meta, ndtri
 
-from .compiled import LAYOUT, Initializer, compile  # noqa: E402
+from .compiled import (  # noqa: E402
+    LAYOUT,
+    AxisError,
+    DtypeError,
+    DtypeTypeError,
+    Initializer,
+    KeyTypeError,
+    ShapeTypeError,
+    compile,
+)
 from .model import Modules, apply, modules  # noqa: E402
 
-__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules"]
+__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules", "AxisError", "DtypeError",
+           "DtypeTypeError", "KeyTypeError", "ShapeTypeError"]
 
 globals().update(namespace("flax", compile))

@@ -155,7 +155,7 @@ def _dtype(dtype: Any) -> np.dtype:
         dtype = float  # JAX's default float: float32, or float64 with x64
     try:
         resolved = np.dtype(jnp.dtype(dtype))
-    except Exception:  # TypeError for unknown names, ValueError for malformed ones
+    except (TypeError, ValueError):  # unknown names, malformed ones
         resolved = None
     if resolved is None or resolved.name not in _FLOATS + _COMPLEX + _EXACT:
         raise DtypeTypeError(
@@ -401,7 +401,7 @@ def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np
         return "orthogonal_logical", (view,), _scalars(cdtype, spec.gain)
     if isinstance(spec, Sparse):
         rows = view.logical_shape[0]
-        k = min(rows, int(math.ceil(spec.sparsity * rows)))
+        k = min(rows, math.ceil(spec.sparsity * rows))
         return "sparse", (view, k), _scalars(cdtype, spec.std)
     return "spec", (spec, view, fans), ()
 
@@ -503,7 +503,7 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cd
         (view, k), (std,) = static, numbers
         return _sparse(std, k, key, view, cdtype).astype(dtype)
     if family == "pieces":
-        (pieces, bits), numbers = static, numbers
+        pieces, bits = static
         return _pieces(pieces, bits, key, shape, dtype, cdtype, numbers)
     spec, view, fans = static
     return _draw_traced(spec, key, view, fans, dtype, None)

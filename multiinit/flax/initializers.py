@@ -113,8 +113,7 @@ __all__ = [
 if typing.TYPE_CHECKING:  # pragma: no cover
     from jax import Array
     from jax._src import core
-    from jax._src.nn.initializers import DTypeLikeInexact as _DTypeLike
-    from jax._src.nn.initializers import OutShardingType, RealNumeric
+    from jax._src.nn.initializers import DTypeLikeInexact, OutShardingType, RealNumeric
     from jax.typing import ArrayLike
 
 #: flax.nnx.initializers' alias (``typing.Any``).
@@ -461,7 +460,7 @@ class JaxInitializer(_compiled.Initializer):
         self.dtype = dtype
 
     @property
-    def __name__(self) -> str:  # noqa: A003 - code that names a kernel_init reads it
+    def __name__(self) -> str:  # code that names a kernel_init reads it
         return self.name if self.name in ("zeros", "ones") else "init"
 
     def __call__(self, key: Array, shape: core.Shape, dtype: DTypeLikeInexact | None = _DEFAULT,
