@@ -385,3 +385,12 @@ def test_torchs_own_attention_init_reads_the_packed_matrix() -> None:
     packed = nn.MultiheadAttention(E, HEADS).in_proj_weight.detach().numpy()
     assert stats.check(packed, mi.xavier_uniform(), fans=(E, 3 * E)).passed
     assert not stats.check(packed, mi.xavier_uniform(), fans=(E, E)).passed
+
+
+def test_torchs_own_packed_law_is_one_with_axes_away() -> None:
+    # The recipe the docs give to reproduce torch's reset: fans read off the stored (3E, E).
+    mha = nn.MultiheadAttention(E, HEADS)
+    packed = mi.with_axes(mi.xavier_uniform(), in_axis=1, out_axis=0)
+    assert mi.plan(mha, [("in_proj_weight", packed), ("*", None)])[0].fans == (E, 3 * E)
+    mi.apply(mha, [("in_proj_weight", packed), ("*", None)], seed=0)
+    assert stats.check(mha.in_proj_weight.detach().numpy(), mi.xavier_uniform(), fans=(E, 3 * E)).passed

@@ -16,7 +16,36 @@ Decisions implemented here:
   tensor with the compiled form keeps torch's stored-shape fans.) A 1-D parameter gets
   its layer's weight fans (``bias_ih_l0`` pairs with ``weight_ih_l0``), so
   ``variance_scaling(1/3, "fan_in", "uniform")`` on a bias is torch's default bias. A conv
-  with ``groups == in_channels > 1`` is of kind ``"depthwise_conv"``, as Keras' DepthwiseConv2D.
+  with ``groups == in_channels > 1`` is of kind ``"depthwise_conv"``, as Keras' DepthwiseConv2D;
+  RNNs and RNN cells are ``"recurrent"``.
+* **Layers torch does not define: the registry.** ``multiinit.lookup_layer(module)`` is asked
+  first: a registered kind wins over torch's class (a subclass of ``nn.Linear`` registered as
+  ``"attention"`` is attention), a registered layout gives a parameter its logical view
+  (transformers' ``Conv1D`` weight ``"in,out"`` is read in -> out; ``"batch,in,out"`` experts
+  keep the batch axis out of the fans), and a bias-like parameter (1-D, or a layout without an
+  in axis) takes its fans from the parameter ``fans_from`` names, else from the weight that
+  pairs with it. ``Param.known`` is False only for a layer with neither a registration nor a
+  torch class multiinit knows: ``mi.plan`` flags a fan-based law there. Values follow the
+  stream rule on the logical view, so a registered layout holds the transpose of what an
+  ``nn.Linear`` at the same position holds, portable mode included, and a sharded one is
+  written shard by shard through views of its local tensor (``sharded.py``).
+* **``nn.MultiheadAttention``** is kind ``"attention"``; its ``out_proj`` is an ``nn.Linear``
+  (dense). Its packed ``in_proj_weight`` (3E, E) is viewed as three (E, E) matrices, q, k and
+  v, behind one batch axis: each projection E -> E has fans (E, E), as Keras' and Flax's
+  per-projection query/key/value kernels do, so one spec is one law on the same attention
+  layer in every framework. This differs from torch's own ``_reset_parameters``, which calls
+  ``xavier_uniform_`` on the packed matrix (fan_out 3E, a bound of sqrt(6 / 4E) instead of
+  sqrt(6 / 2E)): ``mi.xavier_uniform()`` applied by rules is the per-projection law, on
+  purpose; to reproduce torch's law, state the packed fans:
+  ``mi.with_axes(mi.xavier_uniform(), in_axis=1, out_axis=0)`` reads them off the stored
+  (3E, E). ``in_proj_bias`` takes the fans (E, E) of
+  one projection; ``bias_k``/``bias_v`` (1, 1, E) are vectors in the key/value space with the
+  fans of the k/v projection. With separate ``kdim``/``vdim`` the three projections are
+  plain (E, kdim) weights, and ``in_proj_bias``, which spans three different fans, has none
+  (a fan-based law there is a ``ShapeError``). Whole-tensor laws (orthogonal, sparse) see
+  the logical (3, E, E) tensor as the core defines for batch axes.
+* **``with_axes``** at model level reads its axes off the stored shape (``Param.fans_for``):
+  the fans go with every tile and with the whole-tensor draws.
 * **Order.** Parameters are numbered in ``named_modules()`` order, each module's own
   parameters with weights before biases, each shared parameter once, under its first path
   (the one ``named_parameters()`` reports); its other paths are its ``aliases``, and a path
