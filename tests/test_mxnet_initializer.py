@@ -14,6 +14,7 @@ from scipy import stats as scipy_stats
 import multiinit as mi
 from multiinit import mxnet as mim
 from multiinit import stats
+from multiinit.mxnet.host import LawError
 from multiinit.spec import CONSTRUCTORS
 
 from matrix import SPECS
@@ -298,7 +299,7 @@ def test_integer_arrays_take_deterministic_specs_only() -> None:
 # --------------------------------------------------------------------------- custom laws
 
 
-def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> None:
+def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_are_fenced() -> None:
     seen = []
 
     def law(rng, shape, dtype):
@@ -314,8 +315,11 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> N
     def broken(rng, shape, dtype):
         raise RuntimeError("custom law broke")
 
-    with pytest.raises(RuntimeError, match="custom law broke"):
+    # User laws are fenced: a LawError naming the law and the array, the original chained.
+    with pytest.raises(LawError, match="custom law 'test_mx.broken' at 'layer_weight' raised RuntimeError: "
+                                       "custom law broke") as raised:
         fill(mim.custom(broken, name="test_mx.broken"), (4, 6))
+    assert isinstance(raised.value.__cause__, RuntimeError)
     with pytest.raises(mi.ShapeError, match="exactly the shape"):
         fill(mim.custom(lambda rng, shape, dtype: np.zeros(3), name="test_mx.wrong_shape"), (4, 6))
 

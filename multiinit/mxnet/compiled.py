@@ -50,7 +50,6 @@ Serialization
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
@@ -62,7 +61,7 @@ from ..fans import OUT_IN, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
 from ..spec import Spec, from_dict, parse
-from .draw import _draw, _dtype_name, _fill_in_place
+from .draw import check_dtype, fill
 
 #: MXNet (NCHW) weights are (out, in/groups, *spatial): the logical layout itself.
 LAYOUT = OUT_IN
@@ -137,14 +136,11 @@ class Multiinit(mx.init.Initializer):
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.spec!r} cannot fill {path!r}: its shape {shape} is not known yet")
         check_shape(self.spec, shape, None, path=path)
+        check_dtype(self.spec, arr.dtype, path)
         seed = None if self.seed is None else derive_seed(self.seed, self._calls)
         self._calls += 1
-        if math.prod(shape) == 0 or _fill_in_place(self.spec, arr, seed):
-            return
-        value = _draw(self.spec, LogicalView(shape), None, _dtype_name(arr.dtype), arr.context, seed, path)
-        # A shallow legacy view of an mx.np array shares its memory: one write for both kinds.
-        target = arr.as_nd_ndarray() if isinstance(arr, mx.np.ndarray) else arr
-        target[:] = value
+        # A user law is drawn and validated before the array is touched (a LawError leaves it).
+        fill(arr, self.spec, LogicalView(shape), None, seed, path)
 
     # Whatever MXNet's name dispatch would pick, the spec is what fills the array.
     _init_bias = _init_gamma = _init_beta = _init_default = _init_weight
