@@ -65,7 +65,7 @@ import numpy as np
 from mxnet.base import _LIB, check_call
 
 from .. import stream
-from ..errors import MultiinitError, SpecError
+from ..errors import MultiinitError, ShapeError, SpecError
 from ..fans import LogicalView
 from ..reference import _draw_checked
 from ..reference import truncated_standard_normal
@@ -354,6 +354,11 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
     where = f" at {path!r}" if path else ""
     try:
         values = draw()
+    except LawError:
+        raise
+    except (ShapeError, SpecError) as err:
+        # The spec and the shape were checked before: what the draw refuses is the law's result.
+        raise LawError(f"custom law {names}{where}: {err}") from err
     except MultiinitError:
         raise
     except Exception as err:  # the user's code failed: say whose, keep the cause
