@@ -271,7 +271,7 @@ def test_unclipped_two_sigma_draws_stay_inside_even_on_the_edge(dtype, monkeypat
 def test_the_cdf_inversion_used_off_tensorflow_and_jax_draws_the_two_sigma_law(spec, monkeypatch) -> None:
     # Keras' torch backend lets ~4e-6 of its two-sigma draws out, so other backends invert the
     # CDF; force that path here, where TF's own is otherwise used.
-    monkeypatch.setattr(mik, "_EXACT_TWO_SIGMA", ())
+    monkeypatch.setattr("multiinit.keras.draw._EXACT_TWO_SIGMA", ())
     x = draw(mi.compile(spec, "keras", seed=12), (160, 200))
     verdict = stats.check(logical(x), spec, reference_seed=5)
     assert verdict.passed, str(verdict)

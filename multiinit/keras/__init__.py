@@ -1,0 +1,60 @@
+"""The Keras 3 adapter: multiinit specs as serializable Keras initializers, and rules for models.
+
+``mi.compile(spec, "keras", seed=None)`` (or ``from multiinit import keras as mik``) gives a
+``MultiinitInitializer``, a ``keras.initializers.Initializer`` subclass written with
+``keras.ops`` and ``keras.random`` only, so it runs on any Keras 3 backend (TensorFlow is the
+one tested). ``mi.apply(model, rules, seed=None)`` initializes a built Keras ``Model`` or
+``Layer`` by rules, all or nothing. Every constructor of the namespace also takes Keras'
+``seed=`` keyword: ``mik.he_normal(seed=1)``.
+
+This module is the namespace; the work is done in three files, each importing only those
+listed before it. Each file's docstring states the decisions it implements.
+
+``draw.py``
+    spec -> values with ``keras.ops`` and ``keras.random``: truncated normals, the other laws
+    on the logical view, dtypes.
+``compiled.py``
+    the compiled form, ``MultiinitInitializer`` and ``compile``: fans of a lone tensor, seeds,
+    serialization, and the registration with Keras as ``"multiinit>Initializer"`` (done when
+    this package is imported, which ``multiinit.registry`` does as soon as Keras is imported,
+    so saved models load after a bare ``import multiinit``).
+``model.py``
+    walking a built model: parameters, layer kinds, logical views (transposed, depthwise,
+    embedding), a bias's fans, ``params_of`` and ``apply``.
+"""
+
+from __future__ import annotations
+
+from ..errors import BackendUnavailable
+from ..fans import SPATIAL_IN_OUT
+from ..registry import namespace
+from ..spec import CONSTRUCTORS
+
+try:
+    import keras
+    from keras import ops as _ops  # noqa: F401  (Keras 2 has no ops: it is a missing Keras 3 too)
+except ImportError as e:  # the exact pip command is in the message
+    raise BackendUnavailable.missing("keras", "Keras 3", "tensorflow", e) from e
+
+if not str(getattr(keras, "__version__", "0")).startswith("3"):  # pragma: no cover - env guard
+    raise BackendUnavailable.missing(
+        "keras", "Keras 3", "tensorflow",
+        ImportError(f"keras {getattr(keras, '__version__', '?')} is installed; multiinit needs Keras 3"),
+    )
+
+from .compiled import MultiinitInitializer, compile  # noqa: E402  (after the guard: they need Keras 3)
+from .model import apply, params_of  # noqa: E402
+
+__all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of", "calculate_gain", *CONSTRUCTORS]
+
+#: Keras kernels are (*spatial, in, out).
+LAYOUT = SPATIAL_IN_OUT
+
+# The public objects keep the module they are imported from, as before the adapter became a
+# package: Keras writes the class's __module__ into every saved config ("module":
+# "multiinit.keras"), and pickle, doctest and help() find objects by it.
+for _public in (MultiinitInitializer, compile, apply, params_of):
+    _public.__module__ = __name__
+del _public
+
+globals().update(namespace("keras", compile, seeded=True))
