@@ -78,6 +78,16 @@ def test_every_spec_draws_its_law_in_numpy_mode(spec) -> None:
     assert verdict.passed, f"{spec!r} in numpy mode: {verdict}"
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+def test_every_spec_draws_its_law_from_mxnet_global_generator(mode, spec) -> None:
+    # Unseeded, uniform, normal and the untruncated variance-scaling forms are MXNet's own
+    # samplers (the seeded matrix draws them on the host): their law is checked here.
+    mx.random.seed(2)
+    x = fill(mim.Multiinit(spec), _shape_for(spec))
+    verdict = stats.check(x, spec)
+    assert verdict.passed, f"{spec!r} unseeded in {mode} mode: {verdict}"
+
+
 # Where MXNet has the law, a multiinit initializer under the same global seed gives MXNet's
 # numbers (up to float32 rounding of a scale such as gain**2).
 NATIVE_PAIRS = [
