@@ -231,6 +231,28 @@ def test_deferred_parameters_get_their_rules_at_the_first_forward(mode, hybrid, 
     assert verdict.passed, str(verdict)
 
 
+def test_a_preset_on_a_deferred_block_gives_the_values_it_gives_after_the_forward() -> None:
+    # docs/big-models.md's example, smaller: kinds come from the block classes, fans later.
+    def block():
+        net = nn.Sequential()
+        net.add(nn.Conv2D(8, 3, activation="relu"), nn.Flatten(), nn.Dense(64, activation="relu"),
+                nn.Dense(10))
+        net.initialize(ctx=mx.cpu())
+        return net
+
+    x = mx.nd.ones((1, 3, 8, 8))
+    deferred = block()
+    mi.apply(deferred, mi.presets.torch_default, seed=0)
+    deferred(x)
+    eager = block()
+    eager(x)
+    mi.apply(eager, mi.presets.torch_default, seed=0)
+    for path in ("0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"):
+        np.testing.assert_array_equal(value(deferred, path), value(eager, path), err_msg=path)
+    bound = 1 / np.sqrt(8 * 6 * 6)  # torch's Linear default: U(+-1/sqrt(fan_in)), fan_in 288
+    assert 0.9 * bound < np.abs(value(deferred, "2.weight")).max() < bound
+
+
 def test_an_initialized_bias_of_a_deferred_weight_is_filled_when_the_weight_is() -> None:
     # Dense(8) without in_units: the bias (8,) is allocated at initialize(), the weight is not.
     net = nn.Sequential()
