@@ -257,14 +257,16 @@ def test_an_initialized_bias_of_a_deferred_weight_is_filled_when_the_weight_is()
     # Dense(8) without in_units: the bias (8,) is allocated at initialize(), the weight is not.
     net = nn.Sequential()
     net.add(nn.Dense(4000))
-    net.initialize(mx.init.Zero())
+    net.initialize(mx.init.Zero(), ctx=[mx.cpu(0), mx.cpu(1)])
     assert net[0].bias._data is not None and net[0].weight._data is None
-    mi.apply(net, {"bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")}, seed=0)
+    mi.apply(net, {"bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")})  # MXNet's generator
     assert (net[0].bias.data().asnumpy() == 0).all()  # not yet: its fans are not known
     net(mx.nd.ones((1, 25)))
     # torch's default bias for fan_in 25: U(-1/5, 1/5); the weight kept its own initializer.
-    verdict = stats.check(net[0].bias.data().asnumpy(), mi.uniform(-0.2, 0.2), reference_seed=None)
+    first, second = (a.asnumpy() for a in net[0].bias.list_data())
+    verdict = stats.check(first, mi.uniform(-0.2, 0.2), reference_seed=None)
     assert verdict.passed, str(verdict)
+    np.testing.assert_array_equal(first, second)  # drawn once, copied to the other context
     assert (net[0].weight.data().asnumpy() == 0).all()
 
 

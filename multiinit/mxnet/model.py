@@ -200,6 +200,13 @@ def _where(param: Param) -> str:
     return f"{param.path!r} ({param.handle.name})"
 
 
+def _fans_of(param: Param, spec: Spec) -> tuple[int, int] | None:
+    """The fans ``spec`` uses on ``param``: the rules' own answer when the core has one (a spec
+    that states its fan axes), else the fans the walker gave (a bias: its weight's)."""
+    fans_for = getattr(param, "fans_for", None)
+    return fans_for(spec) if fans_for is not None and spec.uses_fans else param.fans
+
+
 def _derived(draw: Draw) -> int | None:
     return None if draw.seed is None else derive_seed(draw.seed, draw.order)
 
@@ -234,6 +241,20 @@ def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int]
             host.write_logical(out, view, _rules.portable_values(drawn, spec, draw))
 
 
+def _write_param(param: Param, fans: tuple[int, int] | None, spec: Spec, draw: Draw,
+                 prepared: np.ndarray | None) -> None:
+    """Fill an initialized parameter: its first array drawn, its other contexts copied from it."""
+    parameter = param.handle
+    trainer = parameter._trainer
+    if trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore:
+        if parameter not in trainer._params_to_init:
+            trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
+    arrays = parameter._data
+    _fill_array(arrays[0], param, param.view, fans, spec, draw, prepared)
+    for other in arrays[1:]:
+        arrays[0].copyto(other)
+
+
 class _Armed(mx.init.Initializer):
     """The initializer MXNet runs for a deferred parameter at the first forward pass: the
     parameter's own rule (or, when no rule selects it, the initializer it had), then the rules
@@ -263,30 +284,31 @@ class _Armed(mx.init.Initializer):
         shape = tuple(int(d) for d in arr.shape)
         view = _view(param.layer, param.role, shape)
         fans = _fans_now(param) if len(shape) < 2 else None
-        jobs = []
+        # Everything that can fail first (shapes, user laws), then the writes.
         if self.own is not None:
             spec, draw = self.own
             check_shape(spec, view.logical_shape, fans, param.path)
             check_dtype(spec, arr.dtype, param.path)
-            jobs.append((arr, param, view, fans, spec, draw))
+            own = _prepare_values(param, view, fans, spec, draw, _dtype_name(arr.dtype), arr.ctx) \
+                if needs_prepare(spec) else None
+        dependents = []
         for dependent, spec, draw in self.dependents:
-            dview = dependent.view
             dfans = view.fans
-            check_shape(spec, dview.logical_shape, dfans, dependent.path)
-            for target in dependent.handle._data:
-                jobs.append((target, dependent, dview, dfans, spec, draw))
-        prepared = {}
-        for i, (target, p, v, f, spec, draw) in enumerate(jobs):
-            if needs_prepare(spec) and id(p) not in prepared:
-                prepared[id(p)] = _prepare_values(p, v, f, spec, draw, _dtype_name(target.dtype), target.ctx)
-        if self.own is None:
+            check_shape(spec, dependent.logical_shape, dfans, dependent.path)
+            first = dependent.handle._data[0]
+            values = _prepare_values(dependent, dependent.view, dfans, spec, draw, _dtype_name(first.dtype),
+                                     first.ctx) if needs_prepare(spec) else None
+            dependents.append((dependent, dfans, spec, draw, values))
+        if self.own is not None:
+            _fill_array(arr, param, view, fans, *self.own, own)
+        else:
             init, _, default_init, data = self.saved
             if data is not None:
                 arr[:] = data
             else:
                 mx.init.create(default_init)(mx.init.InitDesc(param.handle.name, {"__init__": init}), arr)
-        for target, p, v, f, spec, draw in jobs:
-            _fill_array(target, p, v, f, spec, draw, prepared.get(id(p)))
+        for dependent, dfans, spec, draw, values in dependents:
+            _write_param(dependent, dfans, spec, draw, values)
 
 
 def _fans_now(param: Param) -> tuple[int, int] | None:
@@ -358,7 +380,8 @@ class _Writer:
         if _deferred(parameter) or self._waits_for_weight(param, spec):
             return None  # drawn at the first forward pass, when the shape is known
         arr = parameter._data[0]
-        return _prepare_values(param, param.view, param.fans, spec, draw, _dtype_name(arr.dtype), arr.ctx)
+        return _prepare_values(param, param.view, _fans_of(param, spec), spec, draw, _dtype_name(arr.dtype),
+                               arr.ctx)
 
     def _waits_for_weight(self, param: Param, spec: Spec) -> bool:
         weight = self._fan_source(param)
@@ -378,14 +401,7 @@ class _Writer:
         if self._waits_for_weight(param, spec):
             self._arm(self._fan_source(param)).dependents.append((param, spec, draw))
             return
-        trainer = parameter._trainer
-        if trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore:
-            if parameter not in trainer._params_to_init:
-                trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
-        arrays = parameter._data
-        _fill_array(arrays[0], param, param.view, param.fans, spec, draw, prepared)
-        for other in arrays[1:]:
-            arrays[0].copyto(other)
+        _write_param(param, _fans_of(param, spec), spec, draw, prepared)
 
 
 def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
