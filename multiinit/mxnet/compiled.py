@@ -33,10 +33,16 @@ Layout and fans
 
 Seeds
     ``seed=None``: every draw uses MXNet's global generator, as ``mx.init`` does (see
-    ``draw.py``). ``seed=<int>``: call k of the instance draws after seeding the array's
-    device with ``derive_seed(seed, k)`` (a fresh instance, or one rebuilt by
-    ``mx.init.create``, replays the same sequence, while two parameters sharing an instance
-    differ); ``draw.py`` says how the user's stream is resumed afterwards.
+    ``draw.py``). ``seed=<int>``: call k of the instance draws from ``derive_seed(seed, k)``
+    (a fresh instance, or one rebuilt by ``mx.init.create``, replays the same sequence, while
+    two parameters sharing an instance differ); ``draw.py`` says which generator that seeds.
+
+User laws
+    A ``custom`` law is drawn and validated before the array is touched: an exception, a
+    wrong shape or dtype, NaN or infinite values give a ``LawError`` naming the law and the
+    array's name. Gluon initializes parameter by parameter (and, with ``force_reinit=True``,
+    drops a parameter's arrays before calling its initializer), so a failure there stops
+    ``net.initialize`` part way; ``mi.apply`` is the all-or-nothing form.
 
 Serialization
     ``dumps()`` is ``'["multiinit", {"spec": spec.to_dict(), "seed": seed}]'`` and
