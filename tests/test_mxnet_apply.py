@@ -1,6 +1,6 @@
 """mi.apply on Gluon blocks: structured paths, roles, layer types and kinds; logical views of
 transposed and channels-last convs; a bias gets its weight's fans; seeds and portable mode;
-all or nothing; deferred shapes; tied parameters."""
+all or nothing; tied parameters (deferred shapes: test_mxnet_onepass.py)."""
 
 from __future__ import annotations
 

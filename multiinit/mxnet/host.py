@@ -89,7 +89,7 @@ _FLOATS = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 
 def host_view(arr: Any) -> np.ndarray | None:
     """A writable NumPy view of ``arr``'s own memory, or None when there is none to give (not
-    in host memory, not dense storage, or a dtype NumPy does not have).
+    in host memory, not dense storage, read-only, or a dtype NumPy does not have).
 
     The caller keeps ``arr`` alive while it uses the view and issues no MXNet operation on
     ``arr`` in between (MXNet has finished every pending one when this returns).
@@ -100,7 +100,8 @@ def host_view(arr: Any) -> np.ndarray | None:
     >>> a.asnumpy().tolist()
     [[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]
     """
-    if getattr(arr, "stype", "default") != "default" or arr.ctx.device_type not in HOST_DEVICES:
+    if (getattr(arr, "stype", "default") != "default" or arr.ctx.device_type not in HOST_DEVICES
+            or not getattr(arr, "writable", True)):
         return None
     try:
         dtype = np.dtype(arr.dtype)

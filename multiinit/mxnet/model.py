@@ -25,8 +25,9 @@ One pass, all or nothing, no copy (``apply`` drives ``rules.execute`` with ``_Wr
     Before the first write, ``check`` refuses (naming the parameter, its MXNet name and what
     to do) every parameter a rule would fill that cannot be filled: one never initialized, a
     dtype the law cannot fill (``draw.check_dtype``), an array whose shape differs from the
-    parameter's, a read-only array, a parameter whose Trainer keeps it on a distributed
-    kvstore (``set_data`` would have to reset it, which MXNet refuses). User laws are drawn
+    parameter's, an array MXNet marks read-only (``writable=False``, which its in-place
+    arithmetic refuses), a parameter whose Trainer keeps it on a distributed kvstore
+    (``set_data`` would have to reset it, which MXNet refuses). User laws are drawn
     and validated next (``LawError``). Then each parameter is drawn straight into its
     array (``draw.fill``: MXNet's samplers write in place, host draws write into the
     array's memory) and copied to its other contexts; nothing model-sized is held. As
