@@ -69,6 +69,8 @@ from .draw import _dtype_name, base_seed, check_dtype, fill
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
 _NORM = (_nn.BatchNorm, _nn.LayerNorm, _nn.InstanceNorm, _nn.GroupNorm)
+# Whether the rules select a parameter by its other paths too (a tied parameter's).
+_ALIASES = "aliases" in getattr(Param, "__dataclass_fields__", {})
 # BatchNorm's running statistics are state, not learnable parameters.
 _RUNNING = frozenset({"running_mean", "running_var", "moving_mean", "moving_var"})
 
@@ -143,8 +145,9 @@ def params_of(block: Any) -> list[Param]:
     """The learnable parameters of a Gluon ``Block``, as ``rules.Param``.
 
     ``handle`` is the ``gluon.Parameter``; ``dtype`` its dtype name. Parameters whose
-    shape is still deferred are listed with their unknown dimensions as 0 (``apply``
-    refuses to fill them).
+    shape is still deferred are listed with their unknown dimensions as 0 (``apply`` gives
+    them their rules for the first forward pass). A tied parameter is listed once, under the
+    first path that reaches it; its other paths are its ``aliases`` where the rules know them.
 
     >>> from mxnet.gluon import nn
     >>> net = nn.Sequential()
@@ -158,12 +161,17 @@ def params_of(block: Any) -> list[Param]:
             "backend initializes mxnet.gluon.Block objects (nn.Sequential, nn.HybridSequential, ...)"
         )
     params: list[Param] = []
-    seen: set[int] = set()
+    seen: dict[int, Param] = {}
     owned: dict[int, list[Param]] = {}
     for owner, path, role, parameter in _walk(block, "", set()):
-        if id(parameter) in seen or role in _RUNNING:
-            continue  # a tied parameter appears once, under the first path that reaches it
-        seen.add(id(parameter))
+        if role in _RUNNING:
+            continue
+        if id(parameter) in seen:
+            # A tied parameter appears once, under the first path that reaches it.
+            first = seen[id(parameter)]
+            if _ALIASES:
+                first.aliases = (*first.aliases, path)
+            continue
         shape = tuple(max(int(d), 0) for d in parameter.shape)
         param = Param(
             path=path,
@@ -175,6 +183,7 @@ def params_of(block: Any) -> list[Param]:
             handle=parameter,
             kind=_kind(owner),
         )
+        seen[id(parameter)] = param
         params.append(param)
         owned.setdefault(id(owner), []).append(param)
     for members in owned.values():
