@@ -338,14 +338,15 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_are_fenced() -> Non
 
 
 def test_the_namespace_has_every_constructor_returning_a_registered_initializer() -> None:
-    examples = {"constant": (3.0,), "sparse": (0.2,), "mixture": ([(1.0, mi.zeros())],)}
+    examples = {"constant": ((3.0,), {}), "sparse": ((0.2,), {}), "mixture": (([(1.0, mi.zeros())],), {}),
+                "with_axes": ((mi.he_normal(),), {"in_axis": 1, "out_axis": 0})}
     for name, constructor in CONSTRUCTORS.items():
         if name == "custom":
             continue
-        args = examples.get(name, ())
-        made = getattr(mim, name)(*args)
+        args, kwargs = examples.get(name, ((), {}))
+        made = getattr(mim, name)(*args, **kwargs)
         assert isinstance(made, mx.init.Initializer) and isinstance(made, mim.Multiinit), name
-        assert made.spec == constructor(*args), name
+        assert made.spec == constructor(*args, **kwargs), name
     law = mim.custom(lambda rng, shape, dtype: rng.random(shape), name="test_mx.ns_custom")
     assert isinstance(law, mim.Multiinit) and law.spec.name == "test_mx.ns_custom"
 

@@ -67,7 +67,7 @@ from ..fans import OUT_IN, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
 from ..spec import Spec, from_dict, parse
-from .draw import check_dtype, fill
+from .draw import WithAxes, check_dtype, fill
 
 #: MXNet (NCHW) weights are (out, in/groups, *spatial): the logical layout itself.
 LAYOUT = OUT_IN
@@ -141,12 +141,14 @@ class Multiinit(mx.init.Initializer):
         shape = tuple(int(d) for d in arr.shape)
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.spec!r} cannot fill {path!r}: its shape {shape} is not known yet")
-        check_shape(self.spec, shape, None, path=path)
+        # A spec that states its fan axes reads them off the array's own shape (MXNet's layout).
+        fans = self.spec.fans(shape) if isinstance(self.spec, WithAxes) else None
+        check_shape(self.spec, shape, fans, path=path)
         check_dtype(self.spec, arr.dtype, path)
         seed = None if self.seed is None else derive_seed(self.seed, self._calls)
         self._calls += 1
         # A user law is drawn and validated before the array is touched (a LawError leaves it).
-        fill(arr, self.spec, LogicalView(shape), None, seed, path)
+        fill(arr, self.spec, LogicalView(shape), fans, seed, path)
 
     # Whatever MXNet's name dispatch would pick, the spec is what fills the array.
     _init_bias = _init_gamma = _init_beta = _init_default = _init_weight

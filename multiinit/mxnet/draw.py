@@ -52,6 +52,11 @@ from ..fans import LogicalView
 from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform
 from . import host
 
+try:
+    from ..spec import WithAxes
+except ImportError:  # pragma: no cover - until the core has specs that state their fan axes
+    WithAxes = ()
+
 FLOATS = ("float16", "float32", "float64")
 _INT31 = 2**31 - 1
 
@@ -162,7 +167,8 @@ def fill(arr: Any, spec: Spec, view: LogicalView, fans: tuple[int, int] | None, 
     """Write ``spec`` into ``arr``, an MXNet array of ``view.native_shape`` (any context, dense
     or row-sparse), from ``seed`` (None: MXNet's global generator). ``prepared`` is a logical
     array drawn already (a user law's values), written as it is. ``fans`` default to the
-    view's. The caller has checked the shape and the dtype (``check_dtype``).
+    view's (a spec that states its fan axes reads them off the stored shape). The caller
+    has checked the shape and the dtype (``check_dtype``).
 
     >>> import mxnet as mx, multiinit as mi
     >>> from multiinit.fans import LogicalView
@@ -173,6 +179,10 @@ def fill(arr: Any, spec: Spec, view: LogicalView, fans: tuple[int, int] | None, 
     """
     if math.prod(arr.shape) == 0:
         return
+    if isinstance(spec, WithAxes):
+        # Its axes index the stored shape (given fans win, as a bias's); then its law draws.
+        fans = fans if fans is not None else spec.fans(view.native_shape)
+        spec = spec.spec
     if getattr(arr, "stype", "default") != "default":
         # Row-sparse storage: draw dense on the host, then one assignment (MXNet converts).
         dense = mx.nd.zeros(arr.shape, dtype=arr.dtype, ctx=mx.cpu())

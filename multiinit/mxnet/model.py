@@ -64,7 +64,7 @@ from ..reference import check_shape
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
 from ..spec import Spec
 from . import host
-from .draw import _dtype_name, base_seed, check_dtype, fill
+from .draw import WithAxes, _dtype_name, base_seed, check_dtype, fill
 
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
@@ -294,6 +294,8 @@ class _Armed(mx.init.Initializer):
         shape = tuple(int(d) for d in arr.shape)
         view = _view(param.layer, param.role, shape)
         fans = _fans_now(param) if len(shape) < 2 else None
+        if self.own is not None and isinstance(self.own[0], WithAxes) and fans is None:
+            fans = self.own[0].fans(shape)  # its axes index the stored shape
         # Everything that can fail first (shapes, user laws), then the writes.
         if self.own is not None:
             spec, draw = self.own
