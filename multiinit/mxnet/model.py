@@ -58,7 +58,7 @@ import numpy as np
 from mxnet.gluon import nn as _nn
 
 from .. import rules as _rules
-from ..errors import RuleError, UnknownBackend
+from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
 from ..reference import check_shape
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
@@ -66,11 +66,18 @@ from ..spec import Spec
 from . import host
 from .draw import WithAxes, _dtype_name, base_seed, check_dtype, fill
 
+try:
+    from ..layers import lookup_layer
+except ImportError:  # pragma: no cover - until the core has the layer registry
+    lookup_layer = None
+
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
 _NORM = (_nn.BatchNorm, _nn.LayerNorm, _nn.InstanceNorm, _nn.GroupNorm)
-# Whether the rules select a parameter by its other paths too (a tied parameter's).
+# Whether the rules select a parameter by its other paths too (a tied parameter's), and
+# whether they tell layers multiinit knows from guesses (mi.plan flags the latter).
 _ALIASES = "aliases" in getattr(Param, "__dataclass_fields__", {})
+_KNOWN = "known" in getattr(Param, "__dataclass_fields__", {})
 # BatchNorm's running statistics are state, not learnable parameters.
 _RUNNING = frozenset({"running_mean", "running_var", "moving_mean", "moving_var"})
 
@@ -125,6 +132,57 @@ def _view(block: Any, role: str, shape: tuple[int, ...]) -> LogicalView:
     return LogicalView(shape, axes=axes, pre_shape=pre, logical_shape=logical)
 
 
+def _registration(block: Any) -> Any:
+    """What ``multiinit.register_layer`` says about ``block``'s class, or None."""
+    return lookup_layer(block) if lookup_layer is not None and block is not None else None
+
+
+def _layer_kind(block: Any) -> tuple[str | None, bool]:
+    """``block``'s kind and whether multiinit knows it (a registration wins over the built-ins)."""
+    registration = _registration(block)
+    if registration is not None:
+        return registration.kind, True
+    kind = _kind(block)
+    return kind, kind is not None
+
+
+def _view_of(block: Any, role: str, shape: tuple[int, ...]) -> LogicalView:
+    """The logical view of ``block``'s parameter ``role``: its registered layout, else Gluon's."""
+    registration = _registration(block)
+    view = registration.view(role, shape) if registration is not None else None
+    return view if view is not None else _view(block, role, shape)
+
+
+def _own_fans(view: LogicalView) -> bool:
+    """True when a parameter has fans of its own (a weight), False for a bias-like one."""
+    if len(view.native_shape) < 2:
+        return False
+    try:
+        view.fans
+    except ShapeError:
+        return False
+    return True
+
+
+def _fan_sources(members: Sequence[Param]) -> dict[int, Param]:
+    """For each parameter of one block without fans of its own, the parameter it takes them
+    from: the one its registration names, else the block's >= 2-D ``weight``."""
+    if not members:
+        return {}
+    registration = _registration(members[0].layer)
+    by_role = {p.role: p for p in members}
+    default = _fan_weight(members)
+    sources = {}
+    for p in members:
+        if _own_fans(p.view):
+            continue
+        named = registration.fans_source(p.role) if registration is not None else None
+        source = by_role.get(named) if named is not None else default
+        if source is not None and source is not p and _own_fans(source.view):
+            sources[id(p)] = source
+    return sources
+
+
 def _known(shape: tuple[int, ...]) -> bool:
     # Unknown dims are 0 in MXNet's legacy shape semantics and -1 in numpy mode.
     return all(d > 0 for d in shape) if not mx.util.is_np_shape() else all(d >= 0 for d in shape)
@@ -173,26 +231,26 @@ def params_of(block: Any) -> list[Param]:
                 first.aliases = (*first.aliases, path)
             continue
         shape = tuple(max(int(d), 0) for d in parameter.shape)
+        kind, known = _layer_kind(owner)
         param = Param(
             path=path,
-            view=_view(owner, role, shape),
+            view=_view_of(owner, role, shape),
             role=role,
             layer=owner,
             order=len(params),
             dtype=_dtype_name(parameter.dtype),
             handle=parameter,
-            kind=_kind(owner),
+            kind=kind,
+            **({"known": known} if _KNOWN else {}),
         )
         seen[id(parameter)] = param
         params.append(param)
         owned.setdefault(id(owner), []).append(param)
     for members in owned.values():
-        weight = next((p for p in members if p.role == "weight" and len(p.view.native_shape) >= 2), None)
-        if weight is None:
-            continue
+        sources = _fan_sources(members)
         for p in members:
-            if len(p.view.native_shape) < 2:
-                p.fans = weight.view.fans
+            if id(p) in sources:
+                p.fans = sources[id(p)].view.fans
     return params
 
 
@@ -292,8 +350,8 @@ class _Armed(mx.init.Initializer):
     def _run(self, arr: Any) -> None:
         param = self.param
         shape = tuple(int(d) for d in arr.shape)
-        view = _view(param.layer, param.role, shape)
-        fans = _fans_now(param) if len(shape) < 2 else None
+        view = _view_of(param.layer, param.role, shape)
+        fans = _fans_now(param) if param.fans is not None else None
         if self.own is not None and isinstance(self.own[0], WithAxes) and fans is None:
             fans = self.own[0].fans(shape)  # its axes index the stored shape
         # Everything that can fail first (shapes, user laws), then the writes.
@@ -324,12 +382,11 @@ class _Armed(mx.init.Initializer):
 
 
 def _fans_now(param: Param) -> tuple[int, int] | None:
-    """The fans a 1-D parameter of a deferred block takes from its weight, once known."""
-    if param.fans is None:
+    """The fans a bias-like parameter of a deferred block takes from its weight, once known."""
+    if param.layer is None:
         return None
-    members = [p for p in params_of(param.layer) if p.layer is param.layer] if param.layer is not None else []
-    weight = _fan_weight(members)
-    return weight.view.fans if weight is not None else None
+    now = next((p for p in params_of(param.layer) if p.layer is param.layer and p.role == param.role), None)
+    return now.fans if now is not None else None
 
 
 class _Writer:
@@ -339,12 +396,13 @@ class _Writer:
         owned: dict[int, list[Param]] = {}
         for p in params:
             owned.setdefault(id(p.layer), []).append(p)
-        self.weights = {key: w for key, members in owned.items() if (w := _fan_weight(members)) is not None}
+        self.sources: dict[int, Param] = {}
+        for members in owned.values():
+            self.sources.update(_fan_sources(members))
         self.armed: dict[int, _Armed] = {}
 
     def _fan_source(self, param: Param) -> Param | None:
-        weight = self.weights.get(id(param.layer))
-        return weight if weight is not None and weight is not param and param.fans is not None else None
+        return self.sources.get(id(param))
 
     def check(self, param: Param, spec: Spec) -> None:
         parameter = param.handle
