@@ -386,3 +386,14 @@ def test_an_array_without_a_host_view_gets_the_same_values_through_one_copy(spec
         mi.compile(spec, "mxnet", seed=5)(mx.init.InitDesc("w_weight"), arr)
     np.testing.assert_array_equal(viewless.asnumpy(), plain.asnumpy())
     assert np.unique(plain.asnumpy()).size > 1
+
+
+def test_a_user_law_in_portable_mode_writes_the_reference_numbers() -> None:
+    law = mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape), name="onepass.portable")
+    inner = mi.mixture([(0.5, mi.zeros()), (0.5, law)])
+    net = build()
+    mi.apply(net, {"0.weight": law, "4.weight": inner}, seed=11, portable=True)
+    orders = {p.path: p.order for p in mi.mxnet.params_of(net)}
+    for path, spec in (("0.weight", law), ("4.weight", inner)):
+        expected = mi.reference.sample(spec, value(net, path).shape, seed=(11, orders[path]))
+        np.testing.assert_array_equal(value(net, path), expected, err_msg=path)

@@ -376,8 +376,14 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
     where = f" at {path!r}" if path else ""
     try:
         values = draw()
-    except LawError:
-        raise
+    except LawError as err:
+        if not path or repr(path) in str(err):
+            raise
+        # The core named the law but not the parameter (its stream does not carry the path).
+        text = str(err)
+        for name in _custom_names(spec):
+            text = text.replace(f"custom law {name!r}", f"custom law {name!r}{where}", 1)
+        raise type(err)(text if text != str(err) else f"{text} ({path!r})") from err
     except (ShapeError, SpecError) as err:
         # The spec and the shape were checked before: what the draw refuses is the law's result.
         raise LawError(f"custom law {names}{where}: {err}") from err

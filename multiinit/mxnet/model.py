@@ -58,11 +58,12 @@ import numpy as np
 from mxnet.gluon import nn as _nn
 
 from .. import rules as _rules
+from .. import stream
 from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
 from ..reference import check_shape
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
-from ..spec import Spec
+from ..spec import Custom, Spec
 from . import host
 from .draw import WithAxes, _dtype_name, base_seed, check_dtype, fill
 
@@ -284,6 +285,9 @@ def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | Non
     """A user law's logical values for ``param``, drawn and validated (``LawError``)."""
     work = np.dtype(dtype if dtype in ("float16", "float32", "float64") else "float32")
     if draw.portable:
+        if isinstance(spec, Custom):
+            # A whole-tensor law: the reference draws it from the parameter's own stream.
+            return host.call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
         drawn = Param(param.path, view, param.role, param.layer, fans, param.order, work.name)
         return host.fenced(spec, param.path, lambda: _rules.portable_values(drawn, spec, draw))
     if spec.uses_fans and fans is None:
