@@ -385,7 +385,9 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
             text = text.replace(f"custom law {name!r}", f"custom law {name!r}{where}", 1)
         raise type(err)(text if text != str(err) else f"{text} ({path!r})") from err
     except (ShapeError, SpecError) as err:
-        # The spec and the shape were checked before: what the draw refuses is the law's result.
+        if not any(f"custom(name={n!r})" in str(err) for n in _custom_names(spec)):
+            raise
+        # A core without a fence of its own refuses the law's result by naming the law.
         raise LawError(f"custom law {names}{where}: {err}") from err
     except MultiinitError:
         raise
