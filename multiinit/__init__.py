@@ -15,10 +15,13 @@ from typing import Any
 
 from .errors import (
     BackendUnavailable,
+    LawError,
+    LawShapeError,
     MultiinitError,
     RuleError,
     ShapeError,
     SpecError,
+    SpecTypeError,
     UnknownBackend,
 )
 from . import presets
@@ -64,12 +67,15 @@ __all__ = [
     "BACKENDS",
     "CONSTRUCTORS",
     "BackendUnavailable",
+    "LawError",
+    "LawShapeError",
     "LogicalView",
     "MultiinitError",
     "RuleError",
     "ShapeError",
     "Spec",
     "SpecError",
+    "SpecTypeError",
     "UnknownBackend",
     "apply",
     "calculate_gain",

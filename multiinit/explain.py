@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .fans import LogicalView, compute_fans
+from .fans import LogicalView, as_shape, compute_fans
 from .registry import BACKENDS, resolve
 from .spec import (
     TRUNCATED_STD_2,
@@ -95,6 +95,23 @@ def _truncated_std(low: float, high: float) -> float:
     phi = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
     cdf = lambda t: 0.5 * math.erfc(-t / math.sqrt(2))  # noqa: E731
     mass = cdf(high) - cdf(low)
+    if not mass > 0:
+        # Both bounds so far out in one tail that the mass underflows: integrate the density
+        # relative to its value at the inner bound a, exp(-u - (u/a)**2/2) for u = a*(|x| - a),
+        # over the part of the interval where it is not negligible (Simpson's rule).
+        a = min(abs(low), abs(high))
+        width = min((high - low) * a, 60.0)
+        n = 4000
+        step = width / n
+        moments = [0.0, 0.0, 0.0]
+        for i in range(n + 1):
+            u = i * step
+            weight = (1 if i in (0, n) else 4 if i % 2 else 2) * math.exp(-u - (u / a) ** 2 / 2)
+            moments[0] += weight
+            moments[1] += weight * u
+            moments[2] += weight * u * u
+        mean = moments[1] / moments[0]
+        return math.sqrt(max(moments[2] / moments[0] - mean * mean, 0.0)) / a
     first = (phi(low) - phi(high)) / mass
     second = (low * phi(low) - high * phi(high)) / mass
     return math.sqrt(max(1 + second - first * first, 0.0))
@@ -312,6 +329,7 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch") -> Explana
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
     name = resolve(backend)
     layout = BACKENDS[name].layout
+    shape = as_shape(shape)
     view = LogicalView.of(shape, layout)
     logical = view.logical_shape
     check_shape(spec, logical)

@@ -7,12 +7,17 @@ always computed on the logical view, so one spec is one distribution everywhere.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Sequence
+import numbers
+from typing import Any, Sequence
 
-from .errors import ShapeError, SpecError
+from .errors import ShapeError, SpecError, shown
 
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_NDIM",
+    "as_shape",
     "OUT_IN",
     "SPATIAL_IN_OUT",
     "LAYOUTS",
@@ -46,9 +51,54 @@ _LINEAR = (
 NONLINEARITIES = _LINEAR + ("tanh", "relu", "leaky_relu", "selu")
 
 
+#: The most dimensions a shape may have (NumPy 1.x's own limit, so every backend can hold it).
+MAX_NDIM = 32
+#: The most elements a shape may describe, counting a dimension of size 0 as 1 (so that fans
+#: stay bounded too): 2**48, far beyond any tensor a host holds, far below NumPy's index limit.
+MAX_ELEMENTS = 2**48
+
+
+def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, or a ``ShapeError`` naming ``name`` and what is allowed.
+
+    A shape is a sequence of integers >= 0 (a bare integer is a 1-D shape), with at most
+    ``MAX_NDIM`` dimensions whose product (zeros left out) is at most ``MAX_ELEMENTS``.
+
+    >>> as_shape([3, 4])
+    (3, 4)
+    >>> as_shape((2**40, 2**40))
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.ShapeError: shape=(1099511627776, 1099511627776) is not allowed; shape must describe at most 2**48 elements (MAX_ELEMENTS), zeros left out; this one has 1208925819614629174706176
+    """
+    allowed = "a sequence of non-negative integers"
+    if isinstance(shape, (str, bytes)):
+        raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
+    try:
+        dims = tuple(itertools.islice(iter(shape), MAX_NDIM + 1))
+    except TypeError:
+        dims = (shape,)
+    except Exception:  # an iterable that fails while iterating
+        raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}") from None
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
+    if len(dims) > MAX_NDIM:
+        raise ShapeError(
+            f"{name}={shown(shape)} is not allowed; {name} must have at most {MAX_NDIM} dimensions (MAX_NDIM)"
+        )
+    dims = tuple(int(d) for d in dims)
+    count = math.prod(d for d in dims if d)
+    if count > MAX_ELEMENTS:
+        raise ShapeError(
+            f"{name}={shown(dims)} is not allowed; {name} must describe at most 2**48 elements "
+            f"(MAX_ELEMENTS), zeros left out; this one has {shown(count)}"
+        )
+    return dims
+
+
 def _check_layout(layout: str) -> None:
-    if layout not in LAYOUTS:
-        raise SpecError(f"layout={layout!r} is not allowed; layout must be one of {LAYOUTS}")
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise SpecError(f"layout={shown(layout)} is not allowed; layout must be one of {LAYOUTS}")
 
 
 def to_logical_axes(ndim: int, layout: str) -> tuple[int, ...]:
@@ -108,7 +158,7 @@ def compute_fans(shape: Sequence[int], layout: str = OUT_IN) -> tuple[int, int]:
     >>> compute_fans((3, 3, 64, 128), SPATIAL_IN_OUT)
     (576, 1152)
     """
-    logical = to_logical_shape(shape, layout)
+    logical = to_logical_shape(as_shape(shape), layout)
     if len(logical) < 2:
         raise ShapeError(
             f"fans cannot be computed for a tensor of shape {logical}: fan in and fan out can "
@@ -136,7 +186,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """
     if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
         raise SpecError(
-            f"calculate_gain: nonlinearity={nonlinearity!r} is not allowed; nonlinearity must "
+            f"calculate_gain: nonlinearity={shown(nonlinearity)} is not allowed; nonlinearity must "
             f"be one of {', '.join(NONLINEARITIES)}"
         )
     if nonlinearity in _LINEAR:
@@ -149,14 +199,30 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return 3.0 / 4
     if param is None:
         slope = 0.01
-    elif _is_number(param) and math.isfinite(float(param)):
-        slope = float(param)
     else:
-        raise SpecError(
-            f"calculate_gain: param={param!r} is not allowed; leaky_relu's param (negative slope) "
-            "must be a finite number"
-        )
+        slope = _finite(param)
+        # The gain squares the slope: a slope whose square overflows has no finite gain**2.
+        if slope is None or not math.isfinite(slope * slope):
+            raise SpecError(
+                f"calculate_gain: param={shown(param)} is not allowed; leaky_relu's param (negative "
+                f"slope) must be a finite number whose square is finite (|param| <= {_MAX_SQUARABLE:.4g})"
+            )
     return math.sqrt(2.0 / (1 + slope**2))
+
+
+#: The largest float whose square is still finite.
+_MAX_SQUARABLE = math.sqrt(1.7976931348623157e308)
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (also for ints too large for a float)."""
+    if not _is_number(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 class LogicalView:

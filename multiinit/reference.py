@@ -8,12 +8,13 @@ checks it), and portable mode writes exactly these numbers into every framework.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ShapeError, SpecError
-from .fans import OUT_IN, compute_fans
+from .errors import LawError, LawShapeError, ShapeError, SpecError, shorten, shown
+from .fans import MAX_ELEMENTS, OUT_IN, as_shape, compute_fans
 from .spec import (
     Constant,
     Custom,
@@ -28,7 +29,7 @@ from .spec import (
     Uniform,
 )
 
-__all__ = ["sample", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
+__all__ = ["sample", "call_law", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
 
 #: The reference draws in logical layout.
 LAYOUT = OUT_IN
@@ -37,31 +38,24 @@ _FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 def _shape(shape: Sequence[int]) -> tuple[int, ...]:
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        dims = (shape,)
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims):
-        raise ShapeError(
-            f"shape={shape!r} is not allowed; shape must be a sequence of non-negative integers"
-        )
-    return tuple(int(d) for d in dims)
+    # Dimensions >= 0, at most MAX_NDIM of them and MAX_ELEMENTS elements (see fans.as_shape).
+    return as_shape(shape)
 
 
 def _dtype(dtype: Any) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
-    except TypeError:
+    except Exception:  # TypeError for unknown names, ValueError for malformed structured dtypes
         resolved = None
     if resolved is None or resolved.name not in _FLOAT_DTYPES:
         raise SpecError(
-            f"dtype={dtype!r} is not allowed; the NumPy reference draws one of {_FLOAT_DTYPES}"
+            f"dtype={shown(dtype)} is not allowed; the NumPy reference draws one of {_FLOAT_DTYPES}"
         )
     return resolved
 
 
 def _where(path: str | None) -> str:
-    return f"{path!r}" if path else "a tensor"
+    return f"{shown(path)}" if path else "a tensor"
 
 
 def fans_for(
@@ -77,14 +71,17 @@ def fans_for(
         if (
             not isinstance(fans, (tuple, list))
             or len(fans) != 2
-            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f >= 0 for f in fans)
+            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
+                       for f in fans)
         ):
-            raise SpecError(f"fans={fans!r} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
+            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
+                            ">= 0 and <= 2**48 (MAX_ELEMENTS)")
         return int(fans[0]), int(fans[1])
+    shape = _shape(shape)
     try:
         return compute_fans(shape)
     except ShapeError as e:
-        raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {tuple(shape)}: {e}") from None
+        raise ShapeError(f"{shown(spec)} cannot fill {_where(path)} of shape {shape}: {e}") from None
 
 
 def _shape_problem(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None) -> str | None:
@@ -126,7 +123,7 @@ def check_shape(
         fans_for(spec, shape, fans, path)  # validates the override
     problem = _shape_problem(spec, shape, fans)
     if problem:
-        raise ShapeError(f"{spec!r} cannot fill {_where(path)} of shape {shape}: {problem}")
+        raise ShapeError(f"{shown(spec)} cannot fill {_where(path)} of shape {shape}: {problem}")
 
 
 # --------------------------------------------------------------------------- the samplers
@@ -184,9 +181,12 @@ def truncated_standard_normal(
     flip = low > 0
     if flip:
         low, high = -high, -low
-    lo, hi = _phi(low), _phi(high)
-    u = lo + (hi - lo) * rng.random(size)
-    x = np.clip(_ndtri(u), low, high)
+    if high < -_FAR:
+        x = _far_tail(rng, low, high, size)
+    else:
+        lo, hi = _phi(low), _phi(high)
+        u = lo + (hi - lo) * rng.random(size)
+        x = np.clip(_ndtri(u), low, high)
     return -x if flip else x
 
 
@@ -209,6 +209,37 @@ def _truncated_standard(rng: np.random.Generator, low: float, high: float,
         flat[bad] = redraw
         bad = bad[(redraw < low) | (redraw > high)]
     return x
+
+
+#: Beyond this many std the normal CDF falls below 1e-300 and double precision loses it
+#: (at 38.5 it is 0): bounds this far out are inverted in log space instead.
+_FAR = 37.0
+
+
+def _log_lower_tail(t: np.ndarray) -> np.ndarray:
+    """``log Phi(-t)`` for ``t >= 37``, by the asymptotic series (error below 1e-12 there)."""
+    s = 1.0 / (t * t)
+    series = 1 - s + 3 * s**2 - 15 * s**3 + 105 * s**4
+    return -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+
+
+def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
+    """N(0, 1) restricted to [low, high], both below -37: the inverse CDF in log space."""
+    near, far = -high, min(-low, 1e150)  # beyond 1e150 std the CDF is exp(-1e300): nothing
+    log_near = _log_lower_tail(np.float64(near))
+    ratio = np.exp(_log_lower_tail(np.float64(far)) - log_near)  # Phi(low) / Phi(high)
+    with np.errstate(divide="ignore"):
+        target = log_near + np.log(ratio + rng.random(size) * (1 - ratio))  # log of Phi(x)
+    # Solve log Phi(-t) = target for t: a fixed point for the start, then Newton steps.
+    t = np.sqrt(np.maximum(-2 * target, near * near))
+    for _ in range(3):
+        t = np.sqrt(np.maximum(-2 * (target + np.log(t) + 0.5 * math.log(2 * math.pi)), near * near))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(3):
+            log_tail = _log_lower_tail(t)
+            slope = np.exp(-0.5 * t * t - 0.5 * math.log(2 * math.pi) - log_tail)  # -d/dt log Phi(-t)
+            t = t + (log_tail - target) / slope
+    return np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
 
 
 def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:
@@ -250,7 +281,7 @@ def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int
 
 
 def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans,
-             dtype: np.dtype) -> np.ndarray:
+             dtype: np.dtype, path: str | None = None) -> np.ndarray:
     """One float64 uniform per element picks the component whose weight interval holds it.
     Elementwise components then draw just as many values as they were picked, in order; a
     component that needs the whole tensor (orthogonal, ...) is drawn whole and masked."""
@@ -261,7 +292,7 @@ def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fa
         choice = rng.choice(len(weights), size=shape, p=weights / weights.sum())
         out = np.empty(shape)
         for i, (_, component) in enumerate(spec.components):
-            draw = _draw(component, rng, shape, fans, dtype)
+            draw = _draw(component, rng, shape, fans, dtype, path)
             mask = choice == i
             out[mask] = draw[mask]
         return out
@@ -277,7 +308,7 @@ def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fa
             continue
         count = int(np.count_nonzero(mask))
         if count:
-            out[mask] = _draw(component, rng, (count,), fans, dtype)
+            out[mask] = _draw(component, rng, (count,), fans, dtype, path)
     return out
 
 
@@ -316,7 +347,8 @@ def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> n
     return out
 
 
-def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype) -> np.ndarray:
+def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype,
+          path: str | None = None) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
@@ -343,20 +375,120 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
     if isinstance(spec, Sparse):
         return _sparse(spec, rng, shape)
     if isinstance(spec, Mixture):
-        return _mixture(spec, rng, shape, fans, dtype)
+        return _mixture(spec, rng, shape, fans, dtype, path)
     if isinstance(spec, Custom):
-        result = np.asarray(spec.fn(rng, shape, dtype))
-        if result.shape != shape:
-            raise ShapeError(
-                f"{spec!r} returned an array of shape {result.shape} for shape {shape}; "
-                "a custom function must return exactly the shape it is given"
-            )
-        if result.dtype.kind not in "iuf":
-            raise SpecError(
-                f"{spec!r} returned dtype {result.dtype}; a custom function must return numbers"
-            )
-        return result
-    raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
+        return call_law(spec, rng, shape, dtype, path)
+    raise SpecError(f"spec={shown(spec)} is not allowed; it is not a multiinit spec")
+
+
+# --------------------------------------------------------------------------- user laws, fenced
+
+
+def _law_name(spec: Custom, path: str | None) -> str:
+    where = f" at {shown(path)}" if path is not None else ""
+    return f"custom law {shown(spec.name)}{where}"
+
+
+def call_law(
+    spec: Custom,
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    dtype: Any = "float32",
+    path: str | None = None,
+) -> np.ndarray:
+    """Run a user law (``custom``) behind a fence: the one way every backend calls one.
+
+    Calls ``spec.fn(rng, shape, dtype)`` with ``shape`` a tuple of ints in logical
+    ``(out, in, *spatial)`` layout and ``dtype`` a ``numpy.dtype`` (float16, float32 or
+    float64), and returns the result as a NumPy array of exactly ``shape`` and ``dtype`` whose
+    values are all finite. Anything else is a ``LawError`` that names the law (its registered
+    name) and ``path`` (the parameter path, when given; adapters pass it):
+
+    * the function raises an ``Exception``: a ``LawError`` that repeats the exception's type
+      and message and chains it (``__cause__``); ``KeyboardInterrupt``, ``SystemExit`` and
+      other ``BaseException``s are not caught;
+    * the result is not something NumPy reads as an array, or its dtype is not numbers
+      (bool, complex, strings, objects): ``LawError``;
+    * its shape is not ``shape``: ``LawShapeError`` (a ``LawError`` and a ``ShapeError``),
+      with the shape received and the shape expected;
+    * a value is NaN or infinite, or too large for ``dtype`` (it would become inf): ``LawError``
+      with how many and the index of the first.
+
+    It writes nothing: call it before touching a parameter, and a failing law leaves the model
+    as it was. A bad ``spec``, ``shape`` or ``dtype`` is the caller's mistake, not the law's:
+    ``SpecError`` or ``ShapeError``.
+
+    >>> import multiinit as mi
+    >>> law = mi.custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="doc_sym")
+    >>> call_law(law, np.random.default_rng(0), (2, 3), "float32", path="head.weight").dtype
+    dtype('float32')
+    >>> nan = mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="doc_nan")
+    >>> call_law(nan, np.random.default_rng(0), (2,), path="head.bias")
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.LawError: custom law 'doc_nan' at 'head.bias' returned 2 NaN values (the first at index (0,)); a custom function must return finite numbers
+    """
+    if not isinstance(spec, Custom):
+        raise SpecError(f"spec={shown(spec)} is not allowed; call_law runs a custom spec (mi.custom)")
+    shape = _shape(shape)
+    resolved = _dtype(dtype)
+    law = _law_name(spec, path)
+    try:
+        result = spec.fn(rng, shape, resolved)
+    except Exception as err:
+        raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}") from err
+    try:
+        with warnings.catch_warnings():
+            # NumPy 1.x warns, then makes an object array of a ragged list: refused just below.
+            warnings.simplefilter("ignore", _RAGGED)
+            array = np.asarray(result)
+    except Exception as err:
+        raise LawError(
+            f"{law} returned {shown(result)}, which NumPy cannot read as an array; "
+            "a custom function must return an array of numbers"
+        ) from err
+    if array.shape != shape:
+        raise LawShapeError(
+            f"{law} returned an array of shape {array.shape} for shape {shape}; "
+            "a custom function must return exactly the shape it is given"
+        )
+    if array.dtype.kind not in "iuf":
+        raise LawError(f"{law} returned dtype {array.dtype}; a custom function must return numbers "
+                       "(integers or floats)")
+    if array.dtype.kind == "f":
+        for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
+            bad = test(array)
+            if bad.any():
+                raise LawError(
+                    f"{law} returned {int(bad.sum())} {what} values (the first at index "
+                    f"{_first(bad)}); a custom function must return finite numbers"
+                )
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(array, dtype=resolved)
+    finite = np.isfinite(out)
+    if not finite.all():
+        first = _first(~finite)
+        raise LawError(
+            f"{law} returned values too large for {resolved.name} (largest "
+            f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index {first}); "
+            f"a custom function must return finite numbers that {resolved.name} holds"
+        )
+    return out
+
+
+_RAGGED = getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
+    np, "VisibleDeprecationWarning", Warning)
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def _message(err: BaseException) -> str:
+    try:
+        return shorten(str(err), 400, 100)
+    except Exception:  # an exception whose str() fails
+        return f"<{type(err).__name__} whose message cannot be shown>"
 
 
 def _key(seed: Any) -> tuple[int, ...]:
@@ -365,7 +497,7 @@ def _key(seed: Any) -> tuple[int, ...]:
     if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in parts):
         return tuple(int(k) for k in parts)
     raise SpecError(
-        f"seed={seed!r} is not allowed; seed must be an integer >= 0, a tuple of them such as "
+        f"seed={shown(seed)} is not allowed; seed must be an integer >= 0, a tuple of them such as "
         "(seed, order), or a numpy.random.Generator"
     )
 
@@ -376,6 +508,8 @@ def sample(
     seed: int | tuple[int, ...] | np.random.Generator = 0,
     dtype: Any = "float32",
     fans: tuple[int, int] | None = None,
+    *,
+    path: str | None = None,
 ) -> np.ndarray:
     """Draw ``spec`` for a logical ``shape``; the same seed always gives the same array.
 
@@ -385,6 +519,10 @@ def sample(
     parameter at position ``order``, ``sample(spec, logical_shape, seed=(s, order))``. A
     ``numpy.random.Generator`` draws the whole tensor from that one generator instead.
 
+    ``path`` names the parameter in error messages (a user law's ``LawError`` included).
+    Values that ``dtype`` cannot hold are refused (``SpecError`` naming the spec), never
+    returned as infinities.
+
     >>> from multiinit import normal
     >>> a = sample(normal(std=0.01), (4, 3), seed=7)
     >>> bool((a == sample(normal(std=0.01), (4, 3), seed=7)).all()), a.dtype
@@ -393,24 +531,98 @@ def sample(
     from . import stream
 
     if not isinstance(spec, Spec):
-        raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
+        raise SpecError(f"spec={shown(spec)} is not allowed; spec must be a multiinit spec")
     shape = _shape(shape)
     resolved = _dtype(dtype)
-    check_shape(spec, shape, fans)
+    check_shape(spec, shape, fans, path)
     key = None if isinstance(seed, np.random.Generator) else _key(seed)
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype=resolved)
-    used_fans = fans_for(spec, shape, fans) if spec.uses_fans else None
-    if key is not None:
-        return stream.draw(spec, shape, key, dtype=resolved, fans=used_fans)
-    return _draw_checked(spec, seed, shape, used_fans, resolved)
+    used_fans = fans_for(spec, shape, fans, path) if spec.uses_fans else None
+    where = f"{_where(path)} of shape {shape}" + (f" (fans {used_fans})" if used_fans else "")
+    top = float(np.finfo(resolved).max)
+    try:
+        reaches = [(_reach(leaf, used_fans), leaf) for leaf in _leaves(spec)]
+    except SpecError as e:  # a variance scale too large for these fans (VarianceScaling.law)
+        raise SpecError(f"{shown(spec)} cannot fill {where}: {e}") from None
+    for (reach, exact), leaf in reaches:
+        if exact and reach > top:
+            # A bounded law whose support the dtype cannot hold: refused before drawing.
+            raise SpecError(_too_large(spec, leaf, reach, resolved, where))
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+            if key is not None:
+                out = stream.draw(spec, shape, key, dtype=resolved, fans=used_fans, path=path)
+            else:
+                out = _draw_checked(spec, seed, shape, used_fans, resolved, path)
+    except MemoryError as err:
+        raise ShapeError(
+            f"{shown(spec)} cannot fill {where}: {math.prod(shape)} values of {resolved.name} do not "
+            "fit in this process's memory"
+        ) from err
+    if not np.isfinite(out).all():
+        reach, leaf = max(((r, l) for (r, _), l in reaches), key=lambda pair: pair[0])
+        raise SpecError(_too_large(spec, leaf, reach, resolved, where))
+    return out
 
 
 def _draw_checked(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
                   dtype: np.dtype, path: str | None = None) -> np.ndarray:
     """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
     are the whole tensor's, also when ``shape`` is one tile of it)."""
-    return np.asarray(_draw(spec, rng, shape, fans, dtype), dtype=dtype)
+    return np.asarray(_draw(spec, rng, shape, fans, dtype, path), dtype=dtype)
+
+
+#: The parameters that set how large a law's values get, for messages.
+_SCALE = {Constant: "value", Uniform: "low and high", Normal: "mean and std", TruncatedNormal: "mean and std",
+          Orthogonal: "gain", Sparse: "std"}
+
+
+def _leaves(spec: Spec):
+    """The specs that draw values: a mixture's components of weight > 0, at every level."""
+    if isinstance(spec, Mixture):
+        for weight, component in spec.components:
+            if weight > 0:
+                yield from _leaves(component)
+    else:
+        yield spec
+
+
+def _reach(spec: Spec, fans) -> tuple[float, bool]:
+    """How large ``spec``'s values get: ``(bound, True)`` for a bounded law, ``(typical
+    extreme, False)`` for a normal one (8 std), ``(0, True)`` for laws that cannot overflow."""
+    if isinstance(spec, Constant):
+        return abs(spec.value), True
+    if isinstance(spec, Uniform):
+        return max(abs(spec.low), abs(spec.high)), True
+    if isinstance(spec, Normal):
+        return abs(spec.mean) + 8 * spec.std, False
+    if isinstance(spec, TruncatedNormal):
+        return max(abs(b) for b in spec.bounds), True
+    if isinstance(spec, Orthogonal):
+        return spec.gain, True
+    if isinstance(spec, Sparse):
+        return 8 * spec.std, False
+    vs = spec.as_variance_scaling()
+    if vs is not None:
+        distribution, number = vs.law(*fans)
+        if distribution == "uniform":
+            return number, True
+        if distribution == "truncated_normal":
+            return 2 * number, True
+        return 8 * number, False
+    return 0.0, True  # eye, dirac: ones; custom: checked by call_law
+
+
+def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str) -> str:
+    params = leaf._params()
+    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale" if "scale" in params else "scale")
+    part = "" if leaf is spec else f" (its component {shown(leaf)})"
+    reaches = f"reach about {reach:.4g}" if math.isfinite(reach) else "overflow even in float64"
+    return (
+        f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values {reaches}, beyond the "
+        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, or the dtype wider"
+    )
 
 
 def compile(spec: Spec) -> Any:

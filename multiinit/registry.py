@@ -11,12 +11,13 @@ import functools
 import importlib
 import importlib.abc
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-from .errors import UnknownBackend
+from .errors import SpecTypeError, UnknownBackend, shown
 from .fans import OUT_IN, SPATIAL_IN_OUT, calculate_gain
 from .spec import CONSTRUCTORS, Spec
 
@@ -66,11 +67,11 @@ def resolve(name: str) -> str:
     >>> resolve("tensorflow")
     'keras'
     """
-    key = name.lower() if isinstance(name, str) else name
-    key = ALIASES.get(key, key)
+    # Only a string can name a backend (a list or dict is not even hashable).
+    key = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else None
     if key not in BACKENDS:
         known = ", ".join(list(BACKENDS) + [f"{a} (= {t})" for a, t in ALIASES.items()])
-        raise UnknownBackend(f"backend={name!r} is not allowed; backend must be one of {known}")
+        raise UnknownBackend(f"backend={shown(name)} is not allowed; backend must be one of {known}")
     return key
 
 
@@ -95,8 +96,32 @@ def compile(spec: Spec, backend: str, **options: Any) -> Any:
     from .errors import SpecError
 
     if not isinstance(spec, Spec):
-        raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec such as mi.normal()")
-    return adapter(backend).compile(spec, **options)
+        raise SpecError(f"spec={shown(spec)} is not allowed; spec must be a multiinit spec such as mi.normal()")
+    name = resolve(backend)
+    module = adapter(name)
+    _check_options(name, module.compile, spec, options)
+    return module.compile(spec, **options)
+
+
+def _check_options(backend: str, compile_spec: Callable[..., Any], spec: Spec, options: dict[str, Any]) -> None:
+    """Refuse options an adapter's ``compile`` does not take, by name, before calling it."""
+    if not options:
+        return
+    try:
+        signature = inspect.signature(compile_spec)
+    except (TypeError, ValueError):  # not introspectable: let the adapter judge
+        return
+    try:
+        signature.bind(spec, **options)
+    except TypeError:
+        taken = [p.name for p in list(signature.parameters.values())[1:]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        given = ", ".join(f"{k}={shown(v)}" for k, v in options.items())
+        allowed = f"only {', '.join(f'{t}=' for t in taken)}" if taken else "no options"
+        raise SpecTypeError(
+            f"compile: {given} is not allowed for the {backend!r} backend; it takes {allowed}"
+            + (" (the numpy backend's function takes seed= when it is called)" if backend == "numpy" else "")
+        ) from None
 
 
 def _jax_leaves(tree: Any, depth: int = 0) -> bool:

@@ -9,13 +9,15 @@ framework, evaluates code or unpickles anything.
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import numbers
+import warnings
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
-from .errors import SpecError
-from .fans import NONLINEARITIES, calculate_gain
+from .errors import SpecError, SpecTypeError, shorten, shown
+from .fans import MAX_ELEMENTS, NONLINEARITIES, calculate_gain
 
 __all__ = [
     "Spec",
@@ -69,7 +71,21 @@ __all__ = [
     "from_dict",
     "parse",
     "registered_custom",
+    "MAX_TEXT",
+    "MAX_DEPTH",
+    "MAX_NODES",
 ]
+
+#: The longest text ``parse`` reads, in characters (longer text is refused before parsing).
+MAX_TEXT = 1_000_000
+#: The deepest a mixture may nest mixtures (``mixture`` itself, ``from_dict`` and ``parse``).
+MAX_DEPTH = 32
+#: The most specs one spec may hold, counting a mixture and all its components at every level.
+MAX_NODES = 256
+#: How deep ``parse`` follows brackets, calls and signs (a mixture level takes three).
+_TEXT_DEPTH = 4 * MAX_DEPTH
+#: The largest float whose square is finite (gains are squared into a variance scale).
+_MAX_SQUARABLE = math.sqrt(1.7976931348623157e308)
 
 #: Std of a standard normal truncated to [-2, 2]; Keras and JAX divide by it so that a
 #: truncated variance-scaling draw has exactly the variance scale/fan. Same literal as theirs.
@@ -82,8 +98,8 @@ DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 # --------------------------------------------------------------------------- validation
 
 
-def _fail(kind: str, name: str, value: Any, allowed: str) -> SpecError:
-    return SpecError(f"{kind}: {name}={value!r} is not allowed; {name} must be {allowed}")
+def _fail(kind: str, name: str, value: Any, allowed: str, error: type = SpecError) -> SpecError:
+    return error(f"{kind}: {name}={shown(value)} is not allowed; {name} must be {allowed}")
 
 
 def _number(
@@ -107,8 +123,11 @@ def _number(
         allowed += f" >= {ge:g}"
     # bool is an int to Python, and numpy's bool is not a number at all: both are rejected.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(kind, name, value, allowed)
-    number = float(value)
+        raise _fail(kind, name, value, allowed, SpecTypeError)
+    try:
+        number = float(value)
+    except Exception:  # an int too large for a float (10**400), a Real whose float() fails
+        raise _fail(kind, name, value, f"{allowed} that a float holds (|{name}| <= 1.797e+308)") from None
     if (
         not math.isfinite(number)
         or (gt is not None and not number > gt)
@@ -121,11 +140,30 @@ def _number(
 
 def _choice(kind: str, name: str, value: Any, allowed: Sequence[str], hint: str = "") -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise SpecError(
-            f"{kind}: {name}={value!r} is not allowed; {name} must be one of "
+        error = SpecError if isinstance(value, str) else SpecTypeError
+        raise error(
+            f"{kind}: {name}={shown(value)} is not allowed; {name} must be one of "
             f"{', '.join(repr(a) for a in allowed)}{hint}"
         )
     return value
+
+
+def _squarable(kind: str, name: str, value: float) -> float:
+    """``value`` (a finite float > 0) if its square, the variance scale it gives, is a positive
+    finite float; a SpecError naming ``name`` otherwise."""
+    square = value * value
+    if not (square > 0 and math.isfinite(square)):
+        raise _fail(kind, name, value, f"a finite number > 0 whose square is finite and > 0 "
+                                       f"(about 2.2e-162 <= {name} <= {_MAX_SQUARABLE:.4g})")
+    return value
+
+
+def _tree(spec: "Spec") -> tuple[int, int]:
+    """``(specs, mixture levels)`` of a spec: 1 and 0 for anything but a mixture."""
+    if not isinstance(spec, Mixture):
+        return 1, 0
+    sizes = [_tree(component) for _, component in spec.components]
+    return 1 + sum(n for n, _ in sizes), 1 + max(d for _, d in sizes)
 
 
 # --------------------------------------------------------------------------- the spec values
@@ -179,18 +217,21 @@ class Spec:
         seed: int | Any = 0,
         dtype: Any = "float32",
         fans: tuple[int, int] | None = None,
+        *,
+        path: str | None = None,
     ):
         """Draw from the NumPy reference, in logical ``(out, in, *spatial)`` layout.
 
         ``seed`` is an int or a ``numpy.random.Generator``; ``fans`` overrides the fans of
-        ``shape`` (model-level apply passes the weight's fans for a bias).
+        ``shape`` (model-level apply passes the weight's fans for a bias); ``path`` names the
+        parameter in error messages.
 
         >>> uniform(5, 10).sample((2, 3), seed=0).shape
         (2, 3)
         """
         from .reference import sample
 
-        return sample(self, shape, seed=seed, dtype=dtype, fans=fans)
+        return sample(self, shape, seed=seed, dtype=dtype, fans=fans, path=path)
 
     def to(self, backend: str, **options: Any) -> Any:
         """This spec in a framework's own form; the same as ``multiinit.compile(self, backend)``.
@@ -243,6 +284,11 @@ class Uniform(Spec):
         high = _number("uniform", "high", self.high)
         if not low < high:
             raise _fail("uniform", "high", self.high, f"a finite number > low={low!r}")
+        if not math.isfinite(high - low):
+            # Every sampler draws low + (high - low) * u: the width must be a float too.
+            raise _fail("uniform", "high", self.high,
+                        f"a finite number such that high - low is finite (with low={low!r}, "
+                        f"high - low overflows to inf)")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -283,6 +329,7 @@ class TruncatedNormal(Spec):
         high = _number(kind, "high", self.high)
         if not low < high:
             raise _fail(kind, "high", self.high, f"a finite number > low={low!r} (std units)")
+        _check_bounds(kind, self.mean, self.std, low, high)
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -290,6 +337,22 @@ class TruncatedNormal(Spec):
     def bounds(self) -> tuple[float, float]:
         """The absolute bounds ``(mean + low*std, mean + high*std)``."""
         return (self.mean + self.low * self.std, self.mean + self.high * self.std)
+
+
+def _check_bounds(kind: str, mean: float, std: float, low: float, high: float) -> None:
+    """The absolute bounds and their distance must be floats: blame the parameter that overflows."""
+    bounds = f"the bounds mean + low*std, mean + high*std (low={low!r}, high={high!r})"
+    for bound, name in ((low, "low"), (high, "high")):
+        if not math.isfinite(bound * std):
+            # The product overflows: the larger factor is the culprit (std on a tie).
+            culprit, value = ("std", std) if std >= abs(bound) else (name, bound)
+            raise _fail(kind, culprit, value,
+                        f"small enough that {bounds} are finite: {name}*std overflows with std={std!r}")
+    lo, hi = mean + low * std, mean + high * std
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise _fail(kind, "mean", mean, f"small enough that {bounds} are finite with std={std!r}")
+    if not math.isfinite(hi - lo):
+        raise _fail(kind, "std", std, f"small enough that the distance between {bounds} is finite")
 
 
 @dataclass(frozen=True, repr=False)
@@ -312,7 +375,7 @@ class VarianceScaling(Spec):
         object.__setattr__(self, "scale", _number(kind, "scale", self.scale, gt=0))
         _choice(kind, "mode", self.mode, FAN_MODES)
         hint = ""
-        if self.distribution == "normal":
+        if isinstance(self.distribution, str) and self.distribution == "normal":
             # Keras once read "normal" as truncated and JAX reads it as untruncated: refuse to guess.
             hint = ' ("normal" is truncated in old Keras and untruncated in JAX: say which)'
         _choice(kind, "distribution", self.distribution, DISTRIBUTIONS, hint)
@@ -337,16 +400,27 @@ class VarianceScaling(Spec):
         >>> variance_scaling(2.0, "fan_in", "uniform").law(6, 4)
         ('uniform', 1.0)
         """
-        fan = self.fan(fan_in, fan_out)
+        try:
+            fan = self.fan(fan_in, fan_out)
+        except Exception:  # fans too large for a float, or not numbers at all
+            raise SpecError(f"variance_scaling: fans=({shown(fan_in)}, {shown(fan_out)}) are not allowed; "
+                            "fans must be two integers >= 0 of at most 2**48 (MAX_ELEMENTS)") from None
         if fan <= 0:
             # An empty dimension: nothing will be drawn, but the number must still be finite.
             fan = 1.0
         variance = self.scale / fan
         if self.distribution == "uniform":
-            return ("uniform", math.sqrt(3.0 * variance))
-        if self.distribution == "untruncated_normal":
-            return ("untruncated_normal", math.sqrt(variance))
-        return ("truncated_normal", math.sqrt(variance) / TRUNCATED_STD_2)
+            law = ("uniform", math.sqrt(3.0 * variance))
+        elif self.distribution == "untruncated_normal":
+            law = ("untruncated_normal", math.sqrt(variance))
+        else:
+            law = ("truncated_normal", math.sqrt(variance) / TRUNCATED_STD_2)
+        if not math.isfinite(2 * law[1]):
+            # scale / fan overflows when a fan is below 1 (fan_avg of fans 0 and 1 is 0.5).
+            raise _fail("variance_scaling", "scale", self.scale,
+                        f"small enough for fans (fan_in={fan_in}, fan_out={fan_out}): the {law[0]} "
+                        f"law's number from scale / {fan!r} overflows")
+        return law
 
 
 class _Scaled(Spec):
@@ -368,7 +442,8 @@ class XavierUniform(_Scaled):
     kind: ClassVar[str] = "xavier_uniform"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gain", _number(self.kind, "gain", self.gain, gt=0))
+        gain = _squarable(self.kind, "gain", _number(self.kind, "gain", self.gain, gt=0))
+        object.__setattr__(self, "gain", gain)
 
     def as_variance_scaling(self) -> VarianceScaling:
         return VarianceScaling(self.gain**2, "fan_avg", "uniform")
@@ -382,7 +457,8 @@ class XavierNormal(_Scaled):
     kind: ClassVar[str] = "xavier_normal"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gain", _number(self.kind, "gain", self.gain, gt=0))
+        gain = _squarable(self.kind, "gain", _number(self.kind, "gain", self.gain, gt=0))
+        object.__setattr__(self, "gain", gain)
 
     def as_variance_scaling(self) -> VarianceScaling:
         return VarianceScaling(self.gain**2, "fan_avg", "untruncated_normal")
@@ -402,6 +478,11 @@ class KaimingUniform(_Scaled):
         object.__setattr__(self, "a", _number(self.kind, "a", self.a))
         _choice(self.kind, "mode", self.mode, ("fan_in", "fan_out"))
         _choice(self.kind, "nonlinearity", self.nonlinearity, NONLINEARITIES)
+        if self.nonlinearity == "leaky_relu" and not math.isfinite(self.a * self.a):
+            # gain**2 = 2 / (1 + a**2): a square that overflows leaves no variance scale.
+            raise _fail(self.kind, "a", self.a,
+                        f"a finite number whose square is finite (|a| <= {_MAX_SQUARABLE:.4g}), "
+                        "as the gain 2 / (1 + a**2) needs it")
 
     @property
     def gain(self) -> float:
@@ -485,8 +566,10 @@ class Dirac(Spec):
 
     def __post_init__(self) -> None:
         groups = self.groups
-        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
-            raise _fail(self.kind, "groups", groups, "an integer >= 1")
+        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+            raise _fail(self.kind, "groups", groups, "an integer >= 1", SpecTypeError)
+        if not 1 <= groups <= MAX_ELEMENTS:
+            raise _fail(self.kind, "groups", groups, "an integer >= 1 and <= 2**48 (MAX_ELEMENTS)")
         object.__setattr__(self, "groups", int(groups))
 
 
@@ -520,19 +603,37 @@ class Mixture(Spec):
         kind = self.kind
         items = self.components
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise _fail(kind, "components", items, "a list of (weight, spec) pairs")
-        items = list(items)
+            raise _fail(kind, "components", items, "a list of (weight, spec) pairs", SpecTypeError)
+        try:
+            # At most MAX_NODES - 1 components fit (the mixture counts too): an endless
+            # iterator is refused after that many, never followed.
+            items = list(itertools.islice(items, MAX_NODES))
+        except Exception:
+            raise _fail(kind, "components", self.components, "a list of (weight, spec) pairs") from None
+        if len(items) >= MAX_NODES:
+            raise _fail(kind, "components", self.components,
+                        f"a list of fewer than {MAX_NODES} (weight, spec) pairs (MAX_NODES)")
         if not items:
             raise _fail(kind, "components", items, "a non-empty list of (weight, spec) pairs")
         normalized = []
         for i, item in enumerate(items):
             if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise _fail(kind, f"components[{i}]", item, "a (weight, spec) pair")
+                raise _fail(kind, f"components[{i}]", item, "a (weight, spec) pair", SpecTypeError)
             weight = _number(kind, f"components[{i}] weight", item[0], ge=0)
             if not isinstance(item[1], Spec):
-                raise _fail(kind, f"components[{i}] spec", item[1], "a multiinit spec")
+                raise _fail(kind, f"components[{i}] spec", item[1], "a multiinit spec", SpecTypeError)
             normalized.append((weight, item[1]))
-        total = math.fsum(w for w, _ in normalized)
+        nodes, depth = 1 + sum(_tree(s)[0] for _, s in normalized), 1 + max(_tree(s)[1] for _, s in normalized)
+        if depth > MAX_DEPTH:
+            raise SpecError(f"mixture: components nest {depth} mixtures deep, which is not allowed; "
+                            f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)")
+        if nodes > MAX_NODES:
+            raise SpecError(f"mixture: components hold {nodes} specs in all, which is not allowed; "
+                            f"a spec holds at most {MAX_NODES} (MAX_NODES)")
+        try:
+            total = math.fsum(w for w, _ in normalized)
+        except OverflowError:  # weights near the float limit: their sum is not 1 either
+            total = math.inf
         if abs(total - 1.0) > 1e-9:
             weights = [w for w, _ in normalized]
             raise _fail(kind, "weights", weights, f"non-negative numbers that sum to 1 (sum is {total!r})")
@@ -577,8 +678,10 @@ class Custom(Spec):
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
-            raise _fail(self.kind, "fn", self.fn, "a callable fn(rng, shape, dtype) -> array")
-        if not isinstance(self.name, str) or not self.name.strip():
+            raise _fail(self.kind, "fn", self.fn, "a callable fn(rng, shape, dtype) -> array", SpecTypeError)
+        if not isinstance(self.name, str):
+            raise _fail(self.kind, "name", self.name, "a non-empty string", SpecTypeError)
+        if not self.name.strip():
             raise _fail(self.kind, "name", self.name, "a non-empty string")
         _CUSTOM[self.name] = self.fn
 
@@ -666,6 +769,13 @@ def trunc_normal(
     b = _number(kind, "b", b)
     if not a < b:
         raise _fail(kind, "b", b, f"a finite number > a={a!r} (absolute value)")
+    # The bounds in std units are derived: blame the parameter that makes them overflow.
+    for name, bound in (("a", a), ("b", b)):
+        if not math.isfinite(bound - mean):
+            raise _fail(kind, name, bound, f"a finite number such that {name} - mean is finite (mean={mean!r})")
+        if not math.isfinite((bound - mean) / std):
+            raise _fail(kind, "std", std, f"a finite number > 0 large enough that ({name} - mean) / std "
+                                          f"is finite ({name}={bound!r}, mean={mean!r})")
     return TruncatedNormal(mean, std, (a - mean) / std, (b - mean) / std)
 
 
@@ -873,10 +983,13 @@ def registered_custom(name: str) -> Callable[..., Any]:
     try:
         return _CUSTOM[name]
     except (KeyError, TypeError):
-        known = ", ".join(sorted(_CUSTOM)) or "none"
+        names = sorted(_CUSTOM)
+        known = ", ".join(shown(n) for n in names[:20]) or "none"
+        if len(names) > 20:
+            known += f", ... ({len(names)} in all)"
         raise SpecError(
-            f"custom: name={name!r} is not registered in this process; build "
-            f"multiinit.custom(fn, name={name!r}) first (registered: {known})"
+            f"custom: name={shown(name)} is not registered in this process; build "
+            f"multiinit.custom(fn, name={shown(name)}) first (registered: {known})"
         ) from None
 
 
@@ -885,9 +998,16 @@ def from_dict(data: Mapping[str, Any]) -> Spec:
 
     >>> from_dict({"kind": "uniform", "low": -1.0, "high": 1.0})
     uniform(low=-1.0, high=1.0)
+
+    Mixtures nest at most ``MAX_DEPTH`` deep and hold at most ``MAX_NODES`` specs; deeper or
+    larger input is refused before it is followed.
     """
+    return _from_dict(data, 0)
+
+
+def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
     if not isinstance(data, Mapping):
-        raise _fail("from_dict", "data", data, "a dict with a 'kind' key")
+        raise _fail("from_dict", "data", data, "a dict with a 'kind' key", SpecTypeError)
     kind = data.get("kind")
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -903,41 +1023,56 @@ def from_dict(data: Mapping[str, Any]) -> Spec:
     if cls is Mixture:
         parts = given.get("components")
         if not isinstance(parts, list):
-            raise _fail(kind, "components", parts, "a list of {'weight': w, 'spec': {...}}")
+            raise _fail(kind, "components", parts, "a list of {'weight': w, 'spec': {...}}", SpecTypeError)
+        if depth >= MAX_DEPTH:
+            # Refused before the next level is followed, so no input nests the reader itself.
+            raise SpecError(f"from_dict: mixtures nest more than {MAX_DEPTH} deep, which is not allowed; "
+                            f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)")
+        if len(parts) >= MAX_NODES:
+            raise _fail(kind, "components", parts,
+                        f"a list of fewer than {MAX_NODES} components (MAX_NODES)")
         pairs = []
         for i, part in enumerate(parts):
             if not isinstance(part, Mapping) or set(part) != {"weight", "spec"}:
                 raise _fail(kind, f"components[{i}]", part, "a dict with keys 'weight' and 'spec'")
-            pairs.append((part["weight"], from_dict(part["spec"])))
+            pairs.append((part["weight"], _from_dict(part["spec"], depth + 1)))
         return Mixture(tuple(pairs))
     if cls is Custom:
         name = given.get("name")
         return Custom(registered_custom(name), name)
     try:
         return cls(**given)
+    except SpecError:
+        raise
     except TypeError as e:  # a required field is missing
         raise _fail(kind, "keys", sorted(given), f"the fields {sorted(allowed)}: {e}") from None
 
 
-def _literal(node: ast.AST, text: str) -> Any:
+def _literal(node: ast.AST, text: str, depth: int = 0) -> Any:
+    if depth > _TEXT_DEPTH:
+        # Checked before following the node, so no text nests this reader itself.
+        raise SpecError(
+            f"parse: text={shown(text)} is not allowed; brackets, calls and signs nest at most "
+            f"{_TEXT_DEPTH} deep (mixtures at most {MAX_DEPTH}, MAX_DEPTH)"
+        )
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand, text)
+        value = _literal(node.operand, text, depth + 1)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(e, text) for e in node.elts]
+        return [_literal(e, text, depth + 1) for e in node.elts]
     if isinstance(node, ast.Call):
-        return _call(node, text)
-    snippet = ast.get_source_segment(text, node) or ast.dump(node)
+        return _call(node, text, depth + 1)
+    snippet = ast.get_source_segment(text, node) or type(node).__name__
     raise SpecError(
-        f"parse: {snippet!r} is not allowed; arguments must be numbers, strings, lists or "
+        f"parse: {shown(snippet)} is not allowed; arguments must be numbers, strings, lists or "
         "spec calls such as uniform(5, 10)"
     )
 
 
-def _call(node: ast.Call, text: str) -> Spec:
+def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
     func = node.func
     name = func.id if isinstance(func, ast.Name) else None
     # "mi.uniform(...)" and "multiinit.uniform(...)" read as well as "uniform(...)".
@@ -945,24 +1080,30 @@ def _call(node: ast.Call, text: str) -> Spec:
         if func.value.id in ("mi", "multiinit"):
             name = func.attr
     if name not in CONSTRUCTORS:
-        shown = ast.get_source_segment(text, func) or ast.dump(func)
-        raise _fail("parse", "spec", shown, f"one of {', '.join(CONSTRUCTORS)}")
+        called = ast.get_source_segment(text, func) or type(func).__name__
+        raise _fail("parse", "spec", called, f"one of {', '.join(CONSTRUCTORS)}")
     if name == "custom" and (node.args or [kw.arg for kw in node.keywords] != ["name"]):
         raise SpecError(
             "parse: custom(...) takes only name='registered name'; functions are never parsed from text"
         )
-    args = [_literal(a, text) for a in node.args]
+    args = [_literal(a, text, depth) for a in node.args]
     kwargs = {}
     for kw in node.keywords:
         if kw.arg is None:
-            raise SpecError("parse: **kwargs is not allowed; write each argument as name=value")
-        kwargs[kw.arg] = _literal(kw.value, text)
+            raise SpecTypeError("parse: **kwargs is not allowed; write each argument as name=value")
+        if kw.arg in kwargs:
+            # Python refuses a repeated keyword; keeping the last one would hide a typo.
+            raise SpecTypeError(f"parse: {name}(...) has the keyword argument {kw.arg}= twice; "
+                                "each argument may be given once")
+        kwargs[kw.arg] = _literal(kw.value, text, depth)
     if name == "custom":
         return Custom(registered_custom(kwargs["name"]), kwargs["name"])
     try:
         return CONSTRUCTORS[name](*args, **kwargs)
+    except SpecError:
+        raise
     except TypeError as e:  # wrong arity or an unknown keyword
-        raise SpecError(f"parse: {name}(...) has arguments it does not take: {e}") from None
+        raise SpecTypeError(f"parse: {name}(...) has arguments it does not take: {e}") from None
 
 
 def parse(text: str) -> Spec:
@@ -974,11 +1115,28 @@ def parse(text: str) -> Spec:
     mixture([(0.5, zeros()), (0.5, uniform(low=5.0, high=10.0))])
     """
     if not isinstance(text, str):
-        raise _fail("parse", "text", text, "a string such as 'xavier_uniform(gain=2.0)'")
+        raise _fail("parse", "text", text, "a string such as 'xavier_uniform(gain=2.0)'", SpecTypeError)
+    if len(text) > MAX_TEXT:
+        raise _fail("parse", "text", text, f"at most {MAX_TEXT} characters long (MAX_TEXT)")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # Python warns about odd literals ("1if", "\\d"); the text is refused or read anyway.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
-        raise SpecError(f"parse: text={text!r} is not allowed; it is not a spec call ({e.msg})") from None
+        raise SpecError(
+            f"parse: text={shown(text)} is not allowed; it is not a spec call ({shorten(str(e.msg))})"
+        ) from None
+    except ValueError as e:  # characters Python source cannot hold (lone surrogates, ...)
+        raise SpecError(
+            f"parse: text={shown(text)} is not allowed; it is not a spec call ({shorten(str(e))})"
+        ) from None
+    except (RecursionError, MemoryError):  # Python's parser gives up on long operator chains
+        raise SpecError(
+            f"parse: text={shown(text)} is not allowed; it nests deeper than Python's parser can "
+            f"follow (a spec call nests at most {_TEXT_DEPTH} brackets, calls and signs deep)"
+        ) from None
     if not isinstance(tree.body, ast.Call):
         raise _fail("parse", "text", text, "a single spec call such as 'normal(std=0.01)'")
     return _call(tree.body, text.strip())

@@ -61,6 +61,25 @@ def requested() -> list[str]:
     return list(REQUESTED)
 
 
+# Hypothesis profiles for the property tests (tests/test_properties.py), chosen by the env var
+# HYPOTHESIS_PROFILE: "ci" (the default) is derandomized, a few hundred examples per test, no
+# deadline (timings are never asserted) and no example database written into the tree; "long"
+# draws fresh random examples, many more of them, and prints a blob to replay a failure.
+# Without hypothesis installed the property tests fail on their own import, loudly.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:
+    pass
+else:
+    _hypothesis_settings.register_profile(
+        "ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=False
+    )
+    _hypothesis_settings.register_profile(
+        "long", derandomize=False, database=None, max_examples=5000, deadline=None, print_blob=True
+    )
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
 # Results that travel: cells recorded during the run, written per backend at the end, so the
 # report can put the separate environments side by side.
 _RESULTS: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

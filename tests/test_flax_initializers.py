@@ -276,7 +276,7 @@ def test_structural_specs_in_flax_layout() -> None:
 def test_sparse_picks_the_rows_a_stable_argsort_of_its_keys_picks_ties_included() -> None:
     # Keys from 5 values make ties at the k-th smallest key common; the k rows picked per column
     # must be exactly argsort(stable)[:k]'s: a random subset of exactly k rows, ties to the lower row.
-    from multiinit.flax import _k_smallest_per_column
+    from multiinit.flax.draw import _k_smallest_per_column
 
     for trial in range(20):
         keys = np.asarray(jax.random.randint(jax.random.key(trial), (37, 11), 0, 5)).astype(np.uint32)

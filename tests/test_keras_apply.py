@@ -138,7 +138,7 @@ def test_a_custom_function_that_raises_changes_nothing() -> None:
 
     model = convnet()
     before = snapshot(model)
-    with pytest.raises(RuntimeError, match="user law failed"):
+    with pytest.raises(mi.LawError, match="user law failed"):
         mi.apply(model, [("kernel", mi.normal()), ("cnn/head/bias", mi.custom(broken, name="tests.keras.broken"))])
     assert_unchanged(model, before)
 

@@ -24,7 +24,7 @@ from mxnet.gluon import nn
 
 import multiinit as mi
 from multiinit.mxnet import params_of
-from multiinit.mxnet.host import LawError
+from multiinit.errors import LawError
 
 EXAMPLES = max(300, settings.default.max_examples)
 

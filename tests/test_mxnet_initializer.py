@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 import multiinit as mi
 from multiinit import mxnet as mim
 from multiinit import stats
-from multiinit.mxnet.host import LawError
+from multiinit.errors import LawError
 from multiinit.spec import CONSTRUCTORS
 
 from matrix import SPECS

@@ -17,7 +17,7 @@ from mxnet.gluon import nn
 
 import multiinit as mi
 from multiinit import stats
-from multiinit.mxnet.host import LawError
+from multiinit.errors import LawError
 
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture
 

@@ -284,7 +284,7 @@ def _custom_failure(rng, shape, dtype):
     [
         ({"weight": mi.normal(), "nothing.here": mi.zeros()}, mi.RuleError),
         ({"weight": mi.xavier_uniform(), "bias": mi.eye()}, mi.ShapeError),
-        ([("0.weight", mi.normal()), ("3.weight", mi.custom(_custom_failure, name="torch.test.fails"))], RuntimeError),
+        ([("0.weight", mi.normal()), ("3.weight", mi.custom(_custom_failure, name="torch.test.fails"))], mi.LawError),
         ([("0.weight", mi.normal()),
           ("3.weight", mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.bad_shape"))], mi.ShapeError),
         ([("0.weight", mi.normal()), (nn.BatchNorm1d, mi.uniform())], None),  # control: succeeds

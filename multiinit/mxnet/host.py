@@ -65,19 +65,12 @@ import numpy as np
 from mxnet.base import _LIB, check_call
 
 from .. import stream
-from ..errors import MultiinitError, ShapeError, SpecError
+from ..errors import LawError, MultiinitError, ShapeError, SpecError
 from ..fans import LogicalView
-from ..reference import _draw_checked
-from ..reference import truncated_standard_normal
+from ..reference import _draw_checked, call_law, truncated_standard_normal
 from ..spec import Constant, Custom, Mixture, Normal, Sparse, Spec, TruncatedNormal, Uniform
 
-try:
-    from ..errors import LawError
-    from ..reference import call_law
-except ImportError:  # pragma: no cover - until multiinit.reference fences user laws itself
-    from ._fence import LawError, call_law
-
-__all__ = ["LawError", "call_law", "host_target", "host_view", "fill", "fenced", "elementwise_law"]
+__all__ = ["host_target", "host_view", "fill", "fenced", "elementwise_law"]
 
 #: MXNet device types whose arrays live in host memory.
 HOST_DEVICES = ("cpu", "cpu_pinned", "cpu_shared")

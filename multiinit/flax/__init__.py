@@ -1,0 +1,58 @@
+"""The JAX/Flax adapter: jittable ``kernel_init`` functions and rules for Flax parameters.
+
+``multiinit.compile(spec, "flax")`` (or ``spec.to("flax")``, or any constructor of
+``from multiinit import flax as mif``) returns an :class:`Initializer`, a function
+``init(key, shape, dtype=jnp.float32) -> jax.Array`` that ``flax.linen`` and ``flax.nnx``
+layers take as ``kernel_init`` / ``bias_init``::
+
+    import flax.linen as nn
+    from multiinit import flax as mif
+    layer = nn.Dense(8, kernel_init=mif.xavier_uniform(), bias_init=mif.zeros())
+
+``multiinit.apply(variables, rules, seed=0)`` initializes a whole linen variables tree (and
+returns a new one) or an ``nnx.Module`` (changed in place).
+
+This package is the namespace; one file per job, each docstring stating the decisions that
+file implements (each one is tested in ``tests/test_flax_*.py``):
+
+``draw.py``
+    spec -> values in JAX: the laws (bounds kept in every dtype, JAX's own primitives, the
+    lower-tail truncated normal), the dtypes filled, host-side plans run by cached jitted
+    kernels (``jax.jit`` gives the eager values), custom NumPy functions through
+    ``jax.pure_callback``.
+``compiled.py``
+    the compiled form: :class:`Initializer` (``init(key, shape, dtype)``: the keys it takes,
+    fans on the logical view of the shape, ``fans=`` for a bias) and :func:`compile`.
+``model.py``
+    walking parameters: linen variable trees (:func:`modules`, ``layers=``) and nnx modules,
+    layer kinds and logical views, definition order, and :func:`apply`.
+
+Importing it without JAX and Flax raises ``BackendUnavailable`` with the pip command to run.
+"""
+
+from __future__ import annotations
+
+from ..errors import BackendUnavailable
+from ..registry import namespace
+
+# Every framework import of draw.py, compiled.py and model.py, tried before any of them runs
+# (Python imports this file first, whichever of them is asked for): a missing or too old
+# framework is one error with the exact pip command in the message.
+try:
+    import flax.linen
+    import jax
+    import jax.numpy
+    from flax import nnx
+    from flax.core import FrozenDict
+    from flax.core import meta
+    from jax.scipy.special import ndtri
+except ImportError as e:
+    raise BackendUnavailable.missing("flax", "JAX and Flax", "jax", e) from e
+del flax, jax, nnx, FrozenDict, meta, ndtri
+
+from .compiled import LAYOUT, Initializer, compile  # noqa: E402
+from .model import Modules, apply, modules  # noqa: E402
+
+__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules"]
+
+globals().update(namespace("flax", compile))

@@ -1,0 +1,134 @@
+"""The compiled form: :class:`Initializer`, a Flax ``kernel_init``, and :func:`compile`.
+
+``multiinit.compile(spec, "flax")`` (or ``spec.to("flax")``, or any constructor of
+``from multiinit import flax as mif``) returns an :class:`Initializer`: it checks the key,
+shape and dtype it is handed, takes the logical view of the shape, checks that the spec can
+fill it, and draws through ``draw.py``.
+
+Decisions (each one is tested in ``tests/test_flax_*.py``):
+
+Layout and fans
+    A Flax kernel is ``(*spatial, in, out)``; an initializer computes fans on the logical
+    ``(out, in, *spatial)`` view of the shape it is handed, so ``xavier_uniform`` on a Dense
+    kernel of shape ``(4, 8)`` is torch's ``xavier_uniform_`` on a ``Linear(4, 8)`` weight.
+    A grouped or depthwise ``Conv`` kernel is already ``(*k, in/groups, out)``: its logical
+    view is the plain transpose (fan_in = in/groups * prod(k), as in torch), nothing to tell.
+    An initializer sees only a shape, so a bias initializer cannot know its kernel's fans:
+    pass them, ``compile(spec, "flax", fans=(fan_in, fan_out))``, or use model-level apply.
+
+Keys
+    ``key`` is a JAX PRNG key (``jax.random.key(0)`` or the raw ``jax.random.PRNGKey(0)``);
+    ``out_sharding`` (which JAX's own initializers accept) is not. (Same key, same values,
+    eager or jitted: ``draw.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ShapeError, SpecError
+from ..fans import SPATIAL_IN_OUT, LogicalView
+from ..reference import check_shape
+from ..spec import Spec
+from .draw import _draw, _dtype
+
+__all__ = ["LAYOUT", "Initializer", "compile"]
+
+#: Flax kernels are (*spatial, in, out).
+LAYOUT = SPATIAL_IN_OUT
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = (shape,)
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise ShapeError(f"shape={shape!r} is not allowed; shape must be a sequence of non-negative integers")
+    return tuple(int(d) for d in dims)
+
+
+def _check_key(key: Any) -> None:
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and (jnp.issubdtype(dtype, jax.dtypes.prng_key) or dtype == jnp.uint32):
+        return
+    raise SpecError(
+        f"key={key!r} is not allowed; key must be a JAX PRNG key such as jax.random.key(0) "
+        "(what flax passes to kernel_init)"
+    )
+
+
+# --------------------------------------------------------------------------- one tensor
+
+
+class Initializer:
+    """A Flax/JAX initializer ``init(key, shape, dtype=jnp.float32) -> jax.Array`` for a spec.
+
+    Usable as ``kernel_init``/``bias_init`` in ``flax.linen`` and ``flax.nnx``, jittable,
+    equal (and hashable) by spec and fans, so linen modules holding it stay hashable.
+
+    >>> import jax, multiinit as mi
+    >>> init = mi.compile(mi.uniform(-1, 1), "flax")
+    >>> init(jax.random.key(0), (4, 8)).shape
+    (4, 8)
+    """
+
+    __slots__ = ("spec", "fans")
+
+    def __init__(self, spec: Spec, fans: tuple[int, int] | None = None) -> None:
+        self.spec = spec
+        self.fans = fans
+
+    def __call__(self, key: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> Any:
+        shape = _shape(shape)
+        resolved = _dtype(dtype)
+        _check_key(key)
+        view = LogicalView.of(shape, SPATIAL_IN_OUT)
+        try:
+            check_shape(self.spec, view.logical_shape, self.fans)
+        except ShapeError as e:
+            raise ShapeError(
+                f"{e} (the flax array of shape {shape}, logical (out, in, *spatial) {view.logical_shape})"
+            ) from None
+        return _draw(self.spec, key, view, self.fans, resolved)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Initializer) and (self.spec, self.fans) == (other.spec, other.fans)
+
+    def __hash__(self) -> int:
+        return hash((Initializer, self.spec, self.fans))
+
+    def __repr__(self) -> str:
+        fans = "" if self.fans is None else f", fans={self.fans}"
+        return f"multiinit.compile({self.spec!r}, 'flax'{fans})"
+
+
+def compile(spec: Spec, fans: tuple[int, int] | None = None) -> Initializer:
+    """``spec`` as a Flax ``kernel_init``: ``init(key, shape, dtype=jnp.float32) -> jax.Array``.
+
+    ``fans=(fan_in, fan_out)`` replaces the fans of the shape (a ``bias_init`` cannot see its
+    kernel: give it the kernel's fans to reproduce torch's default bias).
+
+    >>> import jax, flax.linen as nn, multiinit as mi
+    >>> layer = nn.Dense(8, kernel_init=mi.compile(mi.xavier_uniform(), "flax"))
+    >>> compile(mi.constant(42))(jax.random.key(0), (2,)).tolist()
+    [42.0, 42.0]
+    """
+    if not isinstance(spec, Spec):
+        raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec such as mi.normal()")
+    if fans is not None:
+        if (
+            not isinstance(fans, (tuple, list))
+            or len(fans) != 2
+            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f >= 0 for f in fans)
+        ):
+            raise SpecError(f"fans={fans!r} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
+        fans = (int(fans[0]), int(fans[1]))
+    return Initializer(spec, fans)
