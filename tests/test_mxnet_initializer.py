@@ -287,9 +287,12 @@ def test_orthogonal_is_orthogonal_on_tall_wide_and_conv_shapes(mode, shape) -> N
 # --------------------------------------------------------------------------- dtypes
 
 
+@pytest.mark.parametrize("spec", [mi.truncated_normal(std=0.5, low=-1.5, high=2.0), mi.uniform(-0.5, 0.25),
+                                  mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()),
+                                              (0.25, mi.uniform(-10, -5))]),
+                                  mi.sparse(0.3, std=0.5)], ids=repr)
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype) -> None:
-    spec = mi.truncated_normal(std=0.5, low=-1.5, high=2.0)
+def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype, spec) -> None:
     arr = zeros((200, 100), dtype)
     mi.compile(spec, "mxnet", seed=4)(InitDesc("w_weight"), arr)
     x = arr.asnumpy()
