@@ -10,7 +10,9 @@ hits both alike; each row is the fastest of ``--repeats`` rounds after one warm-
 (3 rounds when one call takes over a second): on a machine shared with other work the
 minimum is the stable estimate of a call's own cost (as ``timeit`` advises), where medians of
 two identical calls still differ by 10%. Dirac fills a (size, size, 1) conv kernel (it
-needs 3-5 dimensions): the same number of values.
+needs 3-5 dimensions): the same number of values. Two more tables follow: the truncated family
+against ``normal_`` with the same std (the cost of the truncation itself), and ``custom(my_init)``
+against the same NumPy function called by hand and copied in (the cost of the fence and seeding).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 import multiinit as mi
 from common import CHAPTER_LAW as _CHAPTER_LAW
-from common import SPECS
+from common import SPECS, d2l_my_init
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:
@@ -65,6 +68,34 @@ def timed_pair(ours, theirs, w: torch.Tensor, repeats: int) -> tuple[float, floa
             a.append(_once(ours, w))
             b.append(_once(theirs, w))
     return min(a), min(b)
+
+
+def truncated_against_normal(size: int, repeats: int) -> None:
+    """The truncated family against ``normal_`` with the same std on the same tensor: what the
+    truncation itself costs (torch has no native truncated normal but the slow trunc_normal_)."""
+    print("\ntruncated normals against normal_(w, 0, sigma) on the same tensor")
+    w = torch.empty(size, size)
+    fans = mi.compute_fans((size, size))
+    for spec in (mi.he_normal(), mi.glorot_normal(), mi.lecun_normal(), mi.truncated_normal(std=0.02),
+                 mi.variance_scaling(0.5, "fan_avg", "truncated_normal")):
+        scaled = spec.as_variance_scaling()
+        sigma = scaled.law(*fans)[1] if scaled is not None else spec.std
+        a, b = timed_pair(mi.compile(spec, "torch"), lambda t, s=sigma: torch.nn.init.normal_(t, 0.0, s), w, repeats)
+        print(f"  {spec!r:<60.60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
+
+
+def custom_against_numpy(size: int, repeats: int) -> None:
+    """``custom(fn)`` against the same NumPy function called by hand and copied into the
+    tensor: what multiinit adds around a user's law (seeding, the fence, the copy)."""
+    print("\ncustom(my_init) against the same NumPy my_init called by hand")
+    w = torch.empty(size, size)
+    rng = np.random.default_rng(0)
+
+    def by_hand(t: torch.Tensor) -> None:
+        t.copy_(torch.from_numpy(d2l_my_init(rng, tuple(t.shape), np.float32).astype(np.float32)))
+
+    a, b = timed_pair(mi.compile(mi.custom(d2l_my_init, name="bench.my_init"), "torch"), by_hand, w, repeats)
+    print(f"  {'custom(my_init)':<60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
 
 def noise_floor(size: int, repeats: int) -> None:
@@ -124,6 +155,8 @@ def main() -> None:
             continue
         a, b = timed_pair(ours, native, w, args.repeats)
         print(f"{spec!r:<62.62} {label:<52.52} {a * 1e3:>10.1f} {b * 1e3:>10.1f} {a / b:>6.2f}")
+    truncated_against_normal(args.size, args.repeats)
+    custom_against_numpy(args.size, args.repeats)
     noise_floor(args.size, args.repeats)
     per_call_overhead()
 

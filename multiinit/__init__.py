@@ -25,8 +25,17 @@ from .errors import (
     UnknownBackend,
 )
 from . import presets
-from .explain import Explanation, explain
-from .fans import LogicalView, calculate_gain, compute_fans
+from . import layers
+from .explain import Explanation, Plan, PlanRow, explain, plan_params
+from .fans import Layout, LogicalView, calculate_gain, compute_fans, fans_from_axes
+from .layers import (
+    LayerRegistration,
+    lookup_layer,
+    lookup_layer_class,
+    register_layer,
+    registered_layers,
+    unregister_layer,
+)
 from .registry import BACKENDS, compile, detect
 from .registry import install_registration_hook as _install_registration_hook
 from .rules import select
@@ -56,6 +65,7 @@ from .spec import (
     truncated_normal,
     uniform,
     variance_scaling,
+    with_axes,
     xavier_normal,
     xavier_uniform,
     zeros,
@@ -84,15 +94,29 @@ __all__ = [
     "detect",
     "explain",
     "Explanation",
+    "fans_from_axes",
     "from_dict",
+    "LayerRegistration",
+    "Layout",
+    "layers",
+    "lookup_layer",
+    "lookup_layer_class",
     "parse",
+    "plan",
+    "plan_params",
+    "Plan",
+    "PlanRow",
     "presets",
+    "register_layer",
+    "registered_layers",
     "select",
+    "unregister_layer",
     *CONSTRUCTORS,
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
+          device: Any = None) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector
@@ -100,7 +124,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     ``"bias"``) or a layer class. torch, Keras and MXNet models are changed in place and
     returned; a Flax variables dict is returned new (the input is not changed). ``seed``
     makes the draw reproducible; ``portable=True`` writes the NumPy reference draw, the same
-    numbers in every framework.
+    numbers in every framework. ``device=`` materializes a torch model built on ``meta``
+    (each rank's shard only, for FSDP2/tensor-parallel models) and initializes it in one pass.
 
     >>> import torch.nn as nn                                   # doctest: +SKIP
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))  # doctest: +SKIP
@@ -108,7 +133,25 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     """
     from .registry import apply as _apply
 
-    return _apply(model, rules, seed=seed, portable=portable)
+    return _apply(model, rules, seed=seed, portable=portable, device=device)
+
+
+def plan(model: Any, rules: Any, **options: Any) -> Plan:
+    """What ``apply(model, rules)`` would do, parameter by parameter, without doing it.
+
+    For every parameter: the rule that selects it (or none), its spec, its layer's kind (or
+    "unknown"), its logical shape and the fans the law would use; a parameter of a layer
+    multiinit does not know (no built-in kind, no ``register_layer``) that a fan-based law
+    would fill is flagged, since its fans are a guess. ``options`` go to the adapter's
+    ``params_of`` (e.g. Flax's ``layers=``). See ``plan_params`` for the neutral part.
+
+    >>> import torch.nn as nn                                   # doctest: +SKIP
+    >>> print(mi.plan(nn.Linear(4, 8), {"weight": mi.he_normal()}))  # doctest: +SKIP
+    """
+    from .registry import adapter, detect
+
+    params = adapter(detect(model)).params_of(model, **options)
+    return plan_params(params, rules)
 
 
 # Saved Keras models and MXNet initializer strings name multiinit's registered classes: make

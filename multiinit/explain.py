@@ -13,8 +13,15 @@ say it natively.
 
 Native equivalents are written for a plain weight of that shape (a dense or conv kernel in
 the framework's layout); at model level, multiinit also handles transposed and depthwise
-convolutions, where the frameworks' own fans differ. Numbers are printed to 6 significant
-digits. Nothing here imports a framework.
+convolutions, where the frameworks' own fans differ. A weight read with other axis roles
+(``explain(..., layout="in,out,out")``, or a ``with_axes`` spec) gets, in its own backend, the
+native call that reads its stored shape with those axes (JAX's ``in_axis``/``out_axis``/
+``batch_axis``, Keras' ``input_axes``/``output_axes``, else the numbers written out), and in
+the other frameworks the call for a plain weight of the same logical shape. Numbers are
+printed to 6 significant digits. Nothing here imports a framework.
+
+``plan_params`` (and ``multiinit.plan`` on a model) shows, for every parameter of a model,
+the rule that selects it, its layer's kind, its logical shape and the fans its law uses.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .fans import LogicalView, as_shape, compute_fans
+from .errors import ShapeError
+from .fans import Layout, LogicalView, as_layout, as_shape, compute_fans
 from .registry import BACKENDS, resolve
 from .spec import (
     TRUNCATED_STD_2,
@@ -46,11 +54,13 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
+    WithAxes,
     XavierNormal,
     XavierUniform,
 )
 
-__all__ = ["Explanation", "explain", "FRAMEWORKS"]
+__all__ = ["Explanation", "explain", "FRAMEWORKS", "Plan", "PlanRow", "plan_params"]
 
 #: The four frameworks native equivalents are given for.
 FRAMEWORKS = ("torch", "keras", "flax", "mxnet")
@@ -77,11 +87,22 @@ class Explanation:
     law: str
     native: dict[str, str | None] = field(default_factory=dict)
     why_not: dict[str, str] = field(default_factory=dict)
+    #: The axis roles the weight was read with (``explain(..., layout=)``), or None.
+    layout: str | None = None
+    #: How many leading logical axes are batch axes (not counted in the fans).
+    batch: int = 0
+    #: Where the fans came from when the spec states axes (``with_axes``), or None.
+    axes: str | None = None
 
     def __str__(self) -> str:
-        lines = [f"{self.spec!r} on a {self.backend} weight of shape {self.shape}"]
+        stored = f" stored as {self.layout!r}" if self.layout else ""
+        lines = [f"{self.spec!r} on a {self.backend} weight of shape {self.shape}{stored}"]
         fans = f"; fan_in {self.fans[0]}, fan_out {self.fans[1]}" if self.fans else ""
-        lines.append(f"  logical (out, in, *spatial): {self.logical_shape}{fans}")
+        if self.axes:
+            fans += f" (from {self.axes} of {self.shape})"
+        names = "(*batch, out, in, *spatial)" if self.batch else "(out, in, *spatial)"
+        batch = f", {self.batch} batch axes" if self.batch else ""
+        lines.append(f"  logical {names}: {self.logical_shape}{batch}{fans}")
         lines.append(f"  law: {self.law}")
         for framework in FRAMEWORKS:
             code = self.native.get(framework)
@@ -167,6 +188,40 @@ _JAX_DISTRIBUTION = {"uniform": "uniform", "untruncated_normal": "normal", "trun
 _MX_FACTOR = {"fan_in": "in", "fan_out": "out", "fan_avg": "avg"}
 
 
+def _fixed(framework: str, vs: VarianceScaling, fans) -> tuple[str | None, str]:
+    """The native call with this shape's numbers written out (the framework cannot compute
+    these fans itself: JAX's fan_geo_avg, or fans from stated axes)."""
+    distribution, number = vs.law(*fans)
+    n, lo, hi = _n(number), _n(-number), _n(2 * number)
+    if framework == "torch":
+        f = "torch.nn.init."
+        if distribution == "uniform":
+            return f"{f}uniform_(w, a={lo}, b={n})", ""
+        if distribution == "untruncated_normal":
+            return f"{f}normal_(w, mean=0, std={n})", ""
+        return f"{f}trunc_normal_(w, std={n}, a={_n(-2 * number)}, b={hi})", ""
+    if framework == "keras":
+        k = "keras.initializers."
+        if distribution == "uniform":
+            return f"{k}RandomUniform(minval={lo}, maxval={n})", ""
+        if distribution == "untruncated_normal":
+            return f"{k}RandomNormal(mean=0, stddev={n})", ""
+        return f"{k}TruncatedNormal(mean=0, stddev={n})", ""
+    if framework == "flax":
+        j = "jax.nn.initializers."
+        if distribution == "uniform":
+            return None, "jax's uniform(scale) is U[0, scale): it cannot start below 0"
+        if distribution == "untruncated_normal":
+            return f"{j}normal(stddev={n})", ""
+        return f"{j}truncated_normal(stddev={n}, lower=-2, upper=2)", ""
+    m = "mx.init."
+    if distribution == "uniform":
+        return f"{m}Uniform(scale={n})", ""
+    if distribution == "untruncated_normal":
+        return f"{m}Normal(sigma={n})", ""
+    return None, "MXNet 1.9 has no truncated normal, so no truncated variance scaling"
+
+
 def _torch(spec: Spec, fans) -> tuple[str | None, str]:
     f = "torch.nn.init."
     if isinstance(spec, Constant):
@@ -188,6 +243,8 @@ def _torch(spec: Spec, fans) -> tuple[str | None, str]:
         name = "kaiming_normal_" if isinstance(spec, KaimingNormal) else "kaiming_uniform_"
         return f'{f}{name}(w, a={_n(spec.a)}, mode="{spec.mode}", nonlinearity="{spec.nonlinearity}")', ""
     vs = spec.as_variance_scaling()
+    if vs is not None and vs.mode == "fan_geo_avg":
+        return _fixed("torch", vs, fans)
     if vs is not None:
         distribution, number = vs.law(*fans)
         if distribution == "truncated_normal":
@@ -230,6 +287,8 @@ def _keras(spec: Spec, fans) -> tuple[str | None, str]:
     if type(spec) in _KERAS_NAMES:
         return f"{k}{_KERAS_NAMES[type(spec)]}()", ""
     vs = spec.as_variance_scaling()
+    if vs is not None and vs.mode == "fan_geo_avg":
+        return _fixed("keras", vs, fans)  # Keras' VarianceScaling has no fan_geo_avg
     if vs is not None:
         return f'{k}VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", distribution="{vs.distribution}")', ""
     if isinstance(spec, Orthogonal):
@@ -294,6 +353,8 @@ def _mxnet(spec: Spec, fans) -> tuple[str | None, str]:
     if isinstance(spec, TruncatedNormal):
         return None, "MXNet 1.9 has no truncated normal initializer"
     vs = spec.as_variance_scaling()
+    if vs is not None and vs.mode == "fan_geo_avg":
+        return _fixed("mxnet", vs, fans)  # Xavier's factor_type has no geometric mean
     if vs is not None:
         factor = _MX_FACTOR[vs.mode]
         if vs.distribution == "uniform":  # Xavier's bound is sqrt(magnitude / fan)
@@ -311,16 +372,58 @@ def _mxnet(spec: Spec, fans) -> tuple[str | None, str]:
 _NATIVE = {"torch": _torch, "keras": _keras, "flax": _flax, "mxnet": _mxnet}
 
 
-def explain(spec: Spec, shape: Sequence[int], backend: str = "torch") -> Explanation:
+def _axes_text(spec: WithAxes) -> str:
+    text = f"in_axis={spec.in_axis!r}, out_axis={spec.out_axis!r}"
+    return text + (f", batch_axis={spec.batch_axis!r}" if spec.batch_axis != () else "")
+
+
+def _group(value: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    return tuple(a % ndim for a in ((value,) if isinstance(value, int) else value))
+
+
+def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...], shape: tuple[int, ...],
+                 fans) -> tuple[str | None, str]:
+    """The backend's own native form for a weight of stored ``shape`` whose fans come from
+    stated axes (in, out, batch), not from the framework's plain reading of the shape."""
+    vs = inner.as_variance_scaling()
+    if vs is None:
+        return _NATIVE[framework](inner, fans)
+    ins, outs, batch = axes
+    if framework == "flax":
+        # JAX takes in/out/batch axes with the same meaning.
+        shown = lambda a: repr(a[0]) if len(a) == 1 else repr(a)  # noqa: E731
+        text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (f", batch_axis={shown(batch)}" if batch else "")
+        if type(inner) in _JAX_NAMES:
+            return f"jax.nn.initializers.{_JAX_NAMES[type(inner)]}({text})", ""
+        return (f'jax.nn.initializers.variance_scaling({_n(vs.scale)}, "{vs.mode}", '
+                f'"{_JAX_DISTRIBUTION[vs.distribution]}", {text})'), ""
+    if framework == "keras" and vs.mode != "fan_geo_avg" and len(ins) + len(outs) + len(batch) == len(shape):
+        # Keras' input_axes/output_axes ignore every other axis: JAX's meaning when the rest
+        # are all batch axes (no receptive field).
+        text = f"input_axes={list(ins)}, output_axes={list(outs)}"
+        if type(inner) in _KERAS_NAMES:
+            return f"keras.initializers.{_KERAS_NAMES[type(inner)]}({text})", ""
+        return (f'keras.initializers.VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", '
+                f'distribution="{vs.distribution}", {text})'), ""
+    return _fixed(framework, vs, fans)
+
+
+def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
+            layout: str | Layout | None = None) -> Explanation:
     """What ``spec`` means for a weight of ``shape`` in ``backend``'s own layout.
 
     Gives the logical shape, the fans used, the law with its numbers, and the equivalent
-    native call in each of the four frameworks (or why there is none).
+    native call in each of the four frameworks (or why there is none). ``layout`` reads the
+    weight with other axis roles than the backend's plain kernel (see ``fans.Layout``), as a
+    registered layer's parameter is read; a ``with_axes`` spec takes its fans from its axes
+    of ``shape``.
 
     >>> import multiinit as mi
     >>> e = mi.explain(mi.he_normal(), (3, 3, 64, 128), "keras")
     >>> e.fans, e.native["mxnet"] is None, e.native["flax"]
     ((576, 1152), True, 'jax.nn.initializers.he_normal()')
+    >>> mi.explain(mi.lecun_normal(), (32, 8, 16), "keras", layout="in,out,out").fans
+    (32, 128)
     """
     from .errors import SpecError
     from .reference import check_shape
@@ -328,16 +431,213 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch") -> Explana
     if not isinstance(spec, Spec):
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
     name = resolve(backend)
-    layout = BACKENDS[name].layout
     shape = as_shape(shape)
-    view = LogicalView.of(shape, layout)
+    plain = LogicalView.of(shape, BACKENDS[name].layout)
+    dims = plain.native_shape
+    inner = spec.spec if isinstance(spec, WithAxes) else spec
+    stated = None  # (in, out, batch) axes of the stored shape, when not the plain reading
+    if isinstance(spec, WithAxes):
+        try:
+            fans: tuple[int, int] | None = spec.fans(dims)
+        except ShapeError as e:
+            raise ShapeError(f"{spec!r} cannot fill a {name} weight of shape {tuple(shape)}: {e}") from None
+        ndim = len(dims)
+        stated = (_group(spec.in_axis, ndim), _group(spec.out_axis, ndim), _group(spec.batch_axis, ndim))
+        roles = ["spatial"] * ndim
+        for role, group in zip(("in", "out", "batch"), stated):
+            for axis in group:
+                roles[axis] = role
+        try:
+            view = Layout(",".join(roles)).view(dims) if layout is None else LogicalView.of(dims, layout)
+        except SpecError:  # no in or no out axis: no logical (out, in) reading
+            view = plain
+    else:
+        view = plain if layout is None else LogicalView.of(dims, layout)
+        own = view.logical_shape[view.batch:]
+        fans = compute_fans(own) if len(own) >= 2 else None
+        if view != plain and layout is not None:
+            by_role = as_layout(layout).axes(dims)
+            stated = (by_role["in"], by_role["out"], by_role["batch"])
     logical = view.logical_shape
-    check_shape(spec, logical)
-    fans = compute_fans(logical) if len(logical) >= 2 else None
-    explanation = Explanation(spec, name, tuple(int(s) for s in shape), logical, fans, _law_text(spec, logical, fans))
+    check_shape(spec, logical, fans if (view.batch or isinstance(spec, WithAxes)) else None)
+    explanation = Explanation(spec, name, tuple(dims), logical, fans, _law_text(inner, logical, fans),
+                              layout=None if layout is None else as_layout(layout).text,
+                              batch=view.batch,
+                              axes=_axes_text(spec) if isinstance(spec, WithAxes) else None)
     for framework in FRAMEWORKS:
-        code, why = _NATIVE[framework](spec, fans)
+        vs = inner.as_variance_scaling()
+        if stated is not None and framework == name:
+            # The backend's own call must read the stored shape itself with these axes.
+            code, why = _axes_native(framework, inner, stated, explanation.shape, fans)
+        elif view.batch and vs is not None:
+            # Another framework, a plain weight of this logical shape: it would count the
+            # batch axes in its fans, so the numbers are written out.
+            code, why = _fixed(framework, vs, fans)
+        else:
+            code, why = _NATIVE[framework](inner, fans)
         explanation.native[framework] = code
         if code is None:
             explanation.why_not[framework] = why
     return explanation
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass
+class PlanRow:
+    """One parameter in a ``Plan``: what ``apply`` would do to it, and with which fans.
+
+    ``rule`` is the index of the rule that selects it (None: no rule does) and ``spec`` that
+    rule's spec (None: left as it is); ``kind`` its layer's kind ("unknown" when the adapter
+    does not know it); ``fans`` the ``(fan_in, fan_out)`` the law uses (for a law without fans,
+    the layer's fans, shown for reference; None when there are none); ``guessed`` is True when
+    a fan-based law fills a parameter of a layer multiinit does not know, so those fans are a
+    guess; ``problem`` is why ``apply`` would refuse the parameter, or None.
+    """
+
+    path: str
+    role: str
+    layer: str | None
+    kind: str
+    known: bool
+    shape: tuple[int, ...]
+    logical_shape: tuple[int, ...]
+    batch: int
+    fans: tuple[int, int] | None
+    rule: int | None
+    spec: Spec | None
+    uses_fans: bool
+    guessed: bool
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (the spec as its text, which ``multiinit.parse`` reads back)."""
+        return {
+            "path": self.path, "role": self.role, "layer": self.layer, "kind": self.kind,
+            "known": self.known, "shape": list(self.shape), "logical_shape": list(self.logical_shape),
+            "batch": self.batch, "fans": None if self.fans is None else list(self.fans),
+            "rule": self.rule, "spec": None if self.spec is None else repr(self.spec),
+            "uses_fans": self.uses_fans, "guessed": self.guessed, "problem": self.problem,
+        }
+
+
+class Plan(list):
+    """The rows of ``plan``/``plan_params``, one per parameter in model order, printed as a table.
+
+    ``unmatched`` lists the rules that select no parameter (``apply`` raises ``RuleError`` for
+    them unless they are optional); ``guesses`` the rows whose fans are a guess.
+    """
+
+    def __init__(self, rows: Sequence[PlanRow] = (), unmatched: Sequence[str] = ()) -> None:
+        super().__init__(rows)
+        self.unmatched: list[str] = list(unmatched)
+
+    @property
+    def guesses(self) -> list[PlanRow]:
+        """The rows a fan-based law fills on a layer multiinit does not know."""
+        return [row for row in self if row.guessed]
+
+    def to_dict(self) -> dict[str, object]:
+        """``{"rows": [...], "unmatched": [...]}``, JSON-ready."""
+        return {"rows": [row.to_dict() for row in self], "unmatched": list(self.unmatched)}
+
+    def __str__(self) -> str:
+        header = ("path", "layer", "kind", "shape", "logical", "fans in -> out", "rule", "spec")
+        table = [header]
+        for row in self:
+            fans = "" if row.fans is None else f"{row.fans[0]} -> {row.fans[1]}"
+            if row.fans is not None and row.spec is not None and not row.uses_fans:
+                fans = f"({fans})"
+            if row.guessed:
+                fans += " ?"
+            if row.rule is None:
+                spec = "not selected"
+            elif row.spec is None:
+                spec = "left as it is"
+            else:
+                spec = repr(row.spec)
+            if row.problem:
+                spec += f"  !! {row.problem}"
+            logical = str(row.logical_shape) + (f" ({row.batch} batch)" if row.batch else "")
+            table.append((row.path, row.layer or "", row.kind, str(row.shape), logical, fans,
+                          "" if row.rule is None else str(row.rule), spec))
+        widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths)) + "  " + line[-1]
+                 for line in table]
+        notes = []
+        if any(row.fans is not None and row.spec is not None and not row.uses_fans for row in self):
+            notes.append("(fans) the law does not use fans; the layer's are shown")
+        if self.guesses:
+            notes.append("? fans guessed: the layer is unknown to multiinit (teach it with "
+                         "multiinit.register_layer)")
+        for rule in self.unmatched:
+            notes.append(f"{rule} selects no parameter")
+        return "\n".join(lines + notes)
+
+    def __repr__(self) -> str:
+        return f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, {len(self.unmatched)} unmatched rules>"
+
+
+def plan_params(params: Sequence["Param"], rules: object) -> Plan:
+    """The ``Plan`` of applying ``rules`` to ``params`` (an adapter's ``params_of(model)``).
+
+    Malformed rules raise ``RuleError`` as ``apply`` would; a rule that selects nothing is
+    listed in ``plan.unmatched`` and a spec that cannot fill its parameter gets the reason
+    in its row's ``problem``, so the whole plan is seen at once. Nothing is drawn.
+
+    >>> import multiinit as mi
+    >>> from multiinit.rules import Param
+    >>> from multiinit.fans import LogicalView
+    >>> params = [Param("c_fc.weight", LogicalView.of((128, 512), "in,out"), "weight", kind="dense"),
+    ...           Param("c_fc.bias", LogicalView((512,)), "bias", fans=(128, 512), kind="dense"),
+    ...           Param("pos", LogicalView((1, 16, 128)), "pos")]
+    >>> p = mi.plan_params(params, [("weight", mi.kaiming_uniform(a=5 ** 0.5)), ("pos", mi.he_normal())])
+    >>> [(row.path, row.fans, row.rule, row.guessed) for row in p]
+    [('c_fc.weight', (128, 512), 0, False), ('c_fc.bias', (128, 512), None, False), ('pos', (2048, 128), 1, True)]
+    """
+    from .reference import check_shape
+    from .rules import normalize_rules
+
+    normalized = normalize_rules(rules)
+    rows = []
+    for param in params:
+        rule = next((r for r in normalized if r.matches(param)), None)
+        spec = rule.spec if rule is not None else None
+        problem = None
+        fans = None
+        uses_fans = bool(spec is not None and spec.uses_fans)
+        try:
+            fans = param.fans_for(spec) if uses_fans else (
+                param.fans if param.fans is not None else param.view.fans)
+        except ShapeError as e:
+            if uses_fans:
+                problem = str(e)
+        if spec is not None and problem is None:
+            try:
+                check_shape(spec, param.logical_shape, fans if uses_fans else param.fans, param.path)
+            except ShapeError as e:
+                problem = str(e)
+        known = bool(param.known)
+        rows.append(PlanRow(
+            path=param.path,
+            role=param.role,
+            layer=None if param.layer is None else type(param.layer).__name__,
+            kind=param.kind or "unknown",
+            known=known,
+            shape=tuple(param.view.native_shape),
+            logical_shape=tuple(param.logical_shape),
+            batch=getattr(param.view, "batch", 0),
+            fans=fans,
+            rule=None if rule is None else rule.index,
+            spec=spec,
+            uses_fans=uses_fans,
+            guessed=uses_fans and not known,
+            problem=problem,
+        ))
+    unmatched = []
+    for rule in normalized:
+        optional = getattr(rule.selector, "optional", False)
+        if not optional and not any(rule.matches(p) for p in params):
+            unmatched.append(rule.describe())
+    return Plan(rows, unmatched)

@@ -29,6 +29,10 @@ __all__ = [
     "to_logical_axes",
     "from_logical_axes",
     "LogicalView",
+    "AXIS_ROLES",
+    "Layout",
+    "as_layout",
+    "fans_from_axes",
 ]
 
 #: (out, in, *spatial): PyTorch and MXNet; also multiinit's logical layout.
@@ -148,16 +152,21 @@ def from_logical_shape(shape: Sequence[int], layout: str) -> tuple[int, ...]:
     return tuple(shape[a] for a in from_logical_axes(len(shape), layout))
 
 
-def compute_fans(shape: Sequence[int], layout: str = OUT_IN) -> tuple[int, int]:
+def compute_fans(shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of ``shape`` stored in ``layout``.
 
     Equal to ``torch.nn.init._calculate_fan_in_and_fan_out`` on the logical view, so a 3x3
     conv kernel 64 -> 128 has fan_in 576 and fan_out 1152 in every layout. Raises
     ``ShapeError`` below two dimensions, as torch does (Keras would invent fans for a bias).
+    ``layout`` is ``OUT_IN``, ``SPATIAL_IN_OUT`` or axis roles (see ``Layout``).
 
     >>> compute_fans((3, 3, 64, 128), SPATIAL_IN_OUT)
     (576, 1152)
+    >>> compute_fans((32, 8, 16), "in,out,out")  # an attention query kernel (dim, heads, head_dim)
+    (32, 128)
     """
+    if not (isinstance(layout, str) and layout in LAYOUTS):
+        return as_layout(layout).fans(shape)
     logical = to_logical_shape(as_shape(shape), layout)
     if len(logical) < 2:
         raise ShapeError(
@@ -232,12 +241,19 @@ class LogicalView:
     layout is a transpose; a transposed or depthwise convolution also needs the reshapes
     (Keras' depthwise ``(kh, kw, C, m)`` is a conv with ``C*m`` outputs of one input each).
 
+    The first ``batch`` axes of the logical array are batch axes (stacked layers, experts):
+    the logical layout is then ``(*batch, out, in, *spatial)`` and the fans are those of one
+    batch element, ``compute_fans(logical_shape[batch:])``. A drawer handed only the logical
+    shape would count them, so a parameter with batch axes carries its fans explicitly.
+
     >>> v = LogicalView.of((3, 3, 64, 128), SPATIAL_IN_OUT)
     >>> v.logical_shape, v.fans
     ((128, 64, 3, 3), (576, 1152))
+    >>> LogicalView.of((4, 16, 8), "batch,in,out").fans  # 4 experts, each 16 -> 8
+    (16, 8)
     """
 
-    __slots__ = ("native_shape", "pre_shape", "axes", "logical_shape")
+    __slots__ = ("native_shape", "pre_shape", "axes", "logical_shape", "batch")
 
     def __init__(
         self,
@@ -245,6 +261,7 @@ class LogicalView:
         axes: Sequence[int] | None = None,
         pre_shape: Sequence[int] | None = None,
         logical_shape: Sequence[int] | None = None,
+        batch: int = 0,
     ) -> None:
         self.native_shape = tuple(int(s) for s in native_shape)
         self.pre_shape = tuple(int(s) for s in pre_shape) if pre_shape is not None else self.native_shape
@@ -257,20 +274,31 @@ class LogicalView:
         self.logical_shape = tuple(int(s) for s in logical_shape) if logical_shape is not None else permuted
         if math.prod(self.logical_shape) != math.prod(permuted):
             raise ShapeError(f"logical_shape {self.logical_shape} does not hold {permuted}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch <= len(self.logical_shape):
+            raise ShapeError(
+                f"batch={batch!r} is not allowed; batch must be a number of leading logical axes, "
+                f"0 to {len(self.logical_shape)}"
+            )
+        self.batch = batch
 
     @classmethod
-    def of(cls, native_shape: Sequence[int], layout: str = OUT_IN) -> "LogicalView":
-        """The view of a plain weight stored in ``layout``.
+    def of(cls, native_shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> "LogicalView":
+        """The view of a weight stored in ``layout``: ``OUT_IN``, ``SPATIAL_IN_OUT`` or axis
+        roles (see ``Layout``).
 
         >>> LogicalView.of((4, 8), SPATIAL_IN_OUT).logical_shape
         (8, 4)
+        >>> LogicalView.of((32, 8, 16), "in,out,out").logical_shape
+        (128, 32)
         """
+        if not (isinstance(layout, str) and layout in LAYOUTS):
+            return as_layout(layout).view(native_shape)
         return cls(native_shape, to_logical_axes(len(tuple(native_shape)), layout))
 
     @property
     def fans(self) -> tuple[int, int]:
-        """``compute_fans`` of the logical shape (``ShapeError`` below 2-D)."""
-        return compute_fans(self.logical_shape)
+        """``compute_fans`` of the logical shape without its batch axes (``ShapeError`` below 2-D)."""
+        return compute_fans(self.logical_shape[self.batch:])
 
     @property
     def is_plain(self) -> bool:
@@ -300,7 +328,264 @@ class LogicalView:
         return hash(tuple(getattr(self, s) for s in self.__slots__))
 
     def __repr__(self) -> str:
+        batch = f", batch={self.batch}" if self.batch else ""
         return (
             f"LogicalView(native_shape={self.native_shape}, axes={self.axes}, "
-            f"pre_shape={self.pre_shape}, logical_shape={self.logical_shape})"
+            f"pre_shape={self.pre_shape}, logical_shape={self.logical_shape}{batch})"
         )
+
+
+# --------------------------------------------------------------------------- axis roles
+
+#: The roles an axis of a stored parameter can have, and ``...`` (any number of spatial axes).
+AXIS_ROLES = ("out", "in", "spatial", "batch")
+_ELLIPSIS = "..."
+
+_GRAMMAR = (
+    "a layout names the role of each stored axis, in order, comma-separated: out, in, spatial, "
+    "batch, or '...' (any number of spatial axes, at most once); it needs an out axis, and "
+    "spatial axes need an in axis; e.g. 'out,in,...' (torch), '...,in,out' (Keras, Flax), "
+    "'in,out' (transformers' Conv1D), 'in,out,out' (an attention kernel (dim, heads, head_dim)), "
+    "'batch,out,in' (stacked experts)"
+)
+
+
+def _native_shape(shape: Sequence[int], what: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise ShapeError(f"{what}: shape={shape!r} is not allowed; shape must be a sequence of integers >= 0")
+    return tuple(int(d) for d in dims)
+
+
+class Layout:
+    """The role of each axis of a stored parameter: which are out, in, spatial and batch.
+
+    The grammar, one role per stored axis, comma-separated (spaces ignored):
+
+    * ``out``: an output axis; several out axes are flattened, in order, into one logical out;
+    * ``in``: an input axis; several are flattened the same way into one logical in;
+    * ``spatial``: a receptive-field axis (kept, in order, after in);
+    * ``batch``: an axis that is neither (stacked layers, experts): excluded from the fans,
+      kept in front of the logical array;
+    * ``...``: any number (zero or more) of spatial axes, at most once.
+
+    A layout needs at least one ``out``; ``spatial`` (and ``...``) need an ``in``. A layout
+    without ``in`` (``"out"``, ``"out,out"``: a bias, a per-head bias) has no fans of its own:
+    such a parameter takes its fans from its layer's weight. On a shape, the logical array is
+    ``(*batch, prod(out), prod(in), *spatial)`` (without the in axis when there is none) and the
+    fans are torch's on ``(out, in, *spatial)``: fan_in = in x receptive field, fan_out =
+    out x receptive field, batch axes not counted.
+
+    ``Layout("out,in,...")`` is torch's and MXNet's weight, ``Layout("...,in,out")`` Keras'
+    and Flax's kernel. A bad layout is a ``SpecError`` when it is made; a shape it does not fit
+    is a ``ShapeError`` naming both.
+
+    >>> q = Layout("in, out, out")           # Keras EinsumDense query kernel (dim, heads, head_dim)
+    >>> q.view((32, 8, 16)).logical_shape, q.fans((32, 8, 16))
+    ((128, 32), (32, 128))
+    >>> Layout("...,in,out").fans((3, 3, 64, 128))
+    (576, 1152)
+    >>> Layout("batch,out,in").view((4, 6, 5)).logical_shape   # 4 experts of (out 6, in 5)
+    (4, 6, 5)
+    """
+
+    __slots__ = ("roles",)
+
+    def __init__(self, text: "str | Layout") -> None:
+        if isinstance(text, Layout):
+            self.roles: tuple[str, ...] = text.roles
+            return
+        if not isinstance(text, str):
+            raise SpecError(f"layout={text!r} is not allowed; {_GRAMMAR}")
+        roles = tuple(token.strip() for token in text.split(","))
+        problem = None
+        unknown = [r for r in roles if r not in AXIS_ROLES and r != _ELLIPSIS]
+        if not text.strip():
+            problem = "it is empty"
+        elif unknown:
+            problem = f"{unknown[0]!r} is not an axis role"
+        elif roles.count(_ELLIPSIS) > 1:
+            problem = "'...' may appear only once"
+        elif "out" not in roles:
+            problem = "it has no out axis"
+        elif ("spatial" in roles or _ELLIPSIS in roles) and "in" not in roles:
+            problem = "it has spatial axes but no in axis"
+        if problem:
+            raise SpecError(f"layout={text!r} is not allowed: {problem}; {_GRAMMAR}")
+        self.roles = roles
+
+    @property
+    def text(self) -> str:
+        """The layout in its normal form, e.g. ``'in,out,out'``."""
+        return ",".join(self.roles)
+
+    @property
+    def ndim(self) -> int | None:
+        """The number of axes the layout describes; None when it has ``...``."""
+        return None if _ELLIPSIS in self.roles else len(self.roles)
+
+    @property
+    def has_fans(self) -> bool:
+        """True when the layout has an in axis, so a parameter in it has fans of its own."""
+        return "in" in self.roles
+
+    def roles_for(self, shape: Sequence[int]) -> tuple[str, ...]:
+        """The role of each axis of ``shape`` (``...`` expanded), or ``ShapeError``.
+
+        >>> Layout("out,in,...").roles_for((8, 4, 3, 3))
+        ('out', 'in', 'spatial', 'spatial')
+        """
+        shape = _native_shape(shape, f"layout {self.text!r}")
+        if _ELLIPSIS in self.roles:
+            fixed = len(self.roles) - 1
+            if len(shape) < fixed:
+                raise ShapeError(
+                    f"layout {self.text!r} does not fit shape {shape}: it names at least {fixed} axes "
+                    f"and the shape has {len(shape)}"
+                )
+            at = self.roles.index(_ELLIPSIS)
+            return self.roles[:at] + ("spatial",) * (len(shape) - fixed) + self.roles[at + 1:]
+        if len(shape) != len(self.roles):
+            raise ShapeError(
+                f"layout {self.text!r} does not fit shape {shape}: it names {len(self.roles)} axes "
+                f"and the shape has {len(shape)}"
+            )
+        return self.roles
+
+    def axes(self, shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+        """The axes of ``shape`` with each role, in order.
+
+        >>> Layout("...,in,out").axes((3, 3, 64, 128))
+        {'out': (3,), 'in': (2,), 'spatial': (0, 1), 'batch': ()}
+        """
+        roles = self.roles_for(shape)
+        return {role: tuple(i for i, r in enumerate(roles) if r == role) for role in AXIS_ROLES}
+
+    def view(self, shape: Sequence[int]) -> LogicalView:
+        """The ``LogicalView`` of a parameter of native ``shape`` stored in this layout.
+
+        >>> Layout("in,out").view((128, 512)).logical_shape   # GPT-2's Conv1D c_fc, 128 -> 512
+        (512, 128)
+        """
+        shape = _native_shape(shape, f"layout {self.text!r}")
+        by_role = self.axes(shape)
+        order = by_role["batch"] + by_role["out"] + by_role["in"] + by_role["spatial"]
+        logical = [shape[a] for a in by_role["batch"]]
+        logical.append(math.prod(shape[a] for a in by_role["out"]))
+        if by_role["in"]:
+            logical.append(math.prod(shape[a] for a in by_role["in"]))
+        logical.extend(shape[a] for a in by_role["spatial"])
+        return LogicalView(shape, axes=order, logical_shape=logical, batch=len(by_role["batch"]))
+
+    def fans(self, shape: Sequence[int]) -> tuple[int, int]:
+        """``(fan_in, fan_out)`` of a parameter of native ``shape`` in this layout.
+
+        >>> Layout("batch,in,out").fans((12, 64, 256))   # 12 stacked layers, each 64 -> 256
+        (64, 256)
+        """
+        view = self.view(shape)
+        if not self.has_fans:
+            raise ShapeError(
+                f"layout {self.text!r} has no in axis, so a parameter of shape {view.native_shape} in "
+                "it has no fans of its own (give it its layer weight's fans)"
+            )
+        return view.fans
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and self.roles == other.roles
+
+    def __hash__(self) -> int:
+        return hash((Layout, self.roles))
+
+    def __repr__(self) -> str:
+        return f"Layout({self.text!r})"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def as_layout(layout: "str | Layout") -> Layout:
+    """``layout`` as a ``Layout``; also reads the named layouts ``OUT_IN`` and ``SPATIAL_IN_OUT``.
+
+    >>> as_layout(SPATIAL_IN_OUT)
+    Layout('...,in,out')
+    """
+    if isinstance(layout, Layout):
+        return layout
+    if layout == OUT_IN:
+        return Layout("out,in,...")
+    if layout == SPATIAL_IN_OUT:
+        return Layout("...,in,out")
+    if isinstance(layout, str) and "," not in layout and layout.strip() not in AXIS_ROLES:
+        raise SpecError(
+            f"layout={layout!r} is not allowed; layout must be one of {LAYOUTS} or axis roles: {_GRAMMAR}"
+        )
+    return Layout(layout)
+
+
+def _axis_group(name: str, value: Any, ndim: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    single = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    group = (value,) if single else tuple(value)
+    out = []
+    for axis in group:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+            raise ShapeError(
+                f"{name}={value!r} is not allowed for shape {shape}: an axis must be an integer in "
+                f"[{-ndim}, {ndim})"
+            )
+        out.append(int(axis) % ndim)
+    return tuple(out)
+
+
+def fans_from_axes(
+    shape: Sequence[int],
+    in_axis: int | Sequence[int] = -2,
+    out_axis: int | Sequence[int] = -1,
+    batch_axis: int | Sequence[int] = (),
+) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of ``shape`` with JAX's meaning of ``in_axis``/``out_axis``/``batch_axis``.
+
+    The axes index ``shape`` (negative allowed, an int or a tuple); every other axis is a
+    receptive-field axis: fan_in = prod(in) x receptive, fan_out = prod(out) x receptive, and
+    batch axes count in neither, as ``jax.nn.initializers.variance_scaling`` computes them.
+    The defaults are JAX's (a ``(..., in, out)`` kernel). Below two dimensions, an axis out
+    of range, or an axis named twice is a ``ShapeError``.
+
+    >>> fans_from_axes((32, 8, 16), in_axis=0, out_axis=(1, 2))
+    (32, 128)
+    >>> fans_from_axes((3, 3, 64, 128))
+    (576, 1152)
+    >>> fans_from_axes((12, 64, 256), batch_axis=0)
+    (64, 256)
+    """
+    dims = _native_shape(shape, "fans_from_axes")
+    ndim = len(dims)
+    if ndim < 2:
+        raise ShapeError(
+            f"fans cannot be computed from axes for a tensor of shape {dims}: it must have at least "
+            "2 dimensions"
+        )
+    groups = {}
+    for name, value in (("in_axis", in_axis), ("out_axis", out_axis), ("batch_axis", batch_axis)):
+        try:
+            groups[name] = _axis_group(name, value, ndim, dims)
+        except TypeError:
+            raise ShapeError(
+                f"{name}={value!r} is not allowed; an axis argument must be an integer or a tuple of integers"
+            ) from None
+    seen: dict[int, str] = {}
+    for name, axes in groups.items():
+        for axis in axes:
+            if axis in seen:
+                raise ShapeError(
+                    f"in_axis={in_axis!r}, out_axis={out_axis!r}, batch_axis={batch_axis!r} name axis "
+                    f"{axis} of shape {dims} twice ({seen[axis]} and {name}); each axis has one role"
+                )
+            seen[axis] = name
+    receptive = math.prod(d for i, d in enumerate(dims) if i not in seen)
+    fan_in = math.prod(dims[a] for a in groups["in_axis"]) * receptive
+    fan_out = math.prod(dims[a] for a in groups["out_axis"]) * receptive
+    return fan_in, fan_out

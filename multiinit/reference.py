@@ -27,6 +27,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    WithAxes,
 )
 
 __all__ = ["sample", "call_law", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
@@ -61,11 +62,14 @@ def _where(path: str | None) -> str:
 def fans_for(
     spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None, path: str | None = None
 ) -> tuple[int, int]:
-    """The fans a fan-based spec uses on a logical ``shape`` (``fans`` wins when given).
+    """The fans a fan-based spec uses on a logical ``shape`` (``fans`` wins when given; a
+    ``with_axes`` spec reads them off ``shape`` by its axes).
 
-    >>> from multiinit import xavier_uniform
+    >>> from multiinit import xavier_uniform, with_axes
     >>> fans_for(xavier_uniform(), (8, 4))
     (4, 8)
+    >>> fans_for(with_axes(xavier_uniform(), in_axis=0, out_axis=1), (8, 4))
+    (8, 4)
     """
     if fans is not None:
         if (
@@ -79,6 +83,8 @@ def fans_for(
         return int(fans[0]), int(fans[1])
     shape = _shape(shape)
     try:
+        if isinstance(spec, WithAxes):
+            return spec.fans(shape)
         return compute_fans(shape)
     except ShapeError as e:
         raise ShapeError(f"{shown(spec)} cannot fill {_where(path)} of shape {shape}: {e}") from None
@@ -87,6 +93,13 @@ def fans_for(
 def _shape_problem(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None) -> str | None:
     """Why ``spec`` cannot fill a logical ``shape``, or None when it can."""
     ndim = len(shape)
+    if isinstance(spec, WithAxes):
+        if fans is None:
+            try:
+                fans = spec.fans(shape)
+            except ShapeError as e:
+                return str(e)
+        return _shape_problem(spec.spec, shape, fans)
     if spec.as_variance_scaling() is not None:
         if fans is None and ndim < 2:
             return "fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
@@ -255,7 +268,13 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     ceiling = np.array(high, dtype=dtype)
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
-    return np.clip(x, float(floor), float(ceiling), out=x)
+    # Clamped in float64 and rounded once, straight into an array of the output dtype.
+    return np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+
+
+def _times(z: np.ndarray, factor: float, dtype: np.dtype) -> np.ndarray:
+    """``z * factor`` computed in float64 and rounded once to ``dtype`` (one pass)."""
+    return np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
 
 
 def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
@@ -264,9 +283,7 @@ def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...
     if distribution == "uniform":
         return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
-        x = rng.standard_normal(shape)
-        x *= number
-        return x
+        return _times(rng.standard_normal(shape), number, dtype)
     x = _truncated_standard(rng, -2.0, 2.0, shape)
     x *= number
     return _within(x, -2 * number, 2 * number, dtype, open_high=False)
@@ -355,6 +372,8 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
         return _within(_uniform(rng, spec.low, spec.high, shape), spec.low, spec.high, dtype, open_high=True)
     if isinstance(spec, Normal):
         x = rng.standard_normal(shape)
+        if spec.mean == 0:
+            return _times(x, spec.std, dtype)
         x *= spec.std
         x += spec.mean
         return x
@@ -364,6 +383,8 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
         x += spec.mean
         return _within(x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype,
                        open_high=False)
+    if isinstance(spec, WithAxes):
+        return _draw(spec.spec, rng, shape, fans, dtype, path)  # the fans came from its axes
     if spec.as_variance_scaling() is not None:
         return _variance_scaled(spec, rng, shape, fans, dtype)
     if isinstance(spec, Orthogonal):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-from .errors import SpecTypeError, UnknownBackend, shown
+from .errors import SpecError, SpecTypeError, UnknownBackend, shown
 from .fans import OUT_IN, SPATIAL_IN_OUT, calculate_gain
 from .spec import CONSTRUCTORS, Spec
 
@@ -153,9 +153,22 @@ def detect(model: Any) -> str:
     )
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False) -> Any:
-    """Initialize a whole model by rules; see ``multiinit.apply``."""
-    return adapter(detect(model)).apply(model, rules, seed=seed, portable=portable)
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
+          device: Any = None) -> Any:
+    """Initialize a whole model by rules; see ``multiinit.apply``.
+
+    ``device=`` goes to adapters whose ``apply`` takes it; for the others it is a ``SpecError``.
+    """
+    backend = detect(model)
+    module = adapter(backend)
+    if device is None:
+        return module.apply(model, rules, seed=seed, portable=portable)
+    if "device" not in inspect.signature(module.apply).parameters:
+        raise SpecError(
+            f"device={device!r} is not allowed for a {backend} model; the {backend} backend's "
+            "apply takes no device= (it materializes meta models in torch)"
+        )
+    return module.apply(model, rules, seed=seed, portable=portable, device=device)
 
 
 def namespace(backend: str, compile_spec: Callable[..., Any],

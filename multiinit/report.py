@@ -13,7 +13,8 @@ fails when two frameworks, or a framework and the NumPy network, disagree beyond
 the test states.
 
 It reads JSON and imports no framework; SciPy and matplotlib (the ``report`` extra) are
-imported only to draw.
+imported only to draw, and tqdm (same extra) only to show a progress bar while drawing, when
+stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -125,14 +126,16 @@ def _slug(text: str) -> str:
     return f"{readable}_{hashlib.sha1(text.encode()).hexdigest()[:6]}"
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    if total == 0:
-        return
-    filled = int(30 * done / total)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {label[:40]:<40}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+def _progress_bar(total: int) -> Any:
+    """A progress bar over ``total`` pictures on stderr (tqdm), or None when stderr is not a
+    terminal: logs and captured output get no carriage-return frames."""
+    if total == 0 or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with the report extra; the report is whole without it
+        return None
+    return tqdm(total=total, desc="pictures", unit="spec", file=sys.stderr, leave=True, dynamic_ncols=True)
 
 
 def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: Path) -> dict[str, str]:
@@ -151,9 +154,10 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
         by_spec.setdefault(row["spec"], []).append(row)
     folder.mkdir(parents=True, exist_ok=True)
     pictures = {}
-    total = len(by_spec)
-    for done, (spec_text, spec_rows) in enumerate(by_spec.items(), start=1):
-        _progress(done - 1, total, spec_text)
+    bar = _progress_bar(len(by_spec))
+    for spec_text, spec_rows in by_spec.items():
+        if bar is not None:
+            bar.set_postfix_str(spec_text[:40], refresh=False)
         fig, axes = plt.subplots(1, len(spec_rows), figsize=(6 * len(spec_rows), 3.6), squeeze=False)
         for ax, row in zip(axes[0], spec_rows):
             some = next(iter(row["cells"].values()))["record"]
@@ -203,7 +207,10 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
         fig.savefig(folder / name, dpi=90)
         plt.close(fig)
         pictures[spec_text] = name
-    _progress(total, total, "done")
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return pictures
 
 

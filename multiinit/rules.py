@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .errors import RuleError, SpecError
+from .errors import RuleError, ShapeError, SpecError
 from .fans import LogicalView
 from .reference import check_shape, sample
-from .spec import Custom, Mixture, Spec, parse
+from .spec import Custom, Mixture, Spec, WithAxes, parse
 
 __all__ = [
     "Rule",
@@ -61,7 +61,7 @@ def roles_of(name: str) -> frozenset[str]:
 
 
 #: Framework-neutral kinds of layer an adapter can tell a parameter belongs to.
-LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm")
+LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm", "attention", "recurrent")
 
 
 @dataclass(eq=False)
@@ -72,6 +72,12 @@ class Param:
     ``fans`` overrides the logical view's fans (a bias gets its weight's fans); ``order`` is
     the parameter's position in the model, which seeds its stream; ``handle`` is the adapter's;
     ``kind`` is the neutral kind of its layer (one of ``LAYER_KINDS``) when the adapter knows it.
+    ``known`` says whether multiinit knows the layer (a built-in layer of the framework, or one
+    registered with ``multiinit.register_layer``); when False its kind and layout are the
+    adapter's guess, so fans read off it are a guess too. Left None, it is ``kind is not None``.
+    A view with batch axes gives its fans (one batch element's) to ``fans`` when none is given.
+    ``aliases`` are the parameter's other paths (a tied weight shared by two layers is one
+    parameter with two paths): a path selector selects it by any of them.
     """
 
     path: str
@@ -83,14 +89,59 @@ class Param:
     dtype: str = "float32"
     handle: Any = None
     kind: str | None = None
+    known: bool | None = None
+    aliases: tuple[str, ...] = ()
     roles: frozenset[str] = field(init=False)
+    # True when ``fans`` are the view's own (batch axes), not given by the adapter.
+    _own_fans: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.roles = roles_of(self.role)
+        if self.known is None:
+            self.known = self.kind is not None
+        if self.fans is None and getattr(self.view, "batch", 0):
+            # A drawer sees only the logical shape, whose batch axes it would count as fans.
+            try:
+                self.fans = self.view.fans
+                self._own_fans = True
+            except ShapeError:
+                pass  # no in axis: the adapter gives it its weight's fans, or none
 
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return self.view.logical_shape
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path of this parameter: ``path`` first, then its ``aliases``."""
+        return (self.path, *self.aliases)
+
+    def fans_for(self, spec: Spec) -> tuple[int, int] | None:
+        """The ``(fan_in, fan_out)`` ``spec`` uses on this parameter, None if it uses no fans.
+
+        Fans the adapter gave (a bias: its weight's) win; otherwise a ``with_axes`` spec reads
+        them off the stored (native) shape by its axes; otherwise the view's. Raises
+        ``ShapeError`` when there are none to use.
+
+        >>> from multiinit import with_axes, he_normal
+        >>> p = Param("q/kernel", LogicalView((32, 8, 16)), "kernel")
+        >>> p.fans_for(he_normal()), p.fans_for(with_axes(he_normal(), in_axis=0, out_axis=(1, 2)))
+        ((128, 512), (32, 128))
+        """
+        if not spec.uses_fans:
+            return None
+        if self.fans is not None and not self._own_fans:
+            return self.fans
+        if isinstance(spec, WithAxes):
+            return spec.fans(self.view.native_shape)
+        return self.fans if self.fans is not None else self.view.fans
+
+
+def _given_fans(param: Param, spec: Spec) -> tuple[int, int] | None:
+    """The fans to hand the reference for ``spec`` on ``param``: a ``with_axes`` spec's from the
+    stored shape, else the adapter's (None: the reference reads them off the logical shape,
+    and says why when it cannot)."""
+    return param.fans_for(spec) if isinstance(spec, WithAxes) else param.fans
 
 
 def _names(value: str | Sequence[str] | None) -> frozenset[str] | None:
@@ -117,7 +168,7 @@ class Select:
         return (
             (self.kind is None or param.kind in self.kind)
             and (self.role is None or bool(self.role & param.roles))
-            and (self.path is None or fnmatch.fnmatchcase(param.path, self.path))
+            and (self.path is None or any(fnmatch.fnmatchcase(p, self.path) for p in param.paths))
         )
 
     def __repr__(self) -> str:
@@ -184,8 +235,8 @@ class Rule:
         if _is_type_selector(selector):
             return param.layer is not None and isinstance(param.layer, selector)
         if selector.isidentifier():
-            return selector in param.roles or selector == param.kind or selector == param.path
-        return fnmatch.fnmatchcase(param.path, selector)
+            return selector in param.roles or selector == param.kind or selector in param.paths
+        return any(fnmatch.fnmatchcase(p, selector) for p in param.paths)
 
     def describe(self) -> str:
         selector = self.selector
@@ -242,7 +293,7 @@ def normalize_rules(rules: Any) -> list[Rule]:
 
 
 def _nothing_matched(rule: Rule, params: Sequence[Param]) -> RuleError:
-    paths = [p.path for p in params]
+    paths = [path for p in params for path in p.paths]
     selector = rule.selector
     if _is_type_selector(selector):
         layers = sorted({type(p.layer).__name__ for p in params if p.layer is not None})
@@ -279,7 +330,7 @@ def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
         if rule is not None and rule.spec is not None:
             assignments.append((param, rule.spec))
     for param, spec in assignments:
-        check_shape(spec, param.logical_shape, param.fans, param.path)
+        check_shape(spec, param.logical_shape, _given_fans(param, spec), param.path)
     return assignments
 
 
@@ -375,7 +426,7 @@ def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] |
     from . import stream
 
     dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-    return stream.draw(spec, param.logical_shape, draw.key, dtype=dtype, fans=param.fans, box=box,
+    return stream.draw(spec, param.logical_shape, draw.key, dtype=dtype, fans=_given_fans(param, spec), box=box,
                        write=write, path=param.path)
 
 
@@ -421,7 +472,7 @@ def execute(
         if portable:
             dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
             logical = sample(spec, param.logical_shape, seed=(int(seed), param.order), dtype=dtype,
-                             fans=param.fans)
+                             fans=_given_fans(param, spec))
             values.append((param, from_numpy(param, param.view.to_native(logical))))
         else:
             values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))

@@ -42,6 +42,7 @@ __all__ = [
     "Sparse",
     "Mixture",
     "Custom",
+    "WithAxes",
     "CONSTRUCTORS",
     "TRUNCATED_STD_2",
     "zeros",
@@ -68,6 +69,7 @@ __all__ = [
     "sparse",
     "mixture",
     "custom",
+    "with_axes",
     "from_dict",
     "parse",
     "registered_custom",
@@ -91,7 +93,7 @@ _MAX_SQUARABLE = math.sqrt(1.7976931348623157e308)
 #: truncated variance-scaling draw has exactly the variance scale/fan. Same literal as theirs.
 TRUNCATED_STD_2 = 0.87962566103423978
 
-FAN_MODES = ("fan_in", "fan_out", "fan_avg")
+FAN_MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
 DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 
 
@@ -359,6 +361,9 @@ def _check_bounds(kind: str, mean: float, std: float, low: float, high: float) -
 class VarianceScaling(Spec):
     """Keras/JAX variance scaling: variance ``scale / fan`` with fan from ``mode``.
 
+    ``mode`` is ``fan_in``, ``fan_out``, ``fan_avg`` ((fan_in + fan_out) / 2) or JAX's
+    ``fan_geo_avg`` (sqrt(fan_in * fan_out)).
+
     ``uniform`` is U(-sqrt(3*scale/fan), +sqrt(3*scale/fan)); ``untruncated_normal`` is
     N(0, scale/fan); ``truncated_normal`` cuts at two std of a normal whose std is
     sqrt(scale/fan) / 0.8796..., so the result has variance exactly scale/fan.
@@ -389,6 +394,8 @@ class VarianceScaling(Spec):
             return float(fan_in)
         if self.mode == "fan_out":
             return float(fan_out)
+        if self.mode == "fan_geo_avg":
+            return math.sqrt(float(fan_in) * float(fan_out))
         return (fan_in + fan_out) / 2.0
 
     def law(self, fan_in: int, fan_out: int) -> tuple[str, float]:
@@ -622,6 +629,10 @@ class Mixture(Spec):
             weight = _number(kind, f"components[{i}] weight", item[0], ge=0)
             if not isinstance(item[1], Spec):
                 raise _fail(kind, f"components[{i}] spec", item[1], "a multiinit spec", SpecTypeError)
+            if isinstance(item[1], WithAxes):
+                # The axes say where the tensor's fans come from, which all components share.
+                raise _fail(kind, f"components[{i}] spec", item[1],
+                            "a spec without axes; put the mixture inside with_axes(mixture([...]), ...)")
             normalized.append((weight, item[1]))
         nodes, depth = 1 + sum(_tree(s)[0] for _, s in normalized), 1 + max(_tree(s)[1] for _, s in normalized)
         if depth > MAX_DEPTH:
@@ -690,6 +701,98 @@ class Custom(Spec):
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name}
+
+
+def _axis_argument(name: str, value: Any) -> int | tuple[int, ...]:
+    """An axis argument as JAX takes it: an int, or a tuple of ints (a list reads as a tuple)."""
+    allowed = "an integer or a tuple of distinct integers (axes of the shape, negative allowed)"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        if not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in value):
+            raise _fail("with_axes", name, value, allowed)
+        axes = tuple(int(a) for a in value)
+        if len(set(axes)) != len(axes):
+            raise _fail("with_axes", name, value, allowed)
+        return axes
+    raise _fail("with_axes", name, value, allowed)
+
+
+@dataclass(frozen=True, repr=False)
+class WithAxes(Spec):
+    """A fan-based ``spec`` whose fans come from stated axes of the tensor, with JAX's meaning.
+
+    ``in_axis``, ``out_axis`` and ``batch_axis`` index the shape the initializer is called on
+    (an int or a tuple, negative allowed): fan_in = prod(in) x receptive field, fan_out =
+    prod(out) x receptive field, where the receptive field is every axis that is none of the
+    three, and batch axes count in neither (see ``fans.fans_from_axes``).
+
+    How each backend reads the axes: relative to the shape its compiled initializer receives,
+    in that framework's own layout (Keras and Flax: the kernel as stored, ``(..., in, out)``;
+    torch and MXNet: ``(out, in, ...)``; NumPy: the logical shape given to ``sample``). At model
+    level, the parameter's stored (native) shape; a parameter given its layer weight's fans (a
+    bias) keeps them, as fans given explicitly (``sample(..., fans=)``) always win. An adapter
+    draws ``spec`` with ``fans = with_axes.fans(native_shape)`` (``Param.fans_for`` does this).
+    """
+
+    spec: Spec
+    in_axis: int | tuple[int, ...]
+    out_axis: int | tuple[int, ...]
+    batch_axis: int | tuple[int, ...] = ()
+    kind: ClassVar[str] = "with_axes"
+    uses_fans: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        inner = self.spec
+        if not isinstance(inner, Spec) or isinstance(inner, WithAxes) or not inner.uses_fans:
+            raise _fail(
+                kind, "spec", inner,
+                "a fan-based spec (xavier_*, kaiming_*, glorot_*, he_*, lecun_*, variance_scaling, or a "
+                "mixture holding one): the axes say where its fans come from",
+            )
+        groups = {}
+        for name in ("in_axis", "out_axis", "batch_axis"):
+            groups[name] = _axis_argument(name, getattr(self, name))
+            object.__setattr__(self, name, groups[name])
+        seen: dict[int, str] = {}
+        for name, value in groups.items():
+            for axis in (value,) if isinstance(value, int) else value:
+                if axis in seen:
+                    raise _fail(kind, name, value, f"axes that {seen[axis]} does not name too (axis {axis})")
+                seen[axis] = name
+
+    @property
+    def random(self) -> bool:  # type: ignore[override]
+        return self.spec.random
+
+    def fans(self, shape: Sequence[int]) -> tuple[int, int]:
+        """``(fan_in, fan_out)`` from the axes on ``shape`` (``ShapeError`` when they do not fit).
+
+        >>> with_axes(glorot_uniform(), in_axis=0, out_axis=(1, 2)).fans((32, 8, 16))
+        (32, 128)
+        """
+        from .fans import fans_from_axes
+
+        return fans_from_axes(shape, self.in_axis, self.out_axis, self.batch_axis)
+
+    def _call_args(self) -> str:
+        parts = [repr(self.spec), f"in_axis={self.in_axis!r}", f"out_axis={self.out_axis!r}"]
+        if self.batch_axis != ():
+            parts.append(f"batch_axis={self.batch_axis!r}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: int | tuple[int, ...]) -> int | list[int]:
+            return value if isinstance(value, int) else list(value)
+
+        return {
+            "kind": self.kind,
+            "spec": self.spec.to_dict(),
+            "in_axis": plain(self.in_axis),
+            "out_axis": plain(self.out_axis),
+            "batch_axis": plain(self.batch_axis),
+        }
 
 
 # --------------------------------------------------------------------------- constructors
@@ -948,6 +1051,28 @@ def custom(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> 
     return Custom(fn, name)
 
 
+def with_axes(
+    spec: Spec,
+    *,
+    in_axis: int | Sequence[int],
+    out_axis: int | Sequence[int],
+    batch_axis: int | Sequence[int] = (),
+) -> WithAxes:
+    """``spec`` with its fans from stated axes, JAX's ``in_axis``/``out_axis``/``batch_axis``.
+
+    The axes index the shape the initializer is called on, in the calling framework's own
+    layout (see ``WithAxes``); there are no defaults for in and out, since JAX's (-2, -1) read
+    a torch ``(out, in)`` weight backwards.
+
+    >>> q = with_axes(lecun_normal(), in_axis=0, out_axis=(1, 2))   # Keras MHA query (32, 8, 16)
+    >>> q, q.fans((32, 8, 16))
+    (with_axes(lecun_normal(), in_axis=0, out_axis=(1, 2)), (32, 128))
+    >>> with_axes(he_uniform(), in_axis=-2, out_axis=-1, batch_axis=0).fans((12, 64, 256))
+    (64, 256)
+    """
+    return WithAxes(spec, in_axis, out_axis, batch_axis)  # type: ignore[arg-type]
+
+
 #: Every spec constructor of the public contract, by name. The per-framework namespaces
 #: (``from multiinit import torch``) are built from this table.
 CONSTRUCTORS: dict[str, Callable[..., Any]] = {
@@ -956,7 +1081,7 @@ CONSTRUCTORS: dict[str, Callable[..., Any]] = {
         zeros, ones, constant, uniform, normal, truncated_normal, trunc_normal,
         variance_scaling, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal,
         glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal,
-        orthogonal, eye, dirac, sparse, mixture, custom,
+        orthogonal, eye, dirac, sparse, mixture, custom, with_axes,
     )
 }
 
@@ -966,6 +1091,7 @@ _KINDS: dict[str, type] = {
         Constant, Uniform, Normal, TruncatedNormal, VarianceScaling, XavierUniform,
         XavierNormal, KaimingUniform, KaimingNormal, GlorotUniform, GlorotNormal, HeUniform,
         HeNormal, LecunUniform, LecunNormal, Orthogonal, Eye, Dirac, Sparse, Mixture, Custom,
+        WithAxes,
     )
 }
 
@@ -1040,6 +1166,11 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
     if cls is Custom:
         name = given.get("name")
         return Custom(registered_custom(name), name)
+    if cls is WithAxes:
+        missing = sorted({"spec", "in_axis", "out_axis"} - set(given))
+        if missing:
+            raise _fail(kind, "keys", sorted(given), f"spec, in_axis, out_axis (missing {missing})")
+        return WithAxes(from_dict(given["spec"]), given["in_axis"], given["out_axis"], given.get("batch_axis", ()))
     try:
         return cls(**given)
     except SpecError:

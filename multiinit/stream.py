@@ -55,6 +55,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    WithAxes,
 )
 
 __all__ = [
@@ -219,9 +220,8 @@ def is_elementwise(spec: Spec) -> bool:
         return True
     if isinstance(spec, Mixture):
         return all(is_elementwise(s) for w, s in spec.components if w > 0)
-    inner = getattr(spec, "spec", None)  # a wrapper that only changes fans (e.g. fan axes)
-    if isinstance(inner, Spec) and spec.as_variance_scaling() is not None:
-        return is_elementwise(inner)
+    if isinstance(spec, WithAxes):  # only says where the fans come from
+        return is_elementwise(spec.spec)
     return spec.as_variance_scaling() is not None
 
 

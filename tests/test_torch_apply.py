@@ -202,24 +202,46 @@ class Tied(nn.Module):
 
 
 def test_tied_weights_are_one_parameter_written_once(monkeypatch) -> None:
+    from multiinit.torch import sharded
+
     net = Tied()
-    assert [p.path for p in mit.params_of(net)] == ["embed.weight", "hidden.weight", "hidden.bias"]
+    assert [(p.path, p.aliases) for p in mit.params_of(net)] == [
+        ("embed.weight", ("head.weight",)), ("hidden.weight", ()), ("hidden.bias", ())]
     writes = []
-    original = torch.Tensor.copy_
+    original = sharded.fill_parameter
 
-    def counting(self, source, *args, **kwargs):
-        writes.append(id(self))
-        return original(self, source, *args, **kwargs)
+    def counting(tensor, view, source):
+        writes.append(id(tensor))
+        return original(tensor, view, source)
 
-    monkeypatch.setattr(torch.Tensor, "copy_", counting)
+    monkeypatch.setattr(sharded, "fill_parameter", counting)
     mi.apply(net, {"weight": mi.normal(std=0.02)}, seed=0)
     monkeypatch.undo()
-    assert writes.count(id(net.embed.weight)) == 1
+    assert writes.count(id(net.embed.weight)) == 1 and len(writes) == 2
     assert net.head.weight is net.embed.weight
     assert stats.check(_np(net.embed.weight), mi.normal(std=0.02)).passed
-    # A tied parameter answers to its first path, the one named_parameters() reports.
-    with pytest.raises(mi.RuleError, match="closest paths: .*'embed.weight'"):
-        mi.apply(net, {"head.weight": mi.zeros()})
+
+
+def test_a_tied_parameter_is_selected_by_any_of_its_paths() -> None:
+    # Deliberate change (issue 15.3): "head.weight" is in state_dict(), so a rule may name it.
+    for selector in ("head.weight", "head.*", mi.select(path="head.weight")):
+        net = Tied()
+        mi.apply(net, {selector: mi.constant(3.0)})
+        assert float(net.embed.weight.detach().min()) == 3.0 == float(net.head.weight.detach().max())
+        assert float(net.hidden.weight.detach().abs().max()) < 3.0
+    # One parameter: the first rule that selects it by any path wins.
+    net = Tied()
+    mi.apply(net, [("embed.weight", mi.zeros()), ("head.weight", mi.ones())])
+    assert float(net.head.weight.detach().abs().max()) == 0.0
+    # A module used twice: its parameters answer to both paths too.
+    shared = nn.Linear(3, 3)
+    twice = nn.Sequential(shared, nn.ReLU(), shared)
+    assert [(p.path, p.aliases) for p in mit.params_of(twice)] == [
+        ("0.weight", ("2.weight",)), ("0.bias", ("2.bias",))]
+    mi.apply(twice, {"2.bias": mi.ones()})
+    assert twice[0].bias.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(mi.RuleError, match="closest paths: .*'head.weight'"):
+        mi.apply(Tied(), {"head.wieght": mi.zeros()})
 
 
 def test_seeds_reproduce_and_differ() -> None:
@@ -315,18 +337,22 @@ def test_lazy_parameters_must_be_materialized_before_a_rule_fills_them() -> None
     assert float(net[2].weight.detach().min()) == 1
 
 
-def test_meta_modules_are_checked_and_left_for_later() -> None:
+def test_meta_modules_need_a_device_and_are_materialized_with_one() -> None:
+    # Deliberate change (issue 12.2): a meta model without device= is an error that says what
+    # to do, never a silent no-op; with device= it is materialized and initialized at once.
     with torch.device("meta"):
         net = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
     for portable in (False, True):
-        assert mi.apply(net, {"weight": mi.orthogonal(), "bias": mi.zeros()}, seed=0, portable=portable) is net
-    assert all(p.is_meta for p in net.parameters())
+        with pytest.raises(mi.ShapeError, match=r"'0\.weight'.*meta device.*device="):
+            mi.apply(net, {"weight": mi.orthogonal(), "bias": mi.zeros()}, seed=0, portable=portable)
     with pytest.raises(mi.ShapeError, match=r"'0\.bias'"):
-        mi.apply(net, {"bias": mi.orthogonal()})
-    net.to_empty(device="cpu")
-    mi.apply(net, {"weight": mi.orthogonal(), "bias": mi.zeros()}, seed=0)
+        mi.apply(net, {"bias": mi.orthogonal()}, device="cpu")
+    assert all(p.is_meta for p in net.parameters())
+    mi.apply(net, {"weight": mi.orthogonal(), "bias": mi.zeros()}, seed=0, device="cpu")
+    assert not any(p.is_meta for p in net.parameters())
     w = net[0].weight.detach()
     assert torch.allclose(w.T @ w, torch.eye(4), atol=1e-5)
+    assert float(net[1].bias.detach().abs().max()) == 0
 
 
 # --------------------------------------------------------------------------- the seed's idiom

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -182,9 +183,13 @@ def test_a_non_contiguous_view_is_filled_in_place() -> None:
 
 
 def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
+    # On a device other than the CPU, no NumPy view exists (_host_view gives None): then
+    # nothing may leave the device. (On the CPU the samplers may also compute through a NumPy
+    # view of the tensor's own memory, which is no copy: see the test below.)
     def refuse(*args, **kwargs):
         raise AssertionError("a built-in spec moved tensor data to the host")
 
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
     for name in ("numpy", "cpu", "tolist", "__array__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     monkeypatch.setattr(torch, "from_numpy", refuse)
@@ -194,6 +199,37 @@ def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
             continue
         shape = (8, 4, 3, 3) if isinstance(spec, mi.spec.Dirac) else (64, 32)
         mi.compile(spec, "torch")(torch.empty(shape), generator=torch.Generator().manual_seed(0))
+
+
+HOST_PATH_SPECS = [mi.he_normal(), mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+                   mi.trunc_normal(std=1.0, a=-0.5, b=3.0),
+                   mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+                   mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))])]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("spec", HOST_PATH_SPECS, ids=repr)
+def test_the_host_path_and_the_device_path_give_the_same_numbers(spec, dtype, monkeypatch) -> None:
+    # CPU tensors are drawn partly through NumPy views of their memory; any other device by
+    # torch ops alone. Both do the same IEEE operations in the same order: same numbers.
+    shares = []
+    real_view = mit.draw._host_view
+
+    def watched(t):
+        view = real_view(t)
+        if view is not None:
+            shares.append(view.ctypes.data == t.data_ptr())  # a view of t, not a copy
+        return view
+
+    monkeypatch.setattr(mit.draw, "_host_view", watched)
+    host = _fill(spec, (256, 128), dtype, seed=11)
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
+    device = _fill(spec, (256, 128), dtype, seed=11)
+    assert torch.equal(host, device)
+    # NumPy has no bfloat16: a bfloat16 truncated normal stays on torch ops (a mixture
+    # computes in a float32 buffer, which NumPy does view).
+    on_host = dtype != torch.bfloat16 or isinstance(spec, mi.spec.Mixture)
+    assert all(shares) and bool(shares) == on_host
 
 
 def test_custom_is_seeded_by_the_generator_of_the_tensor() -> None:
@@ -280,7 +316,7 @@ def test_compiled_forms_are_values() -> None:
     assert repr(mit.he_normal()) == "multiinit.torch.compile(he_normal())"
 
 
-def test_the_namespace_holds_every_constructor_and_refuses_tensors_in_old_names() -> None:
+def test_the_namespace_holds_every_constructor() -> None:
     for name in mi.CONSTRUCTORS:
         assert callable(getattr(mit, name))
     assert isinstance(mit.mixture([(1.0, mit.zeros().spec)]), mit.TorchInitializer)
@@ -290,10 +326,208 @@ def test_the_namespace_holds_every_constructor_and_refuses_tensors_in_old_names(
         return np.full(shape, 3.0)
 
     assert decorated(torch.empty(2)).tolist() == [3.0, 3.0]
-    with pytest.raises(mi.SpecError, match=r"normal_\(tensor, \.\.\.\)"):
-        mit.normal(torch.empty(3, 3), 0.0, 1.0)  # torch.nn.init.normal, deprecated since 0.4
 
 
 def test_adapter_docstring_examples() -> None:
     result = doctest.testmod(mit, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 20 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- complex tensors
+
+SQRT_HALF = math.sqrt(0.5)
+
+
+def _complex(spec: mi.Spec, shape, dtype=torch.complex128, seed=1) -> tuple[np.ndarray, np.ndarray]:
+    z = _fill(spec, shape, dtype, seed=seed)
+    return z.real.double().numpy(), z.imag.double().numpy()
+
+
+@pytest.mark.parametrize("spec", [mi.uniform(-0.5, 0.25), mi.xavier_uniform(gain=2.0), mi.he_uniform(),
+                                  mi.kaiming_uniform(a=math.sqrt(5)), mi.variance_scaling(0.5, "fan_out", "uniform")],
+                         ids=repr)
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_a_law_given_by_bounds_draws_each_part_from_it(spec, dtype) -> None:
+    # torch's convention (uniform_ and xavier_uniform_ on a complex tensor): real and
+    # imaginary parts each follow the real law, independently.
+    real, imag = _complex(spec, (256, 128), dtype)
+    for part in (real, imag):
+        verdict = stats.check(part, spec, reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+    assert abs(np.corrcoef(real.ravel(), imag.ravel())[0, 1]) < stats.z_for() / math.sqrt(real.size)
+
+
+@pytest.mark.parametrize("spec", [mi.normal(0.5, 2.0), mi.xavier_normal(gain=2.0),
+                                  mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+                                  mi.variance_scaling(3.0, "fan_avg", "untruncated_normal")], ids=repr)
+def test_a_normal_law_is_the_circular_complex_normal_of_its_variance(spec) -> None:
+    # torch's normal_ on a complex tensor: each part N(mean, std**2 / 2).
+    shape = (256, 128)
+    if isinstance(spec, mi.spec.Normal):
+        mean, std = spec.mean, spec.std
+    else:
+        mean, std = 0.0, spec.as_variance_scaling().law(*mi.compute_fans(shape))[1]
+    real, imag = _complex(spec, shape)
+    for part in (real, imag):
+        verdict = stats.check(part, mi.normal(mean, std * SQRT_HALF), reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+
+
+def test_sparse_and_mixtures_mix_complex_forms_element_by_element() -> None:
+    real, imag = _complex(mi.sparse(0.25, std=0.5), (64, 300))
+    assert ((real == 0) & (imag == 0)).sum(axis=0).min() >= 16
+    assert stats.check(real[real != 0], mi.normal(0.0, 0.5 * SQRT_HALF), reference_seed=REFERENCE_SEED).passed
+    spec = mi.mixture([(0.5, mi.uniform(-1, 1)), (0.25, mi.constant(3)), (0.25, mi.normal(0, 2.0))])
+    real, imag = _complex(spec, (256, 128))
+    threes = real == 3
+    assert (imag[threes] == 0).all()  # a constant is real
+    assert abs(threes.mean() - 0.25) < stats.z_for() * math.sqrt(0.25 * 0.75 / real.size)
+    # In the unit square: the uniform component always, the normal one (each part N(0, 2))
+    # when both parts land there.
+    in_square = (np.abs(real) < 1) & (np.abs(imag) < 1)
+    p = 0.5 + 0.25 * math.erf(1 / (2.0 * SQRT_HALF) / math.sqrt(2)) ** 2
+    assert abs(in_square.mean() - p) < stats.z_for() * math.sqrt(p * (1 - p) / real.size)
+
+
+@pytest.mark.parametrize("shape", [(8, 16), (16, 8), (4, 2, 2, 3)])
+def test_complex_orthogonal_is_a_haar_unitary(shape) -> None:
+    # A Haar (semi-)unitary's rows are uniform on the complex unit sphere of C^m (m = the
+    # longer side): one entry z has |z|**2 ~ Beta(1, m - 1) and a uniform phase. Entry [0, 0]
+    # of 400 independent draws is an i.i.d. sample of it.
+    from scipy import stats as scipy_stats
+
+    rows, cols = shape[0], math.prod(shape[1:])
+    m = max(rows, cols)
+    generator = torch.Generator().manual_seed(0)
+    fill_ = mi.compile(mi.orthogonal(gain=3.0), "torch")
+    entries = []
+    for _ in range(400):
+        w = fill_(torch.empty(shape, dtype=torch.complex128), generator=generator)
+        flat = w.reshape(rows, cols) / 3.0
+        gram = flat @ flat.conj().T if rows <= cols else flat.conj().T @ flat
+        assert torch.allclose(gram, torch.eye(min(rows, cols), dtype=torch.complex128), atol=1e-12)
+        entries.append(complex(flat[0, 0]))
+    z = np.array(entries)
+    assert scipy_stats.kstest(np.abs(z) ** 2, scipy_stats.beta(1, m - 1).cdf).pvalue >= stats.ALPHA
+    assert scipy_stats.kstest(np.angle(z), scipy_stats.uniform(-math.pi, 2 * math.pi).cdf).pvalue >= stats.ALPHA
+    low = mi.compile(mi.orthogonal(), "torch")(torch.empty(shape, dtype=torch.complex64))
+    assert low.dtype == torch.complex64
+
+
+@pytest.mark.parametrize("spec", [mi.he_normal(), mi.truncated_normal(), mi.trunc_normal(std=0.02),
+                                  mi.variance_scaling(distribution="truncated_normal"),
+                                  mi.mixture([(0.5, mi.zeros()), (0.5, mi.glorot_normal())]),
+                                  mi.custom(lambda rng, shape, dtype: rng.random(shape), name="torch.test.real")],
+                         ids=repr)
+def test_laws_without_a_complex_form_raise_torchs_not_implemented_error(spec) -> None:
+    tensor = torch.zeros(4, 3, dtype=torch.complex64)
+    with pytest.raises(mit.DtypeError, match="complex") as caught:
+        mi.compile(spec, "torch")(tensor)
+    assert isinstance(caught.value, NotImplementedError) and isinstance(caught.value, mi.ShapeError)
+    assert (tensor == 0).all()
+    with pytest.raises(NotImplementedError):
+        torch.nn.init.trunc_normal_(torch.zeros(4, 3, dtype=torch.complex64))  # torch's own
+
+
+def test_deterministic_laws_fill_complex_tensors_with_real_values() -> None:
+    assert mi.compile(mi.constant(2.5), "torch")(torch.zeros(2, dtype=torch.complex64)).tolist() == [2.5 + 0j] * 2
+    assert torch.equal(mit.eye_(torch.zeros(2, 2, dtype=torch.complex128)), torch.eye(2, dtype=torch.complex128))
+    with pytest.raises(mit.DtypeError, match="complex32|ComplexHalf|complex64 or torch.complex128"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mi.compile(mi.normal(), "torch")(torch.zeros(2, dtype=torch.complex32))
+
+
+# --------------------------------------------------------------------------- one-draw mixtures
+
+SIMPLE_MIXTURES = [
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))]),
+    mi.mixture([(0.5, mi.constant(-1)), (0.5, mi.uniform(0, 3))]),
+    mi.mixture([(0.995, mi.uniform(-1, 1)), (0.005, mi.uniform(100, 101))]),  # too light: two draws
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("spec", SIMPLE_MIXTURES, ids=repr)
+def test_mixtures_of_uniforms_and_constants_draw_their_law(spec, dtype) -> None:
+    x = _fill(spec, (256, 128), dtype, seed=21).double().numpy()
+    if dtype == torch.float16:
+        reference = _rounded(spec.sample((256, 128), seed=REFERENCE_SEED, dtype="float64"), dtype)
+        check = stats.check_same(x, reference)
+        assert check.passed, str(check)
+    else:
+        verdict = stats.check(x, spec, reference_seed=REFERENCE_SEED)
+        assert verdict.passed, str(verdict)
+    for weight, component in spec.components:  # never a component's open upper bound
+        if isinstance(component, mi.spec.Uniform):
+            assert not (x == component.high).any()
+
+
+@pytest.mark.parametrize("dtype, ulp_bits", [(torch.float32, 23), (torch.float64, 52)])
+def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype, ulp_bits) -> None:
+    # U[-10, -5) holds the second quarter of the integers; its values come from r - start,
+    # exact, so the 2**20 largest r of it hit every value of the dtype down from the top of
+    # U[-10, -5): no gap, no value -5. (One float32 uniform cut in four would leave a
+    # component one value in four of [-8, -5].)
+    spec = SIMPLE_MIXTURES[0]
+    pieces = mit.draw._pieces(spec.components, dtype)
+    bits = 31 if dtype == torch.float32 else 63
+    quarter = 2 ** (bits - 2)
+    assert [(p[0], p[1]) for p in pieces] == [(0, mi.uniform(5, 10)), (quarter, mi.uniform(-10, -5)),
+                                              (2 * quarter, mi.zeros())]  # exact weights
+    numpy_int = np.int32 if bits == 31 else np.int64
+    r = np.arange(2 * quarter - 2**20, 2 * quarter, dtype=numpy_int)
+    out = np.empty(r.size, dtype=np.float32 if bits == 31 else np.float64)
+    mit.draw._pieces_on_host(pieces, out, r)
+    values = np.unique(out)
+    assert values.max() < -5.0
+    steps = np.diff(values)
+    assert (steps == steps.min()).all() and steps.min() == 2.0 ** (2 - ulp_bits)  # one ulp in [-8, -4)
+    device = torch.empty(r.size, dtype=dtype)
+    mit.draw._pieces_on_device(pieces, device, torch.from_numpy(r))
+    assert np.array_equal(device.numpy(), out)
+
+
+# --------------------------------------------------------------------------- user laws, fenced
+
+#: The fence's error: ``multiinit.LawError`` (a SpecError) where the shared fence exists.
+LAW_ERROR = getattr(mi, "LawError", mi.SpecError)
+
+
+def _raises(rng, shape, dtype):
+    raise ZeroDivisionError("the user's own bug")
+
+
+BAD_LAWS = {
+    "raises": (mi.custom(_raises, name="torch.test.raises"), LAW_ERROR, "ZeroDivisionError: the user's own bug"),
+    "nan": (mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="torch.test.nan"), LAW_ERROR, "NaN|non-finite"),
+    "inf": (mi.custom(lambda rng, shape, dtype: np.full(shape, -np.inf), name="torch.test.inf"), LAW_ERROR,
+            "infinite|non-finite"),
+    "shape": (mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.shape"), mi.MultiinitError, r"shape \(3,\)"),
+    "dtype": (mi.custom(lambda rng, shape, dtype: np.full(shape, "x"), name="torch.test.strings"), mi.MultiinitError,
+              "dtype|numbers"),
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_LAWS))
+@pytest.mark.parametrize("wrap", ["alone", "in a mixture"])
+def test_a_failing_user_law_is_a_multiinit_error_naming_it_and_writes_nothing(how, wrap) -> None:
+    law, error, message = BAD_LAWS[how]
+    spec = law if wrap == "alone" else mi.mixture([(0.5, mi.normal()), (0.5, law)])
+    for shape, dtype in (((6, 4), torch.float32), ((6, 4), torch.bfloat16), ((8, 2, 3), torch.float64)):
+        tensor = torch.full(shape, 7.0, dtype=dtype)
+        with pytest.raises(error, match=message) as caught:
+            mi.compile(spec, "torch")(tensor, generator=torch.Generator().manual_seed(0))
+        assert "torch.test." in str(caught.value)  # the law's name
+        assert (tensor == 7).all(), "a failing user law wrote into the tensor"
+        if how == "raises":
+            assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_a_user_law_is_named_with_the_parameter_path_when_there_is_one() -> None:
+    law = BAD_LAWS["nan"][0]
+    tensor = torch.full((3, 2), 7.0)
+    with pytest.raises(LAW_ERROR, match="'head.weight'"):
+        mit.draw._fill(law, tensor, None, None, path="head.weight")
+    assert (tensor == 7).all()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -22,13 +23,96 @@ NAMES = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
          "sparse_", "calculate_gain"]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_same_parameters_and_defaults_as_torch(name) -> None:
-    ours = inspect.signature(getattr(mit, name)).parameters
-    theirs = inspect.signature(getattr(torch_init, name)).parameters
-    assert [(p.name, p.default, p.kind) for p in ours.values()] == [
-        (p.name, p.default, p.kind) for p in theirs.values()
-    ]
+HELPERS = ["_calculate_fan_in_and_fan_out", "_calculate_correct_fan", "_no_grad_uniform_",
+           "_no_grad_normal_", "_no_grad_trunc_normal_", "_no_grad_fill_", "_no_grad_zero_"]
+
+
+@pytest.mark.parametrize("name", NAMES + HELPERS)
+def test_same_signature_as_torch_annotations_included(name) -> None:
+    # inspect.signature equal: names, defaults, kinds, and the annotations themselves
+    # (Literal modes and nonlinearities, torch.Generator | None), so that tools reading them
+    # see torch's function.
+    assert inspect.signature(getattr(mit, name)) == inspect.signature(getattr(torch_init, name))
+
+
+def _linear_reset_parameters(layer: nn.Linear, init) -> None:
+    """torch 2.13's nn.Linear.reset_parameters, as code copies it, with ``init`` swapped."""
+    init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+    if layer.bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(layer.bias, -bound, bound)
+
+
+def test_code_copied_from_reset_parameters_runs_with_the_private_helpers() -> None:
+    layers = [nn.Linear(20, 7) for _ in range(3)]
+    for layer, init in zip(layers, (None, torch_init, mit)):
+        torch.manual_seed(5)
+        if init is None:
+            layer.reset_parameters()  # torch's own
+        else:
+            _linear_reset_parameters(layer, init)
+    for a, b in ((layers[0], layers[2]), (layers[1], layers[2])):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert mit._calculate_correct_fan(torch.empty(8, 3, 2), "FAN_OUT") == 16
+
+
+@pytest.mark.parametrize("name", ["uniform", "normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+                                  "kaiming_normal", "orthogonal", "sparse", "constant", "eye", "dirac"])
+def test_deprecated_aliases_fill_a_tensor_and_warn_as_torchs_do(name) -> None:
+    args = {"constant": (0.5,), "sparse": (0.25,)}.get(name, ())
+    shape = (4, 2, 3) if name == "dirac" else (8, 6)
+    tensors = []
+    for init in (torch_init, mit):
+        with pytest.warns(FutureWarning, match=rf"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
+            torch.manual_seed(3)
+            tensors.append(getattr(init, name)(torch.zeros(shape), *args))
+    if name != "sparse":  # torch's sparse_ shuffles without the seed (see below)
+        assert torch.equal(*tensors)
+    # Without a tensor, the same name is the contract's constructor: no warning, a filler.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(getattr(mit, name)(*args), mit.TorchInitializer)
+
+
+@pytest.mark.parametrize("name", ["kaiming_uniform_", "kaiming_normal_"])
+def test_kaiming_warns_on_a_zero_element_tensor_as_torch_does(name) -> None:
+    for init in (torch_init, mit):
+        with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+            out = getattr(init, name)(torch.empty(0))  # torch returns before the 1-D check
+        assert out.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool])
+def test_integer_tensors_raise_torchs_not_implemented_error(dtype) -> None:
+    for init in (torch_init, mit):
+        with pytest.raises(NotImplementedError):
+            init.normal_(torch.zeros(3, dtype=dtype))
+    with pytest.raises(mi.ShapeError, match=r"torch\.complex64 or torch\.complex128"):
+        mit.xavier_uniform_(torch.zeros(3, 3, dtype=dtype))
+    assert mit.constant_(torch.zeros(2, dtype=dtype), 1).tolist() == torch.ones(2, dtype=dtype).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize("name, args", [("uniform_", (-1.0, 2.0)), ("normal_", (0.5, 2.0)), ("xavier_uniform_", ()),
+                                        ("xavier_normal_", (2.0,)), ("kaiming_uniform_", (0.2,)),
+                                        ("kaiming_normal_", (0, "fan_out"))])
+def test_complex_tensors_get_torchs_numbers(name, args, dtype) -> None:
+    ours, theirs = (getattr(init, name)(torch.zeros(64, 32, dtype=dtype), *args,
+                                        generator=torch.Generator().manual_seed(8)) for init in (mit, torch_init))
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("call", [lambda i: i.uniform_(torch.zeros(3), 1.0, 0.0), lambda i: i.normal_(torch.zeros(3), 0.0, -1.0),
+                                  lambda i: i.uniform_(torch.zeros(3), "a", 1.0), lambda i: i.trunc_normal_(torch.zeros(3), 0.0, 0.0),
+                                  lambda i: i.dirac_(torch.zeros(4, 4, 3), 0), lambda i: i.constant_(torch.zeros(3), 2**70),
+                                  lambda i: i.kaiming_uniform_(torch.zeros(3, 3), 0, 3), lambda i: i.eye_([1, 2])])
+def test_bad_arguments_raise_the_builtin_torch_raises_as_a_multiinit_error(call) -> None:
+    with pytest.raises(Exception) as theirs:
+        call(torch_init)
+    with pytest.raises(type(theirs.value)) as ours:
+        call(mit)
+    assert isinstance(ours.value, mi.MultiinitError)
 
 
 # (name, args, kwargs, shape): every drop-in with non-default parameters.

@@ -24,19 +24,33 @@ implements:
                      zero-element tensors
     initializers.py  the ``torch.nn.init`` drop-ins (``uniform_`` ... ``sparse_``,
                      ``calculate_gain``): same names, signatures, laws and error types
+    sharded.py       any part of a parameter drawn alone: the stream rule's torch half (tile
+                     seeds), DTensor shards (FSDP2, tensor parallel, _StridedShard), the
+                     transposed-conv view written box by box, compiled fillers on DTensors
     model.py         walking an ``nn.Module``: layer kinds, logical views (transposed convs,
-                     bias fans), ``params_of``, ``apply``, parameter order and seeds
+                     bias fans), ``params_of``, ``apply`` (one pass, all or nothing, meta
+                     models with ``device=``), parameter order, aliases and seeds
 
 Decisions implemented here:
 
-* **Deprecated names.** ``torch.nn.init.normal`` (no underscore, deprecated since torch 0.4)
-  filled a tensor; here ``normal(...)`` is the contract's constructor and returns a filler.
-  Passing a tensor to it raises a ``SpecError`` that says to use ``normal_``.
+* **Deprecated names, both meanings.** ``torch.nn.init.normal`` (no underscore, deprecated
+  since torch 0.4) fills a tensor; here ``normal`` is also the contract's constructor. The
+  call decides: with a tensor first (or as ``tensor=``), ``normal(t, 0.0, 1.0)`` warns
+  ``FutureWarning`` with torch's message and fills ``t`` as ``normal_`` does, as torch's
+  alias does; without one, ``normal(std=0.1)`` returns the compiled filler. The same holds
+  for every deprecated alias torch keeps (``uniform``, ``constant``, ``eye``, ``dirac``,
+  ``xavier_*``, ``kaiming_*``, ``orthogonal``, ``sparse``); their signature is the
+  constructor's (torch's alias shows ``(*args, **kwargs)``).
+* **``calculate_gain``** here is the drop-in's (torch's argument rules over the neutral
+  table), and the private helpers code copies from torch's ``reset_parameters``
+  (``_calculate_fan_in_and_fan_out``, ``_calculate_correct_fan``, ``_no_grad_*_``) are here
+  too, so ``init`` can stand for ``torch.nn.init`` in such code.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable
 
 try:
@@ -51,13 +65,28 @@ except ImportError as e:  # the exact pip command is in the message
     raise BackendUnavailable.missing("torch", "PyTorch", "torch", e) from e
 
 from .. import spec as _spec
-from ..errors import SpecError
 from ..fans import OUT_IN
 from ..registry import namespace
 from . import initializers as _initializers
-from .compiled import TorchInitializer, compile
-from .draw import FLOAT_DTYPES
-from .initializers import (
+from .compiled import (
+    DtypeError,
+    SpecAttributeError,
+    SpecOverflowError,
+    SpecRuntimeError,
+    SpecTypeError,
+    SpecZeroDivisionError,
+    TorchInitializer,
+    compile,
+)
+from .draw import COMPLEX_DTYPES, FLOAT_DTYPES  # noqa: F401 - the dtypes random specs fill
+from .initializers import (  # noqa: F401 - torch.nn.init's private helpers, for copied code
+    _calculate_correct_fan,
+    _calculate_fan_in_and_fan_out,
+    _no_grad_fill_,
+    _no_grad_normal_,
+    _no_grad_trunc_normal_,
+    _no_grad_uniform_,
+    _no_grad_zero_,
     calculate_gain,
     constant_,
     dirac_,
@@ -68,6 +97,7 @@ from .initializers import (
     ones_,
     orthogonal_,
     sparse_,
+    spec_of,
     trunc_normal_,
     uniform_,
     xavier_normal_,
@@ -97,6 +127,13 @@ __all__ = [
     "kaiming_normal_",
     "orthogonal_",
     "sparse_",
+    "spec_of",
+    "DtypeError",
+    "SpecAttributeError",
+    "SpecOverflowError",
+    "SpecRuntimeError",
+    "SpecTypeError",
+    "SpecZeroDivisionError",
     *_spec.CONSTRUCTORS,
 ]
 
@@ -116,28 +153,33 @@ __test__ = {"TorchInitializer": TorchInitializer}
 
 
 globals().update(namespace("torch", compile))
+calculate_gain = _initializers.calculate_gain  # the drop-in's, not the namespace's neutral one
 
-# torch.nn.init's deprecated aliases (uniform, normal, ...) took a tensor; here those names are
-# the contract's constructors. A tensor passed to one gets a pointer to the right function.
+# torch.nn.init's deprecated aliases (uniform, normal, ...), which the contract's constructors
+# of the same names also answer to: a tensor first means torch's alias.
 _DEPRECATED_TORCH = ("uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
                      "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse")
 
 
-def _refuse_tensors(name: str, constructor: Callable[..., Any]) -> Callable[..., Any]:
+def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., Any]) -> Callable[..., Any]:
+    message = f"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`."
+
     @functools.wraps(constructor)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())):
-            raise SpecError(
-                f"multiinit.torch.{name}(...) builds an initializer and takes no tensor; to fill a "
-                f"tensor in place as torch.nn.init.{name} did, call {name}_(tensor, ...) or "
-                f"{name}(...)(tensor)"
-            )
+    def either(*args: Any, **kwargs: Any) -> Any:
+        if (args and isinstance(args[0], torch.Tensor)) or "tensor" in kwargs:
+            warnings.warn(message, FutureWarning, stacklevel=2)
+            return dropin(*args, **kwargs)
         return constructor(*args, **kwargs)
 
-    return checked
+    either.__doc__ = (
+        f"{constructor.__doc__}\n\nWith a tensor first, torch's deprecated "
+        f"``torch.nn.init.{name}(tensor, ...)``: warns ``FutureWarning`` and fills it as "
+        f"``{name}_`` does."
+    )
+    return either
 
 
 for _name in _DEPRECATED_TORCH:
-    globals()[_name] = _refuse_tensors(_name, globals()[_name])
+    globals()[_name] = _either(_name, globals()[_name], globals()[_name + "_"])
 del _name
 

@@ -7,9 +7,12 @@ Decisions implemented here:
 * **Fans** of a compiled call come from the tensor's own stored shape, by torch's rule (dim 1
   times the receptive field is fan_in): filling a ``ConvTranspose`` weight with the compiled
   form keeps torch's stored-shape fans, where ``apply`` reads the logical view (``model.py``).
-* **dtypes.** A random spec fills only float16, bfloat16, float32 and float64 tensors
-  (``draw.FLOAT_DTYPES``; ``ShapeError`` otherwise); deterministic ones (constant, eye, dirac)
-  any dtype torch can fill, as torch does.
+* **dtypes.** A random spec fills float16, bfloat16, float32 and float64 tensors
+  (``draw.FLOAT_DTYPES``), and complex64/complex128 ones where its law has a complex form
+  (``draw.complex_problem``, torch's convention: see ``draw.py``); any other dtype raises
+  ``DtypeError``, a ``ShapeError`` that is also the ``NotImplementedError`` torch raises
+  there. Deterministic specs (constant, eye, dirac) fill any dtype torch can fill, as torch
+  does.
 * **Meta tensors are left for later, like torch's own init functions:** the shape is still
   checked (a bad spec raises ``ShapeError`` at once), nothing is drawn, the tensor is
   returned. Fill it after ``module.to_empty(device=...)``.
@@ -20,7 +23,19 @@ Decisions implemented here:
   the type torch raises) with torch's wording. Bad parameters raise ``SpecError`` (also a
   ``ValueError``) when the spec is built, before anything is compiled (``multiinit.spec``); a
   tensor that is not a ``torch.Tensor``, a generator that is not a ``torch.Generator`` and
-  compile options raise ``SpecError`` here.
+  compile options raise ``SpecError`` here. Where torch itself raises another builtin for
+  the same input, the error is a ``SpecError`` (or ``ShapeError``) that is *also* that
+  builtin, so code written against ``torch.nn.init`` keeps catching what it caught:
+  ``SpecAttributeError`` for a non-tensor (torch fails on a missing method),
+  ``SpecTypeError`` for an argument of the wrong type (a generator that is not one),
+  ``DtypeError`` (``NotImplementedError``) for a dtype the law cannot fill; the drop-ins
+  (``initializers.py``) also use ``SpecRuntimeError``, ``SpecZeroDivisionError`` and
+  ``SpecOverflowError`` where torch raises those.
+* **DTensors** (FSDP2, tensor parallel): the spec is checked against the global shape, then
+  one 32-bit base is drawn from ``generator`` (torch's global RNG without one) and this
+  rank's shard is filled by the stream rule (``sharded.py``): the same values for any mesh
+  and placement when ranks are seeded alike; no collective. (torch's own init functions on a
+  DTensor give mesh-dependent values, pytorch/pytorch#168058.)
 * **Zero-element tensors** are a no-op for every spec (torch warns for kaiming and divides
   by zero for xavier on ``(0, 0)``), after the shape check.
 """
@@ -35,7 +50,39 @@ from torch import nn
 from ..errors import ShapeError, SpecError
 from ..reference import check_shape
 from ..spec import Spec
-from .draw import FLOAT_DTYPES, _filler
+from .draw import COMPLEX_DTYPES, FLOAT_DTYPES, _filler, complex_problem
+from .sharded import fill_compiled, is_dtensor
+
+# --------------------------------------------------------------------------- errors
+# Each is a multiinit error *and* the builtin torch raises for the same bad input, so that
+# ``except RuntimeError`` around code written for torch.nn.init still catches it.
+
+
+class SpecTypeError(SpecError, TypeError):
+    """A parameter of the wrong type (torch raises ``TypeError`` when parsing it)."""
+
+
+class SpecRuntimeError(SpecError, RuntimeError):
+    """A parameter value torch's kernels refuse with ``RuntimeError`` (``a > b``, ``std < 0``,
+    bounds out of range, ...)."""
+
+
+class SpecAttributeError(SpecError, AttributeError):
+    """Not a tensor where a tensor is needed (torch fails on the missing method)."""
+
+
+class SpecZeroDivisionError(SpecError, ZeroDivisionError):
+    """A parameter torch divides by when it is zero (``trunc_normal_(std=0)``,
+    ``dirac_(groups=0)``)."""
+
+
+class SpecOverflowError(SpecError, OverflowError):
+    """A number torch cannot convert (an int beyond int64, an infinite sparsity)."""
+
+
+class DtypeError(ShapeError, NotImplementedError):
+    """A tensor whose dtype the law cannot fill (torch raises ``NotImplementedError``)."""
+
 
 # --------------------------------------------------------------------------- one tensor
 
@@ -52,7 +99,7 @@ def _prepare(spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | No
              path: str | None = None) -> bool:
     """Check that ``spec`` can fill ``tensor``; True when there is something to draw."""
     if not isinstance(tensor, torch.Tensor):
-        raise SpecError(
+        raise SpecAttributeError(
             f"{spec!r}: tensor={tensor!r} is not allowed; tensor must be a torch.Tensor "
             "(use mi.apply for a whole nn.Module)"
         )
@@ -62,18 +109,30 @@ def _prepare(spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | No
             "its shape is unknown; run one forward pass (e.g. net(x)) to materialize it first"
         )
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise SpecError(
+        raise SpecTypeError(
             f"{spec!r}: generator={generator!r} is not allowed; generator must be None or a "
             "torch.Generator on the tensor's device"
         )
     check_shape(spec, tuple(tensor.shape), fans, path)
     if spec.random and tensor.dtype not in FLOAT_DTYPES:
-        raise ShapeError(
-            f"{spec!r} cannot fill {_where(path)} of dtype {tensor.dtype}: a random spec fills "
-            "torch.float16, torch.bfloat16, torch.float32 or torch.float64 tensors"
-        )
+        _check_dtype(spec, tensor.dtype, path)
     # A meta tensor has no storage: the shape is checked, the values are left for later.
     return not tensor.is_meta and tensor.numel() > 0
+
+
+def _check_dtype(spec: Spec, dtype: torch.dtype, path: str | None) -> None:
+    """Raise ``DtypeError`` unless the random ``spec`` has a law on ``dtype`` (not a float
+    dtype: that one the caller has allowed)."""
+    if dtype in COMPLEX_DTYPES:
+        problem = complex_problem(spec)
+        if problem is None:
+            return
+        raise DtypeError(f"{spec!r} cannot fill {_where(path)} of dtype {dtype}: {problem}")
+    raise DtypeError(
+        f"{spec!r} cannot fill {_where(path)} of dtype {dtype}: a random spec fills "
+        "torch.float16, torch.bfloat16, torch.float32 or torch.float64 tensors, and "
+        "torch.complex64 or torch.complex128 ones where its law has a complex form"
+    )
 
 
 class TorchInitializer:
@@ -108,6 +167,12 @@ class TorchInitializer:
             if tensor.is_meta or not tensor.numel():
                 return tensor
         elif not _prepare(self.spec, tensor, generator, None):
+            return tensor
+        elif is_dtensor(tensor):
+            # torch's own init on a DTensor gives values that depend on the mesh (and fails
+            # for ops without a sharding rule): this rank's shard by the stream rule instead.
+            with torch.no_grad():
+                fill_compiled(tensor, self.spec, generator)
             return tensor
         with torch.no_grad():
             self._fill(tensor, generator, None)

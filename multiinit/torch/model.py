@@ -1,8 +1,10 @@
 """Walking a torch module: layer kinds, logical views, ``params_of`` and ``apply``.
 
-``mi.apply(net, rules, seed=...)`` lands here: every parameter becomes a ``rules.Param``, the
-rules engine (``multiinit.rules``) plans and checks everything, values are drawn on each
-parameter's logical view (``draw.py``, after the checks of ``compiled.py``) and written last.
+``mi.apply(net, rules, seed=..., device=...)`` lands here: every parameter becomes a
+``rules.Param`` and the rules engine (``multiinit.rules.execute``) drives this file's writer
+in one pass: ``check`` everything that can fail, ``prepare`` (draw and validate) the user laws,
+then ``fill`` each parameter in place -- built-in laws drawn straight into it, tile by tile
+(``sharded.py``), so no model-sized copy is ever made.
 
 Decisions implemented here:
 
@@ -15,11 +17,32 @@ Decisions implemented here:
   its layer's weight fans (``bias_ih_l0`` pairs with ``weight_ih_l0``), so
   ``variance_scaling(1/3, "fan_in", "uniform")`` on a bias is torch's default bias. A conv
   with ``groups == in_channels > 1`` is of kind ``"depthwise_conv"``, as Keras' DepthwiseConv2D.
-* **Order and seeds.** Parameters are numbered in ``named_modules()`` order, each module's
-  own parameters with weights before biases, each shared parameter once (under its first
-  path, as ``named_parameters()`` reports it). ``seed=s`` gives parameter ``i`` a generator
-  seeded with ``rules.derive_seed(s, i)`` on its own device; ``seed=None`` uses torch's global
-  RNG (so ``torch.manual_seed`` makes it reproducible).
+* **Order.** Parameters are numbered in ``named_modules()`` order, each module's own
+  parameters with weights before biases, each shared parameter once, under its first path
+  (the one ``named_parameters()`` reports); its other paths are its ``aliases``, and a path
+  selector selects it by any of them (``"head.weight"`` tied to ``"emb.weight"``).
+* **Seeds: the stream rule's torch half.** ``seed=s``: tile ``t`` of the parameter at
+  position ``i`` is drawn from a ``torch.Generator`` on the parameter's device seeded with
+  ``stream.tile_seed(stream.seed_base(s), i, t)`` (see ``sharded.py``); the values do not
+  depend on how the parameter is sharded. ``seed=None`` draws one base from torch's global
+  RNG per call, so ``torch.manual_seed`` makes it reproducible and ranks seeded alike agree.
+* **All or nothing, without a copy.** Before the first write: every rule and shape, and
+  whether each selected parameter can be written in place -- not an inference tensor outside
+  inference mode, not overlapping/expanded storage, storage as large as the tensor, a strided
+  plain tensor or a DTensor (other tensor subclasses are refused), a dtype the law can fill,
+  not an uninitialized lazy parameter, not on ``meta`` without ``device=``; user laws
+  (``custom``) are drawn and validated (finite values) first. Then nothing can fail but the
+  machine (running out of memory).
+* **Meta models** (``device=``). Every meta tensor of the model is materialized on ``device``
+  (``torch.empty_like``, through ``nn.Module._apply``, so FSDP2 re-registers its sharded
+  parameters as ``to_empty`` does; a DTensor gets its local shard only) and each selected
+  parameter is then drawn into, in the same pass: pages are touched once. Found first: meta
+  parameters that no rule initializes (a ``RuleError`` listing them: they would hold garbage),
+  and meta buffers other than the running statistics of batch/instance norm layers, which are
+  reset to torch's construction values (mean 0, var 1, no batches); any other meta buffer
+  (a rotary table, a mask) is a ``RuleError`` listing them, since only the model knows their
+  values: set them first, or ``to_empty`` the model, recompute them and apply without
+  ``device=``. ``device=`` never moves a tensor that is already materialized.
 * **Uninitialized lazy parameters** are listed (empty view, no handle) but ``apply`` raises
   ``ShapeError`` only when a rule would fill one: their shape is unknown until one forward
   pass has run.
@@ -27,18 +50,22 @@ Decisions implemented here:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import sys
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import rules as _rules
-from ..errors import ShapeError, SpecError
-from ..fans import LogicalView
+from .. import stream as _stream
+from .. import errors as _errors
+from ..errors import MultiinitError, RuleError, ShapeError, SpecError
+from ..fans import LogicalView, compute_fans
 from ..spec import Spec
-from .compiled import _is_uninitialized, _prepare
-from .draw import _fill
+from . import sharded as _sharded
+from .compiled import _is_uninitialized
+from .draw import FLOAT_DTYPES, _filler
 
 _DENSE = (nn.Linear,)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -97,8 +124,9 @@ def _weight_for(name: str, own: dict[str, Any]) -> Any:
 def params_of(module: nn.Module) -> list[_rules.Param]:
     """Every parameter of ``module`` as a ``rules.Param``, in the order that seeds its stream.
 
-    ``path`` is ``named_parameters()``'s; ``role`` the leaf name; ``layer`` the owning module;
-    ``view`` the logical view; ``fans`` the layer weight's fans for a 1-D parameter; each
+    ``path`` is ``named_parameters()``'s; ``aliases`` the other paths of a shared parameter;
+    ``role`` the leaf name; ``layer`` the owning module; ``view`` the logical view (of the
+    global shape, for a DTensor); ``fans`` the layer weight's fans for a 1-D parameter; each
     shared parameter appears once. Uninitialized lazy parameters get an empty view and
     ``handle`` None (``apply`` refuses to fill them).
 
@@ -107,8 +135,9 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
     [('0.weight', 0, None), ('0.bias', 1, (4, 8))]
     """
     params: list[_rules.Param] = []
-    seen: set[int] = set()
-    for prefix, owner in module.named_modules():
+    seen: dict[int, _rules.Param] = {}
+    # remove_duplicate=False: a module used twice shows its parameters' second paths too.
+    for prefix, owner in module.named_modules(remove_duplicate=False):
         own = {n: p for n, p in owner._parameters.items() if p is not None}
         views = {}
         for name, p in own.items():
@@ -117,67 +146,276 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
         # Weights before biases within a layer, whatever order the module registered them in.
         for name in sorted(own, key=lambda n: "bias" in n):
             p = own[name]
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
             path = f"{prefix}.{name}" if prefix else name
-            if _is_uninitialized(p):
-                params.append(_rules.Param(path, LogicalView(()), name, layer=owner, order=len(params),
-                                           kind=_kind(owner), handle=None))
+            if id(p) in seen:
+                first = seen[id(p)]
+                if path not in first.paths:
+                    first.aliases = (*first.aliases, path)
                 continue
-            fans = None
-            if p.dim() < 2:
-                weight = _weight_for(name, own)
-                if weight is not None:
-                    fans = views[weight].fans
-            params.append(
-                _rules.Param(path, views[name], name, layer=owner, fans=fans, order=len(params),
-                             dtype=str(p.dtype).replace("torch.", ""), handle=p, kind=_kind(owner))
-            )
+            if _is_uninitialized(p):
+                param = _rules.Param(path, LogicalView(()), name, layer=owner, order=len(params),
+                                     kind=_kind(owner), handle=None)
+            else:
+                fans = None
+                if p.dim() < 2:
+                    weight = _weight_for(name, own)
+                    if weight is not None:
+                        fans = views[weight].fans
+                param = _rules.Param(path, views[name], name, layer=owner, fans=fans, order=len(params),
+                                     dtype=str(p.dtype).replace("torch.", ""), handle=p, kind=_kind(owner))
+            seen[id(p)] = param
+            params.append(param)
     return params
 
 
-def _to_native(view: LogicalView, logical: torch.Tensor) -> torch.Tensor:
-    permuted = tuple(view.pre_shape[a] for a in view.axes)
-    inverse = [0] * len(view.axes)
-    for position, axis in enumerate(view.axes):
-        inverse[axis] = position
-    return logical.reshape(permuted).permute(inverse).reshape(view.native_shape)
+# --------------------------------------------------------------------------- the writer
+
+_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+#: A user law that fails or lies: LawError where the fence (multiinit.errors.LawError) exists.
+_LAW_ERROR = getattr(_errors, "LawError", SpecError)
 
 
-def _draw(param: _rules.Param, spec: Spec, seed: int | None) -> torch.Tensor | None:
-    target = param.handle
-    logical = torch.empty(param.view.logical_shape, dtype=target.dtype, device=target.device)
-    if not _prepare(spec, logical, None, param.fans, param.path):
-        return None  # meta or empty: nothing to draw
-    generator = None if seed is None else torch.Generator(device=target.device).manual_seed(seed)
-    with torch.no_grad():
-        _fill(spec, logical, generator, param.fans)
-    return logical if param.view.is_plain else _to_native(param.view, logical)
+def _where(param: _rules.Param) -> str:
+    return f"{param.path!r} ({type(param.layer).__name__})"
 
 
-def _from_numpy(param: _rules.Param, native: np.ndarray) -> torch.Tensor | None:
-    target = param.handle
-    if target.is_meta:
+def _storage_problem(t: torch.Tensor) -> str | None:
+    """Why ``copy_``/``normal_`` would refuse to write ``t`` in place, or None."""
+    if t.layout != torch.strided:
+        return f"its layout is {t.layout}; only strided (dense) tensors are filled in place"
+    if t.is_inference() and not torch.is_inference_mode_enabled():
+        return ("it is an inference tensor (created under torch.inference_mode()), which cannot "
+                "be changed in place outside inference mode; rebuild the layer outside "
+                "inference_mode, or call mi.apply inside torch.inference_mode()")
+    if t.numel() > 1 and torch._debug_has_internal_overlap(t) == 1:
+        return (f"its elements share memory (strides {tuple(t.stride())}, e.g. an expanded "
+                "tensor), so it cannot be written element by element; give it its own storage "
+                "(e.g. nn.Parameter(t.clone()))")
+    if t.numel():
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        if (last + 1) * t.element_size() > t.untyped_storage().nbytes():
+            return ("its storage is smaller than the tensor (freed or resized by a wrapper); "
+                    "materialize the parameter first")
+    return None
+
+
+class _Writer:
+    """The torch ``rules.Writer``: check everything, prepare user laws, fill in place."""
+
+    def __init__(self, model: nn.Module, seed: int | None, device: torch.device | None) -> None:
+        self.model = model
+        self.seed = seed
+        self.device = device
+        self._base: int | None = None
+        self._meta = device is not None and any(t.is_meta for t in _tensors(model))
+        self._norms: list[tuple[nn.Module, list[str]]] = []
+
+    # ---- before anything: what a meta model needs
+
+    def plan_meta(self, params: list[_rules.Param], rules: Any) -> None:
+        """With ``device=``: every meta parameter is selected by a rule that initializes it,
+        and every meta buffer is one multiinit knows how to reset (``RuleError`` otherwise)."""
+        if not self._meta:
+            return
+        selected = {id(p) for p, _ in _rules.plan(params, rules)}
+        left = [p.path for p in params if p.handle is not None and p.handle.is_meta and id(p) not in selected]
+        if left:
+            raise RuleError(
+                f"meta parameters {_listed(left)} are not initialized by any rule: materialized on "
+                f"{self.device} they would hold garbage; add rules for them (or a catch-all such "
+                "as ('*', mi.zeros()) last)"
+            )
+        unknown = []
+        for prefix, module in self.model.named_modules():
+            metas = [n for n, b in module._buffers.items() if b is not None and b.is_meta]
+            if not metas:
+                continue
+            if isinstance(module, nn.modules.batchnorm._NormBase) and set(metas) <= set(_NORM_STATS):
+                self._norms.append((module, metas))
+                continue
+            unknown.extend(f"{prefix}.{n}" if prefix else n for n in metas if n not in _NORM_STATS
+                           or not isinstance(module, nn.modules.batchnorm._NormBase))
+        if unknown:
+            raise RuleError(
+                f"meta buffers {_listed(unknown)} have values only the model knows (multiinit resets "
+                "batch/instance norm running statistics, nothing else); set them on the device "
+                "before mi.apply (module.register_buffer(name, value)), or call "
+                "model.to_empty(device=...), recompute them, and mi.apply without device="
+            )
+
+    # ---- the Writer protocol
+
+    def check(self, param: _rules.Param, spec: Spec) -> None:
+        t = param.handle
+        if t is None:  # apply() reported the lazy ones already; kept for a direct caller
+            raise ShapeError(f"{spec!r} cannot fill {_where(param)}: it is an uninitialized lazy parameter")
+        if spec.random and t.dtype not in FLOAT_DTYPES:
+            raise ShapeError(
+                f"{spec!r} cannot fill {_where(param)} of dtype {t.dtype}: a random spec fills "
+                "torch.float16, torch.bfloat16, torch.float32 or torch.float64 tensors"
+            )
+        dtensor = _sharded.is_dtensor(t)
+        if not dtensor and type(t) not in (torch.Tensor, nn.Parameter):
+            raise ShapeError(
+                f"{spec!r} cannot fill {_where(param)}: it is a {type(t).__name__}, a tensor subclass "
+                "multiinit cannot write in place (it fills plain tensors and DTensors)"
+            )
+        if t.is_meta:
+            if self.device is None:
+                raise ShapeError(
+                    f"{spec!r} cannot fill {_where(param)}: it is on the meta device (no storage); "
+                    "pass device= to materialize and initialize the model in one pass, e.g. "
+                    "mi.apply(model, rules, seed=0, device='cpu')"
+                )
+            if dtensor and t.device_mesh.device_type != self.device.type:
+                raise ShapeError(
+                    f"{spec!r} cannot fill {_where(param)}: it is sharded on a "
+                    f"{t.device_mesh.device_type!r} mesh, and device={str(self.device)!r} is another "
+                    "device type; pass the mesh's device"
+                )
+            if dtensor:
+                _sharded.check_dtensor(t, param.path)
+            return
+        if dtensor:
+            _sharded.check_dtensor(t, param.path)
+            t = t._local_tensor
+        problem = _storage_problem(t)
+        if problem:
+            raise ShapeError(f"{spec!r} cannot fill {_where(param)}: {problem}")
+
+    def prepare(self, param: _rules.Param, spec: Spec, draw: _rules.Draw) -> torch.Tensor:
+        t = param.handle
+        device = self.device if t.is_meta else _sharded._local(t).device
+        try:
+            if draw.portable:
+                values = _rules.portable_values(param, spec, draw)
+                whole = torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=t.dtype)
+            else:
+                whole = torch.empty(param.logical_shape, dtype=t.dtype, device=device)
+                generator = torch.Generator(device=device).manual_seed(
+                    _stream.tile_seed(self.base(), param.order, 0))
+                with torch.no_grad():
+                    _filler(spec)(whole, generator, _fans(param))
+        except MultiinitError as e:
+            if param.path in str(e):
+                raise
+            raise type(e)(f"{spec!r} on {_where(param)}: {e}") from e
+        except Exception as e:  # the user's law failed: never a foreign exception, never a write
+            raise _LAW_ERROR(f"{spec!r} failed on {_where(param)}: {type(e).__name__}: {e}") from e
+        if whole.is_floating_point() and not bool(torch.isfinite(whole).all()):
+            raise _LAW_ERROR(f"{spec!r} returned non-finite values (NaN or inf) for {_where(param)}")
+        return whole
+
+    def fill(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
+        self.materialize()
+        tensor = param.layer._parameters[param.role]  # materializing may have swapped it
+        with torch.no_grad():
+            _sharded.fill_parameter(tensor, param.view, self.source(param, spec, draw, prepared))
+
+    def source(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any = None) -> _sharded.Stream:
+        """Where ``param``'s values come from: its tile seeds, or portable mode's reference."""
+        if draw.portable:
+            def portable(box: Any, write: Any) -> Any:
+                return _rules.portable_values(param, spec, draw, box=box, write=write)
+
+            return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order,
+                                   portable=portable, prepared=prepared, path=param.path)
+        return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order, base=self.base(),
+                               prepared=prepared, path=param.path)
+
+    # ---- helpers
+
+    def base(self) -> int:
+        """The 32-bit base of this call's tile seeds (drawn once from torch's global RNG
+        when there is no seed)."""
+        if self._base is None:
+            if self.seed is None:
+                self._base = int(torch.randint(0, 1 << 32, (1,)).item())
+            else:
+                self._base = _stream.seed_base(self.seed)
+        return self._base
+
+    def materialize(self) -> None:
+        """Allocate every meta tensor on ``device`` (once), and reset norm running stats."""
+        if not self._meta:
+            return
+        self._meta = False
+        device = self.device
+
+        def empty(t: torch.Tensor) -> torch.Tensor:
+            return torch.empty_like(t, device=device) if t.is_meta else t
+
+        with torch.no_grad():
+            self.model._apply(empty)
+            for module, names in self._norms:
+                # torch's construction values (what reset_running_stats writes), for the
+                # statistics that were on meta only.
+                for name in names:
+                    buffer = module._buffers[name]
+                    buffer.fill_(1 if name == "running_var" else 0)
+
+
+def _listed(paths: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _tensors(model: nn.Module):
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def _fans(param: _rules.Param) -> tuple[int, int] | None:
+    """The whole tensor's fans, for a tile drawn alone (a bias: its weight's)."""
+    if param.fans is not None:
+        return param.fans
+    shape = param.logical_shape
+    return compute_fans(shape) if len(shape) >= 2 else None
+
+
+def _reshard(model: nn.Module) -> None:
+    """FSDP2 modules left unsharded by a forward pass (``reshard_after_forward=False``) hold
+    plain all-gathered copies that FSDP2 drops at its next reshard: reshard them first, as
+    torch's own ``to()``/``to_empty()`` do, so the shards -- FSDP2's truth -- are written.
+    (It frees the copies and changes no value; no communication.)"""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    fsdp_module = getattr(fsdp, "FSDPModule", None) if fsdp is not None else None
+    if fsdp_module is None:
+        return
+    for module in model.modules():
+        if isinstance(module, fsdp_module):
+            module.reshard()
+
+
+def _device(device: Any) -> torch.device | None:
+    if device is None:
         return None
-    return torch.from_numpy(np.ascontiguousarray(native)).to(device=target.device, dtype=target.dtype)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise SpecError(f"device={device!r} is not allowed; device must be a torch device such as 'cpu' or 'cuda' ({e})") from None
+    if resolved.type == "meta":
+        raise SpecError("device='meta' is not allowed; device= is where meta parameters are materialized")
+    try:
+        torch.empty(1, device=resolved)
+    except Exception as e:  # noqa: BLE001 - any failure means the device cannot hold the model
+        raise SpecError(f"device={device!r} is not allowed here: torch cannot allocate on it ({type(e).__name__}: {e})") from None
+    return resolved
 
 
-def _write(pairs: Sequence[tuple[_rules.Param, torch.Tensor | None]]) -> None:
-    with torch.no_grad():
-        for param, value in pairs:
-            if value is not None:
-                param.handle.copy_(value)
-
-
-def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool = False) -> nn.Module:
+def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool = False,
+          device: Any = None) -> nn.Module:
     """Initialize ``model``'s parameters by ``rules``, in place, all or nothing; returns it.
 
-    Selectors: a glob on the ``named_parameters()`` path (``"0.weight"``, ``"*.bias"``), a
-    role (``"weight"``, ``"bias"``, any leaf name), a layer kind (``"dense"``, ``"conv"``, ...),
-    a module class or tuple of classes (``nn.Linear``, ``(nn.Conv1d, nn.Conv2d)``), or
-    ``mi.select(...)``; first match wins; ``None`` as spec leaves a parameter alone. Every
-    rule and shape is checked and every value drawn before the first is written.
+    Selectors: a glob on the ``named_parameters()`` path (``"0.weight"``, ``"*.bias"``; a
+    tied parameter answers to each of its paths), a role (``"weight"``, ``"bias"``, any leaf
+    name), a layer kind (``"dense"``, ``"conv"``, ...), a module class or tuple of classes
+    (``nn.Linear``, ``(nn.Conv1d, nn.Conv2d)``), or ``mi.select(...)``; first match wins;
+    ``None`` as spec leaves a parameter alone. Everything that can fail is checked before the
+    first write; then each parameter is drawn into in place (no model-sized copy).
+    ``device=`` materializes a model built on ``meta`` (each DTensor's local shard only).
+    Sharded parameters (FSDP2, tensor parallel) keep their placements, each rank drawing only
+    its shard, with the values of the unsharded model.
 
     >>> import torch, multiinit as mi
     >>> from torch import nn
@@ -185,15 +423,19 @@ def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool 
     >>> net = mi.apply(net, {nn.Linear: mi.ones(), "bias": mi.zeros()}, seed=0)
     >>> net[2].weight.tolist(), net[2].bias.tolist()
     ([[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]], [1.0])
-    >>> net = mi.apply(net, [("*.bias", mi.zeros()), (nn.Linear, mi.ones())])
-    >>> net[2].bias.tolist()
-    [0.0]
+    >>> with torch.device("meta"):
+    ...     big = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    >>> big = mi.apply(big, {"weight": mi.he_normal(), "bias": mi.zeros()}, seed=0, device="cpu")
+    >>> big[1].bias.device, big[1].bias.tolist()
+    (device(type='cpu'), [0.0, 0.0])
     """
     if not isinstance(model, nn.Module):
         raise SpecError(
             f"model of type {type(model).__name__} is not allowed; the torch backend's apply takes "
             "an nn.Module (fill one tensor with mi.compile(spec, 'torch')(tensor))"
         )
+    target = _device(device)
+    _reshard(model)
     params = params_of(model)
     lazy = [p for p in params if p.handle is None]
     if lazy:
@@ -206,7 +448,8 @@ def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool 
                     "it is an uninitialized lazy parameter, so its shape is unknown; run one "
                     "forward pass (e.g. net(x)) to materialize it before mi.apply"
                 )
-    _rules.execute(params, rules, seed=seed, portable=portable, draw=_draw,
-                   from_numpy=_from_numpy, write=_write)
+    writer = _Writer(model, seed, target)
+    writer.plan_meta(params, rules)
+    _rules.execute(params, rules, seed=seed, portable=portable, writer=writer)
+    writer.materialize()  # meta buffers of a model whose rules selected nothing meta
     return model
-

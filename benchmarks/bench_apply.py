@@ -1,0 +1,193 @@
+"""Model-level ``mi.apply`` against each framework's own init loop: time and peak memory.
+
+Run in a backend's env: ``python benchmarks/bench_apply.py [--small] [--rounds 5]``.
+
+Every case runs in a fresh subprocess (``--case``), so one case's memory never counts in
+another's peak: the process imports everything, notes its peak RSS (``resource.getrusage``),
+builds its model, times the initialization (the fastest of ``--rounds`` rounds; a meta case
+builds its model again each round), and reports the time and its peak RSS above that
+baseline. The parent prints each time as a ratio against the native case of the same run and
+each memory figure against the bytes of the model's parameters.
+
+torch (the issue's models: ``nn.Sequential`` of 4 and 18 ``Linear(4096, 4096)``, 67M and
+302M parameters, float32):
+
+* ``native loop``: ``normal_(0, 0.02)`` / ``zeros_`` per parameter on a built model;
+* ``mi.apply seed``: ``mi.apply(net, {"weight": mi.normal(std=0.02), "bias": mi.zeros()}, seed=0)``
+  on the same model (goal: at most 1.05x the native loop);
+* ``mi.apply portable``: the same with ``portable=True`` (goal: at least 0.5x the native
+  throughput, i.e. at most 2x its time);
+* ``default + re-init``: construction with torch's own init, then the native loop (what
+  people do without meta);
+* ``meta + to_empty + loop``: built on ``meta``, ``to_empty(device="cpu")``, native loop;
+* ``meta + mi.apply``: built on ``meta``, ``mi.apply(..., seed=0, device="cpu")`` (goal: at
+  most 0.7x default + re-init, peak RSS above the baseline at most 1.15x the parameters);
+* ``meta + mi.apply portable``: the same in portable mode (the same memory goal).
+
+``--small`` runs 2 x ``Linear(1024, 1024)`` once, to check the script works.
+Another framework's part goes in its own ``<framework>_cases``/``<framework>_report``
+functions, called from ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process so far, in bytes (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+# --------------------------------------------------------------------------- torch
+
+TORCH_CASES = (
+    "native loop",
+    "mi.apply seed",
+    "mi.apply portable",
+    "default + re-init",
+    "meta + to_empty + loop",
+    "meta + mi.apply",
+    "meta + mi.apply portable",
+)
+
+
+def torch_case(name: str, layers: int, size: int, rounds: int) -> dict:
+    """Run one torch case in this process; returns seconds, peak RSS above the baseline, and
+    the parameters' bytes."""
+    import torch
+    from torch import nn
+
+    import multiinit as mi
+
+    rules = {"weight": mi.normal(std=0.02), "bias": mi.zeros()}
+
+    def build(device: str = "cpu") -> nn.Module:
+        with torch.device(device):
+            return nn.Sequential(*(nn.Linear(size, size) for _ in range(layers)))
+
+    def loop(net: nn.Module) -> None:
+        with torch.no_grad():
+            for layer in net:
+                layer.weight.normal_(0.0, 0.02)
+                layer.bias.zero_()
+
+    def run_meta(init) -> None:
+        net = build("meta")
+        init(net)
+
+    def meta_native(net: nn.Module) -> None:
+        net.to_empty(device="cpu")
+        loop(net)
+
+    def meta_apply(net: nn.Module, portable: bool = False) -> None:
+        mi.apply(net, rules, seed=0, portable=portable, device="cpu")
+
+    torch.manual_seed(0)
+    mi.apply(nn.Linear(8, 8), rules, seed=0)  # imports and thread pool ready before the baseline
+    baseline = peak_rss()
+    param_bytes = layers * (size * size + size) * 4
+    times = []
+    if name in ("native loop", "mi.apply seed", "mi.apply portable"):
+        net = build()
+        step = {
+            "native loop": lambda: loop(net),
+            "mi.apply seed": lambda: mi.apply(net, rules, seed=0),
+            "mi.apply portable": lambda: mi.apply(net, rules, seed=0, portable=True),
+        }[name]
+        step()  # warm-up
+        for _ in range(rounds):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    else:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            if name == "default + re-init":
+                net = build()
+                loop(net)
+            elif name == "meta + to_empty + loop":
+                net = build("meta")
+                meta_native(net)
+            elif name == "meta + mi.apply":
+                net = build("meta")
+                meta_apply(net)
+            else:
+                net = build("meta")
+                meta_apply(net, portable=True)
+            times.append(time.perf_counter() - start)
+            del net
+    return {"seconds": min(times), "rss_above": peak_rss() - baseline, "param_bytes": param_bytes}
+
+
+def torch_report(args: argparse.Namespace) -> None:
+    """Every torch case, each in a fresh process, as ratios against native."""
+    models = [(2, 1024)] if args.small else [(4, 4096), (18, 4096)]
+    rounds = 1 if args.small else args.rounds
+    for layers, size in models:
+        results = {name: _subprocess("torch", name, layers, size, rounds) for name in TORCH_CASES}
+        params = results["native loop"]["param_bytes"]
+        print(f"\ntorch: {layers} x Linear({size}, {size}), {params / 4 / 1e6:.0f}M parameters "
+              f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s)")
+        header = f"{'case':<28} {'seconds':>8} {'vs':>24} {'ratio':>6} {'RSS above baseline / params':>28}"
+        print(header)
+        print("-" * len(header))
+        against = {
+            "native loop": "native loop", "mi.apply seed": "native loop", "mi.apply portable": "native loop",
+            "default + re-init": "default + re-init", "meta + to_empty + loop": "default + re-init",
+            "meta + mi.apply": "default + re-init", "meta + mi.apply portable": "default + re-init",
+        }
+        for name in TORCH_CASES:
+            r = results[name]
+            base = results[against[name]]["seconds"]
+            print(f"{name:<28} {r['seconds']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
+                  f"{r['rss_above'] / params:>28.2f}")
+        native, portable = results["native loop"]["seconds"], results["mi.apply portable"]["seconds"]
+        print(f"portable throughput: {native / portable:.2f}x native (goal >= 0.5); "
+              f"meta + mi.apply: {results['meta + mi.apply']['seconds'] / results['default + re-init']['seconds']:.2f}x "
+              "default + re-init (goal <= 0.7)")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _subprocess(framework: str, name: str, layers: int, size: int, rounds: int) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--case", f"{framework}:{name}",
+               "--layers", str(layers), "--size", str(size), "--rounds", str(rounds)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"case {framework}:{name} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="2 x Linear(1024, 1024), one round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=4096, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        framework, name = args.case.split(":", 1)
+        runner = {"torch": torch_case}[framework]
+        print(json.dumps(runner(name, args.layers, args.size, args.rounds)))
+        return
+    print(f"{os.cpu_count()} CPU(s); MULTIINIT_THREADS={os.environ.get('MULTIINIT_THREADS', 'unset')}")
+    torch_report(args)
+
+
+if __name__ == "__main__":
+    main()
