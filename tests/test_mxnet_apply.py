@@ -262,6 +262,11 @@ def test_tied_parameters_appear_once() -> None:
     assert [p.path for p in params] == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
     mi.apply(net, {"weight": mi.constant(2)}, seed=0)
     assert net[2].weight is net[1].weight and (net[2].weight.data().asnumpy() == 2).all()
+    # Any of its paths selects a tied parameter (its other paths are aliases).
+    assert params[2].aliases == ("2.weight",) and params[3].aliases == ("2.bias",)
+    mi.apply(net, {"2.weight": mi.constant(3), "2.*": mi.constant(4)})
+    assert (net[1].weight.data().asnumpy() == 3).all() and (net[1].bias.data().asnumpy() == 4).all()
+    assert (net[0].weight.data().asnumpy() == 2).all()
 
 
 def test_a_hybridized_block_computes_with_the_new_values() -> None:
