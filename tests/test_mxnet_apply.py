@@ -285,3 +285,41 @@ def test_the_backend_is_detected_from_the_block_and_other_objects_are_refused() 
     assert mi.detect(net) == "mxnet"
     with pytest.raises(mi.UnknownBackend, match="not an MXNet Gluon Block"):
         params_of(net.collect_params())
+
+
+def test_recurrent_layers_are_known_and_their_biases_pair_with_their_weights() -> None:
+    from mxnet.gluon import rnn
+
+    net = nn.Sequential()
+    net.add(rnn.LSTM(8, input_size=4), nn.Dense(3, in_units=8))
+    net.initialize()
+    params = {p.path: p for p in params_of(net)}
+    # Counted by hand: l0_i2h_weight (32, 4) and l0_h2h_weight (32, 8), four gates of 8.
+    assert params["0.l0_i2h_bias"].fans == (4, 32) and params["0.l0_h2h_bias"].fans == (8, 32)
+    assert {params[p].kind for p in params if p.startswith("0.")} == {"recurrent"} and params["0.l0_i2h_weight"].known
+    mi.apply(net, [(mi.select(kind="recurrent"), mi.constant(0.5))])
+    assert (net[0].l0_h2h_weight.data().asnumpy() == 0.5).all() and not (value(net, "1.weight") == 0.5).any()
+
+
+def test_a_deferred_recurrent_layer_gets_its_rules_at_the_first_forward() -> None:
+    from mxnet.gluon import rnn
+
+    rules = {"*weight": mi.orthogonal(), "*bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")}
+    x = mx.nd.ones((5, 2, 6))  # (time, batch, features)
+
+    def lstm():
+        layer = rnn.LSTM(16)
+        layer.initialize()
+        return layer
+
+    deferred = lstm()
+    mi.apply(deferred, rules, seed=2)
+    deferred(x)
+    eager = lstm()
+    eager(x)
+    mi.apply(eager, rules, seed=2)
+    for name in ("l0_i2h_weight", "l0_h2h_weight", "l0_i2h_bias", "l0_h2h_bias"):
+        np.testing.assert_array_equal(getattr(deferred, name).data().asnumpy(),
+                                      getattr(eager, name).data().asnumpy(), err_msg=name)
+    bound = 1 / math.sqrt(6)  # l0_i2h_bias takes l0_i2h_weight's fan_in, 6 once known
+    assert 0.7 * bound < np.abs(deferred.l0_i2h_bias.data().asnumpy()).max() <= bound  # 0.7**64 < 1e-9

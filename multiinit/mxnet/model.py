@@ -16,10 +16,18 @@ Model level
     transposed conv's weight ``(in, out/g, *k)`` (or channels-last ``(in, *k, out/g)``, and a
     channels-last conv's ``(out, *k, in/g)``) is seen through its logical view
     ``(out, in/g, *k)``: a 64 -> 128 3x3 transposed conv has fan_in 576 here, where MXNet's
-    own ``Xavier`` reads the stored shape and says 1152 (as torch does). A 1-D parameter of a
-    block that has a weight (the bias) gets that weight's logical fans. Layer kinds:
-    ``dense``, ``conv``, ``conv_transpose``, ``embedding``, ``norm``, and ``depthwise_conv``
+    own ``Xavier`` reads the stored shape and says 1152 (as torch does). A parameter without
+    fans of its own (a bias) gets the logical fans of its block's weight: the one of the same
+    name with "weight" for "bias" (a recurrent layer's ``l0_i2h_bias`` and ``l0_i2h_weight``),
+    else ``weight``. Layer kinds: ``dense``, ``conv``, ``conv_transpose``, ``embedding``,
+    ``norm``, ``recurrent`` (Gluon's RNN, LSTM, GRU and their cells), and ``depthwise_conv``
     for a grouped conv with one input channel per group (Keras' DepthwiseConv).
+
+Layers multiinit does not know
+    A block class registered with ``mi.register_layer`` gets its registration's kind, layouts
+    (a weight stored ``(in, out)`` is read as such) and bias fans, ahead of the built-in
+    table above; a parameter of any other block is ``known=False``, and ``mi.plan`` flags it
+    when a fan-based law would fill it (its fans are read off the stored shape: a guess).
 
 One pass, all or nothing, no copy (``apply`` drives ``rules.execute`` with ``_Writer``)
     Before the first write, ``check`` refuses (naming the parameter, its MXNet name and what
@@ -56,6 +64,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn as _nn
+from mxnet.gluon import rnn as _rnn
 
 from .. import rules as _rules
 from .. import stream
@@ -75,6 +84,8 @@ except ImportError:  # pragma: no cover - until the core has the layer registry
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
 _NORM = (_nn.BatchNorm, _nn.LayerNorm, _nn.InstanceNorm, _nn.GroupNorm)
+# Recurrent layers and the cells with input-to-hidden and hidden-to-hidden weights.
+_RECURRENT = (_rnn.rnn_layer._RNNLayer, _rnn.RNNCell, _rnn.LSTMCell, _rnn.GRUCell)
 # Whether the rules select a parameter by its other paths too (a tied parameter's), and
 # whether they tell layers multiinit knows from guesses (mi.plan flags the latter).
 _ALIASES = "aliases" in getattr(Param, "__dataclass_fields__", {})
@@ -108,6 +119,8 @@ def _kind(block: Any) -> str | None:
         return "embedding"
     if isinstance(block, _NORM):
         return "norm"
+    if isinstance(block, _RECURRENT):
+        return "recurrent"
     return None
 
 
@@ -178,6 +191,9 @@ def _fan_sources(members: Sequence[Param]) -> dict[int, Param]:
         if _own_fans(p.view):
             continue
         named = registration.fans_source(p.role) if registration is not None else None
+        if named is None and "bias" in p.role:
+            # A recurrent layer's l0_i2h_bias pairs with its l0_i2h_weight (torch's rule too).
+            named = p.role.replace("bias", "weight") if p.role.replace("bias", "weight") in by_role else None
         source = by_role.get(named) if named is not None else default
         if source is not None and source is not p and _own_fans(source.view):
             sources[id(p)] = source
