@@ -8,10 +8,13 @@ Decisions (each one tested in ``tests/test_mxnet_*.py``):
 
 Model level
     Parameters are a block's learnable parameters in definition order (a block's own, then
-    its children's, as ``save_parameters`` walks them), each tied parameter once, excluding
-    BatchNorm's running statistics. ``path`` is the structured path ``save_parameters``
-    writes and users index by (``"0.weight"``, ``"features.3.bias"``), not MXNet 1.x's
-    prefixed name (``"dense0_weight"``), which changes with every block built in a process.
+    its children's, as ``save_parameters`` walks them), each tied parameter once (its other
+    paths are its aliases: any of them selects it), excluding BatchNorm's running
+    statistics. ``path`` is the structured path ``save_parameters`` writes and users index by
+    (``"0.weight"``, ``"features.3.bias"``), not MXNet 1.x's prefixed name
+    (``"dense0_weight"``), which changes with every block built in a process; a fused RNN
+    layer's parameters go by their attribute names (``"0.l0_i2h_weight"``), which
+    ``save_parameters`` renames.
     ``role`` is its attribute name (``"weight"``, ``"bias"``, ``"gamma"``, ``"beta"``). A
     transposed conv's weight ``(in, out/g, *k)`` (or channels-last ``(in, *k, out/g)``, and a
     channels-last conv's ``(out, *k, in/g)``) is seen through its logical view
@@ -58,7 +61,7 @@ MXNet's deferred initialization (the big-model idiom)
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
