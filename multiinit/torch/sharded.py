@@ -9,7 +9,11 @@ rule (``multiinit.stream``); this file writes any part of them into any torch de
   shard: the global indices it holds along each dim (``local_runs``), written into
   ``to_local()``, on its own device, with no collective and no full tensor for an elementwise law;
 * a ``ConvTranspose`` weight is stored ``(in, out/g, *k)``: each logical box is written into a
-  transposed view of the stored one, group by group (``_pieces``).
+  transposed view of the stored one, group by group (``_pieces``);
+* any other view -- a registered layout (``"in,out"``, ``"in,out,out"``, ``"batch,in,out"``),
+  attention's packed ``(3E, E)`` as ``(3, E, E)`` -- splits stored axes, permutes them and
+  merges them: each local box is cut where a split or a merge needs it, so that every piece is
+  a view of the local tensor (``_layout_pieces``), never a copy.
 
 **The torch half of the stream rule.** Tile ``t`` of the parameter at position ``order`` is
 drawn into a contiguous tensor of the tile's shape (on the parameter's device, in its dtype)
