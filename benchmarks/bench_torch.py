@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import multiinit as mi
+
 from common import CHAPTER_LAW as _CHAPTER_LAW
 from common import SPECS, d2l_my_init
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import layers, presets
 from .errors import (
     BackendUnavailable,
     LawError,
@@ -24,8 +25,6 @@ from .errors import (
     SpecTypeError,
     UnknownBackend,
 )
-from . import presets
-from . import layers
 from .explain import Explanation, Plan, PlanRow, explain, plan_params
 from .fans import Layout, LogicalView, calculate_gain, compute_fans, fans_from_axes
 from .layers import (

@@ -102,7 +102,7 @@ def test_blocks_that_show_a_file_show_a_script_the_tests_run() -> None:
 
 def run_block(block: Block) -> None:
     if block.lang == "python":
-        exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})  # noqa: S102 - our own docs
+        exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})  # the docs' own code blocks
         return
     test = doctest.DocTestParser().get_doctest(block.code, {"__name__": "__docs__"}, block.id, block.page,
                                                block.line)

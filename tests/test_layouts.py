@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from multiinit.fans import OUT_IN, SPATIAL_IN_OUT, Layout, LogicalView, as_layout, compute_fans, fans_from_axes
+from multiinit.fans import (
+    OUT_IN,
+    SPATIAL_IN_OUT,
+    Layout,
+    LogicalView,
+    as_layout,
+    compute_fans,
+    fans_from_axes,
+)
 from multiinit.rules import Param
 
 # --------------------------------------------------------------------------- grammar

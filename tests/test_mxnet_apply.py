@@ -13,8 +13,8 @@ from mxnet.gluon import nn
 
 import multiinit as mi
 from multiinit import stats
-from multiinit.mxnet import params_of
 from multiinit.errors import LawError
+from multiinit.mxnet import params_of
 from multiinit.rules import portable_rng
 
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture

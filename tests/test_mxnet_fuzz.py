@@ -23,8 +23,8 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 import multiinit as mi
-from multiinit.mxnet import params_of
 from multiinit.errors import LawError
+from multiinit.mxnet import params_of
 
 EXAMPLES = max(300, settings.default.max_examples)
 

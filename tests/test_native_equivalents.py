@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED
-from matrix import NATIVE, SHAPES, SPECS
 from multiinit import stats
 from multiinit.fans import LogicalView, from_logical_shape
 from multiinit.registry import BACKENDS
+
+from conftest import REQUESTED
+from matrix import NATIVE, SHAPES, SPECS
 
 
 def _named(backend: str, spec: mi.Spec, case: str) -> str | None:

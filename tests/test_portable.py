@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED, record_result
 from multiinit.fans import LogicalView
 from multiinit.rules import Param, execute
+
+from conftest import REQUESTED, record_result
 
 SEED = 2024
 #: The bias law depends on the weight's fan_in, so the bias checks fans across frameworks too.

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED
 from multiinit import stats
+
+from conftest import REQUESTED
 
 DENSE = (400, 300)  # in, out
 CONV = (16, 32, 3)  # in channels, out channels, kernel size

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix import Cell, SPECS, run_cell
 from multiinit import report
+
+from matrix import SPECS, Cell, run_cell
 
 SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "mixture", "orthogonal", "sparse")]
 

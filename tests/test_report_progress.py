@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix import Cell, SPECS, run_cell
 from multiinit import report
+
+from matrix import SPECS, Cell, run_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "uniform")]

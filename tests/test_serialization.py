@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import multiinit as mi
+
 from test_spec import every_spec
 
 

@@ -17,8 +17,9 @@ from torch import nn
 
 import multiinit as mi
 import multiinit.torch as mit
-from matrix import SHAPES, SPECS
 from multiinit import stats
+
+from matrix import SHAPES, SPECS
 
 REFERENCE_SEED = 12345
 RANDOM = [s for s in SPECS if s.random]

@@ -87,9 +87,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import errors as _errors
 from .. import rules as _rules
 from .. import stream as _stream
-from .. import errors as _errors
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
 from ..layers import lookup_layer
