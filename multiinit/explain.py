@@ -27,8 +27,8 @@ the rule that selects it, its layer's kind, its logical shape and the fans its l
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .errors import ShapeError
 from .fans import Layout, LogicalView, as_layout, as_shape, compute_fans
@@ -579,7 +579,7 @@ class Plan(list):
         return f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, {len(self.unmatched)} unmatched rules>"
 
 
-def plan_params(params: Sequence["Param"], rules: object) -> Plan:
+def plan_params(params: Sequence[Param], rules: object) -> Plan:
     """The ``Plan`` of applying ``rules`` to ``params`` (an adapter's ``params_of(model)``).
 
     Malformed rules raise ``RuleError`` as ``apply`` would; a rule that selects nothing is

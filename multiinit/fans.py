@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ShapeError, SpecError, shown
 
@@ -152,7 +153,7 @@ def from_logical_shape(shape: Sequence[int], layout: str) -> tuple[int, ...]:
     return tuple(shape[a] for a in from_logical_axes(len(shape), layout))
 
 
-def compute_fans(shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> tuple[int, int]:
+def compute_fans(shape: Sequence[int], layout: str | Layout = OUT_IN) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of ``shape`` stored in ``layout``.
 
     Equal to ``torch.nn.init._calculate_fan_in_and_fan_out`` on the logical view, so a 3x3
@@ -282,7 +283,7 @@ class LogicalView:
         self.batch = batch
 
     @classmethod
-    def of(cls, native_shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> "LogicalView":
+    def of(cls, native_shape: Sequence[int], layout: str | Layout = OUT_IN) -> LogicalView:
         """The view of a weight stored in ``layout``: ``OUT_IN``, ``SPATIAL_IN_OUT`` or axis
         roles (see ``Layout``).
 
@@ -394,7 +395,7 @@ class Layout:
 
     __slots__ = ("roles",)
 
-    def __init__(self, text: "str | Layout") -> None:
+    def __init__(self, text: str | Layout) -> None:
         if isinstance(text, Layout):
             self.roles: tuple[str, ...] = text.roles
             return
@@ -507,7 +508,7 @@ class Layout:
         return self.text
 
 
-def as_layout(layout: "str | Layout") -> Layout:
+def as_layout(layout: str | Layout) -> Layout:
     """``layout`` as a ``Layout``; also reads the named layouts ``OUT_IN`` and ``SPATIAL_IN_OUT``.
 
     >>> as_layout(SPATIAL_IN_OUT)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import ShapeError, SpecError
 from .fans import Layout, LogicalView

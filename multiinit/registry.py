@@ -13,9 +13,10 @@ import importlib.abc
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import SpecError, SpecTypeError, UnknownBackend, shown
 from .fans import OUT_IN, SPATIAL_IN_OUT, calculate_gain

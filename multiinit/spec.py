@@ -13,8 +13,9 @@ import itertools
 import math
 import numbers
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from .errors import SpecError, SpecTypeError, shorten, shown
 from .fans import MAX_ELEMENTS, NONLINEARITIES, calculate_gain
@@ -160,7 +161,7 @@ def _squarable(kind: str, name: str, value: float) -> float:
     return value
 
 
-def _tree(spec: "Spec") -> tuple[int, int]:
+def _tree(spec: Spec) -> tuple[int, int]:
     """``(specs, mixture levels)`` of a spec: 1 and 0 for anything but a mixture."""
     if not isinstance(spec, Mixture):
         return 1, 0
@@ -244,7 +245,7 @@ class Spec:
 
         return compile(self, backend, **options)
 
-    def as_variance_scaling(self) -> "VarianceScaling | None":
+    def as_variance_scaling(self) -> VarianceScaling | None:
         """The ``variance_scaling`` form of a fan-based spec, ``None`` for any other.
 
         >>> xavier_normal(gain=2.0).as_variance_scaling()
@@ -385,7 +386,7 @@ class VarianceScaling(Spec):
             hint = ' ("normal" is truncated in old Keras and untruncated in JAX: say which)'
         _choice(kind, "distribution", self.distribution, DISTRIBUTIONS, hint)
 
-    def as_variance_scaling(self) -> "VarianceScaling":
+    def as_variance_scaling(self) -> VarianceScaling:
         return self
 
     def fan(self, fan_in: int, fan_out: int) -> float:

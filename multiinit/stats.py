@@ -14,8 +14,9 @@ the checks still catch a 3% error in a std, a swapped fan, or a truncation at th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -56,7 +56,8 @@ Serialization
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
@@ -153,7 +154,7 @@ class Multiinit(mx.init.Initializer):
     # Whatever MXNet's name dispatch would pick, the spec is what fills the array.
     _init_bias = _init_gamma = _init_beta = _init_default = _init_weight
 
-    def reset(self) -> "Multiinit":
+    def reset(self) -> Multiinit:
         """Start a seeded initializer's sequence again at call 0; returns ``self``.
 
         >>> import multiinit as mi

@@ -51,7 +51,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     # Everything the files below import from torch: a missing or broken torch raises

@@ -62,7 +62,8 @@ import functools
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
