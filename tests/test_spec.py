@@ -47,6 +47,13 @@ def test_every_contract_name_exists() -> None:
     assert set(CONTRACT) - {"calculate_gain", "from_dict", "parse", "compile", "apply"} <= set(CONSTRUCTORS)
 
 
+def test_all_lists_every_constructor() -> None:
+    # multiinit.__all__ is written out for type checkers and editors: it must not drift from
+    # the constructor table, and every name in it must exist.
+    assert set(CONSTRUCTORS) <= set(mi.__all__)
+    assert [name for name in mi.__all__ if not hasattr(mi, name)] == []
+
+
 @pytest.mark.parametrize("spec", every_spec(), ids=repr)
 def test_specs_are_immutable_hashable_and_equal_by_value(spec: mi.Spec) -> None:
     field = dataclasses.fields(spec)[0].name if dataclasses.fields(spec) else "kind"

@@ -107,7 +107,7 @@ from .initializers import (  # noqa: F401 - torch.nn.init's private helpers, for
 )
 from .model import apply, params_of
 
-__all__ = [
+__all__ = [  # noqa: PLE0604 - *CONSTRUCTORS unpacks a dict keyed by the constructors' names
     "LAYOUT",
     "TorchInitializer",
     "compile",
@@ -135,6 +135,7 @@ __all__ = [
     "SpecRuntimeError",
     "SpecTypeError",
     "SpecZeroDivisionError",
+    # The constructors join the namespace at import (namespace() below), so their names do too.
     *_spec.CONSTRUCTORS,
 ]
 
@@ -153,8 +154,8 @@ del _name
 __test__ = {"TorchInitializer": TorchInitializer}
 
 
-globals().update(namespace("torch", compile))
-calculate_gain = _initializers.calculate_gain  # the drop-in's, not the namespace's neutral one
+# calculate_gain stays the drop-in's (imported above), not the namespace's neutral one.
+globals().update({k: v for k, v in namespace("torch", compile).items() if k != "calculate_gain"})
 
 # torch.nn.init's deprecated aliases (uniform, normal, ...), which the contract's constructors
 # of the same names also answer to: a tensor first means torch's alias.
