@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ShapeError
 from .fans import Layout, LogicalView, as_layout, as_shape, compute_fans
@@ -59,6 +60,9 @@ from .spec import (
     XavierNormal,
     XavierUniform,
 )
+
+if TYPE_CHECKING:  # for the annotation only: plan_params imports rules when it is called
+    from .rules import Param
 
 __all__ = ["Explanation", "explain", "FRAMEWORKS", "Plan", "PlanRow", "plan_params"]
 

@@ -111,7 +111,8 @@ def test_portable_mode_writes_the_reference_draw_in_mxnet_layout() -> None:
         np.testing.assert_array_equal(value(net, path), _hand_native(path, logical), err_msg=path)
 
 
-def test_a_bias_gets_its_weight_fans_so_torch_default_is_reproduced(mode) -> None:
+@pytest.mark.usefixtures("mode")
+def test_a_bias_gets_its_weight_fans_so_torch_default_is_reproduced() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(4096, in_units=25), nn.Embedding(10, 4))  # the preset also has an embedding rule
     net.initialize()
@@ -239,7 +240,7 @@ def test_a_seed_reproduces_the_whole_block_whatever_the_global_seed() -> None:
         np.testing.assert_array_equal(d[path], e[path], err_msg=path)
 
 
-def test_numpy_mode_blocks_are_filled_with_numpy_arrays(mode) -> None:
+def test_numpy_mode_blocks_are_filled_with_numpy_arrays(mode) -> None:  # noqa: F811 - the fixture imported above
     net = nn.Sequential()
     net.add(nn.Dense(256, in_units=128))
     net.initialize()

@@ -210,9 +210,10 @@ RULES = {"weight": mi.he_normal(), "bias": mi.variance_scaling(1 / 3, "fan_in", 
          "gamma": mi.normal(1.0, 0.02), "beta": mi.mixture([(0.5, mi.zeros()), (0.5, mi.uniform(0, 1))])}
 
 
+@pytest.mark.usefixtures("mode")
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
 @pytest.mark.parametrize("hybrid", [False, True], ids=["imperative", "hybridized"])
-def test_deferred_parameters_get_their_rules_at_the_first_forward(mode, hybrid, portable) -> None:
+def test_deferred_parameters_get_their_rules_at_the_first_forward(hybrid, portable) -> None:
     x = ones((5, 20))
     deferred = deferred_net(hybrid)
     mi.apply(deferred, RULES, seed=7, portable=portable)

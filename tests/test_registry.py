@@ -74,7 +74,6 @@ except mi.BackendUnavailable as e:
 
 
 def _fake_framework(monkeypatch, root: str, class_name: str) -> type:
-    module = types.ModuleType(f"{root}.fake")
     monkeypatch.setitem(sys.modules, root, types.ModuleType(root))
     cls = type(class_name, (), {"__module__": f"{root}.fake"})
     return type("UserModel", (cls,), {"__module__": "__main__"})
