@@ -448,7 +448,7 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
         ndim = len(dims)
         stated = (_group(spec.in_axis, ndim), _group(spec.out_axis, ndim), _group(spec.batch_axis, ndim))
         roles = ["spatial"] * ndim
-        for role, group in zip(("in", "out", "batch"), stated):
+        for role, group in zip(("in", "out", "batch"), stated, strict=True):
             for axis in group:
                 roles[axis] = role
         try:
@@ -567,7 +567,7 @@ class Plan(list):
             table.append((row.path, row.layer or "", row.kind, str(row.shape), logical, fans,
                           "" if row.rule is None else str(row.rule), spec))
         widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths)) + "  " + line[-1]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
                  for line in table]
         notes = []
         if any(row.fans is not None and row.spec is not None and not row.uses_fans for row in self):

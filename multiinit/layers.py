@@ -424,7 +424,7 @@ def isolated() -> Iterator[None]:
     try:
         yield
     finally:
-        for table, copy in zip((_BY_CLASS, _BY_NAME, _GLOBS), saved[:3]):
+        for table, copy in zip((_BY_CLASS, _BY_NAME, _GLOBS), saved[:3], strict=True):
             table.clear()
             table.update(copy)
         _ORDER[:] = saved[3]

@@ -191,7 +191,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
                 return None
             if sub.exact is not None:
                 values, counts = np.unique(sub.exact, return_counts=True)
-                sub_atoms = {float(v): c / sub.exact.size for v, c in zip(values, counts)}
+                sub_atoms = {float(v): c / sub.exact.size for v, c in zip(values, counts, strict=True)}
             else:
                 sub_atoms = sub.atoms
             for value, mass in sub_atoms.items():

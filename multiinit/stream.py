@@ -130,7 +130,7 @@ class Tiling:
     def _tile(self, coords: tuple[int, ...]) -> Tile:
         index = 0
         box = []
-        for axis, (c, step, count) in enumerate(zip(coords, self.steps, self.counts)):
+        for axis, (c, step, count) in enumerate(zip(coords, self.steps, self.counts, strict=True)):
             index = index * count + c
             box.append(slice(c * step, min((c + 1) * step, self.shape[axis])))
         box.extend(slice(0, d) for d in self.shape[len(self.steps):])
@@ -142,7 +142,7 @@ class Tiling:
             return
         box = _full_box(self.shape, box)
         ranges = []
-        for axis, (step, count) in enumerate(zip(self.steps, self.counts)):
+        for axis, (step, count) in enumerate(zip(self.steps, self.counts, strict=True)):
             s = box[axis]
             if s.stop <= s.start:
                 return
@@ -170,7 +170,7 @@ def _full_box(shape: tuple[int, ...], box: Sequence[slice] | None) -> Box:
     if len(box) != len(shape):
         raise ValueError(f"box {box} does not have one slice per axis of shape {shape}")
     out = []
-    for s, d in zip(box, shape):
+    for s, d in zip(box, shape, strict=True):
         start, stop, step = s.indices(d)
         if step != 1:
             raise ValueError(f"box {box} has a slice with step {step}; tiles take unit steps")
@@ -346,7 +346,7 @@ def draw(
         out = np.empty(tuple(s.stop - s.start for s in region), dtype=np.dtype(dtype))
 
         def write(target: Box, values: np.ndarray) -> None:
-            out[tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region))] = values
+            out[tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region, strict=True))] = values
 
     if len(grid) == 0:
         return out
@@ -359,9 +359,9 @@ def draw(
         def run() -> None:
             values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path)
             part = tuple(
-                slice(max(t.start, r.start), min(t.stop, r.stop)) for t, r in zip(tile.box, region)
+                slice(max(t.start, r.start), min(t.stop, r.stop)) for t, r in zip(tile.box, region, strict=True)
             )
-            write(part, values[tuple(slice(p.start - t.start, p.stop - t.start) for p, t in zip(part, tile.box))])
+            write(part, values[tuple(slice(p.start - t.start, p.stop - t.start) for p, t in zip(part, tile.box, strict=True))])
 
         return run
 

@@ -9,6 +9,7 @@ framework is missing fails here (the script cannot import it), never skips.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,6 @@ if BACKENDS:
         headings = [line for line in lines if line.startswith("== ")]
         assert headings == SECTIONS, f"{script.name} printed the sections\n" + "\n".join(headings)
         # Every section prints its results, not only its heading.
-        for heading, following in zip(lines, lines[1:]):
+        for heading, following in itertools.pairwise(lines):
             assert not (heading in SECTIONS and following.startswith("== ")), f"{heading!r} printed nothing"
         assert not lines[-1].startswith("== "), f"{lines[-1]!r} printed nothing"

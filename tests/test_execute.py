@@ -74,7 +74,7 @@ def test_draws_carry_the_stream_key() -> None:
                     ("b.bias", 7, 3, False)]
     assert Draw(7, 2, True).key == (7, 2)
     with pytest.raises(mi.RuleError, match="no seed"):
-        Draw(None, 2, False).key
+        _ = Draw(None, 2, False).key
 
 
 def test_portable_values_are_the_reference_stream_of_seed_and_order() -> None:

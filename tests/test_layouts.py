@@ -153,7 +153,7 @@ def test_a_layout_without_in_has_no_fans_of_its_own() -> None:
     view = Layout("out,out").view((8, 16))  # a per-head bias (heads, head_dim)
     assert view.logical_shape == (128,)
     with pytest.raises(mi.ShapeError, match="fewer than 2 dimensions"):
-        view.fans
+        _ = view.fans
     with pytest.raises(mi.ShapeError, match="'out,out' has no in axis") as info:
         Layout("out,out").fans((8, 16))
     assert "(8, 16)" in str(info.value)

@@ -140,7 +140,7 @@ def test_chapter_normal_sigma_001_and_zero_bias(chapter_net) -> None:
     native = _values(net)
     mx.random.seed(1)
     net.initialize(init=mim.normal(std=0.01), force_reinit=True)
-    for ours, theirs in zip(_values(net), native):
+    for ours, theirs in zip(_values(net), native, strict=True):
         np.testing.assert_array_equal(ours, theirs)
     assert (net[0].bias.data().asnumpy() == 0).all() and (net[1].bias.data().asnumpy() == 0).all()
     wide = initialized_dense("net.initialize", mim.normal(std=0.01))

@@ -60,7 +60,7 @@ def assert_untouched(net, before) -> None:
     after = snapshot(net)
     assert after.keys() == before.keys()
     for path, arrays in before.items():
-        for old, new in zip(arrays, after[path]):
+        for old, new in zip(arrays, after[path], strict=True):
             assert old.tobytes() == new.tobytes(), path
 
 

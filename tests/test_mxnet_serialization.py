@@ -88,7 +88,7 @@ def test_a_fresh_process_rebuilds_the_same_initializers_and_values() -> None:
                           text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frameworks"] == []
-    for init, text, got in zip(inits, texts, result["out"]):
+    for init, text, got in zip(inits, texts, result["out"], strict=True):
         assert got["type"] == "Multiinit" and got["dumps"] == text
         here = mx.nd.zeros((6, 4))
         init(mx.init.InitDesc("fc_weight"), here)

@@ -104,7 +104,7 @@ def _mixtures(children):
         counts = draw(st.lists(st.integers(0, 9), min_size=len(parts), max_size=len(parts)))
         counts[0] += 1  # at least one live component
         total = sum(counts)
-        return mi.mixture([(count / total, part) for count, part in zip(counts, parts)])
+        return mi.mixture([(count / total, part) for count, part in zip(counts, parts, strict=True)])
 
     return build()
 

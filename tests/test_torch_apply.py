@@ -173,7 +173,7 @@ def test_torch_default_preset_draws_torchs_own_default_law() -> None:
     ours = mi.apply(build(), mi.presets.torch_default, seed=0)
     torch.manual_seed(1)
     theirs = build()  # torch's own reset_parameters
-    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
         check = stats.check_same(_np(a), _np(b))
         assert check.passed, f"{name}: {check}"
 
@@ -247,14 +247,14 @@ def test_a_tied_parameter_is_selected_by_any_of_its_paths() -> None:
 def test_seeds_reproduce_and_differ() -> None:
     rules = {"weight": mi.he_normal(), "bias": mi.uniform(-1, 1)}
     a, b, c = (mi.apply(Tied(), rules, seed=s) for s in (3, 3, 4))
-    for (name, x), (_, y), (_, z) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+    for (name, x), (_, y), (_, z) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters(), strict=True):
         assert torch.equal(x, y) and not torch.equal(x, z), name
     # No seed: torch's global RNG, so torch.manual_seed reproduces it.
     draws = []
     for _ in range(2):
         torch.manual_seed(5)
         draws.append(mi.apply(Tied(), rules))
-    assert all(torch.equal(x, y) for x, y in zip(draws[0].parameters(), draws[1].parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(draws[0].parameters(), draws[1].parameters(), strict=True))
 
 
 def test_portable_mode_writes_the_reference_numbers_in_torch_layout() -> None:

@@ -24,7 +24,7 @@ def _fits(t: torch.Tensor) -> bool:
     # A tensor whose storage was freed cannot be read (reading it would crash the process).
     if not t.numel():
         return True
-    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
     return (last + 1) * t.element_size() <= t.untyped_storage().nbytes()
 
 
@@ -222,7 +222,7 @@ def test_a_meta_model_is_materialized_and_initialized_in_one_pass(portable) -> N
         assert verdict.passed, f"{name}: {verdict}"
     # Bit for bit the model built on the CPU and initialized with the same seed.
     plain = mi.apply(_meta_net("cpu"), _META_RULES, seed=11, portable=portable)
-    for (name, a), (_, b) in zip(net.state_dict().items(), plain.state_dict().items()):
+    for (name, a), (_, b) in zip(net.state_dict().items(), plain.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -307,7 +307,7 @@ def test_seed_none_draws_one_base_from_torchs_global_rng() -> None:
     for _ in range(2):
         torch.manual_seed(5)
         draws.append(mi.apply(_meta_net(), _META_RULES, device="cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(draws[0].state_dict().values(), draws[1].state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(draws[0].state_dict().values(), draws[1].state_dict().values(), strict=True))
     torch.manual_seed(5)
     a = mi.apply(nn.Linear(700, 600), rules)
     b = mi.apply(nn.Linear(700, 600), rules)  # the global RNG moved on: another base
@@ -434,8 +434,8 @@ def test_threads_change_nothing(spec, monkeypatch) -> None:
         for portable in (False, True):
             mi.apply(net, {"weight": spec, "bias": mi.normal()}, seed=6, portable=portable)
             results.append([p.detach().clone() for p in net.parameters()])
-    for a, b in zip(results[:2], results[2:]):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for a, b in zip(results[:2], results[2:], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_shard_arithmetic_is_torchs_own() -> None:

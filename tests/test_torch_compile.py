@@ -460,7 +460,7 @@ def test_mixtures_of_uniforms_and_constants_draw_their_law(spec, dtype) -> None:
     else:
         verdict = stats.check(x, spec, reference_seed=REFERENCE_SEED)
         assert verdict.passed, str(verdict)
-    for weight, component in spec.components:  # never a component's open upper bound
+    for _, component in spec.components:  # never a component's open upper bound
         if isinstance(component, mi.spec.Uniform):
             assert not (x == component.high).any()
 

@@ -254,7 +254,7 @@ def _law_differences(name: str) -> list[str]:
                         continue  # torch refuses the dtype: the dtype aspect
                     ours = _tensor(shape, dtype, layout)
                     _call(mit, name, ours, args, kwargs, seed=1)
-                    for a, b in zip(_parts(ours), _parts(theirs)):
+                    for a, b in zip(_parts(ours), _parts(theirs), strict=True):
                         check = stats.check_same(a, b)
                         if not check.passed:
                             differences.append(f"{where}: {check}")

@@ -46,7 +46,7 @@ def _linear_reset_parameters(layer: nn.Linear, init) -> None:
 
 def test_code_copied_from_reset_parameters_runs_with_the_private_helpers() -> None:
     layers = [nn.Linear(20, 7) for _ in range(3)]
-    for layer, init in zip(layers, (None, torch_init, mit)):
+    for layer, init in zip(layers, (None, torch_init, mit), strict=True):
         torch.manual_seed(5)
         if init is None:
             layer.reset_parameters()  # torch's own
@@ -281,5 +281,5 @@ def test_existing_code_runs_unchanged_with_the_drop_in() -> None:
     _reset(ours, mit)
     torch.manual_seed(0)
     _reset(theirs, torch_init)
-    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
         assert torch.equal(a, b), name

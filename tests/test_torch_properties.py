@@ -80,7 +80,7 @@ def _model(spec: list, tied: bool) -> nn.Module:
     model = Tied(body, 6) if tied else body
     # Buffers away from their defaults, so a reset would show.
     with torch.no_grad():
-        for name, buf in model.named_buffers():
+        for _, buf in model.named_buffers():
             if buf.is_floating_point():
                 buf.uniform_(0.5, 1.5)
             else:
@@ -193,7 +193,7 @@ def _snapshot(model: nn.Module) -> list:
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(
         x[:4] == y[:4] and (x[4] is None) == (y[4] is None) and (x[4] is None or torch.equal(x[4], y[4]))
-        for x, y in zip(a, b)
+        for x, y in zip(a, b, strict=True)
     )
 
 
@@ -260,4 +260,4 @@ def test_without_the_fault_the_same_rules_succeed(case) -> None:
     first = mi.apply(model, rules, seed=seed, portable=portable)
     values = [p.detach().clone() for p in first.parameters()]
     again = mi.apply(model, rules, seed=seed, portable=portable)  # the same seed, the same values
-    assert all(torch.equal(a, b.detach()) for a, b in zip(values, again.parameters()))
+    assert all(torch.equal(a, b.detach()) for a, b in zip(values, again.parameters(), strict=True))

@@ -176,7 +176,7 @@ def _own_fans(view: LogicalView) -> bool:
     if len(view.native_shape) < 2:
         return False
     try:
-        view.fans
+        _ = view.fans  # raises for a view without fans
     except ShapeError:
         return False
     return True

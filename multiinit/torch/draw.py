@@ -439,7 +439,7 @@ def _fill_mixture_into(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor,
     starts = np.cumsum([w for w, _, _ in live])[:-1]
     u = torch.rand(t.shape, dtype=torch.float64, device=t.device, generator=g)
     live[0][2](t, g, fans)
-    for start, (_, component, fill) in zip(starts, live[1:]):
+    for start, (_, component, fill) in zip(starts, live[1:], strict=True):
         mask = u >= float(start)
         if isinstance(component, Constant):
             t.masked_fill_(mask, component.value)
@@ -492,7 +492,7 @@ def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[t
     edges[-1] = 2**bits
     pieces = []
     start = 0
-    for stop, (_, spec) in zip(edges, ordered):
+    for stop, (_, spec) in zip(edges, ordered, strict=True):
         if stop > start:
             if isinstance(spec, Uniform):
                 lo, hi = _inward(spec.low, spec.high, dtype, open_high=True)

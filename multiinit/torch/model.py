@@ -186,7 +186,7 @@ def _has_fans(view: LogicalView) -> bool:
     if len(view.native_shape) < 2:
         return False
     try:
-        view.fans
+        _ = view.fans  # raises for a view without fans
     except ShapeError:
         return False
     return True
@@ -294,7 +294,7 @@ def _storage_problem(t: torch.Tensor) -> str | None:
                 "tensor), so it cannot be written element by element; give it its own storage "
                 "(e.g. nn.Parameter(t.clone()))")
     if t.numel():
-        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
         if (last + 1) * t.element_size() > t.untyped_storage().nbytes():
             return ("its storage is smaller than the tensor (freed or resized by a wrapper); "
                     "materialize the parameter first")

@@ -332,7 +332,7 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
     for global_box, local_box in _boxes(runs):
         target = local[local_box]
         per_axis = []
-        for axis, (part, group) in enumerate(zip(global_box, split)):
+        for part, group in zip(global_box, split, strict=True):
             sizes = [pre[i] for i in group]
             per_axis.append(_row_major(part.start, part.stop, sizes))
         for combination in _product(per_axis):
@@ -414,11 +414,11 @@ class Stream:
 
 
 def _shift(box: Box, origin: Box) -> Box:
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin))
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
 
 
 def _meet(a: Box, b: Box) -> Box:
-    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
 
 
 def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -435,9 +435,9 @@ def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int,
     per_group = shape[0] // spec.groups
     size = min(per_group, shape[1])
     centre = [n // 2 for n in shape[2:]]
-    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre)):
+    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre, strict=True)):
         return
-    spot = tuple(c - s.start for s, c in zip(box[2:], centre))
+    spot = tuple(c - s.start for s, c in zip(box[2:], centre, strict=True))
     for group in range(spec.groups):
         # rows group*per_group + d, columns d, for d < size, inside the box
         lo = max(0, box[0].start - group * per_group, box[1].start)
