@@ -128,7 +128,7 @@ def shown(value: Any) -> str:
         return f"{head}...{tail} (a {kind} of {len(value)} {unit})"
     try:
         text = _REPR.repr(value)
-    except Exception:  # an int beyond Python's printing limit, a repr that raises, ...
+    except Exception:  # noqa: BLE001 - an int beyond Python's printing limit, a repr that raises, ...
         if isinstance(value, int):
             return f"<an int of about {int(value.bit_length() * 0.30103) + 1} digits>"
         return f"<a {type(value).__name__} object>"

@@ -83,7 +83,7 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
         dims = tuple(itertools.islice(iter(shape), MAX_NDIM + 1))
     except TypeError:
         dims = (shape,)
-    except Exception:  # an iterable that fails while iterating
+    except Exception:  # noqa: BLE001 - an iterable that fails while iterating
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}") from None
     if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")

@@ -47,7 +47,7 @@ def _shape(shape: Sequence[int]) -> tuple[int, ...]:
 def _dtype(dtype: Any) -> np.dtype:
     try:
         resolved = np.dtype(dtype)
-    except Exception:  # TypeError for unknown names, ValueError for malformed structured dtypes
+    except Exception:  # noqa: BLE001 - TypeError for unknown names, ValueError for bad structured dtypes
         resolved = None
     if resolved is None or resolved.name not in _FLOAT_DTYPES:
         raise SpecError(
@@ -509,7 +509,7 @@ def _first(mask: np.ndarray) -> tuple[int, ...]:
 def _message(err: BaseException) -> str:
     try:
         return shorten(str(err), 400, 100)
-    except Exception:  # an exception whose str() fails
+    except Exception:  # noqa: BLE001 - an exception whose str() fails
         return f"<{type(err).__name__} whose message cannot be shown>"
 
 

@@ -129,7 +129,7 @@ def _number(
         raise _fail(kind, name, value, allowed, SpecTypeError)
     try:
         number = float(value)
-    except Exception:  # an int too large for a float (10**400), a Real whose float() fails
+    except Exception:  # noqa: BLE001 - an int too large for a float (10**400), a Real whose float() fails
         raise _fail(kind, name, value, f"{allowed} that a float holds (|{name}| <= 1.797e+308)") from None
     if (
         not math.isfinite(number)
@@ -410,7 +410,7 @@ class VarianceScaling(Spec):
         """
         try:
             fan = self.fan(fan_in, fan_out)
-        except Exception:  # fans too large for a float, or not numbers at all
+        except Exception:  # noqa: BLE001 - fans too large for a float, or not numbers at all
             raise SpecError(f"variance_scaling: fans=({shown(fan_in)}, {shown(fan_out)}) are not allowed; "
                             "fans must be two integers >= 0 of at most 2**48 (MAX_ELEMENTS)") from None
         if fan <= 0:
@@ -616,7 +616,7 @@ class Mixture(Spec):
             # At most MAX_NODES - 1 components fit (the mixture counts too): an endless
             # iterator is refused after that many, never followed.
             items = list(itertools.islice(items, MAX_NODES))
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever a hostile iterable raises while iterating
             raise _fail(kind, "components", self.components, "a list of (weight, spec) pairs") from None
         if len(items) >= MAX_NODES:
             raise _fail(kind, "components", self.components,
