@@ -53,7 +53,7 @@ _LINEAR = (
     "conv_transpose3d",
     "sigmoid",
 )
-NONLINEARITIES = _LINEAR + ("tanh", "relu", "leaky_relu", "selu")
+NONLINEARITIES = (*_LINEAR, "tanh", "relu", "leaky_relu", "selu")
 
 
 #: The most dimensions a shape may have (NumPy 1.x's own limit, so every backend can hold it).
@@ -117,7 +117,7 @@ def to_logical_axes(ndim: int, layout: str) -> tuple[int, ...]:
     _check_layout(layout)
     if layout == OUT_IN or ndim < 2:
         return tuple(range(ndim))
-    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+    return (ndim - 1, ndim - 2, *range(ndim - 2))
 
 
 def from_logical_axes(ndim: int, layout: str) -> tuple[int, ...]:
@@ -179,7 +179,7 @@ def compute_fans(shape: Sequence[int], layout: str | Layout = OUT_IN) -> tuple[i
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
         type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iuf"
     )
 

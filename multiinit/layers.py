@@ -364,10 +364,8 @@ def _lookup_class(cls: type) -> LayerRegistration | None:
         if best is not None:
             found = best
             break
-    try:
+    with contextlib.suppress(TypeError):  # pragma: no cover - an unhashable class object
         _CACHE[cls] = found
-    except TypeError:  # pragma: no cover - an unhashable class object
-        pass
     return found
 
 

@@ -350,14 +350,14 @@ def _dirac(spec: Dirac, shape: tuple[int, ...]) -> np.ndarray:
     centre = tuple(k // 2 for k in shape[2:])
     for g in range(spec.groups):
         for d in range(min(per_group, shape[1])):
-            out[(g * per_group + d, d) + centre] = 1.0
+            out[(g * per_group + d, d, *centre)] = 1.0
     return out
 
 
 def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     rows, cols = shape
     out = spec.std * rng.standard_normal(shape)
-    zeros_per_column = int(math.ceil(spec.sparsity * rows))
+    zeros_per_column = math.ceil(spec.sparsity * rows)
     if zeros_per_column:
         # A uniformly random set of rows per column: the first k of a random permutation.
         picked = np.argsort(rng.random(shape), axis=0, kind="stable")[:zeros_per_column]
@@ -583,7 +583,7 @@ def sample(
             "fit in this process's memory"
         ) from err
     if not np.isfinite(out).all():
-        reach, leaf = max(((r, l) for (r, _), l in reaches), key=lambda pair: pair[0])
+        reach, leaf = max(((r, node) for (r, _), node in reaches), key=lambda pair: pair[0])
         raise SpecError(_too_large(spec, leaf, reach, resolved, where))
     return out
 
@@ -638,7 +638,7 @@ def _reach(spec: Spec, fans) -> tuple[float, bool]:
 
 def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str) -> str:
     params = leaf._params()
-    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale" if "scale" in params else "scale")
+    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale")
     part = "" if leaf is spec else f" (its component {shown(leaf)})"
     reaches = f"reach about {reach:.4g}" if math.isfinite(reach) else "overflow even in float64"
     return (

@@ -7,6 +7,7 @@ importing a framework to try.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.abc
@@ -227,12 +228,10 @@ REGISTER_ON_IMPORT = {"keras": "multiinit.keras", "mxnet": "multiinit.mxnet"}
 
 
 def _register(adapter: str) -> None:
-    try:
+    # The framework imported but the adapter cannot run with it (e.g. Keras 2): leave the
+    # user's import alone; mi.compile reports the problem when it is asked for.
+    with contextlib.suppress(ImportError):
         importlib.import_module(adapter)
-    except ImportError:
-        # The framework imported but the adapter cannot run with it (e.g. Keras 2): leave the
-        # user's import alone; mi.compile reports the problem when it is asked for.
-        pass
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):

@@ -1140,10 +1140,7 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
     if cls is None:
         raise _fail("from_dict", "kind", kind, f"one of {', '.join(sorted(_KINDS))}")
     given = {k: v for k, v in data.items() if k != "kind"}
-    if cls is Custom:
-        allowed = {"name"}
-    else:
-        allowed = {f.name for f in fields(cls)}
+    allowed = {"name"} if cls is Custom else {f.name for f in fields(cls)}
     unknown = sorted(set(given) - allowed, key=str)
     if unknown:
         raise _fail(kind, "keys", unknown, f"among {sorted(allowed)}")
@@ -1208,9 +1205,9 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
     func = node.func
     name = func.id if isinstance(func, ast.Name) else None
     # "mi.uniform(...)" and "multiinit.uniform(...)" read as well as "uniform(...)".
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-        if func.value.id in ("mi", "multiinit"):
-            name = func.attr
+    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            and func.value.id in ("mi", "multiinit")):
+        name = func.attr
     if name not in CONSTRUCTORS:
         called = ast.get_source_segment(text, func) or type(func).__name__
         raise _fail("parse", "spec", called, f"one of {', '.join(CONSTRUCTORS)}")

@@ -104,8 +104,8 @@ class Law:
     @property
     def support(self) -> tuple[float, float]:
         """Smallest and largest value the law can produce."""
-        lows = [v for v in self.atoms] + [float(d.support()[0]) for _, d in self.parts]
-        highs = [v for v in self.atoms] + [float(d.support()[1]) for _, d in self.parts]
+        lows = [*self.atoms, *(float(d.support()[0]) for _, d in self.parts)]
+        highs = [*self.atoms, *(float(d.support()[1]) for _, d in self.parts)]
         if self.exact is not None:
             lows.append(float(self.exact.min(initial=0)))
             highs.append(float(self.exact.max(initial=0)))
@@ -169,7 +169,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         from scipy import stats
 
         rows = shape[0]
-        k = int(math.ceil(spec.sparsity * rows))
+        k = math.ceil(spec.sparsity * rows)
         p = k / rows if rows else 0.0
         atoms = {0.0: p} if p > 0 else {}
         return Law(

@@ -93,7 +93,7 @@ def _lies(kind: str):
         if kind == "raises":
             raise RuntimeError("fuzz law broke")
         if kind == "shape":
-            return np.zeros(tuple(shape) + (2,))
+            return np.zeros((*shape, 2))
         if kind == "nan":
             out = rng.random(shape)
             out.reshape(-1)[-1] = np.nan
@@ -136,24 +136,24 @@ def _inject(net, rules, fault: str, target):
     fault is a parameter's; returns (rules, error class, the culprit the message must name)."""
     path = target.path
     if fault == "no match":
-        return [("nothing.here", mi.ones())] + rules, mi.RuleError, "nothing.here"
+        return [("nothing.here", mi.ones()), *rules], mi.RuleError, "nothing.here"
     if fault == "misfit":
         spec = mi.eye() if len(target.logical_shape) != 2 else mi.dirac()
         if len(target.logical_shape) == 1 and target.fans is None:
             spec = mi.xavier_uniform()  # a norm's vector has no weight to take fans from
-        return [(path, spec)] + rules, mi.ShapeError, path
+        return [(path, spec), *rules], mi.ShapeError, path
     if fault in ("raises", "shape", "nan", "inf", "text"):
-        return [(path, _lies(fault))] + rules, LawError, path
+        return [(path, _lies(fault)), *rules], LawError, path
     if fault == "integer dtype":
-        return [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal())] + rules, \
+        return [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal()), *rules], \
             mi.SpecError, path
     if fault == "read-only":
         target.handle._data[0].writable = False
-        return [(path, mi.ones())] + rules, mi.RuleError, path
+        return [(path, mi.ones()), *rules], mi.RuleError, path
     # never initialized: a layer added after initialize() has no arrays.
     net.add(nn.Dense(3, in_units=2))
     late = f"{len(net._children) - 1}.weight"
-    return [(late, mi.normal())] + rules, mi.RuleError, late
+    return [(late, mi.normal()), *rules], mi.RuleError, late
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

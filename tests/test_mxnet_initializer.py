@@ -5,6 +5,7 @@ the QR sign fix). Statistical checks use multiinit.stats at its level ALPHA = 1e
 from __future__ import annotations
 
 import math
+import re
 
 import mxnet as mx
 import numpy as np
@@ -329,8 +330,8 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_are_fenced() -> Non
         raise RuntimeError("custom law broke")
 
     # User laws are fenced: a LawError naming the law and the array, the original chained.
-    with pytest.raises(LawError, match="custom law 'test_mx.broken' at 'layer_weight' raised RuntimeError: "
-                                       "custom law broke") as raised:
+    with pytest.raises(LawError, match=re.escape("custom law 'test_mx.broken' at 'layer_weight' raised "
+                                                 "RuntimeError: custom law broke")) as raised:
         fill(mim.custom(broken, name="test_mx.broken"), (4, 6))
     assert isinstance(raised.value.__cause__, RuntimeError)
     with pytest.raises(mi.ShapeError, match="exactly the shape"):
@@ -377,7 +378,7 @@ def test_compile_and_to_agree_and_refuse_non_specs() -> None:
     spec = mi.kaiming_uniform(a=math.sqrt(5))
     assert mi.compile(spec, "mxnet") == spec.to("mxnet") == mim.kaiming_uniform(a=math.sqrt(5))
     assert mi.compile(spec, "mxnet", seed=1) != mi.compile(spec, "mxnet")
-    with pytest.raises(mi.SpecError, match="spec=.*not allowed"):
+    with pytest.raises(mi.SpecError, match=r"spec=.*not allowed"):
         mim.compile("normal()")
     assert mim.Multiinit("normal(std=0.5)") == mim.Multiinit({"kind": "normal", "mean": 0.0, "std": 0.5})
     with pytest.raises(mi.SpecError, match="spec=42 is not allowed"):
@@ -391,7 +392,7 @@ def test_the_adapter_docstring_examples_run() -> None:
 
     # The adapter is a package: its examples live in its files.
     files = [importlib.import_module(f"{mim.__name__}.{m.name}") for m in pkgutil.iter_modules(mim.__path__)]
-    modules = [mim] + files
+    modules = [mim, *files]
     results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False) for module in modules]
     attempted, failed = sum(r.attempted for r in results), sum(r.failed for r in results)
     assert attempted >= 10 and failed == 0, f"{failed} doctest example(s) failed"

@@ -251,7 +251,7 @@ bad_components = st.one_of(
 
 @given(bad_components)
 def test_every_bad_mixture_is_a_spec_error(components) -> None:
-    with pytest.raises(mi.SpecError, match="mixture: (components|weights)"):
+    with pytest.raises(mi.SpecError, match=r"mixture: (components|weights)"):
         mi.mixture(components)
 
 
@@ -296,7 +296,7 @@ json_like = st.recursive(
         st.lists(children, max_size=4),
         st.dictionaries(st.sampled_from(_KEYS), children, max_size=5),
         st.fixed_dictionaries({"kind": st.sampled_from(_KINDS)},
-                              optional={k: children for k in _KEYS[1:]}),
+                              optional=dict.fromkeys(_KEYS[1:], children)),
     ),
     max_leaves=20,
 )

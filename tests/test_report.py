@@ -70,7 +70,7 @@ def test_a_disagreeing_cell_fails_and_names_backend_spec_statistic_and_values(tm
     captured = capsys.readouterr()
     assert status == 1
     assert "FAIL std" in captured.out
-    line = next(l for l in captured.err.splitlines() if l.startswith("DISAGREES"))
+    line = next(x for x in captured.err.splitlines() if x.startswith("DISAGREES"))
     assert "backend mxnet" in line and "spec he_normal()" in line and "variance: got 0.0312, expected 0.015625" in line
 
 

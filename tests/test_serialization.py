@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_custom_travels_by_registered_name_only() -> None:
     spec = mi.custom(tests_law)
     assert spec.to_dict() == {"kind": "custom", "name": "tests_law"}
     assert mi.from_dict({"kind": "custom", "name": "tests_law"}).fn is tests_law
-    with pytest.raises(mi.SpecError, match="name='never.registered' is not registered in this process"):
+    with pytest.raises(mi.SpecError, match=re.escape("name='never.registered' is not registered in this process")):
         mi.from_dict({"kind": "custom", "name": "never.registered"})
     with pytest.raises(mi.SpecError, match="not registered"):
         mi.parse("custom(name='never.registered')")

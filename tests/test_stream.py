@@ -117,6 +117,5 @@ def test_stream_keys_and_tile_seeds() -> None:
 def test_elementwise_laws_are_told_apart_from_whole_tensor_laws() -> None:
     for spec in ELEMENTWISE:
         assert stream.is_elementwise(spec), spec
-    for spec in WHOLE + [mi.dirac(), mi.custom(lambda r, s, d: r.random(s), name="tests.stream.u"),
-                         mi.mixture([(0.5, mi.orthogonal()), (0.5, mi.zeros())])]:
+    for spec in [*WHOLE, mi.dirac(), mi.custom(lambda r, s, d: r.random(s), name="tests.stream.u"), mi.mixture([(0.5, mi.orthogonal()), (0.5, mi.zeros())])]:
         assert not stream.is_elementwise(spec), spec

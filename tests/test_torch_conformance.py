@@ -35,7 +35,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -528,7 +528,7 @@ def test_numbers_fan_helpers(name) -> None:
 class _Recorder(torch.Tensor):
     """A tensor-like whose ``__torch_function__`` records each call and does nothing."""
 
-    calls: list[Any] = []
+    calls: ClassVar[list[Any]] = []
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):

@@ -64,8 +64,8 @@ def test_deprecated_aliases_fill_a_tensor_and_warn_as_torchs_do(name) -> None:
     shape = (4, 2, 3) if name == "dirac" else (8, 6)
     tensors = []
     for init in (torch_init, mit):
+        torch.manual_seed(3)
         with pytest.warns(FutureWarning, match=rf"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
-            torch.manual_seed(3)
             tensors.append(getattr(init, name)(torch.zeros(shape), *args))
     if name != "sparse":  # torch's sparse_ shuffles without the seed (see below)
         assert torch.equal(*tensors)

@@ -336,7 +336,7 @@ def _sparse(spec: Sparse, out: np.ndarray, base: int) -> None:
     """``out`` (rows, cols) gets N(0, std**2) with ceil(sparsity * rows) zeros per column."""
     rows, cols = out.shape
     fill_elementwise(("normal", 0.0, float(spec.std)), out, base)
-    zeros = int(math.ceil(spec.sparsity * rows))
+    zeros = math.ceil(spec.sparsity * rows)
     if not zeros:
         return
     rng = stream.parameter_rng((base,))

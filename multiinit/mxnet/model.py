@@ -137,16 +137,16 @@ def _view(block: Any, role: str, shape: tuple[int, ...]) -> LogicalView:
     spatial = tuple(range(1, n - 1)) if last else tuple(range(2, n))
     if not isinstance(block, _TRANSPOSED):
         # channels-last (out, *k, in/g) -> (out, in/g, *k); NC* is already logical.
-        return LogicalView(shape, axes=(0, n - 1) + spatial) if last else LogicalView(shape)
+        return LogicalView(shape, axes=(0, n - 1, *spatial)) if last else LogicalView(shape)
     # (in, out/g, *k) or (in, *k, out/g): split in into (g, in/g) and put out/g before it.
     groups = _groups(block)
     in_channels = shape[0]
     out_axis = n - 1 if last else 1
     kernel = tuple(shape[a] for a in spatial)
-    pre = (groups, in_channels // groups) + tuple(shape[1:])
+    pre = (groups, in_channels // groups, *shape[1:])
     # pre axes: 0 = g, 1 = in/g, then shape's axes 1.. shifted by one.
-    axes = (0, out_axis + 1, 1) + tuple(a + 1 for a in spatial)
-    logical = (groups * shape[out_axis], in_channels // groups) + kernel
+    axes = (0, out_axis + 1, 1, *(a + 1 for a in spatial))
+    logical = (groups * shape[out_axis], in_channels // groups, *kernel)
     return LogicalView(shape, axes=axes, pre_shape=pre, logical_shape=logical)
 
 
@@ -338,9 +338,9 @@ def _write_param(param: Param, fans: tuple[int, int] | None, spec: Spec, draw: D
     """Fill an initialized parameter: its first array drawn, its other contexts copied from it."""
     parameter = param.handle
     trainer = parameter._trainer
-    if trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore:
-        if parameter not in trainer._params_to_init:
-            trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
+    if (trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore
+            and parameter not in trainer._params_to_init):
+        trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
     arrays = parameter._data
     _fill_array(arrays[0], param, param.view, fans, spec, draw, prepared)
     for other in arrays[1:]:

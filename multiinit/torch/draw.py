@@ -400,7 +400,7 @@ def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device
 def _fill_sparse(spec: Sparse, t: torch.Tensor, g: torch.Generator | None) -> None:
     rows, cols = t.shape
     t.normal_(0.0, spec.std, generator=g)
-    k = int(math.ceil(spec.sparsity * rows))
+    k = math.ceil(spec.sparsity * rows)
     if k:
         t.masked_fill_(_random_rows(rows, cols, k, g, t.device), 0.0)
 
