@@ -71,7 +71,9 @@ class BackendUnavailable(MultiinitError, ImportError):
     """The framework behind a backend is not installed; the message holds the pip command."""
 
     @classmethod
-    def missing(cls, backend: str, framework: str, extra: str, cause: BaseException | None = None):
+    def missing(
+        cls, backend: str, framework: str, extra: str, cause: BaseException | None = None
+    ) -> BackendUnavailable:
         """Build the error for ``backend`` whose ``framework`` failed to import.
 
         >>> str(BackendUnavailable.missing("torch", "PyTorch", "torch")).splitlines()[0]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .errors import ShapeError
 from .fans import Layout, LogicalView, as_layout, as_shape, compute_fans
@@ -117,8 +117,13 @@ class Explanation:
 
 def _truncated_std(low: float, high: float) -> float:
     """Std of N(0, 1) restricted to [low, high]."""
-    phi = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
-    cdf = lambda t: 0.5 * math.erfc(-t / math.sqrt(2))  # noqa: E731
+
+    def phi(t: float) -> float:
+        return math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+
+    def cdf(t: float) -> float:
+        return 0.5 * math.erfc(-t / math.sqrt(2))
+
     mass = cdf(high) - cdf(low)
     if not mass > 0:
         # Both bounds so far out in one tail that the mass underflows: integrate the density
@@ -142,6 +147,11 @@ def _truncated_std(low: float, high: float) -> float:
     return math.sqrt(max(1 + second - first * first, 0.0))
 
 
+def _law_of(vs: VarianceScaling, fans: tuple[int, int] | None) -> tuple[str, float]:
+    # A fan-based spec has fans here: check_shape refused it for a shape without them.
+    return vs.law(*cast("tuple[int, int]", fans))
+
+
 def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None) -> str:
     if isinstance(spec, Constant):
         return f"every element {_n(spec.value)}"
@@ -155,7 +165,7 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
         return f"N({_n(spec.mean)}, {_n(spec.std)}^2) cut to [{_n(lo)}, {_n(hi)}] (std {_n(std)})"
     vs = spec.as_variance_scaling()
     if vs is not None:
-        distribution, number = vs.law(*fans)
+        distribution, number = _law_of(vs, fans)
         if distribution == "uniform":
             text = f"U(-{_n(number)}, {_n(number)})"
         elif distribution == "untruncated_normal":
@@ -185,17 +195,17 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
     return repr(spec)
 
 
-_KERAS_NAMES = {GlorotUniform: "GlorotUniform", GlorotNormal: "GlorotNormal", HeUniform: "HeUniform",
+_KERAS_NAMES: dict[type[Spec], str] = {GlorotUniform: "GlorotUniform", GlorotNormal: "GlorotNormal", HeUniform: "HeUniform",
                 HeNormal: "HeNormal", LecunUniform: "LecunUniform", LecunNormal: "LecunNormal"}
 _JAX_NAMES = {cls: cls.kind for cls in _KERAS_NAMES}
 _JAX_DISTRIBUTION = {"uniform": "uniform", "untruncated_normal": "normal", "truncated_normal": "truncated_normal"}
 _MX_FACTOR = {"fan_in": "in", "fan_out": "out", "fan_avg": "avg"}
 
 
-def _fixed(framework: str, vs: VarianceScaling, fans) -> tuple[str | None, str]:
+def _fixed(framework: str, vs: VarianceScaling, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     """The native call with this shape's numbers written out (the framework cannot compute
     these fans itself: JAX's fan_geo_avg, or fans from stated axes)."""
-    distribution, number = vs.law(*fans)
+    distribution, number = _law_of(vs, fans)
     n, lo, hi = _n(number), _n(-number), _n(2 * number)
     if framework == "torch":
         f = "torch.nn.init."
@@ -226,7 +236,7 @@ def _fixed(framework: str, vs: VarianceScaling, fans) -> tuple[str | None, str]:
     return None, "MXNet 1.9 has no truncated normal, so no truncated variance scaling"
 
 
-def _torch(spec: Spec, fans) -> tuple[str | None, str]:
+def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     f = "torch.nn.init."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -250,7 +260,7 @@ def _torch(spec: Spec, fans) -> tuple[str | None, str]:
     if vs is not None and vs.mode == "fan_geo_avg":
         return _fixed("torch", vs, fans)
     if vs is not None:
-        distribution, number = vs.law(*fans)
+        distribution, number = _law_of(vs, fans)
         if distribution == "truncated_normal":
             # torch cuts at absolute values: the bounds must be computed for this shape.
             return f"{f}trunc_normal_(w, std={_n(number)}, a={_n(-2 * number)}, b={_n(2 * number)})", ""
@@ -274,7 +284,7 @@ def _torch(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "torch has no mixture or custom-law initializer"
 
 
-def _keras(spec: Spec, fans) -> tuple[str | None, str]:
+def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     k = "keras.initializers."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -306,7 +316,7 @@ def _keras(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "Keras has no mixture or custom-law initializer built in"
 
 
-def _flax(spec: Spec, fans) -> tuple[str | None, str]:
+def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     j = "jax.nn.initializers."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -340,7 +350,7 @@ def _flax(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "jax has no mixture or custom-law initializer built in"
 
 
-def _mxnet(spec: Spec, fans) -> tuple[str | None, str]:
+def _mxnet(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     m = "mx.init."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -386,7 +396,7 @@ def _group(value: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
 
 
 def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...], shape: tuple[int, ...],
-                 fans) -> tuple[str | None, str]:
+                 fans: tuple[int, int] | None) -> tuple[str | None, str]:
     """The backend's own native form for a weight of stored ``shape`` whose fans come from
     stated axes (in, out, batch), not from the framework's plain reading of the shape."""
     vs = inner.as_variance_scaling()
@@ -395,7 +405,9 @@ def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...],
     ins, outs, batch = axes
     if framework == "flax":
         # JAX takes in/out/batch axes with the same meaning.
-        shown = lambda a: repr(a[0]) if len(a) == 1 else repr(a)  # noqa: E731
+        def shown(a: tuple[int, ...]) -> str:
+            return repr(a[0]) if len(a) == 1 else repr(a)
+
         text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (f", batch_axis={shown(batch)}" if batch else "")
         if type(inner) in _JAX_NAMES:
             return f"jax.nn.initializers.{_JAX_NAMES[type(inner)]}({text})", ""
@@ -526,7 +538,7 @@ class PlanRow:
         }
 
 
-class Plan(list):
+class Plan(list[PlanRow]):
     """The rows of ``plan``/``plan_params``, one per parameter in model order, printed as a table.
 
     ``unmatched`` lists the rules that select no parameter (``apply`` raises ``RuleError`` for
@@ -612,7 +624,7 @@ def plan_params(params: Sequence[Param], rules: object) -> Plan:
         fans = None
         uses_fans = bool(spec is not None and spec.uses_fans)
         try:
-            fans = param.fans_for(spec) if uses_fans else (
+            fans = param.fans_for(spec) if spec is not None and uses_fans else (
                 param.fans if param.fans is not None else param.view.fans)
         except ShapeError as e:
             if uses_fans:

@@ -11,9 +11,12 @@ import itertools
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ShapeError, SpecError, shown
+
+if TYPE_CHECKING:  # the views rearrange NumPy arrays; this module itself needs no NumPy
+    import numpy as np
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -85,7 +88,8 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
         dims = (shape,)
     except Exception:  # noqa: BLE001 - an iterable that fails while iterating
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}") from None
-    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+    # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):  # type: ignore[operator]
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
     if len(dims) > MAX_NDIM:
         raise ShapeError(
@@ -210,13 +214,14 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if param is None:
         slope = 0.01
     else:
-        slope = _finite(param)
+        given = _finite(param)
         # The gain squares the slope: a slope whose square overflows has no finite gain**2.
-        if slope is None or not math.isfinite(slope * slope):
+        if given is None or not math.isfinite(given * given):
             raise SpecError(
                 f"calculate_gain: param={shown(param)} is not allowed; leaky_relu's param (negative "
                 f"slope) must be a finite number whose square is finite (|param| <= {_MAX_SQUARABLE:.4g})"
             )
+        slope = given
     return math.sqrt(2.0 / (1 + slope**2))
 
 
@@ -308,17 +313,19 @@ class LogicalView:
             self.pre_shape[a] for a in self.axes
         )
 
-    def to_logical(self, native):
+    def to_logical(self, native: np.ndarray) -> np.ndarray:
         """The logical view of a NumPy array stored natively."""
-        return native.reshape(self.pre_shape).transpose(self.axes).reshape(self.logical_shape)
+        logical: np.ndarray = native.reshape(self.pre_shape).transpose(self.axes).reshape(self.logical_shape)
+        return logical
 
-    def to_native(self, logical):
+    def to_native(self, logical: np.ndarray) -> np.ndarray:
         """A logical NumPy array rearranged into the native layout (inverse of ``to_logical``)."""
         permuted = tuple(self.pre_shape[a] for a in self.axes)
         inverse = [0] * len(self.axes)
         for position, axis in enumerate(self.axes):
             inverse[axis] = position
-        return logical.reshape(permuted).transpose(inverse).reshape(self.native_shape)
+        native: np.ndarray = logical.reshape(permuted).transpose(inverse).reshape(self.native_shape)
+        return native
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogicalView) and all(
@@ -532,7 +539,8 @@ def _axis_group(name: str, value: Any, ndim: int, shape: tuple[int, ...]) -> tup
     group = (value,) if single else tuple(value)
     out = []
     for axis in group:
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:  # type: ignore[operator]
             raise ShapeError(
                 f"{name}={value!r} is not allowed for shape {shape}: an axis must be an integer in "
                 f"[{-ndim}, {ndim})"

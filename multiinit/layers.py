@@ -225,12 +225,14 @@ def _check_layout(where: str, layout: Any) -> tuple[tuple[str, Layout], ...]:
     return tuple(pairs)
 
 
-def _check_fans_from(where: str, fans_from: Any, layout: tuple[tuple[str, Layout], ...]):
+def _check_fans_from(
+    where: str, fans_from: Any, layout: tuple[tuple[str, Layout], ...]
+) -> str | tuple[tuple[str, str], ...] | None:
     if fans_from is None:
         return None
     if isinstance(fans_from, str):
         sources = {_check_name(where, "fans_from", fans_from)}
-        normalized: Any = fans_from
+        normalized: str | tuple[tuple[str, str], ...] = fans_from
     elif isinstance(fans_from, Mapping):
         pairs = []
         for key, source in fans_from.items():
@@ -299,8 +301,9 @@ def register_layer(
     return registration
 
 
-def _table(by: str) -> dict:
-    return {"class": _BY_CLASS, "name": _BY_NAME, "glob": _GLOBS}[by]
+def _table(by: str) -> dict[Any, LayerRegistration]:
+    tables: dict[str, dict[Any, LayerRegistration]] = {"class": _BY_CLASS, "name": _BY_NAME, "glob": _GLOBS}
+    return tables[by]
 
 
 def _store(by: str, key: Any, registration: LayerRegistration) -> None:
@@ -418,14 +421,15 @@ def isolated() -> Iterator[None]:
     >>> lookup_layer_class("transformers.pytorch_utils.Conv1D") is not None
     True
     """
-    saved = (dict(_BY_CLASS), dict(_BY_NAME), dict(_GLOBS), list(_ORDER))
+    tables: tuple[dict[Any, LayerRegistration], ...] = (_BY_CLASS, _BY_NAME, _GLOBS)
+    saved, saved_order = tuple(dict(table) for table in tables), list(_ORDER)
     try:
         yield
     finally:
-        for table, copy in zip((_BY_CLASS, _BY_NAME, _GLOBS), saved[:3], strict=True):
+        for table, copy in zip(tables, saved, strict=True):
             table.clear()
             table.update(copy)
-        _ORDER[:] = saved[3]
+        _ORDER[:] = saved_order
         _CACHE.clear()
 
 

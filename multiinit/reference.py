@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
     WithAxes,
 )
 
@@ -45,6 +46,7 @@ def _shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _dtype(dtype: Any) -> np.dtype:
+    resolved: np.dtype | None
     try:
         resolved = np.dtype(dtype)
     except Exception:  # noqa: BLE001 - TypeError for unknown names, ValueError for bad structured dtypes
@@ -234,7 +236,8 @@ def _log_lower_tail(t: np.ndarray) -> np.ndarray:
     """``log Phi(-t)`` for ``t >= 37``, by the asymptotic series (error below 1e-12 there)."""
     s = 1.0 / (t * t)
     series = 1 - s + 3 * s**2 - 15 * s**3 + 105 * s**4
-    return -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+    log_tail: np.ndarray = -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+    return log_tail
 
 
 def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
@@ -253,7 +256,8 @@ def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int
             log_tail = _log_lower_tail(t)
             slope = np.exp(-0.5 * t * t - 0.5 * math.log(2 * math.pi) - log_tail)  # -d/dt log Phi(-t)
             t = t + (log_tail - target) / slope
-    return np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
+    tail: np.ndarray = np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
+    return tail
 
 
 def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:
@@ -270,17 +274,19 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
     # Clamped in float64 and rounded once, straight into an array of the output dtype.
-    return np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+    within: np.ndarray = np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+    return within
 
 
 def _times(z: np.ndarray, factor: float, dtype: np.dtype) -> np.ndarray:
     """``z * factor`` computed in float64 and rounded once to ``dtype`` (one pass)."""
-    return np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
+    scaled: np.ndarray = np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
+    return scaled
 
 
-def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
-                     dtype: np.dtype) -> np.ndarray:
-    distribution, number = spec.as_variance_scaling().law(*fans)
+def _variance_scaled(spec: VarianceScaling, rng: np.random.Generator, shape: tuple[int, ...],
+                     fans: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    distribution, number = spec.law(*fans)
     if distribution == "uniform":
         return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
@@ -298,7 +304,7 @@ def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int
     return x
 
 
-def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans,
+def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
              dtype: np.dtype, path: str | None = None) -> np.ndarray:
     """One float64 uniform per element picks the component whose weight interval holds it.
     Elementwise components then draw just as many values as they were picked, in order; a
@@ -350,7 +356,8 @@ def _dirac(spec: Dirac, shape: tuple[int, ...]) -> np.ndarray:
     centre = tuple(k // 2 for k in shape[2:])
     for g in range(spec.groups):
         for d in range(min(per_group, shape[1])):
-            out[(g * per_group + d, d, *centre)] = 1.0
+            spot = (g * per_group + d, d, *centre)
+            out[spot] = 1.0
     return out
 
 
@@ -365,7 +372,7 @@ def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> n
     return out
 
 
-def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype,
+def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any, dtype: np.dtype,
           path: str | None = None) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
@@ -386,8 +393,9 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
                        open_high=False)
     if isinstance(spec, WithAxes):
         return _draw(spec.spec, rng, shape, fans, dtype, path)  # the fans came from its axes
-    if spec.as_variance_scaling() is not None:
-        return _variance_scaled(spec, rng, shape, fans, dtype)
+    scaled = spec.as_variance_scaling()
+    if scaled is not None:
+        return _variance_scaled(scaled, rng, shape, fans, dtype)
     if isinstance(spec, Orthogonal):
         return _orthogonal(spec, rng, shape)
     if isinstance(spec, Eye):
@@ -498,8 +506,8 @@ def call_law(
     return out
 
 
-_RAGGED = getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
-    np, "VisibleDeprecationWarning", Warning)
+_RAGGED = cast("type[Warning]", getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
+    np, "VisibleDeprecationWarning", Warning))
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
@@ -576,7 +584,8 @@ def sample(
             if key is not None:
                 out = stream.draw(spec, shape, key, dtype=resolved, fans=used_fans, path=path)
             else:
-                out = _draw_checked(spec, seed, shape, used_fans, resolved, path)
+                # key is None for a Generator seed only.
+                out = _draw_checked(spec, cast(np.random.Generator, seed), shape, used_fans, resolved, path)
     except MemoryError as err:
         raise ShapeError(
             f"{shown(spec)} cannot fill {where}: {math.prod(shape)} values of {resolved.name} do not "
@@ -600,7 +609,7 @@ _SCALE = {Constant: "value", Uniform: "low and high", Normal: "mean and std", Tr
           Orthogonal: "gain", Sparse: "std"}
 
 
-def _leaves(spec: Spec):
+def _leaves(spec: Spec) -> Iterator[Spec]:
     """The specs that draw values: a mixture's components of weight > 0, at every level."""
     if isinstance(spec, Mixture):
         for weight, component in spec.components:
@@ -610,7 +619,7 @@ def _leaves(spec: Spec):
         yield spec
 
 
-def _reach(spec: Spec, fans) -> tuple[float, bool]:
+def _reach(spec: Spec, fans: Any) -> tuple[float, bool]:
     """How large ``spec``'s values get: ``(bound, True)`` for a bounded law, ``(typical
     extreme, False)`` for a normal one (8 std), ``(0, True)`` for laws that cannot overflow."""
     if isinstance(spec, Constant):

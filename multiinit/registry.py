@@ -195,7 +195,7 @@ def namespace(backend: str, compile_spec: Callable[..., Any],
 
 
 def _native(backend: str, constructor: Callable[..., Any], compile_spec: Callable[..., Any],
-            seeded: bool):
+            seeded: bool) -> Callable[..., Any]:
     @functools.wraps(constructor)
     def native(*args: Any, **kwargs: Any) -> Any:
         extra = {"seed": kwargs.pop("seed", None)} if seeded else {}

@@ -100,7 +100,8 @@ class Param:
         self.roles = roles_of(self.role)
         if self.known is None:
             self.known = self.kind is not None
-        if self.fans is None and getattr(self.view, "batch", 0):
+        batch = getattr(self.view, "batch", 0)
+        if self.fans is None and batch:
             # A drawer sees only the logical shape, whose batch axes it would count as fans.
             try:
                 self.fans = self.view.fans
@@ -327,9 +328,9 @@ def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
             raise _nothing_matched(rule, params)
     assignments = []
     for param in params:
-        rule = next((r for r in normalized if r.matches(param)), None)
-        if rule is not None and rule.spec is not None:
-            assignments.append((param, rule.spec))
+        first = next((r for r in normalized if r.matches(param)), None)
+        if first is not None and first.spec is not None:
+            assignments.append((param, first.spec))
     for param, spec in assignments:
         check_shape(spec, param.logical_shape, _given_fans(param, spec), param.path)
     return assignments
@@ -470,12 +471,12 @@ def execute(
         raise TypeError("execute() needs a writer=, or draw=, from_numpy= and write=")
     values = []
     for param, spec in assignments:
-        if portable:
+        if portable and seed is not None:  # (_check_seed refused portable without a seed)
             dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
             logical = sample(spec, param.logical_shape, seed=(int(seed), param.order), dtype=dtype,
                              fans=_given_fans(param, spec))
             values.append((param, from_numpy(param, param.view.to_native(logical))))
-        else:
+        elif draw is not None:  # (refused above when not portable)
             values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))
     write(values)
     return assignments

@@ -15,10 +15,13 @@ import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .errors import SpecError, SpecTypeError, shorten, shown
 from .fans import MAX_ELEMENTS, NONLINEARITIES, calculate_gain
+
+if TYPE_CHECKING:  # sample() returns a NumPy array; the specs themselves need no NumPy
+    import numpy as np
 
 __all__ = [
     "Spec",
@@ -101,7 +104,7 @@ DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 # --------------------------------------------------------------------------- validation
 
 
-def _fail(kind: str, name: str, value: Any, allowed: str, error: type = SpecError) -> SpecError:
+def _fail(kind: str, name: str, value: Any, allowed: str, error: type[SpecError] = SpecError) -> SpecError:
     return error(f"{kind}: {name}={shown(value)} is not allowed; {name} must be {allowed}")
 
 
@@ -222,7 +225,7 @@ class Spec:
         fans: tuple[int, int] | None = None,
         *,
         path: str | None = None,
-    ):
+    ) -> np.ndarray:
         """Draw from the NumPy reference, in logical ``(out, in, *spatial)`` layout.
 
         ``seed`` is an int or a ``numpy.random.Generator``; ``fans`` overrides the fans of
@@ -509,22 +512,21 @@ class KaimingNormal(KaimingUniform):
     _distribution: ClassVar[str] = "untruncated_normal"
 
 
-def _named(name: str, scale: float, mode: str, distribution: str, doc: str) -> type:
+def _named(name: str, scale: float, mode: str, distribution: str, doc: str) -> type[_Scaled]:
     """A parameterless Keras/JAX named initializer: a fixed variance_scaling form."""
-    cls = dataclass(frozen=True, repr=False)(
-        type(
-            "".join(part.title() for part in name.split("_")),
-            (_Scaled,),
-            {
-                "__doc__": doc,
-                "__module__": __name__,
-                "__annotations__": {"kind": "ClassVar[str]"},
-                "kind": name,
-                "_form": (scale, mode, distribution),
-            },
-        )
+    cls = type(
+        "".join(part.title() for part in name.split("_")),
+        (_Scaled,),
+        {
+            "__doc__": doc,
+            "__module__": __name__,
+            "__annotations__": {"kind": "ClassVar[str]"},
+            "kind": name,
+            "_form": (scale, mode, distribution),
+        },
     )
-    return cls
+    # type() cannot say it made a subclass of _Scaled; it did.
+    return dataclass(frozen=True, repr=False)(cast("type[_Scaled]", cls))
 
 
 GlorotUniform = _named("glorot_uniform", 1.0, "fan_avg", "uniform", "Keras/JAX glorot_uniform.")
@@ -609,7 +611,7 @@ class Mixture(Spec):
 
     def __post_init__(self) -> None:
         kind = self.kind
-        items = self.components
+        items: Any = self.components  # what the caller gave, checked below
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise _fail(kind, "components", items, "a list of (weight, spec) pairs", SpecTypeError)
         try:
@@ -1086,7 +1088,7 @@ CONSTRUCTORS: dict[str, Callable[..., Any]] = {
     )
 }
 
-_KINDS: dict[str, type] = {
+_KINDS: dict[str, type[Spec]] = {
     cls.kind: cls
     for cls in (
         Constant, Uniform, Normal, TruncatedNormal, VarianceScaling, XavierUniform,
@@ -1136,11 +1138,11 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
     if not isinstance(data, Mapping):
         raise _fail("from_dict", "data", data, "a dict with a 'kind' key", SpecTypeError)
     kind = data.get("kind")
-    cls = _KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise _fail("from_dict", "kind", kind, f"one of {', '.join(sorted(_KINDS))}")
+    cls = _KINDS[kind]
     given = {k: v for k, v in data.items() if k != "kind"}
-    allowed = {"name"} if cls is Custom else {f.name for f in fields(cls)}
+    allowed = {"name"} if cls is Custom else {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(given) - allowed, key=str)
     if unknown:
         raise _fail(kind, "keys", unknown, f"among {sorted(allowed)}")
@@ -1162,7 +1164,7 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
             pairs.append((part["weight"], _from_dict(part["spec"], depth + 1)))
         return Mixture(tuple(pairs))
     if cls is Custom:
-        name = given.get("name")
+        name: Any = given.get("name")  # anything: registered_custom refuses what is not a name
         return Custom(registered_custom(name), name)
     if cls is WithAxes:
         missing = sorted({"spec", "in_axis", "out_axis"} - set(given))
@@ -1228,11 +1230,12 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
     if name == "custom":
         return Custom(registered_custom(kwargs["name"]), kwargs["name"])
     try:
-        return CONSTRUCTORS[name](*args, **kwargs)
+        spec: Spec = CONSTRUCTORS[name](*args, **kwargs)
     except SpecError:
         raise
     except TypeError as e:  # wrong arity or an unknown keyword
         raise SpecTypeError(f"parse: {name}(...) has arguments it does not take: {e}") from None
+    return spec
 
 
 def parse(text: str) -> Spec:

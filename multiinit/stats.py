@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
 )
 
 __all__ = ["ALPHA", "Law", "Check", "Verdict", "law", "check", "check_law", "check_same", "z_for"]
@@ -99,7 +100,8 @@ class Law:
     def continuous_cdf(self, x: np.ndarray) -> np.ndarray:
         """CDF of the continuous part alone (conditional on not being an atom)."""
         mass = self.continuous_mass
-        return sum(w * d.cdf(x) for w, d in self.parts) / mass
+        cdf: np.ndarray = sum(w * d.cdf(x) for w, d in self.parts) / mass
+        return cdf
 
     @property
     def support(self) -> tuple[float, float]:
@@ -125,7 +127,9 @@ def _continuous(spec: Spec, fans: tuple[int, int] | None) -> tuple[Any, str]:
             stats.truncnorm(spec.low, spec.high, loc=spec.mean, scale=spec.std),
             f"N({spec.mean:.4g}, {spec.std:.4g}^2) cut to [{lo:.4g}, {hi:.4g}]",
         )
-    distribution, number = spec.as_variance_scaling().law(*fans)
+    # Every other law that reaches here is fan-based, with the fans found by fans_for.
+    scaled = cast("VarianceScaling", spec.as_variance_scaling())
+    distribution, number = scaled.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return stats.uniform(-number, 2 * number), f"U[-{number:.4g}, {number:.4g})"
     if distribution == "untruncated_normal":
@@ -159,7 +163,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         rows = shape[0]
         m = max(rows, math.prod(shape) // rows if rows else 0)
         a = (m - 1) / 2
-        parts = [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        parts: list[tuple[float, Any]] = [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
         return Law(
             parts=parts,
             orthogonal_gain=spec.gain,
@@ -171,7 +175,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         rows = shape[0]
         k = math.ceil(spec.sparsity * rows)
         p = k / rows if rows else 0.0
-        atoms = {0.0: p} if p > 0 else {}
+        atoms: dict[float, float] = {0.0: p} if p > 0 else {}
         return Law(
             atoms=atoms,
             parts=[(1.0 - p, stats.norm(0.0, spec.std))] if p < 1 else [],
@@ -180,8 +184,8 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         )
     if isinstance(spec, Mixture):
         used = fans_for(spec, shape, fans) if spec.uses_fans else None
-        atoms: dict[float, float] = {}
-        parts: list[tuple[float, Any]] = []
+        atoms = {}
+        parts = []
         texts = []
         for weight, component in spec.components:
             if weight == 0:
@@ -296,7 +300,8 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
         )
     rest = values[continuous]
     if the_law.parts and rest.size:
-        result = stats.kstest(rest, the_law.continuous_cdf)
+        # scipy calls the cdf once with the whole array; its stubs say one float at a time.
+        result = stats.kstest(rest, the_law.continuous_cdf)  # type: ignore[arg-type]
         checks.append(Check("ks", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)))
     mean, variance = the_law.mean, the_law.variance
     if variance > 0:

@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -309,6 +309,42 @@ def run_parallel(jobs: Iterable[Callable[[], Any]]) -> None:
 # --------------------------------------------------------------------------- the portable draw
 
 
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: None = ...,
+    path: str | None = ...,
+) -> np.ndarray: ...
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: Callable[[Box, np.ndarray], None],
+    path: str | None = ...,
+) -> None: ...
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: Callable[[Box, np.ndarray], None] | None = ...,
+    path: str | None = ...,
+) -> np.ndarray | None: ...
 def draw(
     spec: Spec,
     shape: Sequence[int],
