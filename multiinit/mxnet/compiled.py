@@ -67,8 +67,8 @@ from ..errors import ShapeError, SpecError
 from ..fans import OUT_IN, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
-from ..spec import Spec, from_dict, parse
-from .draw import WithAxes, check_dtype, fill
+from ..spec import Spec, WithAxes, from_dict, parse
+from .draw import check_dtype, fill
 
 #: MXNet (NCHW) weights are (out, in/groups, *spatial): the logical layout itself.
 LAYOUT = OUT_IN

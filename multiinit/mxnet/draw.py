@@ -42,21 +42,17 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
 import numpy as np
 
+from .. import stream
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform
+from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform, WithAxes
 from . import host
-
-try:
-    from ..spec import WithAxes
-except ImportError:  # pragma: no cover - until the core has specs that state their fan axes
-    WithAxes = ()
 
 FLOATS = ("float16", "float32", "float64")
 _INT31 = 2**31 - 1
@@ -117,9 +113,10 @@ def _native_law(spec: Spec, fans: tuple[int, int] | None) -> tuple[str, float, f
     if isinstance(spec, Normal):
         return ("normal", spec.mean, spec.std)
     scaling = spec.as_variance_scaling()
-    if scaling is None or not host.stream.is_elementwise(spec):
+    if scaling is None or not stream.is_elementwise(spec):
         return None
-    distribution, number = scaling.law(*fans)
+    # A fan-based spec comes with its fans (the shape was checked before).
+    distribution, number = scaling.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return ("uniform", -number, number)
     if distribution == "untruncated_normal":
@@ -135,7 +132,7 @@ def _orthogonal(spec: Orthogonal, shape: tuple[int, ...], dtype: str, ctx: Any, 
     cols = math.prod(shape) // rows
     work = _work_dtype(dtype)
     a = mx.nd.empty((min(rows, cols), max(rows, cols)), dtype=work, ctx=mx.cpu())
-    host.fill_standard_normal(host.host_view(a), base)
+    host.fill_standard_normal(cast(np.ndarray, host.host_view(a)), base)  # a fresh dense CPU array
     if ctx != mx.cpu():
         a = a.as_in_context(ctx)
     q, lower = mx.nd.linalg.gelqf(a)
@@ -288,4 +285,5 @@ def check_dtype(spec: Spec, dtype: Any, path: str) -> None:
 
 
 def _dtype_name(dtype: Any) -> str:
-    return np.dtype(dtype).name
+    name: str = np.dtype(dtype).name
+    return name

@@ -58,7 +58,7 @@ import contextlib
 import ctypes
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
@@ -132,7 +132,7 @@ def host_target(arr: Any) -> Iterator[np.ndarray]:
 # --------------------------------------------------------------------------- laws
 
 
-def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple | None:
+def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple[Any, ...] | None:
     """``spec`` as a plain elementwise law, or None when it draws a whole tensor.
 
     ``("constant", v)``, ``("uniform", low, high)``, ``("normal", mean, std)``,
@@ -166,7 +166,8 @@ def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple | None:
     scaling = spec.as_variance_scaling()
     if scaling is None or not stream.is_elementwise(spec):
         return None
-    distribution, number = scaling.law(*fans)
+    # A fan-based spec comes with its fans (the shape was checked before).
+    distribution, number = scaling.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return ("uniform", -number, number)
     if distribution == "untruncated_normal":
@@ -226,7 +227,7 @@ def _truncated_standard(rng: np.random.Generator, x: np.ndarray, low: float, hig
         bad = bad[(again < low) | (again > high)]
 
 
-def _fill_law(law: tuple, rng: np.random.Generator, out: np.ndarray) -> None:
+def _fill_law(law: tuple[Any, ...], rng: np.random.Generator, out: np.ndarray) -> None:
     """Write the elementwise ``law`` into ``out`` (a float array) from ``rng``."""
     kind = law[0]
     if kind == "constant":
@@ -259,7 +260,7 @@ def _fill_law(law: tuple, rng: np.random.Generator, out: np.ndarray) -> None:
         out[...] = work
 
 
-def _fill_mixture(parts: Sequence[tuple[float, tuple]], rng: np.random.Generator, out: np.ndarray) -> None:
+def _fill_mixture(parts: Sequence[tuple[float, tuple[Any, ...]]], rng: np.random.Generator, out: np.ndarray) -> None:
     """A mixture of elementwise laws by the masked arithmetic of the module doc."""
     total = math.fsum(w for w, _ in parts)
     edges = [0.0]
@@ -310,7 +311,9 @@ def _fill_mixture(parts: Sequence[tuple[float, tuple]], rng: np.random.Generator
         out[...] = acc
 
 
-def _tile_jobs(flat: np.ndarray, base: int, job: Callable[[np.random.Generator, np.ndarray], None]) -> list:
+def _tile_jobs(
+    flat: np.ndarray, base: int, job: Callable[[np.random.Generator, np.ndarray], None]
+) -> list[Callable[[], None]]:
     grid = stream.tiling((flat.size,))
 
     def one(tile: stream.Tile) -> Callable[[], None]:
@@ -319,7 +322,7 @@ def _tile_jobs(flat: np.ndarray, base: int, job: Callable[[np.random.Generator, 
     return [one(tile) for tile in grid.tiles()]
 
 
-def fill_elementwise(law: tuple, out: np.ndarray, base: int) -> None:
+def fill_elementwise(law: tuple[Any, ...], out: np.ndarray, base: int) -> None:
     """``law`` into ``out`` (any float array, written in memory order), tile by tile in threads."""
     if out.size == 0:
         return
@@ -344,7 +347,7 @@ def _sparse(spec: Sparse, out: np.ndarray, base: int) -> None:
     # Floyd: for j = rows - k .. rows - 1, pick t in [0, j]; if t is taken already, take j
     # (never taken before). NaN marks a taken row: a normal draw is never NaN.
     for j in range(rows - zeros, rows):
-        t = rng.integers(0, j + 1, size=cols)
+        t = cast(np.ndarray, rng.integers(0, j + 1, size=cols))  # cols values (the stubs see a scalar)
         t[np.isnan(out[t, columns])] = j
         out[t, columns] = np.nan
     np.nan_to_num(out, copy=False, nan=0.0)

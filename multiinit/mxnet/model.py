@@ -62,7 +62,7 @@ MXNet's deferred initialization (the big-model idiom)
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
@@ -74,16 +74,12 @@ from .. import rules as _rules
 from .. import stream
 from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
-from ..reference import check_shape
+from ..layers import lookup_layer
+from ..reference import call_law, check_shape
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
-from ..spec import Custom, Spec
+from ..spec import Custom, Spec, WithAxes
 from . import host
-from .draw import WithAxes, _dtype_name, base_seed, check_dtype, fill
-
-try:
-    from ..layers import lookup_layer
-except ImportError:  # pragma: no cover - until the core has the layer registry
-    lookup_layer = None
+from .draw import _dtype_name, base_seed, check_dtype, fill
 
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
@@ -93,7 +89,6 @@ _RECURRENT = (_rnn.rnn_layer._RNNLayer, _rnn.RNNCell, _rnn.LSTMCell, _rnn.GRUCel
 # Whether the rules select a parameter by its other paths too (a tied parameter's), and
 # whether they tell layers multiinit knows from guesses (mi.plan flags the latter).
 _ALIASES = "aliases" in getattr(Param, "__dataclass_fields__", {})
-_KNOWN = "known" in getattr(Param, "__dataclass_fields__", {})
 # BatchNorm's running statistics are state, not learnable parameters.
 _RUNNING = frozenset({"running_mean", "running_var", "moving_mean", "moving_var"})
 
@@ -152,7 +147,7 @@ def _view(block: Any, role: str, shape: tuple[int, ...]) -> LogicalView:
 
 def _registration(block: Any) -> Any:
     """What ``multiinit.register_layer`` says about ``block``'s class, or None."""
-    return lookup_layer(block) if lookup_layer is not None and block is not None else None
+    return lookup_layer(block) if block is not None else None
 
 
 def _layer_kind(block: Any) -> tuple[str | None, bool]:
@@ -262,7 +257,7 @@ def params_of(block: Any) -> list[Param]:
             dtype=_dtype_name(parameter.dtype),
             handle=parameter,
             kind=kind,
-            **({"known": known} if _KNOWN else {}),
+            known=known,
         )
         seen[id(parameter)] = param
         params.append(param)
@@ -307,7 +302,7 @@ def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | Non
     if draw.portable:
         if isinstance(spec, Custom):
             # A whole-tensor law: the reference draws it from the parameter's own stream.
-            return host.call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
+            return call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
         drawn = Param(param.path, view, param.role, param.layer, fans, param.order, work.name)
         return host.fenced(spec, param.path, lambda: _rules.portable_values(drawn, spec, draw))
     if spec.uses_fans and fans is None:
@@ -353,7 +348,7 @@ class _Armed(mx.init.Initializer):
     of the initialized 1-D parameters that take their fans from it. Any failure puts the
     parameter back in its deferred state before the error goes on."""
 
-    def __init__(self, param: Param, saved: tuple) -> None:
+    def __init__(self, param: Param, saved: tuple[Any, ...]) -> None:
         super().__init__()
         self.param = param
         self.saved = saved  # the parameter's _deferred_init before multiinit touched it
@@ -493,7 +488,8 @@ class _Writer:
             self._arm(param).own = (spec, draw)
             return
         if self._waits_for_weight(param, spec):
-            self._arm(self._fan_source(param)).dependents.append((param, spec, draw))
+            # _waits_for_weight found the fan source.
+            self._arm(cast(Param, self._fan_source(param))).dependents.append((param, spec, draw))
             return
         _write_param(param, _fans_of(param, spec), spec, draw, prepared)
 

@@ -92,7 +92,8 @@ def _where(path: str | None) -> str:
 
 
 def _is_uninitialized(tensor: Any) -> bool:
-    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+    # torch's own stub of nn.parameter leaves out the mixin (both lazy kinds derive from it).
+    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)  # type: ignore[attr-defined]
 
 
 def _prepare(spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | None,

@@ -86,14 +86,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.nn import init as _init
 
 from ..errors import SpecError
-from ..reference import sample as _reference_sample
+from ..reference import call_law
 from ..spec import (
     Constant,
     Custom,
@@ -108,6 +108,7 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
     WithAxes,
     XavierNormal,
     XavierUniform,
@@ -150,7 +151,10 @@ def complex_problem(spec: Spec) -> str | None:
         return "a custom law's NumPy function draws real numbers"
     return None
 
-_Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], None]
+# (What a filler returns, torch's in-place functions return their tensor, is not used.)
+_Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], object]
+#: One piece of a one-draw mixture: ``(start, component, scale, offset, lo, hi)``.
+_Piece = tuple[int, Spec, float, float, float, float]
 
 
 # --------------------------------------------------------------------------- the samplers
@@ -226,7 +230,8 @@ def _redraws(count: int, like: torch.Tensor, g: torch.Generator | None, mean: fl
     """``count`` draws of N(mean, std**2) restricted to [lo, hi], by redrawing the ones outside
     in rounds (at most ``_REJECTION_ROUNDS``, else None): the values that replace the
     ``count`` values of a first draw that fell outside, in their order."""
-    values = bad = None
+    values: torch.Tensor | None = None
+    bad: torch.Tensor  # set in the first round
     for _ in range(_REJECTION_ROUNDS):
         if values is None:
             values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
@@ -285,18 +290,18 @@ def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, 
             return True
     host = _host_view(flat)
     if host is not None:
-        outside = _host_outside(host, lo, hi)
-        values = _redraws(outside.size, flat, g, mean, std, lo, hi) if outside.size else None
-        if outside.size and values is None:
-            return False
-        if outside.size:
-            host[outside] = values.numpy()
+        host_outside = _host_outside(host, lo, hi)
+        if host_outside.size:
+            host_values = _redraws(host_outside.size, flat, g, mean, std, lo, hi)
+            if host_values is None:
+                return False
+            host[host_outside] = host_values.numpy()
     else:
         outside = _outside(flat, lo, hi).nonzero().squeeze(1)
-        values = _redraws(outside.numel(), flat, g, mean, std, lo, hi) if outside.numel() else None
-        if outside.numel() and values is None:
-            return False
         if outside.numel():
+            values = _redraws(outside.numel(), flat, g, mean, std, lo, hi)
+            if values is None:
+                return False
             flat.index_copy_(0, outside, values)
     if work is not t:
         t.copy_(work)
@@ -323,8 +328,9 @@ def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float
         t.copy_(work)
 
 
-def _fill_scaled(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int]) -> None:
-    distribution, number = spec.as_variance_scaling().law(*fans)
+def _fill_scaled(spec: VarianceScaling, t: torch.Tensor, g: torch.Generator | None,
+                 fans: tuple[int, int]) -> None:
+    distribution, number = spec.law(*fans)
     if distribution == "uniform":
         t.uniform_(-number, number, generator=g)
     elif distribution == "untruncated_normal":
@@ -476,7 +482,7 @@ _LIGHTEST = {31: 2.0**-7, 63: 2.0**-10}
 
 
 @functools.lru_cache(maxsize=256)
-def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[tuple[int, Spec, float, float, float, float], ...] | None:
+def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[_Piece, ...] | None:
     """``((start, component, scale, offset, lo, hi), ...)`` on [0, 2**bits) for a mixture of
     uniform and constant components (weight > 0) drawn in ``dtype`` with one integer per
     element, or None. Uniform components come first and constants last, where selecting them
@@ -490,7 +496,7 @@ def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[t
     ordered = sorted(live, key=lambda item: isinstance(item[1], Constant))
     edges = [round(math.fsum(w for w, _ in ordered[: i + 1]) / total * 2**bits) for i in range(len(ordered))]
     edges[-1] = 2**bits
-    pieces = []
+    pieces: list[_Piece] = []
     start = 0
     for stop, (_, spec) in zip(edges, ordered, strict=True):
         if stop > start:
@@ -498,12 +504,13 @@ def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[t
                 lo, hi = _inward(spec.low, spec.high, dtype, open_high=True)
                 pieces.append((start, spec, (spec.high - spec.low) / (stop - start), spec.low, lo, hi))
             else:
-                pieces.append((start, spec, 0.0, spec.value, spec.value, spec.value))
+                value = cast("Constant", spec).value  # uniform and constant components only (above)
+                pieces.append((start, spec, 0.0, value, value, value))
         start = stop
     return tuple(pieces)
 
 
-def _fill_pieces(pieces: list[tuple[int, Spec, float, float, float, float]], t: torch.Tensor,
+def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor,
                  g: torch.Generator | None) -> None:
     """The one-draw mixture: each piece's values, written wherever r >= its start, in order,
     so that every element ends with the piece that holds its r.
@@ -536,7 +543,7 @@ def _bits_of(value: float, dtype: torch.dtype) -> int:
     return int(torch.tensor(value, dtype=dtype).view(same_width))
 
 
-def _pieces_on_device(pieces: list, out: torch.Tensor, r: torch.Tensor) -> None:
+def _pieces_on_device(pieces: tuple[_Piece, ...], out: torch.Tensor, r: torch.Tensor) -> None:
     out_bits = out.view(r.dtype)
     shift = r.element_size() * 8 - 1
     for i, (start, spec, scale, offset, lo, hi) in enumerate(pieces):
@@ -556,7 +563,7 @@ def _pieces_on_device(pieces: list, out: torch.Tensor, r: torch.Tensor) -> None:
             out_bits.bitwise_or_(keep.bitwise_not_().bitwise_and_(fresh))
 
 
-def _pieces_on_host(pieces: tuple, out: np.ndarray, r: np.ndarray,
+def _pieces_on_host(pieces: tuple[_Piece, ...], out: np.ndarray, r: np.ndarray,
                     scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
     """``_pieces_on_device`` on one block of NumPy views (the same operations); ``scratch``
     holds two integer arrays and one float array at least the block's size."""
@@ -605,34 +612,8 @@ def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
     device = g.device if g is not None else torch.device("cpu")
     words = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
     rng = np.random.default_rng(words)
-    values = _call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path, fans)
+    values = call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path=path)
     t.copy_(torch.from_numpy(np.ascontiguousarray(values)))
-
-
-try:
-    from ..reference import call_law as _reference_call_law
-except ImportError:  # a multiinit.reference without the shared fence (before hostile-core's merge)
-    _reference_call_law = None
-
-
-def _call_law(spec: Custom, rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
-              path: str | None, fans: tuple[int, int] | None) -> np.ndarray:
-    if _reference_call_law is not None:
-        return _reference_call_law(spec, rng, shape, dtype, path=path)
-    # The same fence, where reference.call_law is not there yet.
-    from .. import errors
-
-    law_error = getattr(errors, "LawError", SpecError)
-    where = f"custom law {spec.name!r}" + (f" at {path!r}" if path else "")
-    try:
-        values = _reference_sample(spec, shape, seed=rng, dtype=dtype, fans=fans)
-    except errors.MultiinitError:
-        raise
-    except Exception as err:
-        raise law_error(f"{where} raised {type(err).__name__}: {err}") from err
-    if not np.isfinite(values).all():
-        raise law_error(f"{where} returned non-finite values; a custom function must return finite numbers")
-    return values
 
 
 def _filler(spec: Spec) -> _Filler:
@@ -667,7 +648,13 @@ def _filler(spec: Spec) -> _Filler:
         live = [(w, s, _filler(s)) for w, s in spec.components if w > 0]
         return lambda t, g, fans: _fill_mixture(live, t, g, fans)
     if isinstance(spec, Custom):
-        return lambda t, g, fans, path=None: _fill_custom(spec, t, g, fans, path)
+        custom = spec
+
+        def fill_custom(t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None,
+                        path: str | None = None) -> None:
+            _fill_custom(custom, t, g, fans, path)
+
+        return fill_custom
     if isinstance(spec, WithAxes):
         # Its axes index the shape the compiled filler is called on (torch's own layout);
         # fans given by the caller (a tile, a model-level parameter) already came from them.
@@ -676,7 +663,7 @@ def _filler(spec: Spec) -> _Filler:
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")  # pragma: no cover
 
 
-def _scaled_filler(spec: Spec, scaled: Any) -> _Filler:
+def _scaled_filler(spec: Spec, scaled: VarianceScaling) -> _Filler:
     # torch's own function when the fans are the tensor's own (a compiled call, a weight);
     # the variance-scaling law with the given fans otherwise (a bias at model level).
     native: Callable[[torch.Tensor, torch.Generator | None], Any] | None = None

@@ -63,7 +63,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -174,7 +174,7 @@ def _compiled(spec: Spec) -> TorchInitializer:
     return TorchInitializer(spec)
 
 
-def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None,
+def _run(spec: Spec, tensor: Tensor, generator: Any, checked_as: Spec | None = None,
          native: Callable[[], Any] | None = None) -> Tensor:
     """Fill ``tensor`` with ``spec``. When ``spec`` is what a degenerate parameter made of a
     random law (``uniform_(a=b)`` is a constant), ``checked_as`` is that law, whose shape and
@@ -182,7 +182,8 @@ def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None
     and ``native`` fills the tensor with torch's own function, which writes the same values
     and advances the generator just as torch does."""
     if checked_as is None or type(checked_as) is type(spec):
-        return _compiled(spec)(tensor, generator)
+        filled: Tensor = _compiled(spec)(tensor, generator)
+        return filled
     if _prepare(checked_as, tensor, generator, None):
         if native is None:
             _compiled(spec)(tensor, generator)
@@ -192,9 +193,11 @@ def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None
     return tensor
 
 
-def _dispatch(function: Callable[..., Any], tensor: Any, **kwargs: Any) -> Any:
+def _dispatch(function: Callable[..., Any], tensor: Any, **kwargs: Any) -> Tensor:
     """torch's own ``__torch_function__`` hand-off, with torch's function as ``func``."""
-    return torch.overrides.handle_torch_function(function, (tensor,), tensor=tensor, **kwargs)
+    # What the tensor-like's __torch_function__ returns, as torch.nn.init's own functions say.
+    result: Tensor = torch.overrides.handle_torch_function(function, (tensor,), tensor=tensor, **kwargs)
+    return result
 
 
 # --------------------------------------------------------------------------- the table
@@ -251,7 +254,8 @@ def _constant_spec(val: Any, function: str = "constant_") -> Spec:
             f"{function}: val={val!r} is not allowed; val must be a real number (the spec's "
             "value is real; fill a complex tensor with tensor.fill_)"
         )
-    if isinstance(val, numbers.Integral) and not isinstance(val, bool) and not -(2**63) <= val < 2**64:
+    # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+    if isinstance(val, numbers.Integral) and not isinstance(val, bool) and not -(2**63) <= val < 2**64:  # type: ignore[operator]
         raise SpecOverflowError(f"{function}: val={val!r} is not allowed; val must fit in 64 bits")
     value = _number(function, "val", val)
     return _spec.constant(_finite(function, "val", value, val))
@@ -658,13 +662,13 @@ def _calculate_correct_fan(tensor: Tensor, mode: _FanMode) -> int:
     >>> _calculate_correct_fan(torch.empty(8, 3), "FAN_OUT")
     8
     """
-    mode = _mode("_calculate_correct_fan", mode)
-    if mode not in ("fan_in", "fan_out"):
+    picked = _mode("_calculate_correct_fan", mode)
+    if picked not in ("fan_in", "fan_out"):
         raise SpecError(
-            f"_calculate_correct_fan: mode={mode!r} is not allowed; mode must be 'fan_in' or 'fan_out'"
+            f"_calculate_correct_fan: mode={picked!r} is not allowed; mode must be 'fan_in' or 'fan_out'"
         )
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return fan_in if mode == "fan_in" else fan_out
+    return fan_in if picked == "fan_in" else fan_out
 
 
 def _no_grad_uniform_(
@@ -678,8 +682,12 @@ def _no_grad_uniform_(
     """
     _tensor("uniform_", tensor)
     spec = _uniform_spec(a, b)
-    return _run(spec, tensor, generator, _spec.uniform(),
-                lambda: _torch_init.uniform_(tensor, spec.value, spec.value, generator))
+
+    def native() -> Tensor:  # run by _run only for the constant that a == b makes
+        value = cast("_spec.Constant", spec).value
+        return _torch_init.uniform_(tensor, value, value, generator)
+
+    return _run(spec, tensor, generator, _spec.uniform(), native)
 
 
 def _no_grad_normal_(
@@ -696,8 +704,11 @@ def _no_grad_normal_(
     """
     _tensor("normal_", tensor)
     spec = _normal_spec(mean, std)
-    return _run(spec, tensor, generator, _spec.normal(),
-                lambda: _torch_init.normal_(tensor, spec.value, 0.0, generator))
+
+    def native() -> Tensor:  # run by _run only for the constant that std == 0 makes
+        return _torch_init.normal_(tensor, cast("_spec.Constant", spec).value, 0.0, generator)
+
+    return _run(spec, tensor, generator, _spec.normal(), native)
 
 
 def _no_grad_trunc_normal_(
@@ -718,14 +729,15 @@ def _no_grad_trunc_normal_(
     spec, bounds = _trunc_normal_spec(mean, std, a, b)
     if bounds is None:
         return _run(spec, tensor, generator, _spec.trunc_normal())
+    truncated = cast("_spec.TruncatedNormal", spec)  # what _trunc_normal_spec makes when it gives bounds
     if _prepare(spec, tensor, generator, None):
         with torch.no_grad():
             # The given bounds themselves, not mean + low*std recomputed (one rounding less).
             if is_dtensor(tensor):  # this rank's shard by the stream rule (sharded.py)
                 fill_compiled(tensor, spec, generator,
-                              lambda t, g, f: _fill_truncated(t, g, spec.mean, spec.std, *bounds))
+                              lambda t, g, f: _fill_truncated(t, g, truncated.mean, truncated.std, *bounds))
             else:
-                _fill_truncated(tensor, generator, spec.mean, spec.std, *bounds)
+                _fill_truncated(tensor, generator, truncated.mean, truncated.std, *bounds)
     return tensor
 
 

@@ -81,7 +81,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -327,7 +328,7 @@ class _Writer:
                 f"{self.device} they would hold garbage; add rules for them (or a catch-all such "
                 "as ('*', mi.zeros()) last)"
             )
-        unknown = []
+        unknown: list[str] = []
         for prefix, module in self.model.named_modules():
             metas = [n for n, b in module._buffers.items() if b is not None and b.is_meta]
             if not metas:
@@ -453,7 +454,7 @@ class _Writer:
                 # torch's construction values (what reset_running_stats writes), for the
                 # statistics that were on meta only.
                 for name in names:
-                    buffer = module._buffers[name]
+                    buffer = cast(torch.Tensor, module._buffers[name])  # a meta tensor, above
                     buffer.fill_(1 if name == "running_var" else 0)
 
 
@@ -462,7 +463,7 @@ def _listed(paths: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def _tensors(model: nn.Module):
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
     yield from model.parameters()
     yield from model.buffers()
 

@@ -46,7 +46,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -206,7 +206,8 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
 def _local(tensor: Any) -> torch.Tensor:
     # Under no_grad, to_local() is the local tensor itself: writes land in the shard's storage
     # (for FSDP2, a view into its padded all-gather buffer).
-    return tensor.to_local() if is_dtensor(tensor) else tensor
+    local: torch.Tensor = tensor.to_local() if is_dtensor(tensor) else tensor
+    return local
 
 
 # --------------------------------------------------------------------------- logical pieces
@@ -244,7 +245,8 @@ def _groups(coarse: Sequence[int], fine: Sequence[int]) -> list[list[int]] | Non
     merges into it; None when ``fine`` does not refine ``coarse`` that way."""
     groups, j = [], 0
     for n in coarse:
-        group, size = [], 1
+        group: list[int] = []
+        size = 1
         while j < len(fine) and (not group or size < n):
             group.append(j)
             size *= fine[j]
@@ -318,8 +320,8 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
         try:
             destination = target.view(lengths)
         except RuntimeError:  # strides that do not merge: cut a group down to single rows
-            wide = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
-            cut(target, box, wide)
+            to_cut = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
+            cut(target, box, to_cut)
             return
         pieces.append((tuple(logical_box), destination))
 
@@ -336,7 +338,8 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
             sizes = [pre[i] for i in group]
             per_axis.append(_row_major(part.start, part.stop, sizes))
         for combination in _product(per_axis):
-            destination, pre_box = target, []
+            destination = target
+            pre_box: list[slice] = []
             # Each native axis becomes its pre axes: a slice of it, then an unflatten (a view).
             for axis in reversed(range(len(native))):
                 sub = combination[axis]
@@ -444,7 +447,8 @@ def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int,
         hi = min(size, box[0].stop - group * per_group, box[1].stop)
         if lo < hi:
             d = torch.arange(lo, hi, device=target.device)
-            target[(d + group * per_group - box[0].start, d - box[1].start, *spot)] = 1
+            ones = (d + group * per_group - box[0].start, d - box[1].start, *spot)
+            target[ones] = 1
 
 
 def _run_jobs(jobs: list[Callable[[], None]], device: torch.device) -> None:
@@ -493,7 +497,8 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
         values = source.portable(None, None)
         return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=dtype)
     whole = torch.empty(source.shape, dtype=dtype, device=device)
-    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(source.base, source.order, 0))
+    base = cast(int, source.base)  # a native stream always has its base (the writer sets it)
+    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(base, source.order, 0))
     with _one_thread(device) if _has_qr(source.spec) else contextlib.nullcontext():
         _filler(source.spec)(whole, generator, source.fans)
     return whole
@@ -528,7 +533,8 @@ def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: 
         part = _meet(tile.box, box)
         destination = target[_shift(part, box)]
         generator = torch.Generator(device=target.device).manual_seed(
-            _stream.tile_seed(source.base, source.order, tile.index)
+            # A native stream always has its base (the writer sets it).
+            _stream.tile_seed(cast(int, source.base), source.order, tile.index)
         )
         if part == tile.box and destination.is_contiguous():
             fill_(destination, generator, source.fans)
