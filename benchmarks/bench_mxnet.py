@@ -45,8 +45,10 @@ import mxnet as mx  # noqa: E402
 import multiinit as mi  # noqa: E402
 from multiinit import mxnet as mim  # noqa: E402
 
-from common import CHAPTER_LAW  # noqa: E402
-from common import SPECS as COMMON_SPECS  # noqa: E402
+from common import (
+    CHAPTER_LAW,  # noqa: E402
+    SPECS as COMMON_SPECS,  # noqa: E402
+)
 
 
 class D2lMyInit(mx.init.Initializer):

@@ -25,8 +25,7 @@ import torch
 
 import multiinit as mi
 
-from common import CHAPTER_LAW as _CHAPTER_LAW
-from common import SPECS, d2l_my_init
+from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, d2l_my_init
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:

@@ -5,8 +5,7 @@ Run: python examples/seed_chapter_mxnet.py
 
 import mxnet as mx
 import numpy as np
-from mxnet import np as mnp
-from mxnet import npx
+from mxnet import np as mnp, npx
 from mxnet.gluon import nn
 
 import multiinit as mi

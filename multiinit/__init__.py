@@ -35,8 +35,7 @@ from .layers import (
     registered_layers,
     unregister_layer,
 )
-from .registry import BACKENDS, compile, detect
-from .registry import install_registration_hook as _install_registration_hook
+from .registry import BACKENDS, compile, detect, install_registration_hook as _install_registration_hook
 from .rules import select
 from .spec import (
     CONSTRUCTORS,

@@ -20,8 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .reference import fans_for
-from .reference import sample as reference_sample
+from .reference import fans_for, sample as reference_sample
 from .spec import (
     TRUNCATED_STD_2,
     Constant,

@@ -17,8 +17,7 @@ import re
 import mxnet as mx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from mxnet import gluon
 from mxnet.gluon import nn
 

@@ -11,8 +11,7 @@ import pytest
 from mxnet.gluon import nn
 
 import multiinit as mi
-from multiinit import mxnet as mim
-from multiinit import stats
+from multiinit import mxnet as mim, stats
 
 from matrix import seed_chapter_my_init
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture

@@ -13,8 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 import multiinit as mi
-from multiinit import mxnet as mim
-from multiinit import stats
+from multiinit import mxnet as mim, stats
 from multiinit.errors import LawError
 from multiinit.spec import CONSTRUCTORS
 

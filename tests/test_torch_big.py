@@ -16,8 +16,7 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 from multiinit.rules import Draw
-from multiinit.torch import model as _model
-from multiinit.torch import sharded
+from multiinit.torch import model as _model, sharded
 
 
 def _fits(t: torch.Tensor) -> bool:

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 import multiinit as mi
-from multiinit import stats
-from multiinit import torch as mit
+from multiinit import stats, torch as mit
 
 D2L_LAW = mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))])
 

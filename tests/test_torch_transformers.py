@@ -34,8 +34,7 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 from multiinit.rules import Draw
-from multiinit.torch import model as _model
-from multiinit.torch import sharded
+from multiinit.torch import model as _model, sharded
 
 N = 64  # the models' width: GPT-2's c_fc weight is (64, 256), 16,384 values
 LAYERS = 2

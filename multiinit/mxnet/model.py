@@ -67,11 +67,9 @@ from typing import Any, cast
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
 import numpy as np
-from mxnet.gluon import nn as _nn
-from mxnet.gluon import rnn as _rnn
+from mxnet.gluon import nn as _nn, rnn as _rnn
 
-from .. import rules as _rules
-from .. import stream
+from .. import rules as _rules, stream
 from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
 from ..layers import lookup_layer

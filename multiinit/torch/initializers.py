@@ -71,8 +71,7 @@ from torch.nn import init as _torch_init
 
 from .. import spec as _spec
 from ..errors import SpecError
-from ..fans import calculate_gain as _neutral_gain
-from ..fans import compute_fans
+from ..fans import calculate_gain as _neutral_gain, compute_fans
 from ..spec import Spec
 from .compiled import (
     SpecAttributeError,

@@ -88,9 +88,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import errors as _errors
-from .. import rules as _rules
-from .. import stream as _stream
+from .. import errors as _errors, rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
 from ..layers import lookup_layer
