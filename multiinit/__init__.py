@@ -139,8 +139,7 @@ __all__ = [
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
-          device: Any = None) -> Any:
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector

@@ -171,23 +171,31 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
         elif distribution == "untruncated_normal":
             text = f"N(0, {_n(number)}^2), untruncated"
         else:
-            text = (f"N(0, {_n(number)}^2) cut to +-{_n(2 * number)} (2 sigma), "
-                    f"std {_n(number * TRUNCATED_STD_2)}")
+            text = (
+                f"N(0, {_n(number)}^2) cut to +-{_n(2 * number)} (2 sigma), "
+                f"std {_n(number * TRUNCATED_STD_2)}"
+            )
         return text if vs is spec else f"{text}; as {vs!r}"
     if isinstance(spec, Orthogonal):
         rows = logical[0]
         cols = math.prod(logical) // rows if rows else 0
-        return (f"orthogonal: flattened to ({rows}, {cols}), W W^T = {_n(spec.gain)}^2 I on the shorter side, "
-                f"entries of std {_n(spec.gain / math.sqrt(max(rows, cols, 1)))}")
+        return (
+            f"orthogonal: flattened to ({rows}, {cols}), W W^T = {_n(spec.gain)}^2 I on the shorter side, "
+            f"entries of std {_n(spec.gain / math.sqrt(max(rows, cols, 1)))}"
+        )
     if isinstance(spec, Eye):
         return "the identity: ones on the diagonal of (out, in)"
     if isinstance(spec, Dirac):
         centre = tuple(k // 2 for k in logical[2:])
-        return f"dirac: 1 at [g*out/groups + d, d, *{centre}] for d < min(out/groups, in), groups={spec.groups}"
+        return (
+            f"dirac: 1 at [g*out/groups + d, d, *{centre}] for d < min(out/groups, in), groups={spec.groups}"
+        )
     if isinstance(spec, Sparse):
         rows = logical[0]
-        return (f"N(0, {_n(spec.std)}^2) with ceil({_n(spec.sparsity)}*{rows}) = "
-                f"{math.ceil(spec.sparsity * rows)} zeros in each column")
+        return (
+            f"N(0, {_n(spec.std)}^2) with ceil({_n(spec.sparsity)}*{rows}) = "
+            f"{math.ceil(spec.sparsity * rows)} zeros in each column"
+        )
     if isinstance(spec, Mixture):
         return " + ".join(f"{_n(w)} x [{_law_text(s, logical, fans)}]" for w, s in spec.components)
     if isinstance(spec, Custom):
@@ -195,10 +203,20 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
     return repr(spec)
 
 
-_KERAS_NAMES: dict[type[Spec], str] = {GlorotUniform: "GlorotUniform", GlorotNormal: "GlorotNormal", HeUniform: "HeUniform",
-                HeNormal: "HeNormal", LecunUniform: "LecunUniform", LecunNormal: "LecunNormal"}
+_KERAS_NAMES: dict[type[Spec], str] = {
+    GlorotUniform: "GlorotUniform",
+    GlorotNormal: "GlorotNormal",
+    HeUniform: "HeUniform",
+    HeNormal: "HeNormal",
+    LecunUniform: "LecunUniform",
+    LecunNormal: "LecunNormal",
+}
 _JAX_NAMES = {cls: cls.kind for cls in _KERAS_NAMES}
-_JAX_DISTRIBUTION = {"uniform": "uniform", "untruncated_normal": "normal", "truncated_normal": "truncated_normal"}
+_JAX_DISTRIBUTION = {
+    "uniform": "uniform",
+    "untruncated_normal": "normal",
+    "truncated_normal": "truncated_normal",
+}
 _MX_FACTOR = {"fan_in": "in", "fan_out": "out", "fan_avg": "avg"}
 
 
@@ -304,7 +322,10 @@ def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     if vs is not None and vs.mode == "fan_geo_avg":
         return _fixed("keras", vs, fans)  # Keras' VarianceScaling has no fan_geo_avg
     if vs is not None:
-        return f'{k}VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", distribution="{vs.distribution}")', ""
+        return (
+            f'{k}VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", distribution="{vs.distribution}")',
+            "",
+        )
     if isinstance(spec, Orthogonal):
         return f"{k}Orthogonal(gain={_n(spec.gain)})", ""
     if isinstance(spec, Eye):
@@ -332,7 +353,10 @@ def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
         return None, "jax's normal(stddev) has mean 0"
     if isinstance(spec, TruncatedNormal):
         if spec.mean == 0:
-            return f"{j}truncated_normal(stddev={_n(spec.std)}, lower={_n(spec.low)}, upper={_n(spec.high)})", ""
+            return (
+                f"{j}truncated_normal(stddev={_n(spec.std)}, lower={_n(spec.low)}, upper={_n(spec.high)})",
+                "",
+            )
         return None, "jax's truncated_normal has mean 0"
     if type(spec) in _JAX_NAMES:
         return f"{j}{_JAX_NAMES[type(spec)]}()", ""
@@ -395,8 +419,13 @@ def _group(value: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
     return tuple(a % ndim for a in ((value,) if isinstance(value, int) else value))
 
 
-def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...], shape: tuple[int, ...],
-                 fans: tuple[int, int] | None) -> tuple[str | None, str]:
+def _axes_native(
+    framework: str,
+    inner: Spec,
+    axes: tuple[tuple[int, ...], ...],
+    shape: tuple[int, ...],
+    fans: tuple[int, int] | None,
+) -> tuple[str | None, str]:
     """The backend's own native form for a weight of stored ``shape`` whose fans come from
     stated axes (in, out, batch), not from the framework's plain reading of the shape."""
     vs = inner.as_variance_scaling()
@@ -408,24 +437,31 @@ def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...],
         def shown(a: tuple[int, ...]) -> str:
             return repr(a[0]) if len(a) == 1 else repr(a)
 
-        text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (f", batch_axis={shown(batch)}" if batch else "")
+        text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (
+            f", batch_axis={shown(batch)}" if batch else ""
+        )
         if type(inner) in _JAX_NAMES:
             return f"jax.nn.initializers.{_JAX_NAMES[type(inner)]}({text})", ""
-        return (f'jax.nn.initializers.variance_scaling({_n(vs.scale)}, "{vs.mode}", '
-                f'"{_JAX_DISTRIBUTION[vs.distribution]}", {text})'), ""
+        return (
+            f'jax.nn.initializers.variance_scaling({_n(vs.scale)}, "{vs.mode}", '
+            f'"{_JAX_DISTRIBUTION[vs.distribution]}", {text})'
+        ), ""
     if framework == "keras" and vs.mode != "fan_geo_avg" and len(ins) + len(outs) + len(batch) == len(shape):
         # Keras' input_axes/output_axes ignore every other axis: JAX's meaning when the rest
         # are all batch axes (no receptive field).
         text = f"input_axes={list(ins)}, output_axes={list(outs)}"
         if type(inner) in _KERAS_NAMES:
             return f"keras.initializers.{_KERAS_NAMES[type(inner)]}({text})", ""
-        return (f'keras.initializers.VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", '
-                f'distribution="{vs.distribution}", {text})'), ""
+        return (
+            f'keras.initializers.VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", '
+            f'distribution="{vs.distribution}", {text})'
+        ), ""
     return _fixed(framework, vs, fans)
 
 
-def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
-            layout: str | Layout | None = None) -> Explanation:
+def explain(
+    spec: Spec, shape: Sequence[int], backend: str = "torch", *, layout: str | Layout | None = None
+) -> Explanation:
     """What ``spec`` means for a weight of ``shape`` in ``backend``'s own layout.
 
     Gives the logical shape, the fans used, the law with its numbers, and the equivalent
@@ -469,17 +505,24 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
             view = plain
     else:
         view = plain if layout is None else LogicalView.of(dims, layout)
-        own = view.logical_shape[view.batch:]
+        own = view.logical_shape[view.batch :]
         fans = compute_fans(own) if len(own) >= 2 else None
         if view != plain and layout is not None:
             by_role = as_layout(layout).axes(dims)
             stated = (by_role["in"], by_role["out"], by_role["batch"])
     logical = view.logical_shape
     check_shape(spec, logical, fans if (view.batch or isinstance(spec, WithAxes)) else None)
-    explanation = Explanation(spec, name, tuple(dims), logical, fans, _law_text(inner, logical, fans),
-                              layout=None if layout is None else as_layout(layout).text,
-                              batch=view.batch,
-                              axes=_axes_text(spec) if isinstance(spec, WithAxes) else None)
+    explanation = Explanation(
+        spec,
+        name,
+        tuple(dims),
+        logical,
+        fans,
+        _law_text(inner, logical, fans),
+        layout=None if layout is None else as_layout(layout).text,
+        batch=view.batch,
+        axes=_axes_text(spec) if isinstance(spec, WithAxes) else None,
+    )
     for framework in FRAMEWORKS:
         vs = inner.as_variance_scaling()
         if stated is not None and framework == name:
@@ -530,11 +573,20 @@ class PlanRow:
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the spec as its text, which ``multiinit.parse`` reads back)."""
         return {
-            "path": self.path, "role": self.role, "layer": self.layer, "kind": self.kind,
-            "known": self.known, "shape": list(self.shape), "logical_shape": list(self.logical_shape),
-            "batch": self.batch, "fans": None if self.fans is None else list(self.fans),
-            "rule": self.rule, "spec": None if self.spec is None else repr(self.spec),
-            "uses_fans": self.uses_fans, "guessed": self.guessed, "problem": self.problem,
+            "path": self.path,
+            "role": self.role,
+            "layer": self.layer,
+            "kind": self.kind,
+            "known": self.known,
+            "shape": list(self.shape),
+            "logical_shape": list(self.logical_shape),
+            "batch": self.batch,
+            "fans": None if self.fans is None else list(self.fans),
+            "rule": self.rule,
+            "spec": None if self.spec is None else repr(self.spec),
+            "uses_fans": self.uses_fans,
+            "guessed": self.guessed,
+            "problem": self.problem,
         }
 
 
@@ -576,17 +628,30 @@ class Plan(list[PlanRow]):
             if row.problem:
                 spec += f"  !! {row.problem}"
             logical = str(row.logical_shape) + (f" ({row.batch} batch)" if row.batch else "")
-            table.append((row.path, row.layer or "", row.kind, str(row.shape), logical, fans,
-                          "" if row.rule is None else str(row.rule), spec))
+            table.append(
+                (
+                    row.path,
+                    row.layer or "",
+                    row.kind,
+                    str(row.shape),
+                    logical,
+                    fans,
+                    "" if row.rule is None else str(row.rule),
+                    spec,
+                )
+            )
         widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
-                 for line in table]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+            for line in table
+        ]
         notes = []
         if any(row.fans is not None and row.spec is not None and not row.uses_fans for row in self):
             notes.append("(fans) the law does not use fans; the layer's are shown")
         if self.guesses:
-            notes.append("? fans guessed: the layer is unknown to multiinit (teach it with "
-                         "multiinit.register_layer)")
+            notes.append(
+                "? fans guessed: the layer is unknown to multiinit (teach it with multiinit.register_layer)"
+            )
         for rule in self.unmatched:
             notes.append(f"{rule} selects no parameter")
         return "\n".join(lines + notes)
@@ -624,8 +689,11 @@ def plan_params(params: Sequence[Param], rules: object) -> Plan:
         fans = None
         uses_fans = bool(spec is not None and spec.uses_fans)
         try:
-            fans = param.fans_for(spec) if spec is not None and uses_fans else (
-                param.fans if param.fans is not None else param.view.fans)
+            fans = (
+                param.fans_for(spec)
+                if spec is not None and uses_fans
+                else (param.fans if param.fans is not None else param.view.fans)
+            )
         except ShapeError as e:
             if uses_fans:
                 problem = str(e)
@@ -635,22 +703,24 @@ def plan_params(params: Sequence[Param], rules: object) -> Plan:
             except ShapeError as e:
                 problem = str(e)
         known = bool(param.known)
-        rows.append(PlanRow(
-            path=param.path,
-            role=param.role,
-            layer=None if param.layer is None else type(param.layer).__name__,
-            kind=param.kind or "unknown",
-            known=known,
-            shape=tuple(param.view.native_shape),
-            logical_shape=tuple(param.logical_shape),
-            batch=getattr(param.view, "batch", 0),
-            fans=fans,
-            rule=None if rule is None else rule.index,
-            spec=spec,
-            uses_fans=uses_fans,
-            guessed=uses_fans and not known,
-            problem=problem,
-        ))
+        rows.append(
+            PlanRow(
+                path=param.path,
+                role=param.role,
+                layer=None if param.layer is None else type(param.layer).__name__,
+                kind=param.kind or "unknown",
+                known=known,
+                shape=tuple(param.view.native_shape),
+                logical_shape=tuple(param.logical_shape),
+                batch=getattr(param.view, "batch", 0),
+                fans=fans,
+                rule=None if rule is None else rule.index,
+                spec=spec,
+                uses_fans=uses_fans,
+                guessed=uses_fans and not known,
+                problem=problem,
+            )
+        )
     unmatched = []
     for rule in normalized:
         optional = getattr(rule.selector, "optional", False)

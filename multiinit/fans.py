@@ -304,7 +304,7 @@ class LogicalView:
     @property
     def fans(self) -> tuple[int, int]:
         """``compute_fans`` of the logical shape without its batch axes (``ShapeError`` below 2-D)."""
-        return compute_fans(self.logical_shape[self.batch:])
+        return compute_fans(self.logical_shape[self.batch :])
 
     @property
     def is_plain(self) -> bool:
@@ -363,7 +363,9 @@ def _native_shape(shape: Sequence[int], what: str) -> tuple[int, ...]:
         dims = tuple(shape)
     except TypeError:
         dims = None
-    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+    if dims is None or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
         raise ShapeError(f"{what}: shape={shape!r} is not allowed; shape must be a sequence of integers >= 0")
     return tuple(int(d) for d in dims)
 
@@ -455,7 +457,7 @@ class Layout:
                     f"and the shape has {len(shape)}"
                 )
             at = self.roles.index(_ELLIPSIS)
-            return self.roles[:at] + ("spatial",) * (len(shape) - fixed) + self.roles[at + 1:]
+            return self.roles[:at] + ("spatial",) * (len(shape) - fixed) + self.roles[at + 1 :]
         if len(shape) != len(self.roles):
             raise ShapeError(
                 f"layout {self.text!r} does not fit shape {shape}: it names {len(self.roles)} axes "

@@ -78,11 +78,15 @@ def fans_for(
         if (
             not isinstance(fans, (tuple, list))
             or len(fans) != 2
-            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
-                       for f in fans)
+            or not all(
+                isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
+                for f in fans
+            )
         ):
-            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
-                            ">= 0 and <= 2**48 (MAX_ELEMENTS)")
+            raise SpecError(
+                f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
+                ">= 0 and <= 2**48 (MAX_ELEMENTS)"
+            )
         return int(fans[0]), int(fans[1])
     shape = _shape(shape)
     try:
@@ -146,12 +150,29 @@ def check_shape(
 
 # Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9,
 # far below float32 resolution). NumPy has no erfinv, and the reference must not need SciPy.
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-      6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_B = (
+    -5.447609879822406e01,
+    1.615858368580409e02,
+    -1.556989798598866e02,
+    6.680131188771972e01,
+    -1.328068155288572e01,
+)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 _P_LOW = 0.02425
 
@@ -206,8 +227,9 @@ def truncated_standard_normal(
     return -x if flip else x
 
 
-def _truncated_standard(rng: np.random.Generator, low: float, high: float,
-                        shape: tuple[int, ...]) -> np.ndarray:
+def _truncated_standard(
+    rng: np.random.Generator, low: float, high: float, shape: tuple[int, ...]
+) -> np.ndarray:
     """N(0, 1) restricted to [low, high], the reference's definition: when at least half the
     mass lies inside (every default and variance-scaling form), standard normals are drawn and
     those outside redrawn, in order and from the same generator, until none is (exact, and
@@ -274,7 +296,9 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
     # Clamped in float64 and rounded once, straight into an array of the output dtype.
-    within: np.ndarray = np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+    within: np.ndarray = np.clip(
+        x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype)
+    )
     return within
 
 
@@ -284,8 +308,13 @@ def _times(z: np.ndarray, factor: float, dtype: np.dtype) -> np.ndarray:
     return scaled
 
 
-def _variance_scaled(spec: VarianceScaling, rng: np.random.Generator, shape: tuple[int, ...],
-                     fans: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def _variance_scaled(
+    spec: VarianceScaling,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: tuple[int, int],
+    dtype: np.dtype,
+) -> np.ndarray:
     distribution, number = spec.law(*fans)
     if distribution == "uniform":
         return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
@@ -304,8 +333,14 @@ def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int
     return x
 
 
-def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
-             dtype: np.dtype, path: str | None = None) -> np.ndarray:
+def _mixture(
+    spec: Mixture,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     """One float64 uniform per element picks the component whose weight interval holds it.
     Elementwise components then draw just as many values as they were picked, in order; a
     component that needs the whole tensor (orthogonal, ...) is drawn whole and masked."""
@@ -372,8 +407,14 @@ def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> n
     return out
 
 
-def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any, dtype: np.dtype,
-          path: str | None = None) -> np.ndarray:
+def _draw(
+    spec: Spec,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
@@ -389,8 +430,9 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: An
         x = _truncated_standard(rng, spec.low, spec.high, shape)
         x *= spec.std
         x += spec.mean
-        return _within(x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype,
-                       open_high=False)
+        return _within(
+            x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype, open_high=False
+        )
     if isinstance(spec, WithAxes):
         return _draw(spec.spec, rng, shape, fans, dtype, path)  # the fans came from its axes
     scaled = spec.as_variance_scaling()
@@ -483,8 +525,9 @@ def call_law(
             "a custom function must return exactly the shape it is given"
         )
     if array.dtype.kind not in "iuf":
-        raise LawError(f"{law} returned dtype {array.dtype}; a custom function must return numbers "
-                       "(integers or floats)")
+        raise LawError(
+            f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
+        )
     if array.dtype.kind == "f":
         for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
             bad = test(array)
@@ -506,8 +549,11 @@ def call_law(
     return out
 
 
-_RAGGED = cast("type[Warning]", getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
-    np, "VisibleDeprecationWarning", Warning))
+_RAGGED = cast(
+    "type[Warning]",
+    getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None)
+    or getattr(np, "VisibleDeprecationWarning", Warning),
+)
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
@@ -597,16 +643,28 @@ def sample(
     return out
 
 
-def _draw_checked(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
-                  dtype: np.dtype, path: str | None = None) -> np.ndarray:
+def _draw_checked(
+    spec: Spec,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
     are the whole tensor's, also when ``shape`` is one tile of it)."""
     return np.asarray(_draw(spec, rng, shape, fans, dtype, path), dtype=dtype)
 
 
 #: The parameters that set how large a law's values get, for messages.
-_SCALE = {Constant: "value", Uniform: "low and high", Normal: "mean and std", TruncatedNormal: "mean and std",
-          Orthogonal: "gain", Sparse: "std"}
+_SCALE = {
+    Constant: "value",
+    Uniform: "low and high",
+    Normal: "mean and std",
+    TruncatedNormal: "mean and std",
+    Orthogonal: "gain",
+    Sparse: "std",
+}
 
 
 def _leaves(spec: Spec) -> Iterator[Spec]:
@@ -666,8 +724,12 @@ def compile(spec: Spec) -> Any:
     if not isinstance(spec, Spec):
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
 
-    def draw(shape: Sequence[int], seed: int | np.random.Generator = 0, dtype: Any = "float32",
-             fans: tuple[int, int] | None = None) -> np.ndarray:
+    def draw(
+        shape: Sequence[int],
+        seed: int | np.random.Generator = 0,
+        dtype: Any = "float32",
+        fans: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         return sample(spec, shape, seed=seed, dtype=dtype, fans=fans)
 
     draw.spec = spec  # type: ignore[attr-defined]

@@ -62,7 +62,16 @@ def roles_of(name: str) -> frozenset[str]:
 
 
 #: Framework-neutral kinds of layer an adapter can tell a parameter belongs to.
-LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm", "attention", "recurrent")
+LAYER_KINDS = (
+    "dense",
+    "conv",
+    "conv_transpose",
+    "depthwise_conv",
+    "embedding",
+    "norm",
+    "attention",
+    "recurrent",
+)
 
 
 @dataclass(eq=False)
@@ -269,7 +278,9 @@ def normalize_rules(rules: Any) -> list[Rule]:
     normalized = []
     for index, pair in enumerate(pairs):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise RuleError(f"rules[{index}]={pair!r} is not allowed; each rule must be a (selector, spec) pair")
+            raise RuleError(
+                f"rules[{index}]={pair!r} is not allowed; each rule must be a (selector, spec) pair"
+            )
         selector, spec = pair
         if isinstance(selector, str):
             if not selector:
@@ -417,8 +428,13 @@ def needs_prepare(spec: Spec) -> bool:
     return isinstance(inner, Spec) and needs_prepare(inner)
 
 
-def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] | None = None,
-                    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None) -> Any:
+def portable_values(
+    param: Param,
+    spec: Spec,
+    draw: Draw,
+    box: Sequence[slice] | None = None,
+    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None,
+) -> Any:
     """The portable values of ``param`` (or of its logical region ``box``), in logical layout,
     in the parameter's dtype (float32 for a dtype the reference does not draw); with ``write``
     they are handed over tile by tile instead (see ``multiinit.stream.draw``).
@@ -428,8 +444,16 @@ def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] |
     from . import stream
 
     dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-    return stream.draw(spec, param.logical_shape, draw.key, dtype=dtype, fans=_given_fans(param, spec), box=box,
-                       write=write, path=param.path)
+    return stream.draw(
+        spec,
+        param.logical_shape,
+        draw.key,
+        dtype=dtype,
+        fans=_given_fans(param, spec),
+        box=box,
+        write=write,
+        path=param.path,
+    )
 
 
 def execute(
@@ -473,10 +497,17 @@ def execute(
     for param, spec in assignments:
         if portable and seed is not None:  # (_check_seed refused portable without a seed)
             dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-            logical = sample(spec, param.logical_shape, seed=(int(seed), param.order), dtype=dtype,
-                             fans=_given_fans(param, spec))
+            logical = sample(
+                spec,
+                param.logical_shape,
+                seed=(int(seed), param.order),
+                dtype=dtype,
+                fans=_given_fans(param, spec),
+            )
             values.append((param, from_numpy(param, param.view.to_native(logical))))
         elif draw is not None:  # (refused above when not portable)
-            values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))
+            values.append(
+                (param, draw(param, spec, None if seed is None else derive_seed(seed, param.order)))
+            )
     write(values)
     return assignments

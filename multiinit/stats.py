@@ -162,7 +162,9 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         rows = shape[0]
         m = max(rows, math.prod(shape) // rows if rows else 0)
         a = (m - 1) / 2
-        parts: list[tuple[float, Any]] = [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        parts: list[tuple[float, Any]] = (
+            [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        )
         return Law(
             parts=parts,
             orthogonal_gain=spec.gain,
@@ -291,7 +293,9 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
         count = int(hits.sum())
         spread = math.sqrt(n * mass * (1 - mass))
         tolerance = z * spread + 0.5
-        checks.append(Check(f"mass at {value:g}", count / n, mass, tolerance / n, abs(count - n * mass) <= tolerance))
+        checks.append(
+            Check(f"mass at {value:g}", count / n, mass, tolerance / n, abs(count - n * mass) <= tolerance)
+        )
     if the_law.zeros_per_column:
         fewest = int((x.reshape(x.shape[0], -1) == 0).sum(axis=0).min())
         checks.append(
@@ -301,7 +305,11 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
     if the_law.parts and rest.size:
         # scipy calls the cdf once with the whole array; its stubs say one float at a time.
         result = stats.kstest(rest, the_law.continuous_cdf)  # type: ignore[arg-type]
-        checks.append(Check("ks", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)))
+        checks.append(
+            Check(
+                "ks", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)
+            )
+        )
     mean, variance = the_law.mean, the_law.variance
     if variance > 0:
         tolerance = z * math.sqrt(variance / n)
@@ -330,7 +338,12 @@ def check_same(x: np.ndarray, reference: np.ndarray, alpha: float = ALPHA) -> Ch
     b = np.asarray(reference, dtype=np.float64).ravel()
     result = stats.ks_2samp(a, b)
     return Check(
-        "ks vs reference", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)
+        "ks vs reference",
+        float(result.statistic),
+        0.0,
+        alpha,
+        bool(result.pvalue >= alpha),
+        float(result.pvalue),
     )
 
 

@@ -133,7 +133,7 @@ class Tiling:
         for axis, (c, step, count) in enumerate(zip(coords, self.steps, self.counts, strict=True)):
             index = index * count + c
             box.append(slice(c * step, min((c + 1) * step, self.shape[axis])))
-        box.extend(slice(0, d) for d in self.shape[len(self.steps):])
+        box.extend(slice(0, d) for d in self.shape[len(self.steps) :])
         return Tile(index, tuple(box))
 
     def tiles(self, box: Sequence[slice] | None = None) -> Iterator[Tile]:
@@ -382,7 +382,9 @@ def draw(
         out = np.empty(tuple(s.stop - s.start for s in region), dtype=np.dtype(dtype))
 
         def write(target: Box, values: np.ndarray) -> None:
-            out[tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region, strict=True))] = values
+            out[
+                tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region, strict=True))
+            ] = values
 
     if len(grid) == 0:
         return out
@@ -395,9 +397,18 @@ def draw(
         def run() -> None:
             values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path)
             part = tuple(
-                slice(max(t.start, r.start), min(t.stop, r.stop)) for t, r in zip(tile.box, region, strict=True)
+                slice(max(t.start, r.start), min(t.stop, r.stop))
+                for t, r in zip(tile.box, region, strict=True)
             )
-            write(part, values[tuple(slice(p.start - t.start, p.stop - t.start) for p, t in zip(part, tile.box, strict=True))])
+            write(
+                part,
+                values[
+                    tuple(
+                        slice(p.start - t.start, p.stop - t.start)
+                        for p, t in zip(part, tile.box, strict=True)
+                    )
+                ],
+            )
 
         return run
 

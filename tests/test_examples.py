@@ -35,14 +35,22 @@ TIMEOUT = 300
 
 # The core env has no framework: nothing to collect there (not an empty, skipped parametrization).
 if BACKENDS:
+
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_the_seed_chapter_example_runs_and_prints_every_section(backend: str) -> None:
         script = EXAMPLES / f"seed_chapter_{backend}.py"
         assert script.is_file(), f"{script} is missing"
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              timeout=TIMEOUT, cwd=EXAMPLES.parent)
-        assert done.returncode == 0, (f"{script.name} exited with {done.returncode}\n"
-                                      f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=EXAMPLES.parent,
+        )
+        assert done.returncode == 0, (
+            f"{script.name} exited with {done.returncode}\n"
+            f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
         lines = done.stdout.splitlines()
         headings = [line for line in lines if line.startswith("== ")]
         assert headings == SECTIONS, f"{script.name} printed the sections\n" + "\n".join(headings)

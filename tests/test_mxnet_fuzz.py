@@ -55,16 +55,26 @@ def _layer(kind: str, a: int, b: int):
 
 
 LAYERS = st.lists(
-    st.tuples(st.sampled_from(["dense", "conv", "conv_transpose", "embedding", "batchnorm", "layernorm", "table"]),
-              st.integers(1, 9), st.integers(1, 9)),
-    min_size=1, max_size=5,
+    st.tuples(
+        st.sampled_from(["dense", "conv", "conv_transpose", "embedding", "batchnorm", "layernorm", "table"]),
+        st.integers(1, 9),
+        st.integers(1, 9),
+    ),
+    min_size=1,
+    max_size=5,
 )
 
 #: Laws any float parameter of any shape can take (no fans, no dimension requirement).
-ANY_SHAPE = [mi.normal(0.1, 0.5), mi.uniform(-2, 3), mi.constant(1.5), mi.zeros(), mi.truncated_normal(std=0.2),
-             mi.trunc_normal(std=0.02), mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()),
-                                                    (0.25, mi.uniform(-10, -5))]),
-             mi.custom(lambda rng, shape, dtype: rng.random(shape), name="fuzz.fine")]
+ANY_SHAPE = [
+    mi.normal(0.1, 0.5),
+    mi.uniform(-2, 3),
+    mi.constant(1.5),
+    mi.zeros(),
+    mi.truncated_normal(std=0.2),
+    mi.trunc_normal(std=0.02),
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.custom(lambda rng, shape, dtype: rng.random(shape), name="fuzz.fine"),
+]
 #: Laws for a parameter of two or more dimensions.
 MATRIX = [mi.xavier_uniform(), mi.he_normal(), mi.orthogonal(), mi.kaiming_uniform(a=math.sqrt(5))]
 
@@ -83,8 +93,11 @@ def build(layers) -> nn.Sequential:
 
 
 def snapshot(net) -> dict[str, list[bytes]]:
-    return {path: [a.asnumpy().tobytes() for a in p._data]
-            for path, p in net._collect_params_with_prefix().items() if p._data is not None}
+    return {
+        path: [a.asnumpy().tobytes() for a in p._data]
+        for path, p in net._collect_params_with_prefix().items()
+        if p._data is not None
+    }
 
 
 def _lies(kind: str):
@@ -104,8 +117,18 @@ def _lies(kind: str):
     return mi.custom(law, name=f"fuzz.{kind}")
 
 
-FAULTS = ["no match", "misfit", "raises", "shape", "nan", "inf", "text", "read-only", "never initialized",
-          "integer dtype"]
+FAULTS = [
+    "no match",
+    "misfit",
+    "raises",
+    "shape",
+    "nan",
+    "inf",
+    "text",
+    "read-only",
+    "never initialized",
+    "integer dtype",
+]
 
 
 @st.composite
@@ -144,8 +167,11 @@ def _inject(net, rules, fault: str, target):
     if fault in ("raises", "shape", "nan", "inf", "text"):
         return [(path, _lies(fault)), *rules], LawError, path
     if fault == "integer dtype":
-        return [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal()), *rules], \
-            mi.SpecError, path
+        return (
+            [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal()), *rules],
+            mi.SpecError,
+            path,
+        )
     if fault == "read-only":
         target.handle._data[0].writable = False
         return [(path, mi.ones()), *rules], mi.RuleError, path

@@ -20,7 +20,10 @@ from matrix import SPECS
 
 def test_dumps_is_mxnet_form_with_the_spec_dict() -> None:
     init = mi.compile(mi.normal(std=0.01), "mxnet", seed=7)
-    assert json.loads(init.dumps()) == ["multiinit", {"spec": {"kind": "normal", "mean": 0.0, "std": 0.01}, "seed": 7}]
+    assert json.loads(init.dumps()) == [
+        "multiinit",
+        {"spec": {"kind": "normal", "mean": 0.0, "std": 0.01}, "seed": 7},
+    ]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=repr)
@@ -85,8 +88,9 @@ def test_a_fresh_process_rebuilds_the_same_initializers_and_values() -> None:
     ]
     inits = [mi.compile(spec, "mxnet", seed=i) for i, spec in enumerate(specs)]
     texts = [init.dumps() for init in inits]
-    done = subprocess.run([sys.executable, "-c", FRESH], input=json.dumps(texts), capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH], input=json.dumps(texts), capture_output=True, text=True, check=True
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frameworks"] == []
     for init, text, got in zip(inits, texts, result["out"], strict=True):

@@ -25,8 +25,10 @@ def _named(backend: str, spec: mi.Spec, case: str) -> str | None:
 
 CASES = [
     (backend, spec, case, code)
-    for backend in REQUESTED if backend in NATIVE
-    for spec in SPECS for case in SHAPES
+    for backend in REQUESTED
+    if backend in NATIVE
+    for spec in SPECS
+    for case in SHAPES
     if (code := _named(backend, spec, case)) is not None
 ]
 

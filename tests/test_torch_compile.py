@@ -130,8 +130,15 @@ def test_truncated_laws_by_rejection_and_by_the_inverse_cdf(spec, rounds, monkey
 
 @pytest.mark.parametrize("shape", [(256, 128), (64, 32, 3, 3)])
 def test_a_mixture_of_four_with_fans_and_a_zero_weight(shape) -> None:
-    spec = mi.mixture([(0.1, mi.he_normal()), (0.0, mi.normal(100.0)), (0.2, mi.constant(3)),
-                       (0.3, mi.uniform(-1, 1)), (0.4, mi.xavier_normal(gain=3.0))])
+    spec = mi.mixture(
+        [
+            (0.1, mi.he_normal()),
+            (0.0, mi.normal(100.0)),
+            (0.2, mi.constant(3)),
+            (0.3, mi.uniform(-1, 1)),
+            (0.4, mi.xavier_normal(gain=3.0)),
+        ]
+    )
     verdict = stats.check(_fill(spec, shape, torch.float64).numpy(), spec)
     assert verdict.passed, str(verdict)
 
@@ -175,7 +182,12 @@ def test_fills_in_place_without_grad_and_returns_the_tensor() -> None:
 def test_a_non_contiguous_view_is_filled_in_place() -> None:
     base = torch.zeros(64, 128)
     view = base.t()[:, ::2]  # (128, 32), not contiguous
-    for spec in (mi.he_normal(), mi.orthogonal(), mi.sparse(0.5), mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())])):
+    for spec in (
+        mi.he_normal(),
+        mi.orthogonal(),
+        mi.sparse(0.5),
+        mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())]),
+    ):
         base.zero_()
         mi.compile(spec, "torch")(view, generator=torch.Generator().manual_seed(0))
         assert (base[::2] != 0).any() and (base[1::2] == 0).all(), spec
@@ -203,10 +215,13 @@ def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
         mi.compile(spec, "torch")(torch.empty(shape), generator=torch.Generator().manual_seed(0))
 
 
-HOST_PATH_SPECS = [mi.he_normal(), mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
-                   mi.trunc_normal(std=1.0, a=-0.5, b=3.0),
-                   mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
-                   mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))])]
+HOST_PATH_SPECS = [
+    mi.he_normal(),
+    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+    mi.trunc_normal(std=1.0, a=-0.5, b=3.0),
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.mixture([(0.3, mi.uniform(-1, 1)), (0.1, mi.constant(2)), (0.6, mi.uniform(0, 1e-3))]),
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -345,9 +360,17 @@ def _complex(spec: mi.Spec, shape, dtype=torch.complex128, seed=1) -> tuple[np.n
     return z.real.double().numpy(), z.imag.double().numpy()
 
 
-@pytest.mark.parametrize("spec", [mi.uniform(-0.5, 0.25), mi.xavier_uniform(gain=2.0), mi.he_uniform(),
-                                  mi.kaiming_uniform(a=math.sqrt(5)), mi.variance_scaling(0.5, "fan_out", "uniform")],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.uniform(-0.5, 0.25),
+        mi.xavier_uniform(gain=2.0),
+        mi.he_uniform(),
+        mi.kaiming_uniform(a=math.sqrt(5)),
+        mi.variance_scaling(0.5, "fan_out", "uniform"),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
 def test_a_law_given_by_bounds_draws_each_part_from_it(spec, dtype) -> None:
     # torch's convention (uniform_ and xavier_uniform_ on a complex tensor): real and
@@ -359,9 +382,16 @@ def test_a_law_given_by_bounds_draws_each_part_from_it(spec, dtype) -> None:
     assert abs(np.corrcoef(real.ravel(), imag.ravel())[0, 1]) < stats.z_for() / math.sqrt(real.size)
 
 
-@pytest.mark.parametrize("spec", [mi.normal(0.5, 2.0), mi.xavier_normal(gain=2.0),
-                                  mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
-                                  mi.variance_scaling(3.0, "fan_avg", "untruncated_normal")], ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.normal(0.5, 2.0),
+        mi.xavier_normal(gain=2.0),
+        mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+        mi.variance_scaling(3.0, "fan_avg", "untruncated_normal"),
+    ],
+    ids=repr,
+)
 def test_a_normal_law_is_the_circular_complex_normal_of_its_variance(spec) -> None:
     # torch's normal_ on a complex tensor: each part N(mean, std**2 / 2).
     shape = (256, 128)
@@ -411,16 +441,25 @@ def test_complex_orthogonal_is_a_haar_unitary(shape) -> None:
         entries.append(complex(flat[0, 0]))
     z = np.array(entries)
     assert scipy_stats.kstest(np.abs(z) ** 2, scipy_stats.beta(1, m - 1).cdf).pvalue >= stats.ALPHA
-    assert scipy_stats.kstest(np.angle(z), scipy_stats.uniform(-math.pi, 2 * math.pi).cdf).pvalue >= stats.ALPHA
+    assert (
+        scipy_stats.kstest(np.angle(z), scipy_stats.uniform(-math.pi, 2 * math.pi).cdf).pvalue >= stats.ALPHA
+    )
     low = mi.compile(mi.orthogonal(), "torch")(torch.empty(shape, dtype=torch.complex64))
     assert low.dtype == torch.complex64
 
 
-@pytest.mark.parametrize("spec", [mi.he_normal(), mi.truncated_normal(), mi.trunc_normal(std=0.02),
-                                  mi.variance_scaling(distribution="truncated_normal"),
-                                  mi.mixture([(0.5, mi.zeros()), (0.5, mi.glorot_normal())]),
-                                  mi.custom(lambda rng, shape, dtype: rng.random(shape), name="torch.test.real")],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.he_normal(),
+        mi.truncated_normal(),
+        mi.trunc_normal(std=0.02),
+        mi.variance_scaling(distribution="truncated_normal"),
+        mi.mixture([(0.5, mi.zeros()), (0.5, mi.glorot_normal())]),
+        mi.custom(lambda rng, shape, dtype: rng.random(shape), name="torch.test.real"),
+    ],
+    ids=repr,
+)
 def test_laws_without_a_complex_form_raise_torchs_not_implemented_error(spec) -> None:
     tensor = torch.zeros(4, 3, dtype=torch.complex64)
     with pytest.raises(mit.DtypeError, match="complex") as caught:
@@ -432,8 +471,13 @@ def test_laws_without_a_complex_form_raise_torchs_not_implemented_error(spec) ->
 
 
 def test_deterministic_laws_fill_complex_tensors_with_real_values() -> None:
-    assert mi.compile(mi.constant(2.5), "torch")(torch.zeros(2, dtype=torch.complex64)).tolist() == [2.5 + 0j] * 2
-    assert torch.equal(mit.eye_(torch.zeros(2, 2, dtype=torch.complex128)), torch.eye(2, dtype=torch.complex128))
+    assert (
+        mi.compile(mi.constant(2.5), "torch")(torch.zeros(2, dtype=torch.complex64)).tolist()
+        == [2.5 + 0j] * 2
+    )
+    assert torch.equal(
+        mit.eye_(torch.zeros(2, 2, dtype=torch.complex128)), torch.eye(2, dtype=torch.complex128)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         with pytest.raises(mit.DtypeError, match=r"complex32|ComplexHalf|complex64 or torch\.complex128"):
@@ -476,8 +520,11 @@ def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype
     pieces = mit.draw._pieces(spec.components, dtype)
     bits = 31 if dtype == torch.float32 else 63
     quarter = 2 ** (bits - 2)
-    assert [(p[0], p[1]) for p in pieces] == [(0, mi.uniform(5, 10)), (quarter, mi.uniform(-10, -5)),
-                                              (2 * quarter, mi.zeros())]  # exact weights
+    assert [(p[0], p[1]) for p in pieces] == [
+        (0, mi.uniform(5, 10)),
+        (quarter, mi.uniform(-10, -5)),
+        (2 * quarter, mi.zeros()),
+    ]  # exact weights
     numpy_int = np.int32 if bits == 31 else np.int64
     r = np.arange(2 * quarter - 2**20, 2 * quarter, dtype=numpy_int)
     out = np.empty(r.size, dtype=np.float32 if bits == 31 else np.float64)
@@ -502,13 +549,31 @@ def _raises(rng, shape, dtype):
 
 
 BAD_LAWS = {
-    "raises": (mi.custom(_raises, name="torch.test.raises"), LAW_ERROR, "ZeroDivisionError: the user's own bug"),
-    "nan": (mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="torch.test.nan"), LAW_ERROR, "NaN|non-finite"),
-    "inf": (mi.custom(lambda rng, shape, dtype: np.full(shape, -np.inf), name="torch.test.inf"), LAW_ERROR,
-            "infinite|non-finite"),
-    "shape": (mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.shape"), mi.MultiinitError, r"shape \(3,\)"),
-    "dtype": (mi.custom(lambda rng, shape, dtype: np.full(shape, "x"), name="torch.test.strings"), mi.MultiinitError,
-              "dtype|numbers"),
+    "raises": (
+        mi.custom(_raises, name="torch.test.raises"),
+        LAW_ERROR,
+        "ZeroDivisionError: the user's own bug",
+    ),
+    "nan": (
+        mi.custom(lambda rng, shape, dtype: np.full(shape, np.nan), name="torch.test.nan"),
+        LAW_ERROR,
+        "NaN|non-finite",
+    ),
+    "inf": (
+        mi.custom(lambda rng, shape, dtype: np.full(shape, -np.inf), name="torch.test.inf"),
+        LAW_ERROR,
+        "infinite|non-finite",
+    ),
+    "shape": (
+        mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.shape"),
+        mi.MultiinitError,
+        r"shape \(3,\)",
+    ),
+    "dtype": (
+        mi.custom(lambda rng, shape, dtype: np.full(shape, "x"), name="torch.test.strings"),
+        mi.MultiinitError,
+        "dtype|numbers",
+    ),
 }
 
 

@@ -48,19 +48,41 @@ _CUSTOM = mi.custom(_law, name="tests.torch_sharded.law")
 
 #: One dense layer per spec of the contract (dirac goes to the conv layer).
 WEIGHT_SPECS = [
-    mi.zeros(), mi.ones(), mi.constant(0.5), mi.uniform(-1, 1), mi.normal(std=0.02),
-    mi.truncated_normal(std=0.5, low=-1.0, high=1.5), mi.trunc_normal(std=0.02, a=-0.03, b=0.05),
-    mi.variance_scaling(0.5, "fan_avg", "untruncated_normal"), mi.variance_scaling(2.0, "fan_out", "uniform"),
+    mi.zeros(),
+    mi.ones(),
+    mi.constant(0.5),
+    mi.uniform(-1, 1),
+    mi.normal(std=0.02),
+    mi.truncated_normal(std=0.5, low=-1.0, high=1.5),
+    mi.trunc_normal(std=0.02, a=-0.03, b=0.05),
+    mi.variance_scaling(0.5, "fan_avg", "untruncated_normal"),
+    mi.variance_scaling(2.0, "fan_out", "uniform"),
     mi.variance_scaling(1.0, "fan_in", "truncated_normal"),
-    mi.xavier_uniform(gain=2.0), mi.xavier_normal(), mi.kaiming_uniform(a=math.sqrt(5)),
-    mi.kaiming_normal(mode="fan_out"), mi.glorot_uniform(), mi.glorot_normal(), mi.he_uniform(),
-    mi.he_normal(), mi.lecun_uniform(), mi.lecun_normal(), mi.orthogonal(gain=1.5), mi.eye(),
-    mi.sparse(0.25), mi.mixture([(0.2, mi.zeros()), (0.5, mi.normal()), (0.3, mi.uniform(2, 3))]),
+    mi.xavier_uniform(gain=2.0),
+    mi.xavier_normal(),
+    mi.kaiming_uniform(a=math.sqrt(5)),
+    mi.kaiming_normal(mode="fan_out"),
+    mi.glorot_uniform(),
+    mi.glorot_normal(),
+    mi.he_uniform(),
+    mi.he_normal(),
+    mi.lecun_uniform(),
+    mi.lecun_normal(),
+    mi.orthogonal(gain=1.5),
+    mi.eye(),
+    mi.sparse(0.25),
+    mi.mixture([(0.2, mi.zeros()), (0.5, mi.normal()), (0.3, mi.uniform(2, 3))]),
     _CUSTOM,
 ]
 BIAS_SPECS = [
-    mi.zeros(), mi.uniform(-0.5, 0.5), mi.normal(), mi.variance_scaling(1 / 3, "fan_in", "uniform"),
-    mi.he_normal(), mi.truncated_normal(), mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())]), _CUSTOM,
+    mi.zeros(),
+    mi.uniform(-0.5, 0.5),
+    mi.normal(),
+    mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+    mi.he_normal(),
+    mi.truncated_normal(),
+    mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())]),
+    _CUSTOM,
 ]
 
 
@@ -84,8 +106,10 @@ class Model(nn.Module):
 RULES = [
     *((f"dense.{i}.weight", s) for i, s in enumerate(WEIGHT_SPECS)),
     *((f"dense.{i}.bias", BIAS_SPECS[i % len(BIAS_SPECS)]) for i in range(len(WEIGHT_SPECS))),
-    ("conv.weight", mi.dirac(groups=2)), ("conv.bias", mi.normal()),
-    ("convt.weight", mi.he_normal()), ("convt.bias", mi.uniform()),
+    ("conv.weight", mi.dirac(groups=2)),
+    ("conv.bias", mi.normal()),
+    ("convt.weight", mi.he_normal()),
+    ("convt.bias", mi.uniform()),
     ("long", mi.normal(std=0.1)),
 ]
 SEED = 7
@@ -93,10 +117,25 @@ SEED = 7
 # (strategy, meta, portable) per world size
 CASES = {
     1: [("fsdp", True, False), ("shard1", False, True), ("replicate", False, False)],
-    2: [("fsdp", True, False), ("fsdp", False, True), ("tp", True, False), ("tp", False, True),
-        ("shard1", False, False), ("shard_last", True, True), ("replicate", False, False)],
-    4: [("fsdp", True, False), ("tp", False, False), ("fsdp_tp", True, False), ("fsdp_tp", False, True),
-        ("shard1", True, False), ("shard_last", False, False), ("grid", True, True), ("replicate", True, False)],
+    2: [
+        ("fsdp", True, False),
+        ("fsdp", False, True),
+        ("tp", True, False),
+        ("tp", False, True),
+        ("shard1", False, False),
+        ("shard_last", True, True),
+        ("replicate", False, False),
+    ],
+    4: [
+        ("fsdp", True, False),
+        ("tp", False, False),
+        ("fsdp_tp", True, False),
+        ("fsdp_tp", False, True),
+        ("shard1", True, False),
+        ("shard_last", False, False),
+        ("grid", True, True),
+        ("replicate", True, False),
+    ],
 }
 #: Compiled fillers and drop-ins on DTensors, after these strategies (non-meta models), on
 #: dense.0 (colwise in TP), dense.1 (rowwise), conv, convt and long.
@@ -119,8 +158,11 @@ def _compiled_calls():
         ("normal_", lambda n, t: True, lambda t: mit.normal_(t, 1.0, 0.5)),
         ("uniform_", lambda n, t: True, lambda t: mit.uniform_(t, -2, 2)),
         ("constant_", lambda n, t: True, lambda t: mit.constant_(t, 0.75)),
-        ("compile(mixture)", lambda n, t: True,
-         lambda t: mi.compile(mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]), "torch")(t)),
+        (
+            "compile(mixture)",
+            lambda n, t: True,
+            lambda t: mi.compile(mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]), "torch")(t),
+        ),
     ]
 
 
@@ -134,8 +176,10 @@ def _shard(model: nn.Module, strategy: str, world: int) -> None:
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     def plan() -> dict:
-        return {f"dense.{i}": ColwiseParallel() if i % 2 == 0 else RowwiseParallel()
-                for i in range(len(WEIGHT_SPECS))}
+        return {
+            f"dense.{i}": ColwiseParallel() if i % 2 == 0 else RowwiseParallel()
+            for i in range(len(WEIGHT_SPECS))
+        }
 
     def fsdp(mesh) -> None:
         for layer in (*model.dense, model.conv, model.convt):
@@ -230,7 +274,9 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
             compiled = {}
             calls = _compiled_calls()
             for i, (name, p) in enumerate(sorted(model.named_parameters())):
-                if not is_dtensor(p) or (name.split(".")[0] == "dense" and name.split(".")[1] not in ("0", "1")):
+                if not is_dtensor(p) or (
+                    name.split(".")[0] == "dense" and name.split(".")[1] not in ("0", "1")
+                ):
                     continue
                 for label, fits, call in calls:
                     if not fits(name, p):
@@ -278,10 +324,16 @@ def _launch(world: int, folder: Path) -> dict:
         for rank in range(world):
             log = files.enter_context(open(folder / f"rank-{world}-{rank}.log", "w+"))
             logs.append(log)
-            procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--worker", str(rank), str(world), str(store), str(out)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--worker", str(rank), str(world), str(store), str(out)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=ROOT,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + TIMEOUT
         failure = None
         try:
@@ -393,12 +445,18 @@ def test_compiled_fillers_on_one_rank_follow_the_stream_rule(results) -> None:
         i = sorted(n for n, _ in Model().named_parameters()).index(name)
         torch.manual_seed(100 + i)
         base = int(torch.randint(0, 1 << 32, (1,)).item())
-        spec = {"normal_": mi.normal(1.0, 0.5), "uniform_": mi.uniform(-2, 2), "compile(he_normal)": mi.he_normal()}[label]
+        spec = {
+            "normal_": mi.normal(1.0, 0.5),
+            "uniform_": mi.uniform(-2, 2),
+            "compile(he_normal)": mi.he_normal(),
+        }[label]
         shape = tuple(value.shape)
         fans = sharded._stored_fans(shape) if spec.uses_fans else None
         plain = torch.empty(shape)
         with torch.no_grad():
-            sharded.fill(sharded.Stream(spec, shape, fans, 0, base), [(tuple(slice(0, n) for n in shape), plain)])
+            sharded.fill(
+                sharded.Stream(spec, shape, fans, 0, base), [(tuple(slice(0, n) for n in shape), plain)]
+            )
         assert torch.equal(plain, value), (name, label)
         checked += 1
     assert checked >= 3

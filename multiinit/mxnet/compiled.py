@@ -79,8 +79,7 @@ def _check_seed(seed: Any) -> int | None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SpecError(
-            f"seed={seed!r} is not allowed; seed must be None (MXNet's global generator) or an "
-            "integer >= 0"
+            f"seed={seed!r} is not allowed; seed must be None (MXNet's global generator) or an integer >= 0"
         )
     return int(seed)
 

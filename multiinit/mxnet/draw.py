@@ -160,8 +160,15 @@ def _native_in_place(law: tuple[str, float, float], arr: Any, seed: int | None) 
     return True
 
 
-def fill(arr: Any, spec: Spec, view: LogicalView, fans: tuple[int, int] | None, seed: int | None,
-         path: str, prepared: np.ndarray | None = None) -> None:
+def fill(
+    arr: Any,
+    spec: Spec,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    seed: int | None,
+    path: str,
+    prepared: np.ndarray | None = None,
+) -> None:
     """Write ``spec`` into ``arr``, an MXNet array of ``view.native_shape`` (any context, dense
     or row-sparse), from ``seed`` (None: MXNet's global generator). ``prepared`` is a logical
     array drawn already (a user law's values), written as it is. ``fans`` default to the
@@ -279,9 +286,7 @@ def check_dtype(spec: Spec, dtype: Any, path: str) -> None:
             info = np.iinfo(resolved)
             ok = float(value).is_integer() and info.min <= value <= info.max
         if not ok:
-            raise SpecError(
-                f"{spec!r} cannot fill {path!r}: a {name} array cannot hold {value!r} exactly"
-            )
+            raise SpecError(f"{spec!r} cannot fill {path!r}: a {name} array cannot hold {value!r} exactly")
 
 
 def _dtype_name(dtype: Any) -> str:

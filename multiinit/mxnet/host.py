@@ -94,8 +94,11 @@ def host_view(arr: Any) -> np.ndarray | None:
     >>> a.asnumpy().tolist()
     [[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]
     """
-    if (getattr(arr, "stype", "default") != "default" or arr.ctx.device_type not in HOST_DEVICES
-            or not getattr(arr, "writable", True)):
+    if (
+        getattr(arr, "stype", "default") != "default"
+        or arr.ctx.device_type not in HOST_DEVICES
+        or not getattr(arr, "writable", True)
+    ):
         return None
     try:
         dtype = np.dtype(arr.dtype)
@@ -260,7 +263,9 @@ def _fill_law(law: tuple[Any, ...], rng: np.random.Generator, out: np.ndarray) -
         out[...] = work
 
 
-def _fill_mixture(parts: Sequence[tuple[float, tuple[Any, ...]]], rng: np.random.Generator, out: np.ndarray) -> None:
+def _fill_mixture(
+    parts: Sequence[tuple[float, tuple[Any, ...]]], rng: np.random.Generator, out: np.ndarray
+) -> None:
     """A mixture of elementwise laws by the masked arithmetic of the module doc."""
     total = math.fsum(w for w, _ in parts)
     edges = [0.0]
@@ -401,8 +406,14 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
     return values
 
 
-def logical_values(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None, dtype: np.dtype,
-                   base: int, path: str | None) -> np.ndarray:
+def logical_values(
+    spec: Spec,
+    shape: tuple[int, ...],
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    base: int,
+    path: str | None,
+) -> np.ndarray:
     """The whole logical tensor of ``spec`` from the stream of ``base``, in ``dtype`` (a float
     dtype): the reference's law and code, user laws fenced."""
     rng = stream.parameter_rng((base,))
@@ -415,14 +426,17 @@ def logical_values(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | N
 
 def write_logical(out: np.ndarray, view: LogicalView, logical: np.ndarray) -> None:
     """A logical array into ``out`` (native layout), rearranged once."""
-    out[...] = logical if view.is_plain and view.axes == tuple(range(len(view.axes))) else view.to_native(logical)
+    out[...] = (
+        logical if view.is_plain and view.axes == tuple(range(len(view.axes))) else view.to_native(logical)
+    )
 
 
 # --------------------------------------------------------------------------- the entry point
 
 
-def fill(spec: Spec, out: np.ndarray, view: LogicalView, fans: tuple[int, int] | None, base: int,
-         path: str | None) -> None:
+def fill(
+    spec: Spec, out: np.ndarray, view: LogicalView, fans: tuple[int, int] | None, base: int, path: str | None
+) -> None:
     """Write ``spec`` into ``out`` (the native array seen through ``view``) from the native
     stream of ``base`` (see the module doc). Checks (shape, dtype) are the caller's."""
     if out.size == 0:

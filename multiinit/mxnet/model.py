@@ -293,8 +293,15 @@ def _derived(draw: Draw) -> int | None:
     return None if draw.seed is None else derive_seed(draw.seed, draw.order)
 
 
-def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | None, spec: Spec,
-                    draw: Draw, dtype: str, ctx: Any) -> np.ndarray:
+def _prepare_values(
+    param: Param,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    spec: Spec,
+    draw: Draw,
+    dtype: str,
+    ctx: Any,
+) -> np.ndarray:
     """A user law's logical values for ``param``, drawn and validated (``LawError``)."""
     work = np.dtype(dtype if dtype in ("float16", "float32", "float64") else "float32")
     if draw.portable:
@@ -309,8 +316,15 @@ def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | Non
     return host.logical_values(spec, view.logical_shape, fans, work, base, param.path)
 
 
-def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int] | None, spec: Spec,
-                draw: Draw, prepared: np.ndarray | None) -> None:
+def _fill_array(
+    arr: Any,
+    param: Param,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    spec: Spec,
+    draw: Draw,
+    prepared: np.ndarray | None,
+) -> None:
     """``spec`` into ``arr`` (one array of ``param``), natively or in portable mode."""
     if not draw.portable or prepared is not None:
         fill(arr, spec, view, fans, _derived(draw), param.path, prepared)
@@ -318,6 +332,7 @@ def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int]
     drawn = Param(param.path, view, param.role, param.layer, fans, param.order, param.dtype)
     with host.host_target(arr) as out:
         if view.is_plain and view.axes == tuple(range(len(view.axes))):
+
             def write(box: tuple[slice, ...], values: np.ndarray) -> None:
                 out[box] = values
 
@@ -326,13 +341,18 @@ def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int]
             host.write_logical(out, view, _rules.portable_values(drawn, spec, draw))
 
 
-def _write_param(param: Param, fans: tuple[int, int] | None, spec: Spec, draw: Draw,
-                 prepared: np.ndarray | None) -> None:
+def _write_param(
+    param: Param, fans: tuple[int, int] | None, spec: Spec, draw: Draw, prepared: np.ndarray | None
+) -> None:
     """Fill an initialized parameter: its first array drawn, its other contexts copied from it."""
     parameter = param.handle
     trainer = parameter._trainer
-    if (trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore
-            and parameter not in trainer._params_to_init):
+    if (
+        trainer is not None
+        and trainer._kv_initialized
+        and trainer._update_on_kvstore
+        and parameter not in trainer._params_to_init
+    ):
         trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
     arrays = parameter._data
     _fill_array(arrays[0], param, param.view, fans, spec, draw, prepared)
@@ -376,15 +396,23 @@ class _Armed(mx.init.Initializer):
             spec, draw = self.own
             check_shape(spec, view.logical_shape, fans, param.path)
             check_dtype(spec, arr.dtype, param.path)
-            own = _prepare_values(param, view, fans, spec, draw, _dtype_name(arr.dtype), arr.ctx) \
-                if needs_prepare(spec) else None
+            own = (
+                _prepare_values(param, view, fans, spec, draw, _dtype_name(arr.dtype), arr.ctx)
+                if needs_prepare(spec)
+                else None
+            )
         dependents = []
         for dependent, spec, draw in self.dependents:
             dfans = view.fans
             check_shape(spec, dependent.logical_shape, dfans, dependent.path)
             first = dependent.handle._data[0]
-            values = _prepare_values(dependent, dependent.view, dfans, spec, draw, _dtype_name(first.dtype),
-                                     first.ctx) if needs_prepare(spec) else None
+            values = (
+                _prepare_values(
+                    dependent, dependent.view, dfans, spec, draw, _dtype_name(first.dtype), first.ctx
+                )
+                if needs_prepare(spec)
+                else None
+            )
             dependents.append((dependent, dfans, spec, draw, values))
         if self.own is not None:
             _fill_array(arr, param, view, fans, *self.own, own)
@@ -446,17 +474,26 @@ class _Writer:
                 )
             check_dtype(spec, arr.dtype, param.path)
         trainer = parameter._trainer
-        if (trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore
-                and parameter not in trainer._params_to_init and trainer._kvstore is not None
-                and "dist" in trainer._kvstore.type):
+        if (
+            trainer is not None
+            and trainer._kv_initialized
+            and trainer._update_on_kvstore
+            and parameter not in trainer._params_to_init
+            and trainer._kvstore is not None
+            and "dist" in trainer._kvstore.type
+        ):
             raise RuleError(
                 f"multiinit.apply cannot fill {_where(param)}: its Trainer keeps it on a distributed "
                 f"kvstore ({trainer._kvstore.type}), which MXNet cannot reset to take new values; "
                 "initialize the block before creating the Trainer. Nothing was written"
             )
         weight = self._fan_source(param)
-        if spec.uses_fans and weight is not None and not _deferred(weight.handle) \
-                and not _known(tuple(int(d) for d in weight.handle.shape)):
+        if (
+            spec.uses_fans
+            and weight is not None
+            and not _deferred(weight.handle)
+            and not _known(tuple(int(d) for d in weight.handle.shape))
+        ):
             raise RuleError(
                 f"multiinit.apply cannot fill {_where(param)}: it takes its fans from "
                 f"{weight.path!r}, whose shape {weight.handle.shape} is not known yet; nothing was written"
@@ -467,8 +504,9 @@ class _Writer:
         if _deferred(parameter) or self._waits_for_weight(param, spec):
             return None  # drawn at the first forward pass, when the shape is known
         arr = parameter._data[0]
-        return _prepare_values(param, param.view, _fans_of(param, spec), spec, draw, _dtype_name(arr.dtype),
-                               arr.ctx)
+        return _prepare_values(
+            param, param.view, _fans_of(param, spec), spec, draw, _dtype_name(arr.dtype), arr.ctx
+        )
 
     def _waits_for_weight(self, param: Param, spec: Spec) -> bool:
         weight = self._fan_source(param)

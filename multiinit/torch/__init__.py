@@ -159,8 +159,19 @@ globals().update({k: v for k, v in namespace("torch", compile).items() if k != "
 
 # torch.nn.init's deprecated aliases (uniform, normal, ...), which the contract's constructors
 # of the same names also answer to: a tensor first means torch's alias.
-_DEPRECATED_TORCH = ("uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
-                     "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse")
+_DEPRECATED_TORCH = (
+    "uniform",
+    "normal",
+    "constant",
+    "eye",
+    "dirac",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "sparse",
+)
 
 
 def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., Any]) -> Callable[..., Any]:
@@ -184,4 +195,3 @@ def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., An
 for _name in _DEPRECATED_TORCH:
     globals()[_name] = _either(_name, globals()[_name], globals()[_name + "_"])
 del _name
-

@@ -151,6 +151,7 @@ def complex_problem(spec: Spec) -> str | None:
         return "a custom law's NumPy function draws real numbers"
     return None
 
+
 # (What a filler returns, torch's in-place functions return their tensor, is not used.)
 _Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], object]
 #: One piece of a one-draw mixture: ``(start, component, scale, offset, lo, hi)``.
@@ -186,8 +187,9 @@ def _inward(a: float, b: float, dtype: torch.dtype, open_high: bool = False) -> 
     return float(lo), float(hi)
 
 
-def _fill_truncated(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                    a: float, b: float) -> None:
+def _fill_truncated(
+    t: torch.Tensor, g: torch.Generator | None, mean: float, std: float, a: float, b: float
+) -> None:
     """N(mean, std**2) restricted to the absolute bounds [a, b]; no value outside them, in
     ``t``'s dtype."""
     low, high = (a - mean) / std, (b - mean) / std
@@ -204,8 +206,13 @@ _REJECTION_ROUNDS = 64
 
 #: dtypes whose CPU tensors the samplers also compute on through a NumPy view of their own
 #: memory (no copy), where NumPy's comparisons and masked writes cost a third of torch's.
-_HOST_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
-                torch.int32: np.int32, torch.int64: np.int64}
+_HOST_DTYPES = {
+    torch.float16: np.float16,
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.int32: np.int32,
+    torch.int64: np.int64,
+}
 
 
 def _host_view(t: torch.Tensor) -> np.ndarray | None:
@@ -225,8 +232,9 @@ def _outside(values: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (values < lo) | (values > hi)
 
 
-def _redraws(count: int, like: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-             lo: float, hi: float) -> torch.Tensor | None:
+def _redraws(
+    count: int, like: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float
+) -> torch.Tensor | None:
     """``count`` draws of N(mean, std**2) restricted to [lo, hi], by redrawing the ones outside
     in rounds (at most ``_REJECTION_ROUNDS``, else None): the values that replace the
     ``count`` values of a first draw that fell outside, in their order."""
@@ -237,7 +245,9 @@ def _redraws(count: int, like: torch.Tensor, g: torch.Generator | None, mean: fl
             values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
             bad = _outside(values, lo, hi).nonzero().squeeze(1)
         else:
-            redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
+            redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(
+                mean, std, generator=g
+            )
             values.index_copy_(0, bad, redraw)
             bad = bad[_outside(redraw, lo, hi)]
         if not bad.numel():
@@ -257,8 +267,8 @@ def _host_outside(host: np.ndarray, lo: float, hi: float) -> np.ndarray:
     above = np.empty_like(below)
     found = []
     for start in range(0, host.size, _BLOCK):
-        block = host[start:start + _BLOCK]
-        b, a = below[:block.size], above[:block.size]
+        block = host[start : start + _BLOCK]
+        b, a = below[: block.size], above[: block.size]
         np.less(block, low, out=b)
         np.greater(block, high, out=a)
         b |= a
@@ -268,8 +278,9 @@ def _host_outside(host: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
 
 
-def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                       lo: float, hi: float, inside: float) -> bool:
+def _fill_by_rejection(
+    t: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float, inside: float
+) -> bool:
     """Draw normals and redraw only the ones outside [lo, hi] until none is: exact, and with
     at least half the mass ``inside``, about 1.05 normal draws in all at +-2 std (torch 2.13's
     trunc_normal_ redraws the whole tensor each round). The cost above one ``normal_`` is one
@@ -308,8 +319,16 @@ def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, 
     return True
 
 
-def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                         low: float, high: float, lo: float, hi: float) -> None:
+def _fill_by_inverse_cdf(
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    mean: float,
+    std: float,
+    low: float,
+    high: float,
+    lo: float,
+    hi: float,
+) -> None:
     """The reference's method, for narrow or off-centre bounds where rejection would be slow:
     a float64 uniform on [Phi(low), Phi(high)], ``ndtri``, then a clamp to [lo, hi]."""
     # The lower tail keeps the CDF's relative precision: an interval above the mean is drawn
@@ -328,8 +347,9 @@ def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float
         t.copy_(work)
 
 
-def _fill_scaled(spec: VarianceScaling, t: torch.Tensor, g: torch.Generator | None,
-                 fans: tuple[int, int]) -> None:
+def _fill_scaled(
+    spec: VarianceScaling, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int]
+) -> None:
     distribution, number = spec.law(*fans)
     if distribution == "uniform":
         t.uniform_(-number, number, generator=g)
@@ -379,7 +399,9 @@ def _fill_unitary(gain: float, t: torch.Tensor, g: torch.Generator | None) -> No
     t.mul_(gain)
 
 
-def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _random_rows(
+    rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """A (rows, cols) bool mask with a uniformly random set of exactly ``k`` rows per column,
     drawn with ``g`` (torch's sparse_ uses torch.randperm without its generator)."""
     m = min(k, rows - k)
@@ -411,8 +433,12 @@ def _fill_sparse(spec: Sparse, t: torch.Tensor, g: torch.Generator | None) -> No
         t.masked_fill_(_random_rows(rows, cols, k, g, t.device), 0.0)
 
 
-def _fill_mixture(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
-                  fans: tuple[int, int] | None) -> None:
+def _fill_mixture(
+    live: list[tuple[float, Spec, _Filler]],
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+) -> None:
     """``live`` holds the components of positive weight, each with its filler."""
     if len(live) == 1:
         live[0][2](t, g, fans)
@@ -432,8 +458,12 @@ def _runs_user_code(spec: Spec) -> bool:
     return isinstance(spec, Mixture) and any(_runs_user_code(s) for w, s in spec.components if w > 0)
 
 
-def _fill_mixture_into(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
-                       fans: tuple[int, int] | None) -> None:
+def _fill_mixture_into(
+    live: list[tuple[float, Spec, _Filler]],
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+) -> None:
     pieces = _pieces(tuple((w, spec) for w, spec, _ in live), t.dtype)
     if pieces is not None:
         _fill_pieces(pieces, t, g)
@@ -510,8 +540,7 @@ def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[_
     return tuple(pieces)
 
 
-def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor,
-                 g: torch.Generator | None) -> None:
+def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor, g: torch.Generator | None) -> None:
     """The one-draw mixture: each piece's values, written wherever r >= its start, in order,
     so that every element ends with the piece that holds its r.
 
@@ -527,10 +556,13 @@ def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor,
     host, host_r = _host_view(out), _host_view(r)
     if host is not None and host_r is not None:
         size = min(_BLOCK, host.size)
-        scratch = (np.empty(size, dtype=host_r.dtype), np.empty(size, dtype=host_r.dtype),
-                   np.empty(size, dtype=host.dtype))
+        scratch = (
+            np.empty(size, dtype=host_r.dtype),
+            np.empty(size, dtype=host_r.dtype),
+            np.empty(size, dtype=host.dtype),
+        )
         for start in range(0, host.size, _BLOCK):
-            _pieces_on_host(pieces, host[start:start + _BLOCK], host_r[start:start + _BLOCK], scratch)
+            _pieces_on_host(pieces, host[start : start + _BLOCK], host_r[start : start + _BLOCK], scratch)
     else:
         _pieces_on_device(pieces, out, r)
     if not direct:
@@ -563,8 +595,12 @@ def _pieces_on_device(pieces: tuple[_Piece, ...], out: torch.Tensor, r: torch.Te
             out_bits.bitwise_or_(keep.bitwise_not_().bitwise_and_(fresh))
 
 
-def _pieces_on_host(pieces: tuple[_Piece, ...], out: np.ndarray, r: np.ndarray,
-                    scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+def _pieces_on_host(
+    pieces: tuple[_Piece, ...],
+    out: np.ndarray,
+    r: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
     """``_pieces_on_device`` on one block of NumPy views (the same operations); ``scratch``
     holds two integer arrays and one float array at least the block's size."""
     kind = out.dtype.type
@@ -587,8 +623,11 @@ def _pieces_on_host(pieces: tuple[_Piece, ...], out: np.ndarray, r: np.ndarray,
             continue
         np.right_shift(source, shift, out=keep)
         np.bitwise_and(out_bits, keep, out=out_bits)
-        fresh = values.view(r.dtype) if isinstance(spec, Uniform) else r.dtype.type(
-            _bits_of(offset, _TORCH_OF[out.dtype.type]))
+        fresh = (
+            values.view(r.dtype)
+            if isinstance(spec, Uniform)
+            else r.dtype.type(_bits_of(offset, _TORCH_OF[out.dtype.type]))
+        )
         if isinstance(fresh, np.ndarray) or fresh:  # a zero is written by the AND alone
             np.invert(keep, out=keep)
             np.bitwise_and(keep, fresh, out=keep)
@@ -601,8 +640,13 @@ _TORCH_OF = {np.float32: torch.float32, np.float64: torch.float64}
 _NUMPY_DTYPE = {torch.float16: "float16", torch.float32: "float32", torch.float64: "float64"}
 
 
-def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
-                 fans: tuple[int, int] | None, path: str | None = None) -> None:
+def _fill_custom(
+    spec: Custom,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+    path: str | None = None,
+) -> None:
     """A user law, fenced: its NumPy function runs on the host behind ``reference.call_law``
     (an exception in it, a result of the wrong shape or dtype, or a non-finite value is a
     ``LawError`` naming the law and ``path``), and ``t`` is written only once the result has
@@ -650,8 +694,9 @@ def _filler(spec: Spec) -> _Filler:
     if isinstance(spec, Custom):
         custom = spec
 
-        def fill_custom(t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None,
-                        path: str | None = None) -> None:
+        def fill_custom(
+            t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None, path: str | None = None
+        ) -> None:
             _fill_custom(custom, t, g, fans, path)
 
         return fill_custom
@@ -688,17 +733,27 @@ def _xavier(function: Callable[..., Any], gain: float, t: torch.Tensor, g: torch
     function(t, gain, generator=g)
 
 
-def _kaiming(function: Callable[..., Any], a: float, mode: str, nonlinearity: str,
-             t: torch.Tensor, g: torch.Generator | None) -> None:
+def _kaiming(
+    function: Callable[..., Any],
+    a: float,
+    mode: str,
+    nonlinearity: str,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+) -> None:
     function(t, a, mode, nonlinearity, generator=g)
 
 
-def _fill(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None,
-          path: str | None = None) -> None:
+def _fill(
+    spec: Spec,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+    path: str | None = None,
+) -> None:
     """Fill ``t`` in place with ``spec``'s law (no checks: the caller has made them); ``path``
     names the parameter in a user law's ``LawError``."""
     if path is not None and isinstance(spec, Custom):
         _fill_custom(spec, t, g, fans, path)
         return
     _filler(spec)(t, g, fans)
-

@@ -146,9 +146,7 @@ def _number(function: str, name: str, value: Any) -> float:
         return float(value.item())
     if isinstance(value, numbers.Real):  # bool and NumPy scalars included, as torch takes them
         return float(value)
-    raise SpecTypeError(
-        f"{function}: {name}={value!r} is not allowed; {name} must be a real number"
-    )
+    raise SpecTypeError(f"{function}: {name}={value!r} is not allowed; {name} must be a real number")
 
 
 def _finite(function: str, name: str, value: float, original: Any) -> float:
@@ -173,8 +171,13 @@ def _compiled(spec: Spec) -> TorchInitializer:
     return TorchInitializer(spec)
 
 
-def _run(spec: Spec, tensor: Tensor, generator: Any, checked_as: Spec | None = None,
-         native: Callable[[], Any] | None = None) -> Tensor:
+def _run(
+    spec: Spec,
+    tensor: Tensor,
+    generator: Any,
+    checked_as: Spec | None = None,
+    native: Callable[[], Any] | None = None,
+) -> Tensor:
     """Fill ``tensor`` with ``spec``. When ``spec`` is what a degenerate parameter made of a
     random law (``uniform_(a=b)`` is a constant), ``checked_as`` is that law, whose shape and
     dtype rules still apply (torch's uniform_ refuses an integer tensor whatever a and b),
@@ -206,9 +209,7 @@ def _uniform_spec(a: Any, b: Any, function: str = "uniform_") -> Spec:
     low = _finite(function, "a", _number(function, "a", a), a)
     high = _finite(function, "b", _number(function, "b", b), b)
     if low > high:
-        raise SpecRuntimeError(
-            f"{function}: b={b!r} is not allowed; b must be >= a={a!r} (U[a, b) is drawn)"
-        )
+        raise SpecRuntimeError(f"{function}: b={b!r} is not allowed; b must be >= a={a!r} (U[a, b) is drawn)")
     return _spec.constant(low) if low == high else _spec.uniform(low, high)
 
 
@@ -221,8 +222,9 @@ def _normal_spec(mean: Any, std: Any, function: str = "normal_") -> Spec:
     return _spec.constant(mean_) if std_ == 0 else _spec.normal(mean_, std_)
 
 
-def _trunc_normal_spec(mean: Any, std: Any, a: Any, b: Any,
-                       function: str = "trunc_normal_") -> tuple[Spec, tuple[float, float] | None]:
+def _trunc_normal_spec(
+    mean: Any, std: Any, a: Any, b: Any, function: str = "trunc_normal_"
+) -> tuple[Spec, tuple[float, float] | None]:
     """The spec, and the absolute bounds to hand the sampler (None: no truncation left)."""
     mean_ = _finite(function, "mean", _number(function, "mean", mean), mean)
     std_ = _finite(function, "std", _number(function, "std", std), std)
@@ -290,8 +292,7 @@ def _slope(function: str, a: Any, nonlinearity: Any) -> float:
         return 0.01
     if isinstance(a, bool) or not isinstance(a, (int, float)):
         raise SpecError(
-            f"{function}: a={a!r} is not allowed; a (leaky_relu's negative slope) must be an int "
-            "or a float"
+            f"{function}: a={a!r} is not allowed; a (leaky_relu's negative slope) must be an int or a float"
         )
     return _finite(function, "a", float(a), a)
 
@@ -312,7 +313,9 @@ def _sparse_spec(sparsity: Any, std: Any) -> Spec:
     function = "sparse_"
     fraction = _number(function, "sparsity", sparsity)
     if math.isinf(fraction):
-        raise SpecOverflowError(f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]")
+        raise SpecOverflowError(
+            f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]"
+        )
     if not fraction >= 0:
         raise SpecError(f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]")
     std_ = _number(function, "std", std)
@@ -359,9 +362,11 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
         "xavier_uniform_": lambda gain=1.0: _xavier_spec(gain, normal=False),
         "xavier_normal_": lambda gain=1.0: _xavier_spec(gain, normal=True),
         "kaiming_uniform_": lambda a=0, mode="fan_in", nonlinearity="leaky_relu": _kaiming_spec(
-            a, mode, nonlinearity, normal=False),
+            a, mode, nonlinearity, normal=False
+        ),
         "kaiming_normal_": lambda a=0, mode="fan_in", nonlinearity="leaky_relu": _kaiming_spec(
-            a, mode, nonlinearity, normal=True),
+            a, mode, nonlinearity, normal=True
+        ),
         "orthogonal_": lambda gain=1: _orthogonal_spec(gain),
         "sparse_": lambda sparsity, std=0.01: _sparse_spec(sparsity, std),
     }
@@ -373,9 +378,7 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
 # --------------------------------------------------------------------------- the drop-ins
 
 
-def calculate_gain(
-    nonlinearity: _NonlinearityType, param: int | float | None = None
-) -> float:
+def calculate_gain(nonlinearity: _NonlinearityType, param: int | float | None = None) -> float:
     """torch.nn.init.calculate_gain: the recommended gain for a nonlinearity (the neutral
     ``multiinit.calculate_gain`` table, with torch's argument rules: ``param`` only for
     leaky_relu, an int or a float, an infinite slope giving gain 0).
@@ -517,8 +520,13 @@ def xavier_uniform_(
     True
     """
     _tensor("xavier_uniform_", tensor)
-    return _run(_xavier_spec(gain, normal=False), tensor, generator, _spec.xavier_uniform(),
-                lambda: _torch_init.xavier_uniform_(tensor, 0.0, generator))
+    return _run(
+        _xavier_spec(gain, normal=False),
+        tensor,
+        generator,
+        _spec.xavier_uniform(),
+        lambda: _torch_init.xavier_uniform_(tensor, 0.0, generator),
+    )
 
 
 def xavier_normal_(
@@ -533,8 +541,13 @@ def xavier_normal_(
     torch.Size([3, 5])
     """
     _tensor("xavier_normal_", tensor)
-    return _run(_xavier_spec(gain, normal=True), tensor, generator, _spec.xavier_normal(),
-                lambda: _torch_init.xavier_normal_(tensor, 0.0, generator))
+    return _run(
+        _xavier_spec(gain, normal=True),
+        tensor,
+        generator,
+        _spec.xavier_normal(),
+        lambda: _torch_init.xavier_normal_(tensor, 0.0, generator),
+    )
 
 
 def _empty_kaiming(tensor: Any) -> bool:
@@ -561,8 +574,14 @@ def kaiming_uniform_(
     True
     """
     if torch.overrides.has_torch_function_variadic(tensor):
-        return _dispatch(_torch_init.kaiming_uniform_, tensor, a=a, mode=mode,
-                         nonlinearity=nonlinearity, generator=generator)
+        return _dispatch(
+            _torch_init.kaiming_uniform_,
+            tensor,
+            a=a,
+            mode=mode,
+            nonlinearity=nonlinearity,
+            generator=generator,
+        )
     _tensor("kaiming_uniform_", tensor)
     if _empty_kaiming(tensor):
         return tensor
@@ -670,9 +689,7 @@ def _calculate_correct_fan(tensor: Tensor, mode: _FanMode) -> int:
     return fan_in if picked == "fan_in" else fan_out
 
 
-def _no_grad_uniform_(
-    tensor: Tensor, a: float, b: float, generator: torch.Generator | None = None
-) -> Tensor:
+def _no_grad_uniform_(tensor: Tensor, a: float, b: float, generator: torch.Generator | None = None) -> Tensor:
     """torch.nn.init's private ``uniform_`` without the ``__torch_function__`` hand-off.
 
     >>> import torch
@@ -733,8 +750,12 @@ def _no_grad_trunc_normal_(
         with torch.no_grad():
             # The given bounds themselves, not mean + low*std recomputed (one rounding less).
             if is_dtensor(tensor):  # this rank's shard by the stream rule (sharded.py)
-                fill_compiled(tensor, spec, generator,
-                              lambda t, g, f: _fill_truncated(t, g, truncated.mean, truncated.std, *bounds))
+                fill_compiled(
+                    tensor,
+                    spec,
+                    generator,
+                    lambda t, g, f: _fill_truncated(t, g, truncated.mean, truncated.std, *bounds),
+                )
             else:
                 _fill_truncated(tensor, generator, truncated.mean, truncated.std, *bounds)
     return tensor

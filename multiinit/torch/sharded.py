@@ -104,7 +104,9 @@ def _chunk(runs: list[tuple[int, int]], chunks: int, index: int) -> list[tuple[i
     return _take(runs, min(n, index * size), min(n, (index + 1) * size))
 
 
-def _strided(runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int) -> list[tuple[int, int]]:
+def _strided(
+    runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int
+) -> list[tuple[int, int]]:
     # _StridedShard: torch.chunk into split_factor pieces, each chunked in turn; this rank
     # holds its chunk of every piece, in order (FSDP2 + TP's right-to-left sharding).
     n = sum(length for _, length in runs)
@@ -138,8 +140,10 @@ def _placement_problem(placement: Any) -> str | None:
     if isinstance(placement, (types.Replicate, types.Shard)) or _is_strided(placement):
         return None
     if isinstance(placement, types.Partial):
-        return ("a Partial placement holds pending sums, not values; initialize the parameter "
-                "before it is made Partial, or redistribute it to Shard/Replicate first")
+        return (
+            "a Partial placement holds pending sums, not values; initialize the parameter "
+            "before it is made Partial, or redistribute it to Shard/Replicate first"
+        )
     return f"placement {placement!r} is not one multiinit knows (Shard, _StridedShard, Replicate)"
 
 
@@ -169,7 +173,9 @@ def local_runs(tensor: Any) -> list[list[Run]] | None:
             continue
         chunks, index = mesh.size(mesh_dim), coordinate[mesh_dim]
         if _is_strided(placement):
-            per_dim[placement.dim] = _strided(per_dim[placement.dim], int(placement.split_factor), chunks, index)
+            per_dim[placement.dim] = _strided(
+                per_dim[placement.dim], int(placement.split_factor), chunks, index
+            )
         else:
             per_dim[placement.dim] = _chunk(per_dim[placement.dim], chunks, index)
     out = []
@@ -189,7 +195,9 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
     for placement in tensor.placements:
         problem = _placement_problem(placement)
         if problem:
-            raise ShapeError(f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}")
+            raise ShapeError(
+                f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}"
+            )
     runs = local_runs(tensor)
     if runs is None:
         return
@@ -224,7 +232,10 @@ def _boxes(runs: list[list[Run]]) -> Iterator[tuple[Box, Box]]:
             return
         for first, local, length in runs[axis]:
             for rest_global, rest_local in product(axis + 1):
-                yield (slice(first, first + length), *rest_global), (slice(local, local + length), *rest_local)
+                yield (
+                    (slice(first, first + length), *rest_global),
+                    (slice(local, local + length), *rest_local),
+                )
 
     yield from product(0)
 
@@ -235,7 +246,11 @@ def _transposed_groups(view: LogicalView) -> int | None:
     if view.pre_shape == view.native_shape and view.axes == tuple(range(len(view.axes))):
         return None
     pre, axes = view.pre_shape, view.axes
-    if len(pre) == len(view.native_shape) + 1 and axes[:3] == (0, 2, 1) and axes[3:] == tuple(range(3, len(pre))):
+    if (
+        len(pre) == len(view.native_shape) + 1
+        and axes[:3] == (0, 2, 1)
+        and axes[3:] == tuple(range(3, len(pre)))
+    ):
         return pre[0]
     raise ShapeError(f"{view!r} is not a layout the torch adapter writes (plain or transposed conv)")
 
@@ -271,7 +286,10 @@ def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
     full = tuple(slice(0, n) for n in sizes[1:])
     first, last = lo // inner, (hi - 1) // inner
     if first == last:
-        return [(slice(first, first + 1), *rest) for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])]
+        return [
+            (slice(first, first + 1), *rest)
+            for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])
+        ]
     out: list[Box] = []
     start = -(-lo // inner) * inner
     if start > lo:
@@ -284,7 +302,9 @@ def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
     return out
 
 
-def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> list[tuple[Box, torch.Tensor]]:
+def _layout_pieces(
+    view: LogicalView, runs: list[list[Run]], local: torch.Tensor
+) -> list[tuple[Box, torch.Tensor]]:
     """``_pieces`` for any view that splits stored axes, permutes them and merges them again
     (a registered layout such as ``"in,out"`` or ``"batch,in,out"``, attention's packed
     (3E, E) -> (3, E, E)): each local box is cut where a split or a merge needs it, so every
@@ -294,7 +314,9 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
     permuted = tuple(pre[a] for a in view.axes)
     merge = _groups(logical, permuted)
     if split is None or merge is None:
-        raise ShapeError(f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)")
+        raise ShapeError(
+            f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)"
+        )
     pieces: list[tuple[Box, torch.Tensor]] = []
 
     def merged(target: torch.Tensor, box: list[slice]) -> None:
@@ -344,7 +366,7 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
             for axis in reversed(range(len(native))):
                 sub = combination[axis]
                 sizes = [pre[i] for i in split[axis]]
-                start = sum(s.start * math.prod(sizes[k + 1:]) for k, s in enumerate(sub))
+                start = sum(s.start * math.prod(sizes[k + 1 :]) for k, s in enumerate(sub))
                 length = math.prod(s.stop - s.start for s in sub)
                 destination = destination.narrow(axis, start - global_box[axis].start, length)
                 destination = destination.unflatten(axis, [s.stop - s.start for s in sub])
@@ -387,7 +409,7 @@ def _pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> li
                 slice(lo - group * per_in, hi - group * per_in),
                 *global_box[2:],
             )
-            part = target[lo - rows.start:hi - rows.start].transpose(0, 1)
+            part = target[lo - rows.start : hi - rows.start].transpose(0, 1)
             pieces.append((logical, part))
     return pieces
 
@@ -525,10 +547,12 @@ def _copy(target: torch.Tensor, values: torch.Tensor) -> None:
         return
     step = max(1, _SERIAL // max(1, inner))
     for start in range(0, target.shape[0], step):
-        target[start:start + step].copy_(values[start:start + step])
+        target[start : start + step].copy_(values[start : start + step])
 
 
-def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor) -> Callable[[], None]:
+def _tile_job(
+    source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor
+) -> Callable[[], None]:
     def run() -> None:
         part = _meet(tile.box, box)
         destination = target[_shift(part, box)]
@@ -610,8 +634,9 @@ def _stored_fans(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
-                  filler: Callable[..., None] | None = None) -> None:
+def fill_compiled(
+    tensor: Any, spec: Spec, generator: torch.Generator | None, filler: Callable[..., None] | None = None
+) -> None:
     """A compiled filler or drop-in on a DTensor: one 32-bit base from ``generator`` (torch's
     global RNG without one), then this rank's shard by the stream rule (order 0, torch's
     stored-shape fans). ``filler`` replaces the spec's sampler (``trunc_normal_``'s absolute
@@ -619,9 +644,13 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     check_dtensor(tensor)
     device = generator.device if generator is not None else torch.device("cpu")
     # A deterministic law (constant, eye, dirac) takes nothing from the generator, as in torch.
-    base = int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    base = (
+        int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    )
     shape = tuple(tensor.shape)
-    fans = (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    fans = (
+        (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    )
     source = Stream(spec, shape, fans, 0, base)
     runs = local_runs(tensor)
     if runs is None:
@@ -634,5 +663,7 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     if not pieces:
         return
     grid = _stream.tiling(shape)
-    jobs = [_tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)]
+    jobs = [
+        _tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)
+    ]
     _run_jobs(jobs, pieces[0][1].device)
