@@ -112,7 +112,8 @@ def specs_table(size: int, repeats: int) -> None:
     """Print the table: adapter, seeded adapter and native times, and adapter/native."""
     mx.random.seed(0)
     print(
-        f"mxnet {mx.__version__}, float32 {size}x{size}, fastest of {repeats} interleaved rounds after a warm-up\n"
+        f"mxnet {mx.__version__}, float32 {size}x{size}, "
+        f"fastest of {repeats} interleaved rounds after a warm-up\n"
     )
     header = f"{'spec':<50} {'adapter ms':>10} {'seeded ms':>9} {'native ms':>9} {'ratio':>6}  native call"
     print(header)
@@ -129,7 +130,8 @@ def specs_table(size: int, repeats: int) -> None:
         if native_init is not None:
             native, ratio = f"{times[2] * 1e3:9.1f}", f"{times[0] / times[2]:6.2f}"
         print(
-            f"{str(spec)[:50]:<50} {times[0] * 1e3:10.1f} {times[1] * 1e3:9.1f} {native:>9} {ratio:>6}  {code}",
+            f"{str(spec)[:50]:<50} {times[0] * 1e3:10.1f} {times[1] * 1e3:9.1f} "
+            f"{native:>9} {ratio:>6}  {code}",
             flush=True,
         )
 

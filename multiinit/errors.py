@@ -121,7 +121,7 @@ def shown(value: Any) -> str:
     "'abc'"
     >>> shown("z" * 10**6)
     "'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz...zzzzzzzzzzzzzzzzzzz' (a string of 1000000 characters)"
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     if isinstance(value, (str, bytes)) and len(value) > SHOWN_HEAD + SHOWN_TAIL + 20:
         head = repr(value[:SHOWN_HEAD])[:SHOWN_HEAD]
         tail = repr(value[-SHOWN_TAIL:])[-SHOWN_TAIL:]

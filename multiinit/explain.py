@@ -22,7 +22,7 @@ printed to 6 significant digits. Nothing here imports a framework.
 
 ``plan_params`` (and ``multiinit.plan`` on a model) shows, for every parameter of a model,
 the rule that selects it, its layer's kind, its logical shape and the fans its law uses.
-"""
+"""  # noqa: E501 - doctest output lines, as printed
 
 from __future__ import annotations
 
@@ -657,7 +657,10 @@ class Plan(list[PlanRow]):
         return "\n".join(lines + notes)
 
     def __repr__(self) -> str:
-        return f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, {len(self.unmatched)} unmatched rules>"
+        return (
+            f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, "
+            f"{len(self.unmatched)} unmatched rules>"
+        )
 
 
 def plan_params(params: Sequence[Param], rules: object) -> Plan:
@@ -676,7 +679,7 @@ def plan_params(params: Sequence[Param], rules: object) -> Plan:
     >>> p = mi.plan_params(params, [("weight", mi.kaiming_uniform(a=5 ** 0.5)), ("pos", mi.he_normal())])
     >>> [(row.path, row.fans, row.rule, row.guessed) for row in p]
     [('c_fc.weight', (128, 512), 0, False), ('c_fc.bias', (128, 512), None, False), ('pos', (2048, 128), 1, True)]
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     from .reference import check_shape
     from .rules import normalize_rules
 

@@ -78,7 +78,7 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     Traceback (most recent call last):
     ...
     multiinit.errors.ShapeError: shape=(1099511627776, 1099511627776) is not allowed; shape must describe at most 2**48 elements (MAX_ELEMENTS), zeros left out; this one has 1208925819614629174706176
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     allowed = "a sequence of non-negative integers"
     if isinstance(shape, (str, bytes)):
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")

@@ -137,7 +137,7 @@ def check_shape(
     Traceback (most recent call last):
     ...
     multiinit.errors.ShapeError: eye() cannot fill 'conv.weight' of shape (3, 3, 3): only tensors with 2 dimensions are supported
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     shape = _shape(shape)
     if fans is not None:
         fans_for(spec, shape, fans, path)  # validates the override
@@ -499,7 +499,7 @@ def call_law(
     Traceback (most recent call last):
     ...
     multiinit.errors.LawError: custom law 'doc_nan' at 'head.bias' returned 2 NaN values (the first at index (0,)); a custom function must return finite numbers
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     if not isinstance(spec, Custom):
         raise SpecError(f"spec={shown(spec)} is not allowed; call_law runs a custom spec (mi.custom)")
     shape = _shape(shape)
@@ -710,7 +710,8 @@ def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str
     reaches = f"reach about {reach:.4g}" if math.isfinite(reach) else "overflow even in float64"
     return (
         f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values {reaches}, beyond the "
-        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, or the dtype wider"
+        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, "
+        "or the dtype wider"
     )
 
 

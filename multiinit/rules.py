@@ -417,7 +417,8 @@ def needs_prepare(spec: Spec) -> bool:
     mixture or a wrapper): ``execute`` draws and validates those before writing anything.
 
     >>> import multiinit as mi
-    >>> needs_prepare(mi.normal()), needs_prepare(mi.mixture([(1.0, mi.custom(lambda r, s, d: r.random(s), name="u"))]))
+    >>> law = mi.custom(lambda r, s, d: r.random(s), name="u")
+    >>> needs_prepare(mi.normal()), needs_prepare(mi.mixture([(1.0, law)]))
     (False, True)
     """
     if isinstance(spec, Custom):

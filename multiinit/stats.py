@@ -168,7 +168,9 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         return Law(
             parts=parts,
             orthogonal_gain=spec.gain,
-            text=f"orthogonal: W W^T = {spec.gain:.4g}^2 I, entries {spec.gain:.4g}*(2 Beta({a:g}, {a:g}) - 1)",
+            text=(
+                f"orthogonal: W W^T = {spec.gain:.4g}^2 I, entries {spec.gain:.4g}*(2 Beta({a:g}, {a:g}) - 1)"
+            ),
         )
     if isinstance(spec, Sparse):
         from scipy import stats

@@ -89,7 +89,8 @@ def test_the_pages_have_code_and_every_block_is_run_somewhere() -> None:
             f"use python or pycon (run here) or one of {sorted(NOT_CODE)}"
         )
         assert block.backend in ("numpy", *ADAPTER_BACKENDS), (
-            f"{block.id}: '# backend: {block.backend}' names no backend; allowed: {', '.join(ADAPTER_BACKENDS)}"
+            f"{block.id}: '# backend: {block.backend}' names no backend; "
+            f"allowed: {', '.join(ADAPTER_BACKENDS)}"
         )
     # Each framework has examples, and so does the core env.
     assert {b.backend for b in RUNNABLE} >= {"numpy", *ADAPTER_BACKENDS}

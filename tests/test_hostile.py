@@ -554,7 +554,8 @@ LIARS = [
         "one inf",
         lambda shape: np.where(np.arange(4).reshape(shape) == 3, np.inf, 0.0),
         mi.LawError,
-        "returned 1 infinite values (the first at index (1, 1)); a custom function must return finite numbers",
+        "returned 1 infinite values (the first at index (1, 1)); "
+        "a custom function must return finite numbers",
     ),
     (
         "wrong shape",

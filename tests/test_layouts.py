@@ -205,7 +205,7 @@ def test_logical_view_batch_is_compatible() -> None:
             LogicalView((3, 4), batch=bad)
 
 
-# --------------------------------------------------------------------------- JAX's in_axis/out_axis/batch_axis
+# ------------------------------------------------------------------ JAX's in_axis/out_axis/batch_axis
 
 
 @pytest.mark.parametrize(

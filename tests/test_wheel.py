@@ -68,7 +68,9 @@ print(json.dumps({{
     "metadata": importlib.metadata.version("multiinit"),
     "built": sorted(built),
     "constructors": sorted(mi.CONSTRUCTORS),
-    "imported": sorted({{m.split(".")[0] for m in sys.modules}} & set({FRAMEWORK_ROOTS!r} + ("scipy", "matplotlib", "tqdm"))),
+    "imported": sorted(
+        {{m.split(".")[0] for m in sys.modules}} & set({FRAMEWORK_ROOTS!r} + ("scipy", "matplotlib", "tqdm"))
+    ),
 }}))
 """
 

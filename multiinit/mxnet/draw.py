@@ -253,7 +253,7 @@ def check_dtype(spec: Spec, dtype: Any, path: str) -> None:
     Traceback (most recent call last):
     ...
     multiinit.errors.SpecError: normal() cannot fill 'w': dtype='int32' is not allowed; a random spec draws one of float16, float32, float64
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     try:
         resolved = np.dtype(dtype)
     except TypeError:
