@@ -35,8 +35,8 @@ Deferred variables (Keras' deferred initialization)
     time, and raise, when a later scope exits).
 What refuses a write (found before the first write)
     Inside a ``keras.StatelessScope`` ``variable.assign`` only records the value in the scope;
-    on JAX a variable holding a traced value (``mi.apply`` inside ``jax.jit``) cannot take a
-    concrete one; on torch a variable created under ``torch.inference_mode()`` holds an
+    on JAX inside a trace (``mi.apply`` inside ``jax.jit``) a variable could only take a traced
+    value; on torch a variable created under ``torch.inference_mode()`` holds an
     inference tensor, which ``copy_`` refuses outside inference mode. Constraints
     (``kernel_constraint``), ``trainable=False`` and frozen layers refuse nothing: Keras applies
     constraints only after optimizer steps, and initializers are never constrained.
@@ -99,16 +99,22 @@ def refusal(variable: Any) -> str | None:
     if in_stateless_scope():
         return ("mi.apply is running inside a keras.StatelessScope, where variable.assign only records "
                 "the value in the scope and changes no variable; call mi.apply outside the scope")
-    if is_deferred(variable):
-        return None
     name = backend()
     if name == "jax":
-        jax = sys.modules.get("jax")
-        value = variable._value
-        if jax is not None and isinstance(value, jax.core.Tracer):
-            return ("it holds a traced value (mi.apply is running inside jax.jit or a Keras stateless "
-                    "call); call mi.apply outside the trace")
-    elif name == "torch":
+        import jax
+        import jax.numpy as jnp
+
+        # Inside a trace every new array is a tracer: values drawn there would leak into the
+        # variables as tracers.
+        if isinstance(jnp.zeros(()), jax.core.Tracer):
+            return ("mi.apply is running inside a JAX trace (jax.jit, jax.grad, ...), where a variable can "
+                    "only take a traced value; call mi.apply outside the trace")
+        if not is_deferred(variable) and isinstance(variable._value, jax.core.Tracer):
+            return ("it holds a traced value (a Keras stateless call left it there); call mi.apply outside "
+                    "the trace")
+    if is_deferred(variable):
+        return None
+    if name == "torch":
         torch = sys.modules.get("torch")
         value = variable._value
         if torch is not None and isinstance(value, torch.Tensor):
