@@ -41,7 +41,8 @@ Layer kinds and the layer registry
     A layer registered with ``multiinit.register_layer`` (by class, by qualified name, or a
     built-in registration such as keras-hub's norms) takes its kind, and its parameters'
     layouts and fan sources, from the registration; that wins over everything below. Keras'
-    own layers: ``Dense``/``EinsumDense`` dense, ``Conv*`` conv, ``Conv*Transpose``
+    own layers: ``Dense``/``EinsumDense`` dense, ``Conv*`` conv (depthwise_conv when it
+    has one input channel per group, ``groups == channels > 1``), ``Conv*Transpose``
     conv_transpose, ``DepthwiseConv*`` (and a separable conv's depthwise kernel)
     depthwise_conv, ``Embedding`` embedding, the normalization layers norm, RNN cells
     recurrent. The dense layers inside an attention layer (``MultiHeadAttention``,
@@ -132,8 +133,9 @@ _RECURRENT = _recurrent_cells()
 _WEIGHT_NAMES = ("kernel", "pointwise_kernel")
 
 
-def _builtin_kind(layer: Any, name: str) -> str | None:
-    """The neutral layer kind (``rules.LAYER_KINDS``) of a Keras layer's variable ``name``."""
+def _builtin_kind(layer: Any, name: str, shape: tuple[int, ...] = ()) -> str | None:
+    """The neutral layer kind (``rules.LAYER_KINDS``) of a Keras layer's variable ``name``
+    (``shape``: the layer's kernel's, which tells a depthwise conv built with ``groups``)."""
     if isinstance(layer, _TRANSPOSED):
         return "conv_transpose"
     if isinstance(layer, _DEPTHWISE):
@@ -141,7 +143,11 @@ def _builtin_kind(layer: Any, name: str) -> str | None:
     if isinstance(layer, _SEPARABLE):
         return "depthwise_conv" if name == "depthwise_kernel" else "conv"
     if isinstance(layer, _CONV):
-        return "conv"
+        # A grouped conv with one input channel per group is a depthwise conv (ConvNeXt builds
+        # its depthwise convs so), as torch's adapter reads nn.Conv2d(groups=in_channels).
+        groups = getattr(layer, "groups", 1)
+        depthwise = groups > 1 and len(shape) >= 2 and shape[-2] == 1
+        return "depthwise_conv" if depthwise else "conv"
     if isinstance(layer, _DENSE):
         return "dense"
     if isinstance(layer, _LAYERS.Embedding):
@@ -298,7 +304,7 @@ def params_of(model: Any) -> list[Param]:
             elif attention is not None:
                 kind, known = "attention", True
             else:
-                kind = _builtin_kind(layer, name)
+                kind = _builtin_kind(layer, name, shapes.get("kernel", ()))
                 known = kind is not None
                 if kind is None:
                     kind = _guessed_kind(shapes)

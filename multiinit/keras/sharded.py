@@ -8,17 +8,17 @@ when it is missing (tested with Keras 3.15.1).
 
 Decisions (each one tested in ``tests/test_keras_*.py``):
 
-Native draws on the JAX backend: the size rule
-    A variable of at least ``JIT_ELEMENTS`` elements is drawn by one jitted function with the
-    variable's sharding as ``out_shardings``: each device computes only its shard (JAX's
-    partitionable threefry makes the values independent of the mesh), and no device ever holds
-    the whole tensor. A smaller variable is drawn eagerly and then put on its sharding. XLA
-    fuses the jitted draw (a multiply-add becomes one FMA), so the two ways can differ in the
-    last bit; the rule depends on the variable's shape alone -- never on its sharding or the
-    mesh -- so a sharded model holds bit for bit the values of the same model unsharded. The
-    seed enters the jitted function as an argument (one compilation per law, shape, dtype and
-    sharding), except for laws that split their seed in Python (mixtures, sparse): those
-    compile per variable. On TensorFlow and torch (no Keras distribution) every draw is eager.
+Native draws on the JAX backend: always jitted
+    Every native draw is one jitted function with the variable's sharding as
+    ``out_shardings``: each device computes only its shard (JAX's partitionable threefry makes
+    the values independent of the mesh) and no device ever holds the whole tensor. The same
+    jitted function draws an unsharded variable, so a sharded model holds bit for bit the values
+    of the same model unsharded (an eager draw can differ from a jitted one in the last bit:
+    XLA fuses a multiply-add into one FMA). The seed enters as an argument, so there is one
+    compilation per law, shape, dtype, fans and sharding -- no slower than eager JAX, which
+    compiles each random primitive per shape anyway -- except for laws that split their seed in
+    Python (mixtures, sparse): those compile per variable. On TensorFlow and torch (no Keras
+    distribution) every draw is eager.
 Layouts
     A variable keeps its layout: a value for a sharded JAX variable is put on the variable's
     own sharding (``jax.device_put``, a no-op for a jitted draw that is already there) before
@@ -44,7 +44,6 @@ What refuses a write (found before the first write)
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import OrderedDict
 from typing import Any, Callable
@@ -55,11 +54,6 @@ from keras import ops as _ops
 
 from ..errors import RuleError
 from ..spec import Mixture, Sparse, Spec, WithAxes
-
-#: On the JAX backend, a variable of at least this many elements is drawn by a jitted function
-#: straight into its sharding (see the module docstring); smaller ones eagerly. Part of what
-#: the values are: it depends on the shape only.
-JIT_ELEMENTS = 1 << 22
 
 _KERAS_INTERNALS = (
     "multiinit needs Keras 3's deferred-variable internals ({what}), which this Keras ({version}) "
@@ -164,10 +158,10 @@ def _splits_seed(spec: Spec) -> bool:
 
 def draw(make: Callable[[Any], Any], key: tuple, spec: Spec, shape: tuple[int, ...], seed: int,
          sharding: Any) -> Any:
-    """``make(seed)`` (a native tensor of ``shape``), drawn by the size rule: on JAX, a tensor
-    of at least ``JIT_ELEMENTS`` elements by one jitted function onto ``sharding`` (each device
-    draws its shard); otherwise eagerly. ``key`` identifies ``make``'s law, shape and dtype."""
-    if backend() != "jax" or math.prod(shape) < JIT_ELEMENTS:
+    """``make(seed)`` (a native tensor of ``shape``): on JAX by one jitted function onto
+    ``sharding`` (each device draws its shard), elsewhere eagerly. ``key`` identifies
+    ``make``'s law, shape, dtype and fans."""
+    if backend() != "jax":
         return make(seed)
     import jax
     import jax.numpy as jnp
