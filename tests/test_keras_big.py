@@ -219,6 +219,7 @@ def test_each_variable_is_drawn_and_assigned_once(monkeypatch) -> None:
 
     monkeypatch.setattr(mik.model, "_draw", draw)
     monkeypatch.setattr(sharded, "write", write)
+    monkeypatch.setattr(sharded, "_JITTED", type(sharded._JITTED)())  # JAX: every draw traced anew
     mi.apply(net, [("kernel", mi.he_normal()), ("bias", mi.normal())], seed=0)
     kinds = [kind for kind, _ in events]
     assert kinds == ["draw", "write"] * 6
