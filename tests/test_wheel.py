@@ -55,10 +55,11 @@ import importlib.metadata, json, sys
 import numpy as np
 import multiinit as mi
 args = {{"constant": (1.0,), "sparse": (0.1,), "mixture": ([(0.5, mi.zeros()), (0.5, mi.ones())],),
-        "custom": (lambda rng, shape, dtype: rng.random(shape),)}}
+        "custom": (lambda rng, shape, dtype: rng.random(shape),), "with_axes": (mi.glorot_uniform(),)}}
+kwargs = {{"custom": {{"name": "wheel.law"}}, "with_axes": {{"in_axis": 1, "out_axis": 0}}}}
 built = []
 for name, constructor in mi.CONSTRUCTORS.items():
-    spec = constructor(*args.get(name, ()), **({{"name": "wheel.law"}} if name == "custom" else {{}}))
+    spec = constructor(*args.get(name, ()), **kwargs.get(name, {{}}))
     assert mi.parse(str(spec)) == spec and mi.from_dict(spec.to_dict()) == spec
     spec.sample((3, 4, 3) if spec.kind == "dirac" else (4, 3), seed=0)
     built.append(name)
