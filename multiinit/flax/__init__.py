@@ -51,8 +51,8 @@ except ImportError as e:
 del flax, jax, nnx, FrozenDict, meta, ndtri
 
 from .compiled import LAYOUT, Initializer, compile  # noqa: E402
-from .model import Modules, apply, modules  # noqa: E402
+from .model import Modules, apply, modules, params_of  # noqa: E402
 
-__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules"]
+__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules", "params_of"]
 
 globals().update(namespace("flax", compile))
