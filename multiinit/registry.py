@@ -128,7 +128,7 @@ def _jax_leaves(tree: Any, depth: int = 0) -> bool:
     if isinstance(tree, Mapping) and depth < 64:
         return any(_jax_leaves(v, depth + 1) for v in tree.values())
     root = type(tree).__module__.split(".")[0]
-    return root in ("jax", "jaxlib")
+    return root in ("jax", "jaxlib", "flax")  # flax: boxed leaves (nn.Partitioned), abstract or not
 
 
 def detect(model: Any) -> str:

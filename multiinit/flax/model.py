@@ -580,7 +580,8 @@ def _rebuild(node: Any, values: dict[tuple, Any], path: tuple = ()) -> Any:
         new = values[path]
         if isinstance(node, nnx.Variable):
             return node.replace(new)
-        return _meta.replace_boxed(node, new) if isinstance(node, _meta.AxisMetadata) else new
+        # The box's own method: flax.core.meta.replace_boxed unboxes under the context mesh first.
+        return node.replace_boxed(new) if isinstance(node, _meta.AxisMetadata) else new
     return node
 
 
