@@ -944,14 +944,14 @@ class _Writer:
                                    f"{_where(param)} of dtype {dtype.name}")
         if problem:
             raise SpecError(problem)
-        if slot.variable is not None and not slot.variable._can_update:
+        if slot.variable is not None and not getattr(slot.variable, "_can_update", True):
             raise ShapeError(
                 f"{spec!r} cannot fill {_where(param)}: the nnx variable cannot be set here (it belongs to "
                 "another trace level, e.g. a module made outside jax.jit and changed inside it); use "
                 "nnx.jit, or call mi.apply outside the transform"
             )
         leaf = slot.variable if slot.variable is not None else slot.box
-        target = None if self.traced else _target(value, leaf, param.paths, self.prefix, self.shardings)
+        target = _target(value, leaf, param.paths, self.prefix, self.shardings)
         _sharded.check_sharding(target, param.view.native_shape, param.path)
         self.targets[id(param)] = target
 
@@ -1003,7 +1003,7 @@ class _Writer:
 
     def _portable(self, param: Param, spec: Spec, draw: _rules.Draw, target: Any, dtype: np.dtype) -> Any:
         if self.traced:
-            return self._callback(lambda: self._portable_host(param, spec, draw), param)
+            return _sharded.place(self._callback(lambda: self._portable_host(param, spec, draw), param), target)
 
         def region(box: Any) -> np.ndarray:
             return _rules.portable_values(param, spec, draw, box=box)
@@ -1049,8 +1049,7 @@ class _Writer:
                 keys = jax.random.split(base, math.prod(shape)).reshape(shape) if shape else base
                 new = _sharded.place(keys, target)
             else:
-                number = 0 if fill == "zeros" else 1
-                new = jax.jit(lambda: jnp.full(shape, number, dtype), out_shardings=target)()
+                new = _sharded.full(shape, dtype, 0 if fill == "zeros" else 1, target)
             if isinstance(leaf, nnx.Variable) and self.kind == "nnx":
                 leaf.set_value(new)
             else:

@@ -225,7 +225,17 @@ def _fits(old: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding 
 
 
 def _zeros(shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None) -> Any:
-    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
+    return full(shape, dtype, 0, sharding)
+
+
+@functools.lru_cache(maxsize=256)
+def _full_kernel(shape: tuple[int, ...], dtype: Any, value: Any, sharding: Sharding | None) -> Callable[[], Any]:
+    return jax.jit(lambda: jnp.full(shape, value, dtype), out_shardings=sharding)
+
+
+def full(shape: tuple[int, ...], dtype: Any, value: Any, sharding: Sharding | None) -> Any:
+    """An array of ``value`` placed by ``sharding``, each device writing its shard."""
+    return _full_kernel(tuple(shape), np.dtype(dtype), value, sharding)()
 
 
 def collectives(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
