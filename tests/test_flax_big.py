@@ -14,7 +14,6 @@ import pytest
 from flax import nnx
 
 import multiinit as mi
-from multiinit import flax as mif
 from multiinit import stats
 
 KEY = jax.random.key(0)

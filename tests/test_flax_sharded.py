@@ -29,7 +29,6 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import multiinit as mi
-from multiinit import flax as mif
 from multiinit import rules as mi_rules
 from multiinit.fans import LogicalView
 from multiinit.flax import sharded
