@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import layers, presets
 from .errors import (
     BackendUnavailable,
     LawError,
@@ -24,8 +25,6 @@ from .errors import (
     SpecTypeError,
     UnknownBackend,
 )
-from . import presets
-from . import layers
 from .explain import Explanation, Plan, PlanRow, explain, plan_params
 from .fans import Layout, LogicalView, calculate_gain, compute_fans, fans_from_axes
 from .layers import (
@@ -36,8 +35,7 @@ from .layers import (
     registered_layers,
     unregister_layer,
 )
-from .registry import BACKENDS, compile, detect
-from .registry import install_registration_hook as _install_registration_hook
+from .registry import BACKENDS, compile, detect, install_registration_hook as _install_registration_hook
 from .rules import select
 from .spec import (
     CONSTRUCTORS,
@@ -111,12 +109,44 @@ __all__ = [
     "registered_layers",
     "select",
     "unregister_layer",
-    *CONSTRUCTORS,
+    # The spec constructors (CONSTRUCTORS), written out so that type checkers and editors see
+    # what `import multiinit` exports (tests/test_spec.py checks the two lists agree).
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "truncated_normal",
+    "trunc_normal",
+    "variance_scaling",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "eye",
+    "dirac",
+    "sparse",
+    "mixture",
+    "custom",
+    "with_axes",
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
-          device: Any = None) -> Any:
+def apply(
+    model: Any,
+    rules: Any,
+    seed: int | None = None,
+    portable: bool = False,
+    device: Any = None,
+    **options: Any,
+) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector
@@ -126,6 +156,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     makes the draw reproducible; ``portable=True`` writes the NumPy reference draw, the same
     numbers in every framework. ``device=`` materializes a torch model built on ``meta``
     (each rank's shard only, for FSDP2/tensor-parallel models) and initializes it in one pass.
+    Other ``options`` go to the backend's ``apply`` (Flax: ``donate=``, ``shardings=``,
+    ``layers=``); an option the backend does not take is a ``SpecError``.
 
     >>> import torch.nn as nn                                   # doctest: +SKIP
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))  # doctest: +SKIP
@@ -133,7 +165,7 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     """
     from .registry import apply as _apply
 
-    return _apply(model, rules, seed=seed, portable=portable, device=device)
+    return _apply(model, rules, seed=seed, portable=portable, device=device, **options)
 
 
 def plan(model: Any, rules: Any, **options: Any) -> Plan:

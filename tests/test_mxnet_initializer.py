@@ -5,6 +5,7 @@ the QR sign fix). Statistical checks use multiinit.stats at its level ALPHA = 1e
 from __future__ import annotations
 
 import math
+import re
 
 import mxnet as mx
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 import multiinit as mi
-from multiinit import mxnet as mim
-from multiinit import stats
+from multiinit import mxnet as mim, stats
+from multiinit.errors import LawError
 from multiinit.spec import CONSTRUCTORS
 
 from matrix import SPECS
@@ -77,6 +78,16 @@ def test_every_spec_draws_its_law_in_numpy_mode(spec) -> None:
     assert verdict.passed, f"{spec!r} in numpy mode: {verdict}"
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+def test_every_spec_draws_its_law_from_mxnet_global_generator(mode, spec) -> None:
+    # Unseeded, uniform, normal and the untruncated variance-scaling forms are MXNet's own
+    # samplers (the seeded matrix draws them on the host): their law is checked here.
+    mx.random.seed(2)
+    x = fill(mim.Multiinit(spec), _shape_for(spec))
+    verdict = stats.check(x, spec)
+    assert verdict.passed, f"{spec!r} unseeded in {mode} mode: {verdict}"
+
+
 # Where MXNet has the law, a multiinit initializer under the same global seed gives MXNet's
 # numbers (up to float32 rounding of a scale such as gain**2).
 NATIVE_PAIRS = [
@@ -120,8 +131,9 @@ def test_fans_are_torch_fans_on_mxnet_layout() -> None:
     assert verdict.passed, str(verdict)
 
 
-@pytest.mark.parametrize("spec", [mi.xavier_uniform(), mi.he_normal(), mi.kaiming_uniform(), mi.variance_scaling()],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "spec", [mi.xavier_uniform(), mi.he_normal(), mi.kaiming_uniform(), mi.variance_scaling()], ids=repr
+)
 @pytest.mark.parametrize("name", ["dense0_bias", "batchnorm0_gamma", "dense0_weight", "alpha"])
 def test_fan_based_spec_on_a_vector_names_the_parameter(mode, spec, name) -> None:
     with pytest.raises(mi.ShapeError, match=f"'{name}' of shape \\(5,\\).*fewer than 2 dimensions"):
@@ -200,9 +212,17 @@ def test_a_deterministic_spec_never_touches_the_generator() -> None:
     np.testing.assert_array_equal(got, mx.nd.random.uniform(shape=(10,)).asnumpy())
 
 
-@pytest.mark.parametrize("spec", [mi.normal(), mi.truncated_normal(), mi.orthogonal(), mi.sparse(0.5),
-                                  mi.custom(lambda rng, shape, dtype: rng.random(shape), name="test_mx.rand")],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.normal(),
+        mi.truncated_normal(),
+        mi.orthogonal(),
+        mi.sparse(0.5),
+        mi.custom(lambda rng, shape, dtype: rng.random(shape), name="test_mx.rand"),
+    ],
+    ids=repr,
+)
 def test_unseeded_draws_follow_mxnet_global_seed(mode, spec) -> None:
     mx.random.seed(21)
     a = fill(mim.Multiinit(spec), (30, 20))
@@ -226,9 +246,9 @@ def test_a_bad_seed_is_refused(seed) -> None:
 @pytest.mark.parametrize(
     "spec",
     [
-        mi.truncated_normal(0.5, 2.0, low=-0.5, high=0.3),   # narrow window around the mean (float32)
+        mi.truncated_normal(0.5, 2.0, low=-0.5, high=0.3),  # narrow window around the mean (float32)
         mi.truncated_normal(0.0, 1.0, low=-1.0, high=8.0),  # wide: float64
-        mi.truncated_normal(0.0, 1.0, low=4.0, high=6.0),   # wholly in the upper tail
+        mi.truncated_normal(0.0, 1.0, low=4.0, high=6.0),  # wholly in the upper tail
         mi.truncated_normal(1.0, 0.5, low=-9.0, high=-5.0),  # wholly in the lower tail
         mi.he_normal(),
     ],
@@ -276,9 +296,18 @@ def test_orthogonal_is_orthogonal_on_tall_wide_and_conv_shapes(mode, shape) -> N
 # --------------------------------------------------------------------------- dtypes
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.truncated_normal(std=0.5, low=-1.5, high=2.0),
+        mi.uniform(-0.5, 0.25),
+        mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+        mi.sparse(0.3, std=0.5),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype) -> None:
-    spec = mi.truncated_normal(std=0.5, low=-1.5, high=2.0)
+def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype, spec) -> None:
     arr = zeros((200, 100), dtype)
     mi.compile(spec, "mxnet", seed=4)(InitDesc("w_weight"), arr)
     x = arr.asnumpy()
@@ -298,7 +327,7 @@ def test_integer_arrays_take_deterministic_specs_only() -> None:
 # --------------------------------------------------------------------------- custom laws
 
 
-def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> None:
+def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_are_fenced() -> None:
     seen = []
 
     def law(rng, shape, dtype):
@@ -314,8 +343,15 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> N
     def broken(rng, shape, dtype):
         raise RuntimeError("custom law broke")
 
-    with pytest.raises(mi.LawError, match="custom law broke"):
+    # User laws are fenced: a LawError naming the law and the array, the original chained.
+    with pytest.raises(
+        LawError,
+        match=re.escape(
+            "custom law 'test_mx.broken' at 'layer_weight' raised RuntimeError: custom law broke"
+        ),
+    ) as raised:
         fill(mim.custom(broken, name="test_mx.broken"), (4, 6))
+    assert isinstance(raised.value.__cause__, RuntimeError)
     with pytest.raises(mi.ShapeError, match="exactly the shape"):
         fill(mim.custom(lambda rng, shape, dtype: np.zeros(3), name="test_mx.wrong_shape"), (4, 6))
 
@@ -324,14 +360,19 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> N
 
 
 def test_the_namespace_has_every_constructor_returning_a_registered_initializer() -> None:
-    examples = {"constant": (3.0,), "sparse": (0.2,), "mixture": ([(1.0, mi.zeros())],)}
+    examples = {
+        "constant": ((3.0,), {}),
+        "sparse": ((0.2,), {}),
+        "mixture": (([(1.0, mi.zeros())],), {}),
+        "with_axes": ((mi.he_normal(),), {"in_axis": 1, "out_axis": 0}),
+    }
     for name, constructor in CONSTRUCTORS.items():
         if name == "custom":
             continue
-        args = examples.get(name, ())
-        made = getattr(mim, name)(*args)
+        args, kwargs = examples.get(name, ((), {}))
+        made = getattr(mim, name)(*args, **kwargs)
         assert isinstance(made, mx.init.Initializer) and isinstance(made, mim.Multiinit), name
-        assert made.spec == constructor(*args), name
+        assert made.spec == constructor(*args, **kwargs), name
     law = mim.custom(lambda rng, shape, dtype: rng.random(shape), name="test_mx.ns_custom")
     assert isinstance(law, mim.Multiinit) and law.spec.name == "test_mx.ns_custom"
 
@@ -359,7 +400,7 @@ def test_compile_and_to_agree_and_refuse_non_specs() -> None:
     spec = mi.kaiming_uniform(a=math.sqrt(5))
     assert mi.compile(spec, "mxnet") == spec.to("mxnet") == mim.kaiming_uniform(a=math.sqrt(5))
     assert mi.compile(spec, "mxnet", seed=1) != mi.compile(spec, "mxnet")
-    with pytest.raises(mi.SpecError, match="spec=.*not allowed"):
+    with pytest.raises(mi.SpecError, match=r"spec=.*not allowed"):
         mim.compile("normal()")
     assert mim.Multiinit("normal(std=0.5)") == mim.Multiinit({"kind": "normal", "mean": 0.0, "std": 0.5})
     with pytest.raises(mi.SpecError, match="spec=42 is not allowed"):
@@ -373,7 +414,7 @@ def test_the_adapter_docstring_examples_run() -> None:
 
     # The adapter is a package: its examples live in its files.
     files = [importlib.import_module(f"{mim.__name__}.{m.name}") for m in pkgutil.iter_modules(mim.__path__)]
-    modules = [mim] + files
+    modules = [mim, *files]
     results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False) for module in modules]
     attempted, failed = sum(r.attempted for r in results), sum(r.failed for r in results)
     assert attempted >= 10 and failed == 0, f"{failed} doctest example(s) failed"

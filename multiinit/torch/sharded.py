@@ -9,7 +9,11 @@ rule (``multiinit.stream``); this file writes any part of them into any torch de
   shard: the global indices it holds along each dim (``local_runs``), written into
   ``to_local()``, on its own device, with no collective and no full tensor for an elementwise law;
 * a ``ConvTranspose`` weight is stored ``(in, out/g, *k)``: each logical box is written into a
-  transposed view of the stored one, group by group (``_pieces``).
+  transposed view of the stored one, group by group (``_pieces``);
+* any other view -- a registered layout (``"in,out"``, ``"in,out,out"``, ``"batch,in,out"``),
+  attention's packed ``(3E, E)`` as ``(3, E, E)`` -- splits stored axes, permutes them and
+  merges them: each local box is cut where a split or a merge needs it, so that every piece is
+  a view of the local tensor (``_layout_pieces``), never a copy.
 
 **The torch half of the stream rule.** Tile ``t`` of the parameter at position ``order`` is
 drawn into a contiguous tensor of the tile's shape (on the parameter's device, in its dtype)
@@ -40,8 +44,9 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +54,7 @@ import torch
 from .. import stream as _stream
 from ..errors import ShapeError
 from ..fans import LogicalView
-from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec
+from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec, WithAxes
 from .draw import _filler
 
 # torch.distributed.tensor costs 0.7 s to import: it is looked up only once a DTensor exists
@@ -99,7 +104,9 @@ def _chunk(runs: list[tuple[int, int]], chunks: int, index: int) -> list[tuple[i
     return _take(runs, min(n, index * size), min(n, (index + 1) * size))
 
 
-def _strided(runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int) -> list[tuple[int, int]]:
+def _strided(
+    runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int
+) -> list[tuple[int, int]]:
     # _StridedShard: torch.chunk into split_factor pieces, each chunked in turn; this rank
     # holds its chunk of every piece, in order (FSDP2 + TP's right-to-left sharding).
     n = sum(length for _, length in runs)
@@ -133,8 +140,10 @@ def _placement_problem(placement: Any) -> str | None:
     if isinstance(placement, (types.Replicate, types.Shard)) or _is_strided(placement):
         return None
     if isinstance(placement, types.Partial):
-        return ("a Partial placement holds pending sums, not values; initialize the parameter "
-                "before it is made Partial, or redistribute it to Shard/Replicate first")
+        return (
+            "a Partial placement holds pending sums, not values; initialize the parameter "
+            "before it is made Partial, or redistribute it to Shard/Replicate first"
+        )
     return f"placement {placement!r} is not one multiinit knows (Shard, _StridedShard, Replicate)"
 
 
@@ -164,7 +173,9 @@ def local_runs(tensor: Any) -> list[list[Run]] | None:
             continue
         chunks, index = mesh.size(mesh_dim), coordinate[mesh_dim]
         if _is_strided(placement):
-            per_dim[placement.dim] = _strided(per_dim[placement.dim], int(placement.split_factor), chunks, index)
+            per_dim[placement.dim] = _strided(
+                per_dim[placement.dim], int(placement.split_factor), chunks, index
+            )
         else:
             per_dim[placement.dim] = _chunk(per_dim[placement.dim], chunks, index)
     out = []
@@ -184,7 +195,9 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
     for placement in tensor.placements:
         problem = _placement_problem(placement)
         if problem:
-            raise ShapeError(f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}")
+            raise ShapeError(
+                f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}"
+            )
     runs = local_runs(tensor)
     if runs is None:
         return
@@ -201,7 +214,8 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
 def _local(tensor: Any) -> torch.Tensor:
     # Under no_grad, to_local() is the local tensor itself: writes land in the shard's storage
     # (for FSDP2, a view into its padded all-gather buffer).
-    return tensor.to_local() if is_dtensor(tensor) else tensor
+    local: torch.Tensor = tensor.to_local() if is_dtensor(tensor) else tensor
+    return local
 
 
 # --------------------------------------------------------------------------- logical pieces
@@ -218,7 +232,10 @@ def _boxes(runs: list[list[Run]]) -> Iterator[tuple[Box, Box]]:
             return
         for first, local, length in runs[axis]:
             for rest_global, rest_local in product(axis + 1):
-                yield (slice(first, first + length), *rest_global), (slice(local, local + length), *rest_local)
+                yield (
+                    (slice(first, first + length), *rest_global),
+                    (slice(local, local + length), *rest_local),
+                )
 
     yield from product(0)
 
@@ -229,13 +246,151 @@ def _transposed_groups(view: LogicalView) -> int | None:
     if view.pre_shape == view.native_shape and view.axes == tuple(range(len(view.axes))):
         return None
     pre, axes = view.pre_shape, view.axes
-    if len(pre) == len(view.native_shape) + 1 and axes[:3] == (0, 2, 1) and axes[3:] == tuple(range(3, len(pre))):
+    if (
+        len(pre) == len(view.native_shape) + 1
+        and axes[:3] == (0, 2, 1)
+        and axes[3:] == tuple(range(3, len(pre)))
+    ):
         return pre[0]
     raise ShapeError(f"{view!r} is not a layout the torch adapter writes (plain or transposed conv)")
 
 
+def _groups(coarse: Sequence[int], fine: Sequence[int]) -> list[list[int]] | None:
+    """For each axis of ``coarse``, the consecutive axes of ``fine`` a row-major reshape
+    merges into it; None when ``fine`` does not refine ``coarse`` that way."""
+    groups, j = [], 0
+    for n in coarse:
+        group: list[int] = []
+        size = 1
+        while j < len(fine) and (not group or size < n):
+            group.append(j)
+            size *= fine[j]
+            j += 1
+        if size != n:
+            return None
+        groups.append(group)
+    if not groups:
+        return None if j < len(fine) else groups
+    while j < len(fine) and fine[j] == 1:  # trailing size-1 axes belong to the last one
+        groups[-1].append(j)
+        j += 1
+    return groups if j == len(fine) else None
+
+
+def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
+    """The indices ``[lo, hi)`` of a row-major axis of ``sizes`` as boxes over those sizes
+    (each one: single leading indices, one range, full trailing axes), in order."""
+    if len(sizes) == 1 or hi <= lo:
+        return [(slice(lo, hi),)] if len(sizes) == 1 and hi > lo else []
+    inner = math.prod(sizes[1:])
+    full = tuple(slice(0, n) for n in sizes[1:])
+    first, last = lo // inner, (hi - 1) // inner
+    if first == last:
+        return [
+            (slice(first, first + 1), *rest)
+            for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])
+        ]
+    out: list[Box] = []
+    start = -(-lo // inner) * inner
+    if start > lo:
+        out += [(slice(first, first + 1), *rest) for rest in _row_major(lo - first * inner, inner, sizes[1:])]
+    stop = hi - hi % inner
+    if stop > start:
+        out.append((slice(start // inner, stop // inner), *full))
+    if hi > stop:
+        out += [(slice(last, last + 1), *rest) for rest in _row_major(0, hi - stop, sizes[1:])]
+    return out
+
+
+def _layout_pieces(
+    view: LogicalView, runs: list[list[Run]], local: torch.Tensor
+) -> list[tuple[Box, torch.Tensor]]:
+    """``_pieces`` for any view that splits stored axes, permutes them and merges them again
+    (a registered layout such as ``"in,out"`` or ``"batch,in,out"``, attention's packed
+    (3E, E) -> (3, E, E)): each local box is cut where a split or a merge needs it, so every
+    piece is a view of the local tensor (never a copy) whose logical box is one box."""
+    native, pre, logical = view.native_shape, view.pre_shape, view.logical_shape
+    split = _groups(native, pre)
+    permuted = tuple(pre[a] for a in view.axes)
+    merge = _groups(logical, permuted)
+    if split is None or merge is None:
+        raise ShapeError(
+            f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)"
+        )
+    pieces: list[tuple[Box, torch.Tensor]] = []
+
+    def merged(target: torch.Tensor, box: list[slice]) -> None:
+        # box: one slice per permuted axis. Each logical axis needs, over its group, single
+        # leading indices, one range and full trailing axes; cut the first group that has not.
+        for group in merge:
+            ranged = [i for i in group if box[i].stop - box[i].start > 1]
+            open_ = [i for i in group if (box[i].start, box[i].stop) != (0, permuted[i])]
+            last_open = open_[-1] if open_ else None
+            wide = [i for i in ranged if last_open is not None and i < last_open]
+            if wide:
+                cut(target, box, wide[0])
+                return
+        lengths, logical_box = [], []
+        for group in merge:
+            start, size = 0, 1
+            for i in reversed(group):
+                start += box[i].start * size
+                size *= permuted[i]
+            length = math.prod(box[i].stop - box[i].start for i in group)
+            logical_box.append(slice(start, start + length))
+            lengths.append(length)
+        try:
+            destination = target.view(lengths)
+        except RuntimeError:  # strides that do not merge: cut a group down to single rows
+            to_cut = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
+            cut(target, box, to_cut)
+            return
+        pieces.append((tuple(logical_box), destination))
+
+    def cut(target: torch.Tensor, box: list[slice], axis: int) -> None:
+        for k in range(box[axis].stop - box[axis].start):
+            narrower = list(box)
+            narrower[axis] = slice(box[axis].start + k, box[axis].start + k + 1)
+            merged(target.narrow(axis, k, 1), narrower)
+
+    for global_box, local_box in _boxes(runs):
+        target = local[local_box]
+        per_axis = []
+        for part, group in zip(global_box, split, strict=True):
+            sizes = [pre[i] for i in group]
+            per_axis.append(_row_major(part.start, part.stop, sizes))
+        for combination in _product(per_axis):
+            destination = target
+            pre_box: list[slice] = []
+            # Each native axis becomes its pre axes: a slice of it, then an unflatten (a view).
+            for axis in reversed(range(len(native))):
+                sub = combination[axis]
+                sizes = [pre[i] for i in split[axis]]
+                start = sum(s.start * math.prod(sizes[k + 1 :]) for k, s in enumerate(sub))
+                length = math.prod(s.stop - s.start for s in sub)
+                destination = destination.narrow(axis, start - global_box[axis].start, length)
+                destination = destination.unflatten(axis, [s.stop - s.start for s in sub])
+            for sub in combination:
+                pre_box.extend(sub)
+            merged(destination.permute(view.axes), [pre_box[a] for a in view.axes])
+    return pieces
+
+
+def _product(per_axis: list[list[Box]]) -> Iterator[tuple[Box, ...]]:
+    if not per_axis:
+        yield ()
+        return
+    for first in per_axis[0]:
+        for rest in _product(per_axis[1:]):
+            yield (first, *rest)
+
+
 def _pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> list[tuple[Box, torch.Tensor]]:
     """(logical box, destination of that box's shape) covering the local part of a parameter."""
+    identity = view.is_plain and view.axes == tuple(range(len(view.axes)))
+    transposed_conv = len(view.pre_shape) == len(view.native_shape) + 1 and view.axes[:3] == (0, 2, 1)
+    if not identity and not transposed_conv:
+        return _layout_pieces(view, runs, local)
     groups = _transposed_groups(view)
     pieces = []
     for global_box, local_box in _boxes(runs):
@@ -254,7 +409,7 @@ def _pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> li
                 slice(lo - group * per_in, hi - group * per_in),
                 *global_box[2:],
             )
-            part = target[lo - rows.start:hi - rows.start].transpose(0, 1)
+            part = target[lo - rows.start : hi - rows.start].transpose(0, 1)
             pieces.append((logical, part))
     return pieces
 
@@ -284,11 +439,11 @@ class Stream:
 
 
 def _shift(box: Box, origin: Box) -> Box:
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin))
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
 
 
 def _meet(a: Box, b: Box) -> Box:
-    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
 
 
 def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -305,16 +460,17 @@ def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int,
     per_group = shape[0] // spec.groups
     size = min(per_group, shape[1])
     centre = [n // 2 for n in shape[2:]]
-    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre)):
+    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre, strict=True)):
         return
-    spot = tuple(c - s.start for s, c in zip(box[2:], centre))
+    spot = tuple(c - s.start for s, c in zip(box[2:], centre, strict=True))
     for group in range(spec.groups):
         # rows group*per_group + d, columns d, for d < size, inside the box
         lo = max(0, box[0].start - group * per_group, box[1].start)
         hi = min(size, box[0].stop - group * per_group, box[1].stop)
         if lo < hi:
             d = torch.arange(lo, hi, device=target.device)
-            target[(d + group * per_group - box[0].start, d - box[1].start, *spot)] = 1
+            ones = (d + group * per_group - box[0].start, d - box[1].start, *spot)
+            target[ones] = 1
 
 
 def _run_jobs(jobs: list[Callable[[], None]], device: torch.device) -> None:
@@ -363,7 +519,8 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
         values = source.portable(None, None)
         return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=dtype)
     whole = torch.empty(source.shape, dtype=dtype, device=device)
-    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(source.base, source.order, 0))
+    base = cast(int, source.base)  # a native stream always has its base (the writer sets it)
+    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(base, source.order, 0))
     with _one_thread(device) if _has_qr(source.spec) else contextlib.nullcontext():
         _filler(source.spec)(whole, generator, source.fans)
     return whole
@@ -390,15 +547,18 @@ def _copy(target: torch.Tensor, values: torch.Tensor) -> None:
         return
     step = max(1, _SERIAL // max(1, inner))
     for start in range(0, target.shape[0], step):
-        target[start:start + step].copy_(values[start:start + step])
+        target[start : start + step].copy_(values[start : start + step])
 
 
-def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor) -> Callable[[], None]:
+def _tile_job(
+    source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor
+) -> Callable[[], None]:
     def run() -> None:
         part = _meet(tile.box, box)
         destination = target[_shift(part, box)]
         generator = torch.Generator(device=target.device).manual_seed(
-            _stream.tile_seed(source.base, source.order, tile.index)
+            # A native stream always has its base (the writer sets it).
+            _stream.tile_seed(cast(int, source.base), source.order, tile.index)
         )
         if part == tile.box and destination.is_contiguous():
             fill_(destination, generator, source.fans)
@@ -474,8 +634,9 @@ def _stored_fans(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
-                  filler: Callable[..., None] | None = None) -> None:
+def fill_compiled(
+    tensor: Any, spec: Spec, generator: torch.Generator | None, filler: Callable[..., None] | None = None
+) -> None:
     """A compiled filler or drop-in on a DTensor: one 32-bit base from ``generator`` (torch's
     global RNG without one), then this rank's shard by the stream rule (order 0, torch's
     stored-shape fans). ``filler`` replaces the spec's sampler (``trunc_normal_``'s absolute
@@ -483,9 +644,14 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     check_dtensor(tensor)
     device = generator.device if generator is not None else torch.device("cpu")
     # A deterministic law (constant, eye, dirac) takes nothing from the generator, as in torch.
-    base = int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    base = (
+        int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    )
     shape = tuple(tensor.shape)
-    source = Stream(spec, shape, _stored_fans(shape) if spec.uses_fans else None, 0, base)
+    fans = (
+        (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    )
+    source = Stream(spec, shape, fans, 0, base)
     runs = local_runs(tensor)
     if runs is None:
         return
@@ -497,5 +663,7 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     if not pieces:
         return
     grid = _stream.tiling(shape)
-    jobs = [_tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)]
+    jobs = [
+        _tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)
+    ]
     _run_jobs(jobs, pieces[0][1].device)
