@@ -46,7 +46,7 @@ from ..errors import ShapeError, SpecError, SpecTypeError, shown
 from ..fans import SPATIAL_IN_OUT, LogicalView
 from ..reference import check_shape
 from ..spec import Spec, WithAxes
-from .draw import DtypeError, DtypeTypeError, _draw, _dtype
+from .draw import DtypeError, DtypeTypeError, _any_dtype, _draw
 
 __all__ = ["LAYOUT", "Initializer", "compile", "DtypeError", "DtypeTypeError", "KeyTypeError", "ShapeTypeError",
            "AxisError"]
@@ -104,7 +104,7 @@ def _fans_of(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None) -
 def _fill(spec: Spec, fans: tuple[int, int] | None, key: Any, shape: Any, dtype: Any) -> Any:
     """Check the arguments, then draw: the body of every compiled initializer."""
     shape = _shape(shape)
-    resolved = _dtype(dtype)
+    resolved = _any_dtype(dtype)
     _check_key(key)
     view = LogicalView.of(shape, SPATIAL_IN_OUT)
     fans = _fans_of(spec, shape, fans)

@@ -148,9 +148,10 @@ _COMPLEX_TRUNCATED_STD = 0.95311164380491208
 # --------------------------------------------------------------------------- dtypes
 
 
-def _dtype(dtype: Any) -> np.dtype:
+def _any_dtype(dtype: Any) -> np.dtype:
     """The dtype JAX will produce for ``dtype`` (float64 -> float32 without x64): a bool,
-    integer, float or complex dtype JAX arrays hold, or a ``SpecError`` naming it."""
+    integer, float or complex dtype JAX arrays hold, or a ``DtypeTypeError`` naming it. What a
+    compiled initializer takes; which laws fill which: ``_check_dtype``."""
     if dtype is None:
         dtype = float  # JAX's default float: float32, or float64 with x64
     try:
@@ -163,6 +164,16 @@ def _dtype(dtype: Any) -> np.dtype:
             f"({', '.join(_FLOATS)}) or complex ({', '.join(_COMPLEX)}) dtype"
         )
     return np.dtype(jax.dtypes.canonicalize_dtype(resolved))
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    """The float dtype JAX will produce for ``dtype`` (float64 -> float32 without x64), or a
+    ``SpecError``: the dtypes a parameter of a model is drawn in (``model.py``)."""
+    resolved = _any_dtype(dtype)
+    if resolved.name not in _FLOATS:
+        raise DtypeError(f"dtype={dtype!r} is not allowed; a multiinit flax initializer fills one of "
+                         f"{', '.join(_FLOATS)} here")
+    return resolved
 
 
 def _is_float(dtype: np.dtype) -> bool:
@@ -376,7 +387,22 @@ def _orthogonal_axis(view: LogicalView) -> int | None:
 
 
 def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
-    """``(family, static, numbers)`` of a built-in random law."""
+    """``(family, static, numbers)`` of a built-in law: ``_run(family, static, shape, dtype,
+    key, *numbers)`` draws it (``_kernel`` compiles that); ``"spec"`` plans draw the spec."""
+    if isinstance(spec, Mixture):
+        pieces = _plan_pieces(spec, dtype)
+        if pieces is not None:
+            return _planned(*pieces, dtype, _compute_dtype(dtype))
+        return "spec", (spec, view, fans), ()
+    if not spec.random:
+        return "spec", (spec, view, fans), ()
+    family, static, numbers = _plan_law(spec, view, fans, dtype)
+    return (family, static, numbers) if family == "spec" else _planned(family, static, numbers, dtype,
+                                                                        _compute_dtype(dtype))
+
+
+def _plan_law(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
+    """The inner plan of a built-in random law (the numbers not yet split into baked and run-time ones)."""
     cdtype = _compute_dtype(dtype)
     if isinstance(spec, Uniform):
         # Rounding (to bfloat16 above all) can reach ``high``: U[low, high) must not.
@@ -453,9 +479,19 @@ def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -
     return tuple((np.asarray(v).item(), np.asarray(v).dtype) for v in numbers)
 
 
-def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype,
-         baked: tuple | None, key: Any, *numbers: Any) -> Any:
-    """Draw a planned law (traced: called inside ``jax.jit``)."""
+def _planned(family: str, static: tuple, numbers: tuple, dtype: np.dtype, cdtype: Any,
+             always_bake: bool = False) -> tuple[str, tuple, tuple]:
+    """A plan ``(family, (cdtype, baked, static), runtime numbers)``: what ``_run`` draws."""
+    baked = _baked(family, dtype, numbers, always_bake)
+    return family, (np.dtype(cdtype), baked, static), (() if baked is not None else tuple(numbers))
+
+
+def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any) -> Any:
+    """Draw a plan (``_plan``, ``_planned``) traced, inside ``jax.jit``."""
+    if family == "spec":
+        spec, view, fans = static
+        return _draw_traced(spec, key, view, fans, dtype)
+    cdtype, baked, static = static
     if baked is not None:
         numbers = tuple(np.asarray(v, dtype=d) for v, d in baked)
     else:
@@ -505,23 +541,19 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cd
     if family == "pieces":
         pieces, bits = static
         return _pieces(pieces, bits, key, shape, dtype, cdtype, numbers)
-    spec, view, fans = static
-    return _draw_traced(spec, key, view, fans, dtype, None)
+    raise SpecError(f"family={family!r} is not allowed; not a planned law")
 
 
 @functools.lru_cache(maxsize=512)
-def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype,
-            cdtype: np.dtype, baked: tuple | None) -> Callable[..., Any]:
-    return jax.jit(functools.partial(_run, family, static, shape, dtype, cdtype, baked))
+def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., Any]:
+    return jax.jit(functools.partial(_run, family, static, shape, dtype))
 
 
-def _call(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype, key: Any,
-          numbers: tuple, always_bake: bool = False) -> Any:
-    """A planned law through its cached kernel: one program, called eagerly or inside a trace
-    (where ``jax.jit`` nests it), so jit gives the eager values."""
-    baked = _baked(family, dtype, numbers, always_bake)
-    args = () if baked is not None else numbers
-    return _kernel(family, static, shape, dtype, cdtype, baked)(key, *args)
+def _call(plan: tuple[str, tuple, tuple], shape: tuple[int, ...], dtype: np.dtype, key: Any) -> Any:
+    """A plan through its cached kernel: one program, called eagerly or inside a trace (where
+    ``jax.jit`` nests it), so jit gives the eager values."""
+    family, static, numbers = plan
+    return _kernel(family, static, shape, dtype)(key, *numbers)
 
 
 def _orthogonal(key: Any, logical: tuple[int, ...], cdtype: Any) -> Any:
@@ -693,10 +725,12 @@ def _choice(key: Any, shape: tuple[int, ...], weights: list[float]) -> Any:
 
 
 def _mixture(spec: Mixture, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-             component: Callable[..., Any], path: str | None) -> Any:
+             component: Callable[..., Any]) -> Any:
+    """Every live component drawn by ``component(spec, key, view, fans, dtype)`` and one
+    draw of bits picking among them per element."""
     live = _live(spec)
     keys = jax.random.split(key, len(live) + 1)
-    draws = [component(s, keys[i + 1], view, fans, dtype, path) for i, (_, s) in enumerate(live)]
+    draws = [component(s, keys[i + 1], view, fans, dtype) for i, (_, s) in enumerate(live)]
     if len(draws) == 1:
         return draws[0]
     index = _choice(keys[0], view.native_shape, [w for w, _ in live])
@@ -764,20 +798,15 @@ def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
 
 
 def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-                 path: str | None) -> Any:
-    """``spec`` drawn inside a trace (no nested compilation)."""
+                 path: str | None = None) -> Any:
+    """``spec`` drawn inside a trace (a kernel of a "spec" plan)."""
     if isinstance(spec, Custom):
         return _custom(spec, key, view, fans, dtype, path)
-    if isinstance(spec, Mixture):
-        plan = _plan_pieces(spec, dtype)
-        if plan is not None:
-            family, static, numbers = plan
-            return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
-        return _mixture(spec, key, view, fans, dtype, _draw_traced, path)
-    if not spec.random:
+    if isinstance(spec, Mixture) and _plan_pieces(spec, dtype) is None:
+        return _mixture(spec, key, view, fans, dtype, functools.partial(_draw_traced, path=path))
+    if not spec.random and not isinstance(spec, Mixture):
         return _deterministic(spec, view, dtype)
-    family, static, numbers = _plan(spec, view, fans, dtype)
-    return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
+    return _call(_plan(spec, view, fans, dtype), view.native_shape, dtype, key)
 
 
 def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
@@ -801,16 +830,10 @@ def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None,
     if isinstance(spec, Custom):
         return _custom(spec, key, view, fans, dtype, path)
     if isinstance(spec, Mixture) and _has_custom(spec):
-        return _mixture(spec, key, view, fans, dtype, _draw, path)
+        return _mixture(spec, key, view, fans, dtype, functools.partial(_draw, path=path))
     if isinstance(spec, Constant):
         return _deterministic(spec, view, dtype)
-    if isinstance(spec, Mixture) and (plan := _plan_pieces(spec, dtype)) is not None:
-        family, static, numbers = plan
-    elif not spec.random:
-        family, static, numbers = "spec", (spec, view, fans), ()
-    else:
-        family, static, numbers = _plan(spec, view, fans, dtype)
-    return _call(family, static, view.native_shape, dtype, _compute_dtype(dtype), key, numbers)
+    return _call(_plan(spec, view, fans, dtype), view.native_shape, dtype, key)
 
 
 # --------------------------------------------------------------------------- JAX's own calls
@@ -849,4 +872,4 @@ def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) ->
         family, static, numbers = "delta_orthogonal", (shape, column_axis), _scalars(dtype, scale)
     else:
         raise SpecError(f"call={call!r} is not allowed; not a jax.nn.initializers law")
-    return _call(family, static, shape, dtype, dtype, key, numbers, always_bake=True)
+    return _call(_planned(family, static, numbers, dtype, dtype, always_bake=True), shape, dtype, key)

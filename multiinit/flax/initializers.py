@@ -79,7 +79,7 @@ from ..fans import SPATIAL_IN_OUT, LogicalView
 from ..spec import Spec
 from . import compiled as _compiled
 from .compiled import AxisError
-from .draw import _ERF_SAFE, DtypeError, _draw, _draw_jax, _dtype, _is_complex, _is_float
+from .draw import _ERF_SAFE, DtypeError, _any_dtype, _draw, _draw_jax, _is_complex, _is_float
 
 __all__ = [
     "Initializer",
@@ -499,7 +499,7 @@ def _fill(init: JaxInitializer, key: Any, shape: Any, dtype: Any, out_sharding: 
     """JAX's checks in JAX's order, then the draw."""
     name, call = init.name, init.call
     shape = _compiled._shape(shape)
-    resolved = _dtype(dtype)
+    resolved = _any_dtype(dtype)
     kinds = _kinds(name)
     if kinds != "e":
         _compiled._check_key(key)
