@@ -4,7 +4,10 @@
 ``view.native_shape`` in ``dtype``; the compiled initializer (``compiled.py``) and model-level
 apply (``model.py``) both draw through it. ``_draw_jax(call, key, shape, dtype)`` draws what a
 ``jax.nn.initializers`` call draws, with JAX's arithmetic (the drop-in, ``initializers.py``).
-``_dtype`` resolves a dtype and ``_check_dtype`` says whether a spec can fill it.
+``_any_dtype`` resolves a dtype a compiled initializer is handed (``_dtype``: the float dtypes a
+model's parameter is drawn in) and ``_check_dtype`` says whether a spec can fill it.
+``_plan(spec, view, fans, dtype)`` and ``_run(family, static, shape, dtype, key, *numbers)``
+(compiled once per plan by ``_kernel``) are what ``sharded.py`` draws with too.
 
 Decisions (each one is tested in ``tests/test_flax_*.py``):
 
