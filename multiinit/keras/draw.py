@@ -192,10 +192,22 @@ def _rejected(shape: tuple[int, ...], mean: float, std: float, low: float, high:
         kept.append(y[:missing])
         missing -= min(missing, y.size)
         round_ += 1
-    flat = _ops.reshape(x, (-1,))
-    values = np.concatenate(kept)
-    flat = _ops.scatter_update(flat, outside.reshape(-1, 1), _ops.convert_to_tensor(values, dtype=work))
-    return _ops.reshape(flat, shape)
+    return _replaced(x, outside, np.concatenate(kept), work)
+
+
+def _replaced(x: Any, positions: np.ndarray, values: np.ndarray, work: str) -> Any:
+    """``x`` with the elements at flat ``positions`` replaced by ``values``."""
+    if keras.backend.backend() == "tensorflow":
+        # TF's scatter copies the whole tensor and then scatters slowly (40% of a normal draw
+        # for 2.8M of 16.8M values); on the host it is one copy into an aligned buffer, the
+        # writes, and a tensor TF takes without a copy.
+        host = _aligned_empty(tuple(x.shape), np.dtype(work))
+        np.copyto(host, np.asarray(x))  # np.asarray of a CPU tensor is a read-only view
+        host.reshape(-1)[positions] = values
+        return _from_host(host, work)
+    flat = _ops.scatter_update(_ops.reshape(x, (-1,)), positions.reshape(-1, 1),
+                               _ops.convert_to_tensor(values, dtype=work))
+    return _ops.reshape(flat, tuple(x.shape))
 
 
 # --------------------------------------------------------------------------- elementwise laws
@@ -418,22 +430,28 @@ def _dirac(spec: Dirac, shape: tuple[int, ...], dtype: str) -> Any:
     return _ops.reshape(channels, (out_channels, in_channels) + (1,) * len(kernel)) * centre
 
 
-def _sparse(spec: Sparse, shape: tuple[int, ...], dtype: str, seed: Any) -> Any:
-    rows, cols = shape
+def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
+    """N(0, std**2) with ceil(sparsity * rows) zeros in every logical column, drawn straight in
+    the native layout (a logical column of a Keras kernel is a native row: no transpose)."""
+    rows, cols = view.logical_shape
     work = _work_dtype(dtype)
+    plain = view.is_plain
+    shape = view.native_shape if plain else view.logical_shape
     values = keras.random.normal(shape, stddev=spec.std, dtype=work, seed=_child(seed, 0))
     zeros_per_column = int(math.ceil(spec.sparsity * rows))
     if zeros_per_column:
-        # A uniformly random set of exactly k rows per column: the top k of iid keys (top_k
-        # returns k distinct indices even on ties), written as zeros straight into the values.
-        keys = keras.random.uniform((cols, rows), dtype="float32", seed=_child(seed, 1))
-        picked = _ops.top_k(keys, zeros_per_column, sorted=False)[1]  # (cols, k) row numbers
-        flat = picked * cols + _ops.arange(cols, dtype=picked.dtype)[:, None]
-        count = cols * zeros_per_column
-        values = _ops.scatter_update(_ops.reshape(values, (-1,)), _ops.reshape(flat, (count, 1)),
-                                     _ops.zeros((count,), dtype=work))
-        values = _ops.reshape(values, shape)
-    return _cast(values, dtype)
+        # A uniformly random set of exactly k rows per column: the k smallest of iid 30-bit
+        # keys, found on the host (np.argpartition takes a tenth of TF's top_k there).
+        keys = np.asarray(_ops.convert_to_numpy(
+            keras.random.randint((cols, rows), 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))))
+        picked = np.argpartition(keys, zeros_per_column - 1, axis=1)[:, :zeros_per_column]
+        column = np.arange(cols)[:, None]
+        # The native axis a logical column runs along: axis 1 of a Keras (in, out) kernel.
+        along = view.axes[0] if plain else 0
+        flat = (column * rows + picked) if along == 1 else (picked * cols + column)
+        values = _replaced(values, flat.reshape(-1), np.zeros(flat.size, np.dtype(work)), work)
+    out = _cast(values, dtype)
+    return out if plain else _to_native(view, out)
 
 
 # --------------------------------------------------------------------------- user laws
@@ -540,7 +558,7 @@ def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: st
     elif isinstance(spec, Dirac):
         logical = _dirac(spec, shape, dtype)
     elif isinstance(spec, Sparse):
-        logical = _sparse(spec, shape, dtype, seed)
+        return _sparse(spec, view, dtype, seed)
     else:  # pragma: no cover - every Spec kind is handled above
         raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
     return _to_native(view, logical)
