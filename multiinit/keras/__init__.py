@@ -7,7 +7,7 @@ one tested). ``mi.apply(model, rules, seed=None)`` initializes a built Keras ``M
 ``Layer`` by rules, all or nothing. Every constructor of the namespace also takes Keras'
 ``seed=`` keyword: ``mik.he_normal(seed=1)``.
 
-This module is the namespace; the work is done in three files, each importing only those
+This module is the namespace; the work is done in four files, each importing only those
 listed before it. Each file's docstring states the decisions it implements.
 
 ``draw.py``
@@ -18,6 +18,11 @@ listed before it. Each file's docstring states the decisions it implements.
     serialization, and the registration with Keras as ``"multiinit>Initializer"`` (done when
     this package is imported, which ``multiinit.registry`` does as soon as Keras is imported,
     so saved models load after a bare ``import multiinit``).
+``initializers.py``
+    the drop-in for ``keras.initializers`` (``from multiinit.keras import initializers``):
+    Keras' names, signatures, laws, seeds and configs, each with its neutral ``spec``;
+    ``spec_of`` is the table from Keras' names and arguments to specs. Imported here, so
+    its classes are registered with Keras as ``"multiinit>ClassName"`` whenever this package is.
 ``model.py``
     walking a built model: parameters, layer kinds, logical views (transposed, depthwise,
     embedding), a bias's fans, ``params_of`` and ``apply``.
@@ -43,6 +48,7 @@ if not str(getattr(keras, "__version__", "0")).startswith("3"):  # pragma: no co
     )
 
 from .compiled import MultiinitInitializer, compile  # noqa: E402  (after the guard: they need Keras 3)
+from . import initializers  # noqa: E402,F401  (registers the drop-ins with Keras' serialization)
 from .model import apply, params_of  # noqa: E402
 
 __all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of", "calculate_gain", *CONSTRUCTORS]
