@@ -18,7 +18,7 @@ net.add(nn.Dense(8, activation="relu"))
 net.add(nn.Dense(1))
 net.initialize()
 X = mnp.random.uniform(size=(2, 4))
-net(X)  # Gluon defers the shapes until the first forward pass; rules need them
+net(X)  # Gluon defers the shapes until the first forward pass
 
 
 def weight(layer):

@@ -475,6 +475,12 @@ for _package, _module, _name in (
     ("olmo", "modeling_olmo", "OlmoLayerNorm"),
     ("xlstm", "modeling_xlstm", "xLSTMMultiHeadLayerNorm"),
     ("mobilebert", "modeling_mobilebert", "NoNorm"),
+    # Other plain norms with a 1-D scale (checked on transformers 5.24 by building every
+    # class whose name ends in Norm): a cumulative group norm, two variance norms, a QK norm.
+    ("gemma3n", "modeling_gemma3n", "Gemma3nAudioCumulativeGroupNorm"),
+    ("gradium_phonon_tts", "modeling_gradium_phonon_tts", "GradiumPhononTTSTimestepNorm"),
+    ("pocket_tts", "modeling_pocket_tts", "PocketTTSTimestepNorm"),
+    ("zaya", "modeling_zaya", "ZayaQKNorm"),
 ):
     register_layer(f"{_TRANSFORMERS}.{_package}.{_module}.{_name}", kind="norm")
 

@@ -268,7 +268,13 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     ceiling = np.array(high, dtype=dtype)
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
-    return np.clip(x, float(floor), float(ceiling), out=x)
+    # Clamped in float64 and rounded once, straight into an array of the output dtype.
+    return np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+
+
+def _times(z: np.ndarray, factor: float, dtype: np.dtype) -> np.ndarray:
+    """``z * factor`` computed in float64 and rounded once to ``dtype`` (one pass)."""
+    return np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
 
 
 def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
@@ -277,9 +283,7 @@ def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...
     if distribution == "uniform":
         return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
-        x = rng.standard_normal(shape)
-        x *= number
-        return x
+        return _times(rng.standard_normal(shape), number, dtype)
     x = _truncated_standard(rng, -2.0, 2.0, shape)
     x *= number
     return _within(x, -2 * number, 2 * number, dtype, open_high=False)
@@ -368,6 +372,8 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
         return _within(_uniform(rng, spec.low, spec.high, shape), spec.low, spec.high, dtype, open_high=True)
     if isinstance(spec, Normal):
         x = rng.standard_normal(shape)
+        if spec.mean == 0:
+            return _times(x, spec.std, dtype)
         x *= spec.std
         x += spec.mean
         return x

@@ -1,7 +1,9 @@
 """The cross-backend matrix: which specs, which shapes, and how each backend draws one cell.
 
 Each backend draws through its *public* compiled form (what a user writes), in its own native
-layout; the cell is then viewed in logical layout and checked with ``multiinit.stats``.
+layout; the cell is then viewed in logical layout and checked with ``multiinit.stats``. The
+attention case is a multi-axis kernel stated with ``mi.with_axes`` in each backend's own
+layout (``attention_form``): one spec, one law, whatever the framework stores.
 Frameworks are imported inside the drawing functions, so this module loads in every env.
 """
 
@@ -57,6 +59,22 @@ SPECS: list[mi.Spec] = [
 #: Logical shapes: a dense weight (out 256, in 128) and a 3x3 conv (out 64, in 32): n >= 18,432.
 SHAPES = {"dense": (256, 128), "conv": (64, 32, 3, 3)}
 
+#: A multi-axis attention kernel: the query projection of a 64-wide model onto 8 heads of 32
+#: (Keras' ``MultiHeadAttention`` and Flax's ``DenseGeneral`` store it ``(64, 8, 32)``), n = 16,384.
+#: Its in and out axes, each in order; a backend stores them in its own layout
+#: (``ATTENTION_LAYOUTS``) and states them with ``mi.with_axes`` (``attention_form``).
+ATTENTION_IN, ATTENTION_OUT = (64,), (8, 32)
+#: The fans every framework gives one such projection: (in, out) = (64, 8 x 32).
+ATTENTION_FANS = (math.prod(ATTENTION_IN), math.prod(ATTENTION_OUT))
+#: Each native layout's reading of the kernel: out axes first where weights are (out, in, ...)
+#: (torch, MXNet, and the NumPy reference's logical layout), in first where kernels are
+#: (..., in, out) (Keras, Flax).
+ATTENTION_LAYOUTS = {mi.fans.OUT_IN: "out,out,in", mi.fans.SPATIAL_IN_OUT: "in,out,out"}
+#: The attention case is about fans: every fan-based spec, stated with the kernel's axes.
+#: (Whole-tensor laws such as orthogonal or sparse have no single meaning on a 3-D kernel
+#: across frameworks -- each flattens it its own way -- so they are not drawn on it.)
+ATTENTION_SPECS: list[mi.Spec] = [s for s in SPECS if s.uses_fans]
+
 #: Seeds: the backend's draw and the independent reference draw it is compared with.
 BACKEND_SEED = 1
 REFERENCE_SEED = 12345
@@ -70,6 +88,8 @@ class Cell:
 
     @property
     def logical_shape(self) -> tuple[int, ...]:
+        if self.case == "attention":
+            return (ATTENTION_FANS[1], ATTENTION_FANS[0])
         return SHAPES[self.case]
 
     @property
@@ -121,7 +141,31 @@ DRAW: dict[str, Callable[[mi.Spec, tuple[int, ...], int], np.ndarray]] = {
 
 
 def cells(backends: list[str]) -> list[Cell]:
-    return [Cell(b, spec, case) for b in backends for spec in SPECS for case in SHAPES]
+    cases = [*SHAPES, "attention"]
+    return [Cell(b, spec, case) for b in backends for spec in SPECS for case in cases
+            if case != "attention" or spec in ATTENTION_SPECS]
+
+
+def native_layout(backend: str) -> str:
+    """The named layout a backend stores weights in (the NumPy reference's is logical)."""
+    return adapter(backend).LAYOUT if backend != "numpy" else mi.fans.OUT_IN
+
+
+def attention_form(spec: mi.Spec, backend: str) -> tuple[mi.Layout, tuple[int, ...], mi.Spec]:
+    """The attention kernel in ``backend``'s own layout: its axis roles, its native shape, and
+    ``spec`` stated with ``mi.with_axes`` on those axes (what a user of that framework writes).
+
+    >>> layout, shape, stated = attention_form(mi.he_normal(), "numpy")
+    >>> layout, shape, stated
+    (Layout('out,out,in'), (8, 32, 64), with_axes(he_normal(), in_axis=2, out_axis=(0, 1)))
+    """
+    layout = mi.Layout(ATTENTION_LAYOUTS[native_layout(backend)])
+    sizes = {"in": list(ATTENTION_IN), "out": list(ATTENTION_OUT)}
+    shape = tuple(sizes[role].pop(0) for role in layout.roles)
+    ins = tuple(i for i, role in enumerate(layout.roles) if role == "in")
+    outs = tuple(i for i, role in enumerate(layout.roles) if role == "out")
+    stated = mi.with_axes(spec, in_axis=ins[0] if len(ins) == 1 else ins, out_axis=outs[0] if len(outs) == 1 else outs)
+    return layout, shape, stated
 
 
 def framework_versions(backend: str) -> dict[str, str]:
@@ -159,7 +203,9 @@ def histogram_range(spec: mi.Spec, shape: tuple[int, ...]) -> tuple[float, float
 
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Draw one cell natively and check it; returns the JSON-ready record."""
-    layout = adapter(cell.backend).LAYOUT if cell.backend != "numpy" else mi.fans.OUT_IN
+    if cell.case == "attention":
+        return _run_attention_cell(cell)
+    layout = native_layout(cell.backend)
     native_shape = from_logical_shape(cell.logical_shape, layout)
     record: dict[str, Any] = {
         "backend": cell.backend,
@@ -191,12 +237,50 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         record.update(verdict="fail", checks=[], law="", refused=f"drew shape {native.shape}")
         return record
     logical = LogicalView.of(native_shape, layout).to_logical(native)
-    verdict = stats.check(logical, cell.spec, reference_seed=REFERENCE_SEED)
+    _judge(record, cell, logical, stats.check(logical, cell.spec, reference_seed=REFERENCE_SEED), None)
+    return record
+
+
+def _run_attention_cell(cell: Cell) -> dict[str, Any]:
+    """The attention kernel, stated with ``with_axes`` in the backend's own layout, drawn through
+    its compiled form, viewed as logical (out 8 x 32, in 64) and checked against the law with
+    the fans (64, 256) every framework gives one query projection."""
+    layout, native_shape, stated = attention_form(cell.spec, cell.backend)
+    record: dict[str, Any] = {
+        "backend": cell.backend,
+        "spec": repr(cell.spec),  # the same on every backend: one row of the report
+        "spec_dict": cell.spec.to_dict(),
+        "stated": repr(stated),
+        "case": cell.case,
+        "shape": list(native_shape),
+        "logical_shape": list(cell.logical_shape),
+        "layout": layout.text,
+        "versions": framework_versions(cell.backend),
+    }
+    try:
+        native = DRAW[cell.backend](stated, native_shape, BACKEND_SEED)
+    except Exception as raised:  # noqa: BLE001 - a backend that cannot draw it is the failure to report
+        record.update(verdict="fail", checks=[], law=f"{cell.spec!r} with fans {ATTENTION_FANS}",
+                      refused=f"{type(raised).__name__}: {raised}")
+        return record
+    if tuple(native.shape) != native_shape:
+        record.update(verdict="fail", checks=[], law="", refused=f"drew shape {native.shape}")
+        return record
+    logical = layout.view(native_shape).to_logical(native)
+    verdict = stats.check(logical, cell.spec, fans=ATTENTION_FANS, reference_seed=REFERENCE_SEED)
+    _judge(record, cell, logical, verdict, ATTENTION_FANS)
+    return record
+
+
+def _judge(record: dict[str, Any], cell: Cell, logical: np.ndarray, verdict: stats.Verdict,
+           fans: tuple[int, int] | None) -> None:
+    """Fill ``record`` with the verdict, the summary, the analytic law (with ``fans`` when the
+    cell states them) and the histogram."""
     values = logical.astype(np.float64).ravel()
     summary = {"mean": float(values.mean()), "std": float(values.std()),
                "min": float(values.min()), "max": float(values.max()),
                "zeros": float((values == 0).mean())}
-    the_law = stats.law(cell.spec, cell.logical_shape)
+    the_law = stats.law(cell.spec, cell.logical_shape, fans)
     analytic = None
     if the_law is not None:
         analytic = {"mean": the_law.mean, "std": math.sqrt(the_law.variance),
@@ -218,12 +302,11 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         histogram=histogram,
         n=int(values.size),
     )
-    return record
 
 
 def failure_message(record: dict[str, Any]) -> str:
     """Names the backend, the spec, the statistic and the two values."""
-    head = f"backend {record['backend']}, spec {record['spec']}, {record['case']} shape {tuple(record['shape'])}"
+    head = f"backend {record['backend']}, spec {record.get('stated', record['spec'])}, {record['case']} shape {tuple(record['shape'])}"
     if record.get("refused") is not None and not record["checks"]:
         return f"{head}: {record['law']}; the backend: {record['refused']}"
     failed = [c for c in record["checks"] if not c["passed"]]

@@ -1,6 +1,6 @@
 """mi.apply on Gluon blocks: structured paths, roles, layer types and kinds; logical views of
 transposed and channels-last convs; a bias gets its weight's fans; seeds and portable mode;
-all or nothing; deferred shapes; tied parameters."""
+all or nothing; tied parameters (deferred shapes: test_mxnet_onepass.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mxnet.gluon import nn
 import multiinit as mi
 from multiinit import stats
 from multiinit.mxnet import params_of
+from multiinit.errors import LawError
 from multiinit.rules import portable_rng
 
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture
@@ -196,9 +197,9 @@ def test_any_error_leaves_the_block_exactly_as_it_was(case) -> None:
         "no match": ({"weight": mi.zeros(), "7.weight": mi.ones()}, mi.RuleError, "'7.weight'.*closest paths"),
         "shape": ({"weight": mi.zeros(), "gamma": mi.xavier_uniform()}, mi.ShapeError, "'2.gamma' of shape \\(6,\\)"),
         "eye on conv": ({"bias": mi.ones(), "1.weight": mi.eye()}, mi.ShapeError, "'1.weight'"),
-        # The failing draw is the last parameter's: every other value was drawn already.
+        # The failing law is the last parameter's: user laws are drawn before any write.
         "custom raises": ({"weight": mi.zeros(), "6.bias": mi.custom(broken, name="apply.broken")},
-                          mi.LawError, "law broke"),
+                          LawError, "custom law 'apply.broken' at '6.bias' raised RuntimeError: law broke"),
     }[case]
     net = build()
     before = snapshot(net)
@@ -209,27 +210,11 @@ def test_any_error_leaves_the_block_exactly_as_it_was(case) -> None:
         np.testing.assert_array_equal(after[name], before[name], err_msg=name)
 
 
-def test_deferred_shapes_are_refused_by_name_until_the_first_forward(mode) -> None:
-    net = nn.Sequential()
-    net.add(nn.Dense(8), nn.Dense(3))
-    net.initialize()
-    with pytest.raises(mi.RuleError, match=r"'0\.weight' \(dense\d+_weight\) has shape .*deferred.*"
-                                           r"'1\.weight'.*nothing was written"):
-        mi.apply(net, {"weight": mi.normal()})
-    with pytest.raises(mi.RuleError, match=r"'0\.bias' .* takes its fans from '0\.weight'"):
-        mi.apply(net, {"bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")})
-    mi.apply(net, {"bias": mi.constant(0.5)})  # a bias shape is known: a law without fans is fine
-    assert (value(net, "0.bias") == 0.5).all()
-    x = mx.np.ones((2, 5)) if mx.util.is_np_array() else mx.nd.ones((2, 5))
-    net(x)
-    mi.apply(net, {"weight": mi.constant(0.25)})
-    assert value(net, "0.weight").shape == (8, 5) and (value(net, "0.weight") == 0.25).all()
-
-
 def test_an_uninitialized_block_is_refused_by_name() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(4, in_units=3))
-    with pytest.raises(mi.RuleError, match=r"'0\.weight' \(dense\d+_weight\) is not initialized"):
+    with pytest.raises(mi.RuleError, match=r"'0\.weight' \(dense\d+_weight\): it is not initialized.*"
+                                           r"block\.initialize\(\)"):
         mi.apply(net, {"weight": mi.ones()})
 
 
@@ -277,6 +262,11 @@ def test_tied_parameters_appear_once() -> None:
     assert [p.path for p in params] == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
     mi.apply(net, {"weight": mi.constant(2)}, seed=0)
     assert net[2].weight is net[1].weight and (net[2].weight.data().asnumpy() == 2).all()
+    # Any of its paths selects a tied parameter (its other paths are aliases).
+    assert params[2].aliases == ("2.weight",) and params[3].aliases == ("2.bias",)
+    mi.apply(net, {"2.weight": mi.constant(3), "2.*": mi.constant(4)})
+    assert (net[1].weight.data().asnumpy() == 3).all() and (net[1].bias.data().asnumpy() == 4).all()
+    assert (net[0].weight.data().asnumpy() == 2).all()
 
 
 def test_a_hybridized_block_computes_with_the_new_values() -> None:
@@ -295,3 +285,41 @@ def test_the_backend_is_detected_from_the_block_and_other_objects_are_refused() 
     assert mi.detect(net) == "mxnet"
     with pytest.raises(mi.UnknownBackend, match="not an MXNet Gluon Block"):
         params_of(net.collect_params())
+
+
+def test_recurrent_layers_are_known_and_their_biases_pair_with_their_weights() -> None:
+    from mxnet.gluon import rnn
+
+    net = nn.Sequential()
+    net.add(rnn.LSTM(8, input_size=4), nn.Dense(3, in_units=8))
+    net.initialize()
+    params = {p.path: p for p in params_of(net)}
+    # Counted by hand: l0_i2h_weight (32, 4) and l0_h2h_weight (32, 8), four gates of 8.
+    assert params["0.l0_i2h_bias"].fans == (4, 32) and params["0.l0_h2h_bias"].fans == (8, 32)
+    assert {params[p].kind for p in params if p.startswith("0.")} == {"recurrent"} and params["0.l0_i2h_weight"].known
+    mi.apply(net, [(mi.select(kind="recurrent"), mi.constant(0.5))])
+    assert (net[0].l0_h2h_weight.data().asnumpy() == 0.5).all() and not (value(net, "1.weight") == 0.5).any()
+
+
+def test_a_deferred_recurrent_layer_gets_its_rules_at_the_first_forward() -> None:
+    from mxnet.gluon import rnn
+
+    rules = {"*weight": mi.orthogonal(), "*bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")}
+    x = mx.nd.ones((5, 2, 6))  # (time, batch, features)
+
+    def lstm():
+        layer = rnn.LSTM(16)
+        layer.initialize()
+        return layer
+
+    deferred = lstm()
+    mi.apply(deferred, rules, seed=2)
+    deferred(x)
+    eager = lstm()
+    eager(x)
+    mi.apply(eager, rules, seed=2)
+    for name in ("l0_i2h_weight", "l0_h2h_weight", "l0_i2h_bias", "l0_h2h_bias"):
+        np.testing.assert_array_equal(getattr(deferred, name).data().asnumpy(),
+                                      getattr(eager, name).data().asnumpy(), err_msg=name)
+    bound = 1 / math.sqrt(6)  # l0_i2h_bias takes l0_i2h_weight's fan_in, 6 once known
+    assert 0.7 * bound < np.abs(deferred.l0_i2h_bias.data().asnumpy()).max() <= bound  # 0.7**64 < 1e-9

@@ -14,6 +14,7 @@ from scipy import stats as scipy_stats
 import multiinit as mi
 from multiinit import mxnet as mim
 from multiinit import stats
+from multiinit.errors import LawError
 from multiinit.spec import CONSTRUCTORS
 
 from matrix import SPECS
@@ -75,6 +76,16 @@ def test_every_spec_draws_its_law_in_numpy_mode(spec) -> None:
         mx.util.set_np(shape=was[0], array=was[1])
     verdict = stats.check(x, spec)
     assert verdict.passed, f"{spec!r} in numpy mode: {verdict}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+def test_every_spec_draws_its_law_from_mxnet_global_generator(mode, spec) -> None:
+    # Unseeded, uniform, normal and the untruncated variance-scaling forms are MXNet's own
+    # samplers (the seeded matrix draws them on the host): their law is checked here.
+    mx.random.seed(2)
+    x = fill(mim.Multiinit(spec), _shape_for(spec))
+    verdict = stats.check(x, spec)
+    assert verdict.passed, f"{spec!r} unseeded in {mode} mode: {verdict}"
 
 
 # Where MXNet has the law, a multiinit initializer under the same global seed gives MXNet's
@@ -276,9 +287,12 @@ def test_orthogonal_is_orthogonal_on_tall_wide_and_conv_shapes(mode, shape) -> N
 # --------------------------------------------------------------------------- dtypes
 
 
+@pytest.mark.parametrize("spec", [mi.truncated_normal(std=0.5, low=-1.5, high=2.0), mi.uniform(-0.5, 0.25),
+                                  mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()),
+                                              (0.25, mi.uniform(-10, -5))]),
+                                  mi.sparse(0.3, std=0.5)], ids=repr)
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
-def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype) -> None:
-    spec = mi.truncated_normal(std=0.5, low=-1.5, high=2.0)
+def test_other_float_dtypes_keep_their_dtype_and_law(mode, dtype, spec) -> None:
     arr = zeros((200, 100), dtype)
     mi.compile(spec, "mxnet", seed=4)(InitDesc("w_weight"), arr)
     x = arr.asnumpy()
@@ -298,7 +312,7 @@ def test_integer_arrays_take_deterministic_specs_only() -> None:
 # --------------------------------------------------------------------------- custom laws
 
 
-def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> None:
+def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_are_fenced() -> None:
     seen = []
 
     def law(rng, shape, dtype):
@@ -314,8 +328,11 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> N
     def broken(rng, shape, dtype):
         raise RuntimeError("custom law broke")
 
-    with pytest.raises(mi.LawError, match="custom law broke"):
+    # User laws are fenced: a LawError naming the law and the array, the original chained.
+    with pytest.raises(LawError, match="custom law 'test_mx.broken' at 'layer_weight' raised RuntimeError: "
+                                       "custom law broke") as raised:
         fill(mim.custom(broken, name="test_mx.broken"), (4, 6))
+    assert isinstance(raised.value.__cause__, RuntimeError)
     with pytest.raises(mi.ShapeError, match="exactly the shape"):
         fill(mim.custom(lambda rng, shape, dtype: np.zeros(3), name="test_mx.wrong_shape"), (4, 6))
 
@@ -324,14 +341,15 @@ def test_a_custom_law_gets_a_reproducible_rng_and_its_errors_pass_through() -> N
 
 
 def test_the_namespace_has_every_constructor_returning_a_registered_initializer() -> None:
-    examples = {"constant": (3.0,), "sparse": (0.2,), "mixture": ([(1.0, mi.zeros())],)}
+    examples = {"constant": ((3.0,), {}), "sparse": ((0.2,), {}), "mixture": (([(1.0, mi.zeros())],), {}),
+                "with_axes": ((mi.he_normal(),), {"in_axis": 1, "out_axis": 0})}
     for name, constructor in CONSTRUCTORS.items():
         if name == "custom":
             continue
-        args = examples.get(name, ())
-        made = getattr(mim, name)(*args)
+        args, kwargs = examples.get(name, ((), {}))
+        made = getattr(mim, name)(*args, **kwargs)
         assert isinstance(made, mx.init.Initializer) and isinstance(made, mim.Multiinit), name
-        assert made.spec == constructor(*args), name
+        assert made.spec == constructor(*args, **kwargs), name
     law = mim.custom(lambda rng, shape, dtype: rng.random(shape), name="test_mx.ns_custom")
     assert isinstance(law, mim.Multiinit) and law.spec.name == "test_mx.ns_custom"
 

@@ -5,20 +5,24 @@
 name ``"multiinit"``. It works wherever Gluon takes an initializer, with legacy ``mx.nd`` and
 with ``mx.np`` arrays (after ``npx.set_np()``); the namespace constructors take the
 initializer's ``seed=`` as Keras' do: ``mim.he_normal(seed=1)``. ``mi.apply(block, rules, seed=None)``
-initializes a Gluon ``Block`` by rules, all or nothing. Written for MXNet 1.9.
+initializes a Gluon ``Block`` by rules, in one pass, all or nothing. Written for MXNet 1.9.
 
 This package is that namespace; one file per job, each stating in its docstring the decisions
 it implements (each one tested in ``tests/test_mxnet_*.py``):
 
 ``draw.py``
-    spec -> values with MXNet: its samplers, the laws MXNet does not have (truncated normal,
-    orthogonal, dirac, sparse, mixture, custom), seeds and the user's stream.
+    spec -> values in an MXNet array: MXNet's own samplers, orthogonal, dtypes, seeds and the
+    user's stream.
+``host.py``
+    the laws MXNet does not sample (truncated normals, mixtures, sparse, eye, dirac, custom
+    laws, and every seeded law on the CPU), drawn by NumPy in threads straight into the
+    array's memory; user laws fenced.
 ``compiled.py``
     the compiled form: ``Multiinit`` (which arrays it fills, layout and fans, its seeds,
     ``dumps()`` and ``mx.init.create``) and ``compile``.
 ``model.py``
     walking a Gluon ``Block``: parameters, paths, layer kinds, logical views, ``params_of``,
-    ``apply``.
+    ``apply`` in one pass (its writer), and MXNet's deferred initialization.
 
 Importing this package registers ``Multiinit`` with MXNet (``multiinit.registry`` imports it
 right after ``mxnet`` is imported, so saved initializers load after a bare ``import multiinit``).

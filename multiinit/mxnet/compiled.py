@@ -33,10 +33,16 @@ Layout and fans
 
 Seeds
     ``seed=None``: every draw uses MXNet's global generator, as ``mx.init`` does (see
-    ``draw.py``). ``seed=<int>``: call k of the instance draws after seeding the array's
-    device with ``derive_seed(seed, k)`` (a fresh instance, or one rebuilt by
-    ``mx.init.create``, replays the same sequence, while two parameters sharing an instance
-    differ); ``draw.py`` says how the user's stream is resumed afterwards.
+    ``draw.py``). ``seed=<int>``: call k of the instance draws from ``derive_seed(seed, k)``
+    (a fresh instance, or one rebuilt by ``mx.init.create``, replays the same sequence, while
+    two parameters sharing an instance differ); ``draw.py`` says which generator that seeds.
+
+User laws
+    A ``custom`` law is drawn and validated before the array is touched: an exception, a
+    wrong shape or dtype, NaN or infinite values give a ``LawError`` naming the law and the
+    array's name. Gluon initializes parameter by parameter (and, with ``force_reinit=True``,
+    drops a parameter's arrays before calling its initializer), so a failure there stops
+    ``net.initialize`` part way; ``mi.apply`` is the all-or-nothing form.
 
 Serialization
     ``dumps()`` is ``'["multiinit", {"spec": spec.to_dict(), "seed": seed}]'`` and
@@ -50,7 +56,6 @@ Serialization
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
@@ -62,7 +67,7 @@ from ..fans import OUT_IN, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
 from ..spec import Spec, from_dict, parse
-from .draw import _draw, _dtype_name, _fill_in_place
+from .draw import WithAxes, check_dtype, fill
 
 #: MXNet (NCHW) weights are (out, in/groups, *spatial): the logical layout itself.
 LAYOUT = OUT_IN
@@ -136,15 +141,14 @@ class Multiinit(mx.init.Initializer):
         shape = tuple(int(d) for d in arr.shape)
         if any(d < 0 for d in shape):
             raise ShapeError(f"{self.spec!r} cannot fill {path!r}: its shape {shape} is not known yet")
-        check_shape(self.spec, shape, None, path=path)
+        # A spec that states its fan axes reads them off the array's own shape (MXNet's layout).
+        fans = self.spec.fans(shape) if isinstance(self.spec, WithAxes) else None
+        check_shape(self.spec, shape, fans, path=path)
+        check_dtype(self.spec, arr.dtype, path)
         seed = None if self.seed is None else derive_seed(self.seed, self._calls)
         self._calls += 1
-        if math.prod(shape) == 0 or _fill_in_place(self.spec, arr, seed):
-            return
-        value = _draw(self.spec, LogicalView(shape), None, _dtype_name(arr.dtype), arr.context, seed, path)
-        # A shallow legacy view of an mx.np array shares its memory: one write for both kinds.
-        target = arr.as_nd_ndarray() if isinstance(arr, mx.np.ndarray) else arr
-        target[:] = value
+        # A user law is drawn and validated before the array is touched (a LawError leaves it).
+        fill(arr, self.spec, LogicalView(shape), fans, seed, path)
 
     # Whatever MXNet's name dispatch would pick, the spec is what fills the array.
     _init_bias = _init_gamma = _init_beta = _init_default = _init_weight

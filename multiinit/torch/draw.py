@@ -107,6 +107,7 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    WithAxes,
     XavierNormal,
     XavierUniform,
 )
@@ -133,6 +134,8 @@ def complex_problem(spec: Spec) -> str | None:
     """
     if isinstance(spec, TruncatedNormal):
         return _NO_COMPLEX_TRUNCATED
+    if isinstance(spec, WithAxes):
+        return complex_problem(spec.spec)
     scaled = spec.as_variance_scaling()
     if scaled is not None:
         return _NO_COMPLEX_TRUNCATED if scaled.distribution == "truncated_normal" else None
@@ -664,6 +667,11 @@ def _filler(spec: Spec) -> _Filler:
         return lambda t, g, fans: _fill_mixture(live, t, g, fans)
     if isinstance(spec, Custom):
         return lambda t, g, fans, path=None: _fill_custom(spec, t, g, fans, path)
+    if isinstance(spec, WithAxes):
+        # Its axes index the shape the compiled filler is called on (torch's own layout);
+        # fans given by the caller (a tile, a model-level parameter) already came from them.
+        inner = _filler(spec.spec)
+        return lambda t, g, fans: inner(t, g, fans if fans is not None else spec.fans(tuple(t.shape)))
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")  # pragma: no cover
 
 

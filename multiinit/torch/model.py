@@ -16,7 +16,36 @@ Decisions implemented here:
   tensor with the compiled form keeps torch's stored-shape fans.) A 1-D parameter gets
   its layer's weight fans (``bias_ih_l0`` pairs with ``weight_ih_l0``), so
   ``variance_scaling(1/3, "fan_in", "uniform")`` on a bias is torch's default bias. A conv
-  with ``groups == in_channels > 1`` is of kind ``"depthwise_conv"``, as Keras' DepthwiseConv2D.
+  with ``groups == in_channels > 1`` is of kind ``"depthwise_conv"``, as Keras' DepthwiseConv2D;
+  RNNs and RNN cells are ``"recurrent"``.
+* **Layers torch does not define: the registry.** ``multiinit.lookup_layer(module)`` is asked
+  first: a registered kind wins over torch's class (a subclass of ``nn.Linear`` registered as
+  ``"attention"`` is attention), a registered layout gives a parameter its logical view
+  (transformers' ``Conv1D`` weight ``"in,out"`` is read in -> out; ``"batch,in,out"`` experts
+  keep the batch axis out of the fans), and a bias-like parameter (1-D, or a layout without an
+  in axis) takes its fans from the parameter ``fans_from`` names, else from the weight that
+  pairs with it. ``Param.known`` is False only for a layer with neither a registration nor a
+  torch class multiinit knows: ``mi.plan`` flags a fan-based law there. Values follow the
+  stream rule on the logical view, so a registered layout holds the transpose of what an
+  ``nn.Linear`` at the same position holds, portable mode included, and a sharded one is
+  written shard by shard through views of its local tensor (``sharded.py``).
+* **``nn.MultiheadAttention``** is kind ``"attention"``; its ``out_proj`` is an ``nn.Linear``
+  (dense). Its packed ``in_proj_weight`` (3E, E) is viewed as three (E, E) matrices, q, k and
+  v, behind one batch axis: each projection E -> E has fans (E, E), as Keras' and Flax's
+  per-projection query/key/value kernels do, so one spec is one law on the same attention
+  layer in every framework. This differs from torch's own ``_reset_parameters``, which calls
+  ``xavier_uniform_`` on the packed matrix (fan_out 3E, a bound of sqrt(6 / 4E) instead of
+  sqrt(6 / 2E)): ``mi.xavier_uniform()`` applied by rules is the per-projection law, on
+  purpose; to reproduce torch's law, state the packed fans:
+  ``mi.with_axes(mi.xavier_uniform(), in_axis=1, out_axis=0)`` reads them off the stored
+  (3E, E). ``in_proj_bias`` takes the fans (E, E) of
+  one projection; ``bias_k``/``bias_v`` (1, 1, E) are vectors in the key/value space with the
+  fans of the k/v projection. With separate ``kdim``/``vdim`` the three projections are
+  plain (E, kdim) weights, and ``in_proj_bias``, which spans three different fans, has none
+  (a fan-based law there is a ``ShapeError``). Whole-tensor laws (orthogonal, sparse) see
+  the logical (3, E, E) tensor as the core defines for batch axes.
+* **``with_axes``** at model level reads its axes off the stored shape (``Param.fans_for``):
+  the fans go with every tile and with the whole-tensor draws.
 * **Order.** Parameters are numbered in ``named_modules()`` order, each module's own
   parameters with weights before biases, each shared parameter once, under its first path
   (the one ``named_parameters()`` reports); its other paths are its ``aliases``, and a path
@@ -50,6 +79,7 @@ Decisions implemented here:
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -62,7 +92,8 @@ from .. import stream as _stream
 from .. import errors as _errors
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
-from ..spec import Spec
+from ..layers import lookup_layer
+from ..spec import Spec, WithAxes
 from . import sharded as _sharded
 from .compiled import _is_uninitialized
 from .draw import FLOAT_DTYPES, _filler
@@ -71,6 +102,8 @@ _DENSE = (nn.Linear,)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_TRANSPOSE = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _EMBEDDING = (nn.Embedding, nn.EmbeddingBag)
+_ATTENTION = (nn.MultiheadAttention,)
+_RECURRENT = (nn.RNNBase, nn.RNNCellBase)
 _NORM = tuple(
     getattr(nn, name)
     for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d",
@@ -79,8 +112,8 @@ _NORM = tuple(
 )
 
 
-def _kind(module: nn.Module) -> str | None:
-    """The neutral layer kind (``rules.LAYER_KINDS``) of a torch module."""
+def _builtin_kind(module: nn.Module) -> str | None:
+    """The neutral layer kind (``rules.LAYER_KINDS``) torch's own module classes have, or None."""
     if isinstance(module, _CONV_TRANSPOSE):
         return "conv_transpose"
     if isinstance(module, _CONV):
@@ -93,11 +126,29 @@ def _kind(module: nn.Module) -> str | None:
         return "embedding"
     if isinstance(module, _NORM):
         return "norm"
+    if isinstance(module, _ATTENTION):
+        return "attention"
+    if isinstance(module, _RECURRENT):
+        return "recurrent"
     return None
 
 
-def _view(module: nn.Module, name: str, shape: tuple[int, ...]) -> LogicalView:
-    """How ``module``'s parameter ``name`` of ``shape`` maps onto logical (out, in/g, *k)."""
+def _kind(module: nn.Module) -> str | None:
+    """The neutral layer kind of a torch module: its registration's (``mi.register_layer``,
+    including the layers multiinit teaches itself, such as transformers' ``Conv1D``), else
+    torch's own class's, else None (a layer multiinit does not know)."""
+    registration = lookup_layer(module)
+    return registration.kind if registration is not None else _builtin_kind(module)
+
+
+def _known(module: nn.Module) -> bool:
+    """True when multiinit knows ``module``'s layer: registered, or one of torch's own."""
+    return lookup_layer(module) is not None or _builtin_kind(module) is not None
+
+
+def _builtin_view(module: nn.Module, name: str, shape: tuple[int, ...]) -> LogicalView:
+    """How torch's own ``module`` stores parameter ``name`` of ``shape``, as a view onto
+    logical (out, in/g, *k)."""
     if isinstance(module, _CONV_TRANSPOSE) and name == "weight" and len(shape) >= 3:
         # (in, out/g, *k) = (g, in/g, out/g, *k) -> (g, out/g, in/g, *k) -> (out, in/g, *k).
         groups = module.groups
@@ -108,15 +159,55 @@ def _view(module: nn.Module, name: str, shape: tuple[int, ...]) -> LogicalView:
             pre_shape=(groups, channels_in // groups, per_group_out, *kernel),
             logical_shape=(groups * per_group_out, channels_in // groups, *kernel),
         )
+    if isinstance(module, _ATTENTION):
+        if name == "in_proj_weight" and len(shape) == 2 and shape[0] == 3 * shape[1]:
+            # The packed (3E, E) projections are three (E, E) matrices, q, k and v: one
+            # batch axis over them, so each has the fans (E, E) of its own projection.
+            embed = shape[1]
+            return LogicalView(shape, pre_shape=(3, embed, embed), logical_shape=(3, embed, embed), batch=1)
+        if name in ("bias_k", "bias_v") and len(shape) == 3:
+            # (1, 1, E): one learned key (value) vector appended to the sequence, a bias-like
+            # vector in the key (value) space, with no fans of its own.
+            return LogicalView(shape, logical_shape=(math.prod(shape),))
     return LogicalView(shape)
 
 
-def _weight_for(name: str, own: dict[str, Any]) -> Any:
-    """The >=2-D weight whose fans a 1-D parameter ``name`` uses, or None."""
-    for candidate in (name.replace("bias", "weight"), "weight"):
-        weight = own.get(candidate)
-        if (candidate != name and weight is not None and not _is_uninitialized(weight)
-                and weight.dim() >= 2):
+def _view(module: nn.Module, name: str, shape: tuple[int, ...]) -> LogicalView:
+    """How ``module``'s parameter ``name`` of ``shape`` maps onto logical (out, in/g, *k): the
+    layout its registration gives it, else torch's own storage."""
+    registration = lookup_layer(module)
+    view = registration.view(name, shape) if registration is not None else None
+    return view if view is not None else _builtin_view(module, name, shape)
+
+
+def _has_fans(view: LogicalView) -> bool:
+    """True when a parameter has fans of its own (a weight); False for a bias-like one (1-D,
+    or a layout without an in axis such as ``"batch,out"``)."""
+    if len(view.native_shape) < 2:
+        return False
+    try:
+        view.fans
+    except ShapeError:
+        return False
+    return True
+
+
+def _weight_for(module: nn.Module, name: str, own: dict[str, Any], views: dict[str, LogicalView]) -> str | None:
+    """The parameter whose fans the bias-like parameter ``name`` takes: the one its layer's
+    registration names (``fans_from``), else the weight that pairs with it (``bias_ih_l0``
+    with ``weight_ih_l0``, an attention's ``in_proj_bias`` with ``in_proj_weight``), else
+    the layer's ``weight``; None when there is none with fans of its own."""
+    registration = lookup_layer(module)
+    named = registration.fans_source(name) if registration is not None else None
+    if named is not None:
+        candidates: tuple[str, ...] = (named,)
+    else:
+        candidates = (name.replace("bias", "weight"), "weight")
+        if isinstance(module, _ATTENTION) and name in ("bias_k", "bias_v"):
+            # a learned key (value) lives in the key (value) projection's output space
+            candidates = (f"{name[-1]}_proj_weight", "in_proj_weight")
+    for candidate in candidates:
+        if candidate != name and candidate in views and _has_fans(views[candidate]):
             return candidate
     return None
 
@@ -125,10 +216,13 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
     """Every parameter of ``module`` as a ``rules.Param``, in the order that seeds its stream.
 
     ``path`` is ``named_parameters()``'s; ``aliases`` the other paths of a shared parameter;
-    ``role`` the leaf name; ``layer`` the owning module; ``view`` the logical view (of the
-    global shape, for a DTensor); ``fans`` the layer weight's fans for a 1-D parameter; each
-    shared parameter appears once. Uninitialized lazy parameters get an empty view and
-    ``handle`` None (``apply`` refuses to fill them).
+    ``role`` the leaf name; ``layer`` the owning module; ``kind`` its layer's neutral kind
+    (a registration's, ``mi.register_layer``, else torch's own class's) and ``known`` whether
+    multiinit knows the layer at all; ``view`` the logical view (the registered layout, else
+    torch's storage; of the global shape, for a DTensor); ``fans`` the layer weight's fans for
+    a bias-like parameter (1-D, or a layout without an in axis). Each shared parameter
+    appears once. Uninitialized lazy parameters get an empty view and ``handle`` None
+    (``apply`` refuses to fill them).
 
     >>> from torch import nn
     >>> [(p.path, p.order, p.fans) for p in params_of(nn.Sequential(nn.Linear(4, 8)))]
@@ -139,10 +233,17 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
     # remove_duplicate=False: a module used twice shows its parameters' second paths too.
     for prefix, owner in module.named_modules(remove_duplicate=False):
         own = {n: p for n, p in owner._parameters.items() if p is not None}
+        if not own:
+            continue
+        kind, known = _kind(owner), _known(owner)
         views = {}
         for name, p in own.items():
             if not _is_uninitialized(p):
-                views[name] = _view(owner, name, tuple(p.shape))
+                try:
+                    views[name] = _view(owner, name, tuple(p.shape))
+                except ShapeError as e:
+                    path = f"{prefix}.{name}" if prefix else name
+                    raise ShapeError(f"{path!r} ({type(owner).__name__}): {e}") from None
         # Weights before biases within a layer, whatever order the module registered them in.
         for name in sorted(own, key=lambda n: "bias" in n):
             p = own[name]
@@ -154,15 +255,16 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
                 continue
             if _is_uninitialized(p):
                 param = _rules.Param(path, LogicalView(()), name, layer=owner, order=len(params),
-                                     kind=_kind(owner), handle=None)
+                                     kind=kind, known=known, handle=None)
             else:
                 fans = None
-                if p.dim() < 2:
-                    weight = _weight_for(name, own)
+                if not _has_fans(views[name]):
+                    weight = _weight_for(owner, name, own, views)
                     if weight is not None:
                         fans = views[weight].fans
                 param = _rules.Param(path, views[name], name, layer=owner, fans=fans, order=len(params),
-                                     dtype=str(p.dtype).replace("torch.", ""), handle=p, kind=_kind(owner))
+                                     dtype=str(p.dtype).replace("torch.", ""), handle=p, kind=kind,
+                                     known=known)
             seen[id(p)] = param
             params.append(param)
     return params
@@ -295,7 +397,7 @@ class _Writer:
                 generator = torch.Generator(device=device).manual_seed(
                     _stream.tile_seed(self.base(), param.order, 0))
                 with torch.no_grad():
-                    _filler(spec)(whole, generator, _fans(param))
+                    _filler(spec)(whole, generator, _fans(param, spec))
         except MultiinitError as e:
             if param.path in str(e):
                 raise
@@ -318,9 +420,9 @@ class _Writer:
             def portable(box: Any, write: Any) -> Any:
                 return _rules.portable_values(param, spec, draw, box=box, write=write)
 
-            return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order,
+            return _sharded.Stream(spec, param.logical_shape, _fans(param, spec), param.order,
                                    portable=portable, prepared=prepared, path=param.path)
-        return _sharded.Stream(spec, param.logical_shape, _fans(param), param.order, base=self.base(),
+        return _sharded.Stream(spec, param.logical_shape, _fans(param, spec), param.order, base=self.base(),
                                prepared=prepared, path=param.path)
 
     # ---- helpers
@@ -365,8 +467,11 @@ def _tensors(model: nn.Module):
     yield from model.buffers()
 
 
-def _fans(param: _rules.Param) -> tuple[int, int] | None:
-    """The whole tensor's fans, for a tile drawn alone (a bias: its weight's)."""
+def _fans(param: _rules.Param, spec: Spec | None = None) -> tuple[int, int] | None:
+    """The whole tensor's fans, for a tile drawn alone (a bias: its weight's; a ``with_axes``
+    spec: from its axes on the stored shape, ``Param.fans_for``)."""
+    if isinstance(spec, WithAxes):
+        return param.fans_for(spec)
     if param.fans is not None:
         return param.fans
     shape = param.logical_shape

@@ -9,7 +9,11 @@ rule (``multiinit.stream``); this file writes any part of them into any torch de
   shard: the global indices it holds along each dim (``local_runs``), written into
   ``to_local()``, on its own device, with no collective and no full tensor for an elementwise law;
 * a ``ConvTranspose`` weight is stored ``(in, out/g, *k)``: each logical box is written into a
-  transposed view of the stored one, group by group (``_pieces``).
+  transposed view of the stored one, group by group (``_pieces``);
+* any other view -- a registered layout (``"in,out"``, ``"in,out,out"``, ``"batch,in,out"``),
+  attention's packed ``(3E, E)`` as ``(3, E, E)`` -- splits stored axes, permutes them and
+  merges them: each local box is cut where a split or a merge needs it, so that every piece is
+  a view of the local tensor (``_layout_pieces``), never a copy.
 
 **The torch half of the stream rule.** Tile ``t`` of the parameter at position ``order`` is
 drawn into a contiguous tensor of the tile's shape (on the parameter's device, in its dtype)
@@ -49,7 +53,7 @@ import torch
 from .. import stream as _stream
 from ..errors import ShapeError
 from ..fans import LogicalView
-from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec
+from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec, WithAxes
 from .draw import _filler
 
 # torch.distributed.tensor costs 0.7 s to import: it is looked up only once a DTensor exists
@@ -234,8 +238,133 @@ def _transposed_groups(view: LogicalView) -> int | None:
     raise ShapeError(f"{view!r} is not a layout the torch adapter writes (plain or transposed conv)")
 
 
+def _groups(coarse: Sequence[int], fine: Sequence[int]) -> list[list[int]] | None:
+    """For each axis of ``coarse``, the consecutive axes of ``fine`` a row-major reshape
+    merges into it; None when ``fine`` does not refine ``coarse`` that way."""
+    groups, j = [], 0
+    for n in coarse:
+        group, size = [], 1
+        while j < len(fine) and (not group or size < n):
+            group.append(j)
+            size *= fine[j]
+            j += 1
+        if size != n:
+            return None
+        groups.append(group)
+    if not groups:
+        return None if j < len(fine) else groups
+    while j < len(fine) and fine[j] == 1:  # trailing size-1 axes belong to the last one
+        groups[-1].append(j)
+        j += 1
+    return groups if j == len(fine) else None
+
+
+def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
+    """The indices ``[lo, hi)`` of a row-major axis of ``sizes`` as boxes over those sizes
+    (each one: single leading indices, one range, full trailing axes), in order."""
+    if len(sizes) == 1 or hi <= lo:
+        return [(slice(lo, hi),)] if len(sizes) == 1 and hi > lo else []
+    inner = math.prod(sizes[1:])
+    full = tuple(slice(0, n) for n in sizes[1:])
+    first, last = lo // inner, (hi - 1) // inner
+    if first == last:
+        return [(slice(first, first + 1), *rest) for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])]
+    out: list[Box] = []
+    start = -(-lo // inner) * inner
+    if start > lo:
+        out += [(slice(first, first + 1), *rest) for rest in _row_major(lo - first * inner, inner, sizes[1:])]
+    stop = hi - hi % inner
+    if stop > start:
+        out.append((slice(start // inner, stop // inner), *full))
+    if hi > stop:
+        out += [(slice(last, last + 1), *rest) for rest in _row_major(0, hi - stop, sizes[1:])]
+    return out
+
+
+def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> list[tuple[Box, torch.Tensor]]:
+    """``_pieces`` for any view that splits stored axes, permutes them and merges them again
+    (a registered layout such as ``"in,out"`` or ``"batch,in,out"``, attention's packed
+    (3E, E) -> (3, E, E)): each local box is cut where a split or a merge needs it, so every
+    piece is a view of the local tensor (never a copy) whose logical box is one box."""
+    native, pre, logical = view.native_shape, view.pre_shape, view.logical_shape
+    split = _groups(native, pre)
+    permuted = tuple(pre[a] for a in view.axes)
+    merge = _groups(logical, permuted)
+    if split is None or merge is None:
+        raise ShapeError(f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)")
+    pieces: list[tuple[Box, torch.Tensor]] = []
+
+    def merged(target: torch.Tensor, box: list[slice]) -> None:
+        # box: one slice per permuted axis. Each logical axis needs, over its group, single
+        # leading indices, one range and full trailing axes; cut the first group that has not.
+        for group in merge:
+            ranged = [i for i in group if box[i].stop - box[i].start > 1]
+            open_ = [i for i in group if (box[i].start, box[i].stop) != (0, permuted[i])]
+            last_open = open_[-1] if open_ else None
+            wide = [i for i in ranged if last_open is not None and i < last_open]
+            if wide:
+                cut(target, box, wide[0])
+                return
+        lengths, logical_box = [], []
+        for group in merge:
+            start, size = 0, 1
+            for i in reversed(group):
+                start += box[i].start * size
+                size *= permuted[i]
+            length = math.prod(box[i].stop - box[i].start for i in group)
+            logical_box.append(slice(start, start + length))
+            lengths.append(length)
+        try:
+            destination = target.view(lengths)
+        except RuntimeError:  # strides that do not merge: cut a group down to single rows
+            wide = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
+            cut(target, box, wide)
+            return
+        pieces.append((tuple(logical_box), destination))
+
+    def cut(target: torch.Tensor, box: list[slice], axis: int) -> None:
+        for k in range(box[axis].stop - box[axis].start):
+            narrower = list(box)
+            narrower[axis] = slice(box[axis].start + k, box[axis].start + k + 1)
+            merged(target.narrow(axis, k, 1), narrower)
+
+    for global_box, local_box in _boxes(runs):
+        target = local[local_box]
+        per_axis = []
+        for axis, (part, group) in enumerate(zip(global_box, split)):
+            sizes = [pre[i] for i in group]
+            per_axis.append(_row_major(part.start, part.stop, sizes))
+        for combination in _product(per_axis):
+            destination, pre_box = target, []
+            # Each native axis becomes its pre axes: a slice of it, then an unflatten (a view).
+            for axis in reversed(range(len(native))):
+                sub = combination[axis]
+                sizes = [pre[i] for i in split[axis]]
+                start = sum(s.start * math.prod(sizes[k + 1:]) for k, s in enumerate(sub))
+                length = math.prod(s.stop - s.start for s in sub)
+                destination = destination.narrow(axis, start - global_box[axis].start, length)
+                destination = destination.unflatten(axis, [s.stop - s.start for s in sub])
+            for sub in combination:
+                pre_box.extend(sub)
+            merged(destination.permute(view.axes), [pre_box[a] for a in view.axes])
+    return pieces
+
+
+def _product(per_axis: list[list[Box]]) -> Iterator[tuple[Box, ...]]:
+    if not per_axis:
+        yield ()
+        return
+    for first in per_axis[0]:
+        for rest in _product(per_axis[1:]):
+            yield (first, *rest)
+
+
 def _pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> list[tuple[Box, torch.Tensor]]:
     """(logical box, destination of that box's shape) covering the local part of a parameter."""
+    identity = view.is_plain and view.axes == tuple(range(len(view.axes)))
+    transposed_conv = len(view.pre_shape) == len(view.native_shape) + 1 and view.axes[:3] == (0, 2, 1)
+    if not identity and not transposed_conv:
+        return _layout_pieces(view, runs, local)
     groups = _transposed_groups(view)
     pieces = []
     for global_box, local_box in _boxes(runs):
@@ -485,7 +614,8 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     # A deterministic law (constant, eye, dirac) takes nothing from the generator, as in torch.
     base = int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
     shape = tuple(tensor.shape)
-    source = Stream(spec, shape, _stored_fans(shape) if spec.uses_fans else None, 0, base)
+    fans = (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    source = Stream(spec, shape, fans, 0, base)
     runs = local_runs(tensor)
     if runs is None:
         return
