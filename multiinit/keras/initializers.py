@@ -220,15 +220,22 @@ def _keras_init(name: str, build: Callable[[], Any]) -> None:
 # portable mode, explain and the report use for them (the drop-ins call Keras' own code).
 
 
+#: The custom laws made so far, by name: equal arguments give one spec (equal, hashable alike).
+_LAWS: dict[str, Spec] = {}
+
+
 def _logical_law(name: str, native: Callable[[tuple[int, ...]], np.ndarray]) -> Spec:
     """A custom spec named ``name`` whose law is ``native(keras_shape)`` in Keras' layout."""
+    if name in _LAWS:
+        return _LAWS[name]
 
     def law(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         keras_shape = from_logical_shape(shape, SPATIAL_IN_OUT)
         values = np.broadcast_to(np.asarray(native(keras_shape), dtype=np.float64), keras_shape)
         return LogicalView.of(keras_shape, SPATIAL_IN_OUT).to_logical(values)
 
-    return _spec.custom(law, name=name)
+    _LAWS[name] = _spec.custom(law, name=name)
+    return _LAWS[name]
 
 
 def _digest(array: np.ndarray) -> str:
