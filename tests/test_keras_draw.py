@@ -219,3 +219,15 @@ def test_sparse_zero_rows_are_a_uniform_choice() -> None:
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0
+
+
+def test_complex_dtypes_are_a_clear_error_for_random_laws() -> None:
+    for spec in (mi.normal(), mi.he_uniform(), mi.orthogonal(), MY_LAW):
+        with pytest.raises(mi.SpecError, match="dtype='complex64' is not allowed"):
+            mi.compile(spec, "keras", seed=0)((4, 4), dtype="complex64")
+    # Deterministic laws fill what Keras' Zeros and Identity fill.
+    filled = mi.compile(mi.eye(), "keras")((3, 3), dtype="complex64")
+    assert keras.backend.standardize_dtype(filled.dtype) == "complex64"
+
+
+MY_LAW = mi.custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="tests.keras.draw.my_law")

@@ -178,3 +178,16 @@ def test_the_dropin_module_is_importable_from_the_namespace() -> None:
     # The namespace's own constructors stay the neutral ones (an int seed advances).
     assert isinstance(mik.he_normal(seed=1), mik.MultiinitInitializer)
     assert math.isclose(MI.VarianceScaling().fans((7,))[0], 7)
+
+
+def test_a_backend_error_of_several_builtins_is_each_of_them() -> None:
+    class Both(ValueError, TypeError):
+        pass
+
+    class Lookup(KeyError):
+        pass
+
+    for error, builtins in ((Both("x"), (ValueError, TypeError)), (Lookup("k"), (KeyError, LookupError)),
+                            (RuntimeError("r"), (RuntimeError,)), (OSError("o"), ())):
+        typed = MI._as_multiinit(error, "message")
+        assert isinstance(typed, mi.MultiinitError) and all(isinstance(typed, b) for b in builtins), error

@@ -151,12 +151,16 @@ def _as_multiinit(err: Exception, message: str) -> Exception:
     """``message`` as the multiinit error that is also ``err``'s builtin classes."""
     if isinstance(err, SpecError) or isinstance(err, ShapeError):
         return err
-    builtins = [c for c in type(err).__mro__ if c.__module__ == "builtins" and c in _AS]
-    kinds = [_AS[c] for c in builtins]
+    kinds = list(dict.fromkeys(_AS[c] for c in type(err).__mro__ if c.__module__ == "builtins" and c in _AS))
+    # Keep the most specific: SpecTypeError already is a SpecError.
+    kinds = [k for k in kinds if not any(other is not k and issubclass(other, k) for other in kinds)]
     if len(kinds) > 1:
-        # Several builtins (a KeyError is also a LookupError, a backend error may be both a
-        # ValueError and a TypeError): a class that is each of them.
-        kind = type("Spec" + type(err).__name__, tuple(dict.fromkeys(kinds)), {"__module__": __name__})
+        # A backend error of several builtins (both a ValueError and a TypeError, say): a class
+        # that is each of them.
+        try:
+            kind = type("Spec" + type(err).__name__, tuple(kinds), {"__module__": __name__})
+        except TypeError:  # no consistent order of the bases: the first builtin will do
+            kind = kinds[0]
     else:
         kind = kinds[0] if kinds else SpecError
     return kind(message)
