@@ -85,7 +85,7 @@ _BUILD = textwrap.dedent(f"""
     model.save(sys.argv[1] + "/m.keras")
     np.savez(sys.argv[1] + "/weights.npz", *[v.numpy() for v in model.weights])
     configs = {{l.name: l.kernel_initializer.get_config() for l in model.layers}}
-    fresh = {{name: mik.MultiinitInitializer.from_config(c)((5, 4)).numpy().tolist() for name, c in configs.items()}}
+    fresh = {{name: keras.ops.convert_to_numpy(mik.MultiinitInitializer.from_config(c)((5, 4))).tolist() for name, c in configs.items()}}
     json.dump({{"configs": configs, "fresh": fresh}}, open(sys.argv[1] + "/expected.json", "w"))
 """)
 
@@ -116,7 +116,7 @@ _LOAD = textwrap.dedent(f"""
         # Seeded draws replay across processes ("b" is unseeded; "d"'s name is bound to another
         # function in this process).
         if init.seed is not None and layer.name != "d":
-            values = type(init).from_config(init.get_config())((5, 4)).numpy().tolist()
+            values = keras.ops.convert_to_numpy(type(init).from_config(init.get_config())((5, 4))).tolist()
             assert values == expected["fresh"][layer.name], layer.name
     print("loaded", len(model.weights))
 """)

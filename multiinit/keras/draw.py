@@ -78,7 +78,7 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..reference import call_law
+from ..reference import call_law, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
     Constant,
@@ -160,6 +160,14 @@ def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
     work = "float64" if dtype == "float64" or max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT else "float32"
+    if work == "float64" and not _holds("float64"):
+        # JAX without x64: no float64 to invert in, and float32 would quantize a far tail.
+        # The reference's own sampler on the host (the law is the same), seeded by the call.
+        rng = np.random.default_rng(_host_seed(seed))
+        host = "float16" if dtype == "float16" else "float32"
+        x = (mean + std * truncated_standard_normal(rng, low, high, tuple(shape))).astype(host)
+        y = _from_host(np.clip(x, *_inside(lo, hi, host, open_high=False)), dtype)
+        return _fit(y, lo, hi, dtype, open_high=False) if dtype == "bfloat16" else y
     u = keras.random.uniform(shape, minval=_phi(a), maxval=_phi(b), dtype=work, seed=seed)
     x = _SQRT2 * _ops.erfinv(2.0 * u - 1.0)
     if flip:
@@ -457,14 +465,22 @@ def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
 # --------------------------------------------------------------------------- user laws
 
 
+def _host_seed(seed: Any) -> int:
+    """The NumPy seed of a host draw: an int seed itself; otherwise one drawn with Keras' global
+    generator (or the drop-in's SeedGenerator), so ``keras.utils.set_random_seed`` reproduces it."""
+    if seed is not None and isinstance(seed, (int, np.integer)):
+        return int(seed)
+    return int(_ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)))
+
+
+def _holds(dtype: str) -> bool:
+    """True when the backend makes tensors of ``dtype`` (JAX without x64 makes float64 float32)."""
+    return keras.backend.standardize_dtype(_ops.zeros((1,), dtype=dtype).dtype) == dtype
+
+
 def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
-    if seed is None or not isinstance(seed, (int, np.integer)):
-        # Keras' global generator (or the drop-in's SeedGenerator) picks the NumPy seed, so
-        # set_random_seed reproduces it.
-        drawn = keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)
-        seed = int(_ops.convert_to_numpy(drawn))
     host = dtype if dtype in ("float16", "float32", "float64") else "float32"
-    logical = call_law(spec, np.random.default_rng(int(seed)), view.logical_shape, host, path=path)
+    logical = call_law(spec, np.random.default_rng(_host_seed(seed)), view.logical_shape, host, path=path)
     return _from_host(_host_native(view, logical), dtype)
 
 
