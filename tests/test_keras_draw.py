@@ -147,11 +147,27 @@ def test_axes_that_do_not_fit_the_shape_raise_shape_error() -> None:
     mi.mixture([(0.125, mi.uniform(0, 1)), (0.375, mi.uniform(-3, -2)), (0.5, mi.uniform(7, 8.5))]),
     mi.mixture([(0.1, mi.constant(1.0)), (0.2, mi.constant(2.0)), (0.7, mi.uniform(0.25, 0.5))]),
     mi.mixture([(1.0, mi.uniform(-2, 3))]),
+    mi.mixture([(0.25, mi.uniform(0, 2)), (0.5, mi.constant(5.0)), (0.25, mi.uniform(6, 8))]),  # a hull off 0
 ])
 def test_mixtures_of_uniforms_and_constants_draw_their_law(spec) -> None:
     x = values(mi.compile(spec, "keras", seed=6), (160, 200))
     verdict = stats.check(logical(x), spec, reference_seed=9)
     assert verdict.passed, f"{spec!r}: {verdict}"
+
+
+@pytest.mark.parametrize("spec, plan", [
+    (mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]), "hull"),
+    (mi.mixture([(0.25, mi.uniform(0, 2)), (0.5, mi.constant(5.0)), (0.25, mi.uniform(6, 8))]), "hull"),
+    (mi.mixture([(1.0, mi.uniform(-2, 3))]), "hull"),
+    (mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -4))]), "bits"),  # densities
+    (mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.ones()), (0.25, mi.uniform(-10, -5))]) , "hull"),
+    (mi.mixture([(0.3, mi.uniform(5, 10)), (0.4, mi.zeros()), (0.3, mi.uniform(-10, -5))]), "bits"),  # gap mass
+    (mi.mixture([(0.25, mi.uniform(0, 2)), (0.25, mi.constant(5.0)), (0.25, mi.uniform(4, 6)),
+                 (0.125, mi.constant(-1.0)), (0.125, mi.uniform(7, 8))]), "bits"),  # 26 bits needed
+])
+def test_which_mixtures_are_one_uniform_over_their_hull(spec, plan) -> None:
+    # One density and constants of exactly the gaps' mass (any value) make the hull plan.
+    assert ("hull" if keras_draw._bits_plan(spec)[0] == "hull" else "bits") == plan
 
 
 def test_a_uniform_component_keeps_the_backends_float32_resolution() -> None:
@@ -249,3 +265,13 @@ def test_a_far_tail_without_float64_is_drawn_on_the_host_unquantized(dtype, monk
         assert stats.check(x, spec, reference_seed=4).passed
         again = mi.compile(spec, "keras", seed=5)
         assert np.array_equal(values(again, (200, 200)), x)
+
+
+def test_the_top_word_of_a_hull_off_zero_stays_below_its_high(monkeypatch) -> None:
+    # U(0, 2) + 1/2 at 5 + U(6, 8): the hull [0, 8) in steps of 2**-22, finer than float32's
+    # 2**-21 below 8, so the top word rounds to 8 itself; the plan clamps the hull's top.
+    spec = mi.mixture([(0.25, mi.uniform(0, 2)), (0.5, mi.constant(5.0)), (0.25, mi.uniform(6, 8))])
+    monkeypatch.setattr(keras.random, "randint",
+                        lambda shape, minval, maxval, dtype="int32", seed=None: keras.ops.full(shape, maxval - 1, dtype))
+    x = values(mi.compile(spec, "keras", seed=0), (3, 3))
+    assert (x < 8).all() and (x >= 7.999).all(), x.max()
