@@ -18,7 +18,8 @@ Layout and fans
 
 Seeds
     Keras' own int-seeded (and unseeded) initializers are stateless: one instance shared by two
-    layers gives both the same weights. A multiinit initializer instead advances on every call:
+    layers gives both the same weights (the drop-ins of ``initializers.py`` keep that rule, as
+    Keras documents it). A compiled multiinit initializer instead advances on every call:
 
     * ``seed=<int>``: call k of the instance draws with the stateless Keras seed
       ``derive_seed(seed, k)``. A new instance with the same seed (or ``from_config``, or a

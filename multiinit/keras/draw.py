@@ -1,4 +1,5 @@
-"""Spec -> values, with ``keras.ops`` and ``keras.random`` only (so any Keras 3 backend runs it).
+"""Spec -> values, with ``keras.ops`` and ``keras.random`` (so any Keras 3 backend runs it),
+and NumPy on the host where it is faster (on TensorFlow the host arrays cross without a copy).
 
 ``_draw(spec, view, fans, dtype, seed, path=None)`` gives a tensor in the native layout of
 ``view``; ``seed`` is a stateless Keras seed (an int), a ``keras.random.SeedGenerator`` (the
@@ -24,7 +25,8 @@ Truncated normals
     Narrower bounds invert the normal CDF on U(Phi(low), Phi(high)), in float32 when both
     bounds are within 3 std (float32 resolves CDF values there far below any statistical
     test), in float64 otherwise (in float32 a far tail would be quantized), then clip to the
-    bounds. Bounds both beyond 40 std (torch's ``trunc_normal_(std=0.02)`` defaults: +-100 std)
+    bounds; where the backend has no float64 (JAX without x64) such bounds are drawn by the
+    reference's own sampler on the host, seeded by the call. Bounds both beyond 40 std (torch's ``trunc_normal_(std=0.02)`` defaults: +-100 std)
     hold more than any float normal sampler can reach (a float64 Box-Muller or ziggurat stops
     near 38.6 std), so the law is the normal's: one normal draw, no clip. Comparisons use the
     bounds rounded inward to the working dtype, so no value is outside them; a half-precision
@@ -39,8 +41,8 @@ Mixtures of uniforms and constants (the seed chapter's law)
     uniform's width * 2**-23, the backends' own float32 resolution: for the chapter 5 * 2**-23,
     as ``keras.random.uniform(5, 10)`` draws), with integer comparisons picking the gaps: a
     draw, two float passes and a where, fewer passes than the chapter's own ``MyInit``.
-    Otherwise one draw of 30 random bits per element (``keras.random.randint(0, 2**30)``): the low 23
-    bits are the uniform value, ``u = m * 2**-23`` built exactly as the backends build a
+    Otherwise one draw of 30 random bits per element (``keras.random.randint(0, 2**30)``):
+    the low 23 bits are the uniform value, ``u = m * 2**-23`` built exactly as the backends build a
     float32 uniform (bits of a float in [1, 2), minus 1), so every uniform component keeps the
     backend's own float32 resolution, ``low + (high - low) * u``; the component is picked by
     comparing the whole word with thresholds that are multiples of 2**23, so the choice uses
@@ -54,9 +56,11 @@ Mixtures of uniforms and constants (the seed chapter's law)
     uniform picks per element among full draws of the components.
 
 Other laws
-    Built-in specs draw natively with ``keras.random`` (no host round trip); elementwise laws
-    draw directly in the native shape; orthogonal, eye, dirac and sparse are drawn on the
-    logical view and rearranged with ``keras.ops``. Random specs need a floating dtype
+    Built-in specs draw natively with ``keras.random``; elementwise laws draw directly in the
+    native shape; orthogonal, eye and dirac are drawn on the logical view and rearranged with
+    ``keras.ops``. Sparse draws its normals straight in the native layout (a logical column of
+    a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
+    iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``). Random specs need a floating dtype
     (float16, bfloat16, float32, float64); constant, eye and dirac also fill integer
     variables. Half-precision draws are made in float32 and cast.
 
