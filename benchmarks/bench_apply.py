@@ -24,9 +24,22 @@ torch (the issue's models: ``nn.Sequential`` of 4 and 18 ``Linear(4096, 4096)``,
   most 0.7x default + re-init, peak RSS above the baseline at most 1.15x the parameters);
 * ``meta + mi.apply portable``: the same in portable mode (the same memory goal).
 
-``--small`` runs 2 x ``Linear(1024, 1024)`` once, to check the script works.
-Another framework's part goes in its own ``<framework>_cases``/``<framework>_report``
-functions, called from ``main``.
+Keras (in a Keras env, on the backend ``KERAS_BACKEND`` names: ``keras.Sequential`` of 4
+``Dense(4096)`` on 4096 features, 67M parameters, float32; not the 302M model: Keras'
+construction alone, which draws every kernel with glorot_uniform, dominates there and holds the
+whole model twice on JAX while it builds):
+
+* ``native loop``: ``variable.assign(initializer(shape))`` per variable with Keras' own
+  ``RandomNormal(stddev=0.02)`` and ``Zeros`` on a built model;
+* ``mi.apply seed`` / ``mi.apply portable``: as for torch, on the same model;
+* ``default + re-init``: Keras' construction (its own initializers), then the native loop;
+* ``deferred + mi.apply``: built inside ``keras.StatelessScope(initialize_variables=False)``
+  (no value drawn), then ``mi.apply(..., seed=0)``: each variable allocated once, with its
+  values; ``deferred + mi.apply portable`` the same in portable mode.
+
+``--small`` runs 2 x ``Linear(1024, 1024)`` (2 x ``Dense(1024)``) once, to check the script
+works. Each framework's part is its ``<framework>_case``/``<framework>_report`` functions,
+called from ``main`` for every framework installed in the env.
 """
 
 from __future__ import annotations
@@ -158,6 +171,108 @@ def torch_report(args: argparse.Namespace) -> None:
               "default + re-init (goal <= 0.7)")
 
 
+# --------------------------------------------------------------------------- keras
+
+KERAS_CASES = (
+    "native loop",
+    "mi.apply seed",
+    "mi.apply portable",
+    "default + re-init",
+    "deferred + mi.apply",
+    "deferred + mi.apply portable",
+)
+
+
+def keras_case(name: str, layers: int, size: int, rounds: int) -> dict:
+    """Run one Keras case in this process; returns seconds, peak RSS above the baseline, and
+    the parameters' bytes."""
+    import keras
+
+    import multiinit as mi
+
+    rules = {"kernel": mi.normal(std=0.02), "bias": mi.zeros()}
+    normal = keras.initializers.RandomNormal(stddev=0.02)
+    zeros = keras.initializers.Zeros()
+
+    def build() -> keras.Model:
+        return keras.Sequential([keras.Input((size,)), *(keras.layers.Dense(size) for _ in range(layers))])
+
+    def deferred() -> keras.Model:
+        with keras.StatelessScope(initialize_variables=False):
+            return build()
+
+    def loop(net: keras.Model) -> None:
+        for variable in net.trainable_variables:
+            init = normal if variable.name == "kernel" else zeros
+            variable.assign(init(variable.shape, variable.dtype))
+
+    def block(net: keras.Model) -> None:
+        for variable in net.trainable_variables:  # asynchronous backends (JAX) finish here
+            keras.ops.convert_to_numpy(variable.value[:1])
+
+    # Imports and first calls before the baseline, on a tiny model (peak RSS only grows). JAX
+    # compiles per shape: the first of the rounds pays it, and the fastest round is reported.
+    warm = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8)])
+    mi.apply(warm, rules, seed=0)
+    loop(warm)
+    del warm
+    baseline = peak_rss()
+    param_bytes = layers * (size * size + size) * 4
+    times = []
+    if name in ("native loop", "mi.apply seed", "mi.apply portable"):
+        net = build()
+        step = {
+            "native loop": lambda: loop(net),
+            "mi.apply seed": lambda: mi.apply(net, rules, seed=0),
+            "mi.apply portable": lambda: mi.apply(net, rules, seed=0, portable=True),
+        }[name]
+        step()
+        block(net)
+        for _ in range(rounds):
+            start = time.perf_counter()
+            step()
+            block(net)
+            times.append(time.perf_counter() - start)
+    else:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            if name == "default + re-init":
+                net = build()
+                loop(net)
+            elif name == "deferred + mi.apply":
+                net = mi.apply(deferred(), rules, seed=0)
+            else:
+                net = mi.apply(deferred(), rules, seed=0, portable=True)
+            block(net)
+            times.append(time.perf_counter() - start)
+            del net
+    return {"seconds": min(times), "rss_above": peak_rss() - baseline, "param_bytes": param_bytes,
+            "backend": keras.backend.backend()}
+
+
+def keras_report(args: argparse.Namespace) -> None:
+    """Every Keras case, each in a fresh process, as ratios against native."""
+    layers, size = (2, 1024) if args.small else (4, 4096)
+    rounds = 1 if args.small else args.rounds
+    results = {name: _subprocess("keras", name, layers, size, rounds) for name in KERAS_CASES}
+    params = results["native loop"]["param_bytes"]
+    print(f"\nkeras ({results['native loop']['backend']}): {layers} x Dense({size}) on {size} features, "
+          f"{params / 4 / 1e6:.0f}M parameters ({params / 2**20:.0f} MiB), fastest of {rounds} round(s)")
+    header = f"{'case':<30} {'seconds':>8} {'vs':>20} {'ratio':>6} {'RSS above baseline / params':>28}"
+    print(header)
+    print("-" * len(header))
+    against = {
+        "native loop": "native loop", "mi.apply seed": "native loop", "mi.apply portable": "native loop",
+        "default + re-init": "default + re-init", "deferred + mi.apply": "default + re-init",
+        "deferred + mi.apply portable": "default + re-init",
+    }
+    for name in KERAS_CASES:
+        r = results[name]
+        base = results[against[name]]["seconds"]
+        print(f"{name:<30} {r['seconds']:>8.3f} {against[name]:>20} {r['seconds'] / base:>6.2f} "
+              f"{r['rss_above'] / params:>28.2f}")
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -182,11 +297,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.case:
         framework, name = args.case.split(":", 1)
-        runner = {"torch": torch_case}[framework]
+        runner = {"torch": torch_case, "keras": keras_case}[framework]
         print(json.dumps(runner(name, args.layers, args.size, args.rounds)))
         return
+    import importlib.util
+
     print(f"{os.cpu_count()} CPU(s); MULTIINIT_THREADS={os.environ.get('MULTIINIT_THREADS', 'unset')}")
-    torch_report(args)
+    reports = {"torch": torch_report, "keras": keras_report}
+    for framework, run in reports.items():
+        if importlib.util.find_spec(framework) is not None:
+            run(args)
 
 
 if __name__ == "__main__":

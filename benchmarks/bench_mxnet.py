@@ -41,11 +41,11 @@ import warnings
 warnings.simplefilter("ignore")  # mxnet 1.9 on Python 3.11 warns about distutils on import
 
 import mxnet as mx  # noqa: E402
-from common import CHAPTER_LAW  # noqa: E402
-from common import SPECS as COMMON_SPECS  # noqa: E402
 
 import multiinit as mi  # noqa: E402
 from multiinit import mxnet as mim  # noqa: E402
+
+from common import CHAPTER_LAW, SPECS as COMMON_SPECS  # noqa: E402
 
 
 class D2lMyInit(mx.init.Initializer):
@@ -111,7 +111,10 @@ def timed(inits: list, shape: tuple[int, ...], repeats: int) -> list[float]:
 def specs_table(size: int, repeats: int) -> None:
     """Print the table: adapter, seeded adapter and native times, and adapter/native."""
     mx.random.seed(0)
-    print(f"mxnet {mx.__version__}, float32 {size}x{size}, fastest of {repeats} interleaved rounds after a warm-up\n")
+    print(
+        f"mxnet {mx.__version__}, float32 {size}x{size}, "
+        f"fastest of {repeats} interleaved rounds after a warm-up\n"
+    )
     header = f"{'spec':<50} {'adapter ms':>10} {'seeded ms':>9} {'native ms':>9} {'ratio':>6}  native call"
     print(header)
     print("-" * len(header))
@@ -126,8 +129,11 @@ def specs_table(size: int, repeats: int) -> None:
         native, ratio = "", ""
         if native_init is not None:
             native, ratio = f"{times[2] * 1e3:9.1f}", f"{times[0] / times[2]:6.2f}"
-        print(f"{str(spec)[:50]:<50} {times[0] * 1e3:10.1f} {times[1] * 1e3:9.1f} {native:>9} {ratio:>6}  {code}",
-              flush=True)
+        print(
+            f"{str(spec)[:50]:<50} {times[0] * 1e3:10.1f} {times[1] * 1e3:9.1f} "
+            f"{native:>9} {ratio:>6}  {code}",
+            flush=True,
+        )
 
 
 # --------------------------------------------------------------------------- model level
@@ -171,27 +177,38 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak}))
 def apply_table(size: int, layers: int, repeats: int) -> None:
     """Print model-level times and peak RSS, each case in fresh processes (fastest of ``repeats``)."""
     params = layers * (size * size + size)
-    print(f"\nmi.apply on {layers} x Dense({size}, in_units={size}): {params / 1e6:.0f}M parameters, "
-          f"{params * 4 / 2**20:.0f} MB of float32; fastest of {repeats} fresh processes\n")
+    print(
+        f"\nmi.apply on {layers} x Dense({size}, in_units={size}): {params / 1e6:.0f}M parameters, "
+        f"{params * 4 / 2**20:.0f} MB of float32; fastest of {repeats} fresh processes\n"
+    )
     header = f"{'case':<44} {'seconds':>8} {'ratio':>6} {'peak RSS MB':>12}"
     print(header)
     print("-" * len(header))
     results = {}
-    cases = [("native", "native re-init (collect_params.initialize)", None),
-             ("apply", "mi.apply(seed=0)", "native"),
-             ("portable", "mi.apply(seed=0, portable=True)", "native"),
-             ("deferred native", "deferred: initialize(Normal) + forward", None),
-             ("deferred apply", "deferred: initialize + mi.apply + forward", "deferred native")]
+    cases = [
+        ("native", "native re-init (collect_params.initialize)", None),
+        ("apply", "mi.apply(seed=0)", "native"),
+        ("portable", "mi.apply(seed=0, portable=True)", "native"),
+        ("deferred native", "deferred: initialize(Normal) + forward", None),
+        ("deferred apply", "deferred: initialize + mi.apply + forward", "deferred native"),
+    ]
     for case, label, against in cases:
         runs = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", _CASE, case, str(layers), str(size)],
-                                 check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-c", _CASE, case, str(layers), str(size)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         best = min(runs, key=lambda r: r["seconds"])
         results[case] = best
         ratio = f"{best['seconds'] / results[against]['seconds']:6.2f}" if against else ""
-        print(f"{label:<44} {best['seconds']:8.2f} {ratio:>6} {max(r['peak_mb'] for r in runs):12.0f}", flush=True)
+        print(
+            f"{label:<44} {best['seconds']:8.2f} {ratio:>6} {max(r['peak_mb'] for r in runs):12.0f}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--apply", action="store_true", help="also time mi.apply on a stack of Dense layers")
-    parser.add_argument("--layers", type=int, default=4, help="Dense layers for --apply (18 is about 300M parameters)")
+    parser.add_argument(
+        "--layers", type=int, default=4, help="Dense layers for --apply (18 is about 300M parameters)"
+    )
     args = parser.parse_args(argv)
     specs_table(args.size, args.repeats)
     if args.apply:

@@ -24,16 +24,14 @@ import numpy as np
 import torch
 
 import multiinit as mi
-from common import CHAPTER_LAW as _CHAPTER_LAW
-from common import SPECS, d2l_my_init
+
+from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, d2l_my_init
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:
     """The chapter's own torch code, verbatim but for the module test."""
     torch.nn.init.uniform_(w, -10, 10)
     w.data *= w.data.abs() >= 5
-
-
 
 
 def native_for(spec: mi.Spec, shape: tuple[int, ...]):
@@ -76,11 +74,18 @@ def truncated_against_normal(size: int, repeats: int) -> None:
     print("\ntruncated normals against normal_(w, 0, sigma) on the same tensor")
     w = torch.empty(size, size)
     fans = mi.compute_fans((size, size))
-    for spec in (mi.he_normal(), mi.glorot_normal(), mi.lecun_normal(), mi.truncated_normal(std=0.02),
-                 mi.variance_scaling(0.5, "fan_avg", "truncated_normal")):
+    for spec in (
+        mi.he_normal(),
+        mi.glorot_normal(),
+        mi.lecun_normal(),
+        mi.truncated_normal(std=0.02),
+        mi.variance_scaling(0.5, "fan_avg", "truncated_normal"),
+    ):
         scaled = spec.as_variance_scaling()
         sigma = scaled.law(*fans)[1] if scaled is not None else spec.std
-        a, b = timed_pair(mi.compile(spec, "torch"), lambda t, s=sigma: torch.nn.init.normal_(t, 0.0, s), w, repeats)
+        a, b = timed_pair(
+            mi.compile(spec, "torch"), lambda t, s=sigma: torch.nn.init.normal_(t, 0.0, s), w, repeats
+        )
         print(f"  {spec!r:<60.60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
 
@@ -103,8 +108,11 @@ def noise_floor(size: int, repeats: int) -> None:
     above may land with no overhead at all."""
     print("\nnoise floor: each native call timed against itself, as the rows above are")
     w = torch.empty(size, size)
-    for label, native in (("zeros_(w)", torch.nn.init.zeros_), ("uniform_(w)", torch.nn.init.uniform_),
-                          ("normal_(w)", torch.nn.init.normal_)):
+    for label, native in (
+        ("zeros_(w)", torch.nn.init.zeros_),
+        ("uniform_(w)", torch.nn.init.uniform_),
+        ("normal_(w)", torch.nn.init.normal_),
+    ):
         a, b = timed_pair(native, native, w, repeats)
         print(f"  {label:<14} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
@@ -126,8 +134,10 @@ def per_call_overhead(calls: int = 20000) -> None:
                     fill(w)
                 runs.append((time.perf_counter() - start) / calls)
             results.append(min(runs))
-        print(f"  {spec!r:<40} adapter {results[0] * 1e6:6.1f} us, native {results[1] * 1e6:6.1f} us, "
-              f"difference {(results[0] - results[1]) * 1e6:+6.1f} us")
+        print(
+            f"  {spec!r:<40} adapter {results[0] * 1e6:6.1f} us, native {results[1] * 1e6:6.1f} us, "
+            f"difference {(results[0] - results[1]) * 1e6:+6.1f} us"
+        )
 
 
 def main() -> None:
@@ -138,8 +148,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); {args.size}x{args.size} float32, "
-          f"fastest of {args.repeats} interleaved rounds after a warm-up\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s); {args.size}x{args.size} float32, "
+        f"fastest of {args.repeats} interleaved rounds after a warm-up\n"
+    )
     header = f"{'spec':<62} {'native':<52} {'adapter ms':>10} {'native ms':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))

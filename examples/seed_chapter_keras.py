@@ -71,7 +71,7 @@ for spec in (MY_INIT, MY_INIT_LAW):
 print("== 5. Setting parameters directly")
 before = hidden.kernel.numpy()
 hidden.kernel.assign(hidden.kernel + 1)
-hidden.kernel.assign(keras.ops.slice_update(hidden.kernel, (0, 0), keras.ops.full((1, 1), 42.0)))
+hidden.kernel.assign(keras.ops.slice_update(hidden.kernel.value, (0, 0), keras.ops.full((1, 1), 42.0)))
 print(hidden.kernel.numpy()[:, 0])
 after = hidden.kernel.numpy()
 assert after[0, 0] == 42 and np.array_equal(after.ravel()[1:], (before + 1).ravel()[1:])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import layers, presets
 from .errors import (
     BackendUnavailable,
     LawError,
@@ -24,8 +25,6 @@ from .errors import (
     SpecTypeError,
     UnknownBackend,
 )
-from . import presets
-from . import layers
 from .explain import Explanation, Plan, PlanRow, explain, plan_params
 from .fans import Layout, LogicalView, calculate_gain, compute_fans, fans_from_axes
 from .layers import (
@@ -36,8 +35,7 @@ from .layers import (
     registered_layers,
     unregister_layer,
 )
-from .registry import BACKENDS, compile, detect
-from .registry import install_registration_hook as _install_registration_hook
+from .registry import BACKENDS, compile, detect, install_registration_hook as _install_registration_hook
 from .rules import select
 from .spec import (
     CONSTRUCTORS,
@@ -111,12 +109,37 @@ __all__ = [
     "registered_layers",
     "select",
     "unregister_layer",
-    *CONSTRUCTORS,
+    # The spec constructors (CONSTRUCTORS), written out so that type checkers and editors see
+    # what `import multiinit` exports (tests/test_spec.py checks the two lists agree).
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "truncated_normal",
+    "trunc_normal",
+    "variance_scaling",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "eye",
+    "dirac",
+    "sparse",
+    "mixture",
+    "custom",
+    "with_axes",
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
-          device: Any = None) -> Any:
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector

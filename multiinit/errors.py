@@ -71,7 +71,9 @@ class BackendUnavailable(MultiinitError, ImportError):
     """The framework behind a backend is not installed; the message holds the pip command."""
 
     @classmethod
-    def missing(cls, backend: str, framework: str, extra: str, cause: BaseException | None = None):
+    def missing(
+        cls, backend: str, framework: str, extra: str, cause: BaseException | None = None
+    ) -> BackendUnavailable:
         """Build the error for ``backend`` whose ``framework`` failed to import.
 
         >>> str(BackendUnavailable.missing("torch", "PyTorch", "torch")).splitlines()[0]
@@ -119,7 +121,7 @@ def shown(value: Any) -> str:
     "'abc'"
     >>> shown("z" * 10**6)
     "'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz...zzzzzzzzzzzzzzzzzzz' (a string of 1000000 characters)"
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     if isinstance(value, (str, bytes)) and len(value) > SHOWN_HEAD + SHOWN_TAIL + 20:
         head = repr(value[:SHOWN_HEAD])[:SHOWN_HEAD]
         tail = repr(value[-SHOWN_TAIL:])[-SHOWN_TAIL:]
@@ -128,7 +130,7 @@ def shown(value: Any) -> str:
         return f"{head}...{tail} (a {kind} of {len(value)} {unit})"
     try:
         text = _REPR.repr(value)
-    except Exception:  # an int beyond Python's printing limit, a repr that raises, ...
+    except Exception:  # noqa: BLE001 - an int beyond Python's printing limit, a repr that raises, ...
         if isinstance(value, int):
             return f"<an int of about {int(value.bit_length() * 0.30103) + 1} digits>"
         return f"<a {type(value).__name__} object>"

@@ -22,13 +22,14 @@ printed to 6 significant digits. Nothing here imports a framework.
 
 ``plan_params`` (and ``multiinit.plan`` on a model) shows, for every parameter of a model,
 the rule that selects it, its layer's kind, its logical shape and the fans its law uses.
-"""
+"""  # noqa: E501 - doctest output lines, as printed
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, cast
 
 from .errors import ShapeError
 from .fans import Layout, LogicalView, as_layout, as_shape, compute_fans
@@ -59,6 +60,9 @@ from .spec import (
     XavierNormal,
     XavierUniform,
 )
+
+if TYPE_CHECKING:  # for the annotation only: plan_params imports rules when it is called
+    from .rules import Param
 
 __all__ = ["Explanation", "explain", "FRAMEWORKS", "Plan", "PlanRow", "plan_params"]
 
@@ -113,8 +117,13 @@ class Explanation:
 
 def _truncated_std(low: float, high: float) -> float:
     """Std of N(0, 1) restricted to [low, high]."""
-    phi = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
-    cdf = lambda t: 0.5 * math.erfc(-t / math.sqrt(2))  # noqa: E731
+
+    def phi(t: float) -> float:
+        return math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+
+    def cdf(t: float) -> float:
+        return 0.5 * math.erfc(-t / math.sqrt(2))
+
     mass = cdf(high) - cdf(low)
     if not mass > 0:
         # Both bounds so far out in one tail that the mass underflows: integrate the density
@@ -138,6 +147,11 @@ def _truncated_std(low: float, high: float) -> float:
     return math.sqrt(max(1 + second - first * first, 0.0))
 
 
+def _law_of(vs: VarianceScaling, fans: tuple[int, int] | None) -> tuple[str, float]:
+    # A fan-based spec has fans here: check_shape refused it for a shape without them.
+    return vs.law(*cast("tuple[int, int]", fans))
+
+
 def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None) -> str:
     if isinstance(spec, Constant):
         return f"every element {_n(spec.value)}"
@@ -151,29 +165,37 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
         return f"N({_n(spec.mean)}, {_n(spec.std)}^2) cut to [{_n(lo)}, {_n(hi)}] (std {_n(std)})"
     vs = spec.as_variance_scaling()
     if vs is not None:
-        distribution, number = vs.law(*fans)
+        distribution, number = _law_of(vs, fans)
         if distribution == "uniform":
             text = f"U(-{_n(number)}, {_n(number)})"
         elif distribution == "untruncated_normal":
             text = f"N(0, {_n(number)}^2), untruncated"
         else:
-            text = (f"N(0, {_n(number)}^2) cut to +-{_n(2 * number)} (2 sigma), "
-                    f"std {_n(number * TRUNCATED_STD_2)}")
+            text = (
+                f"N(0, {_n(number)}^2) cut to +-{_n(2 * number)} (2 sigma), "
+                f"std {_n(number * TRUNCATED_STD_2)}"
+            )
         return text if vs is spec else f"{text}; as {vs!r}"
     if isinstance(spec, Orthogonal):
         rows = logical[0]
         cols = math.prod(logical) // rows if rows else 0
-        return (f"orthogonal: flattened to ({rows}, {cols}), W W^T = {_n(spec.gain)}^2 I on the shorter side, "
-                f"entries of std {_n(spec.gain / math.sqrt(max(rows, cols, 1)))}")
+        return (
+            f"orthogonal: flattened to ({rows}, {cols}), W W^T = {_n(spec.gain)}^2 I on the shorter side, "
+            f"entries of std {_n(spec.gain / math.sqrt(max(rows, cols, 1)))}"
+        )
     if isinstance(spec, Eye):
         return "the identity: ones on the diagonal of (out, in)"
     if isinstance(spec, Dirac):
         centre = tuple(k // 2 for k in logical[2:])
-        return f"dirac: 1 at [g*out/groups + d, d, *{centre}] for d < min(out/groups, in), groups={spec.groups}"
+        return (
+            f"dirac: 1 at [g*out/groups + d, d, *{centre}] for d < min(out/groups, in), groups={spec.groups}"
+        )
     if isinstance(spec, Sparse):
         rows = logical[0]
-        return (f"N(0, {_n(spec.std)}^2) with ceil({_n(spec.sparsity)}*{rows}) = "
-                f"{math.ceil(spec.sparsity * rows)} zeros in each column")
+        return (
+            f"N(0, {_n(spec.std)}^2) with ceil({_n(spec.sparsity)}*{rows}) = "
+            f"{math.ceil(spec.sparsity * rows)} zeros in each column"
+        )
     if isinstance(spec, Mixture):
         return " + ".join(f"{_n(w)} x [{_law_text(s, logical, fans)}]" for w, s in spec.components)
     if isinstance(spec, Custom):
@@ -181,17 +203,27 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
     return repr(spec)
 
 
-_KERAS_NAMES = {GlorotUniform: "GlorotUniform", GlorotNormal: "GlorotNormal", HeUniform: "HeUniform",
-                HeNormal: "HeNormal", LecunUniform: "LecunUniform", LecunNormal: "LecunNormal"}
+_KERAS_NAMES: dict[type[Spec], str] = {
+    GlorotUniform: "GlorotUniform",
+    GlorotNormal: "GlorotNormal",
+    HeUniform: "HeUniform",
+    HeNormal: "HeNormal",
+    LecunUniform: "LecunUniform",
+    LecunNormal: "LecunNormal",
+}
 _JAX_NAMES = {cls: cls.kind for cls in _KERAS_NAMES}
-_JAX_DISTRIBUTION = {"uniform": "uniform", "untruncated_normal": "normal", "truncated_normal": "truncated_normal"}
+_JAX_DISTRIBUTION = {
+    "uniform": "uniform",
+    "untruncated_normal": "normal",
+    "truncated_normal": "truncated_normal",
+}
 _MX_FACTOR = {"fan_in": "in", "fan_out": "out", "fan_avg": "avg"}
 
 
-def _fixed(framework: str, vs: VarianceScaling, fans) -> tuple[str | None, str]:
+def _fixed(framework: str, vs: VarianceScaling, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     """The native call with this shape's numbers written out (the framework cannot compute
     these fans itself: JAX's fan_geo_avg, or fans from stated axes)."""
-    distribution, number = vs.law(*fans)
+    distribution, number = _law_of(vs, fans)
     n, lo, hi = _n(number), _n(-number), _n(2 * number)
     if framework == "torch":
         f = "torch.nn.init."
@@ -222,7 +254,7 @@ def _fixed(framework: str, vs: VarianceScaling, fans) -> tuple[str | None, str]:
     return None, "MXNet 1.9 has no truncated normal, so no truncated variance scaling"
 
 
-def _torch(spec: Spec, fans) -> tuple[str | None, str]:
+def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     f = "torch.nn.init."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -246,7 +278,7 @@ def _torch(spec: Spec, fans) -> tuple[str | None, str]:
     if vs is not None and vs.mode == "fan_geo_avg":
         return _fixed("torch", vs, fans)
     if vs is not None:
-        distribution, number = vs.law(*fans)
+        distribution, number = _law_of(vs, fans)
         if distribution == "truncated_normal":
             # torch cuts at absolute values: the bounds must be computed for this shape.
             return f"{f}trunc_normal_(w, std={_n(number)}, a={_n(-2 * number)}, b={_n(2 * number)})", ""
@@ -270,7 +302,7 @@ def _torch(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "torch has no mixture or custom-law initializer"
 
 
-def _keras(spec: Spec, fans) -> tuple[str | None, str]:
+def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     k = "keras.initializers."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -290,7 +322,10 @@ def _keras(spec: Spec, fans) -> tuple[str | None, str]:
     if vs is not None and vs.mode == "fan_geo_avg":
         return _fixed("keras", vs, fans)  # Keras' VarianceScaling has no fan_geo_avg
     if vs is not None:
-        return f'{k}VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", distribution="{vs.distribution}")', ""
+        return (
+            f'{k}VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", distribution="{vs.distribution}")',
+            "",
+        )
     if isinstance(spec, Orthogonal):
         return f"{k}Orthogonal(gain={_n(spec.gain)})", ""
     if isinstance(spec, Eye):
@@ -302,7 +337,7 @@ def _keras(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "Keras has no mixture or custom-law initializer built in"
 
 
-def _flax(spec: Spec, fans) -> tuple[str | None, str]:
+def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     j = "jax.nn.initializers."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -318,7 +353,10 @@ def _flax(spec: Spec, fans) -> tuple[str | None, str]:
         return None, "jax's normal(stddev) has mean 0"
     if isinstance(spec, TruncatedNormal):
         if spec.mean == 0:
-            return f"{j}truncated_normal(stddev={_n(spec.std)}, lower={_n(spec.low)}, upper={_n(spec.high)})", ""
+            return (
+                f"{j}truncated_normal(stddev={_n(spec.std)}, lower={_n(spec.low)}, upper={_n(spec.high)})",
+                "",
+            )
         return None, "jax's truncated_normal has mean 0"
     if type(spec) in _JAX_NAMES:
         return f"{j}{_JAX_NAMES[type(spec)]}()", ""
@@ -336,7 +374,7 @@ def _flax(spec: Spec, fans) -> tuple[str | None, str]:
     return None, "jax has no mixture or custom-law initializer built in"
 
 
-def _mxnet(spec: Spec, fans) -> tuple[str | None, str]:
+def _mxnet(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     m = "mx.init."
     if isinstance(spec, Constant):
         if spec.value == 0:
@@ -381,8 +419,13 @@ def _group(value: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
     return tuple(a % ndim for a in ((value,) if isinstance(value, int) else value))
 
 
-def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...], shape: tuple[int, ...],
-                 fans) -> tuple[str | None, str]:
+def _axes_native(
+    framework: str,
+    inner: Spec,
+    axes: tuple[tuple[int, ...], ...],
+    shape: tuple[int, ...],
+    fans: tuple[int, int] | None,
+) -> tuple[str | None, str]:
     """The backend's own native form for a weight of stored ``shape`` whose fans come from
     stated axes (in, out, batch), not from the framework's plain reading of the shape."""
     vs = inner.as_variance_scaling()
@@ -391,25 +434,34 @@ def _axes_native(framework: str, inner: Spec, axes: tuple[tuple[int, ...], ...],
     ins, outs, batch = axes
     if framework == "flax":
         # JAX takes in/out/batch axes with the same meaning.
-        shown = lambda a: repr(a[0]) if len(a) == 1 else repr(a)  # noqa: E731
-        text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (f", batch_axis={shown(batch)}" if batch else "")
+        def shown(a: tuple[int, ...]) -> str:
+            return repr(a[0]) if len(a) == 1 else repr(a)
+
+        text = f"in_axis={shown(ins)}, out_axis={shown(outs)}" + (
+            f", batch_axis={shown(batch)}" if batch else ""
+        )
         if type(inner) in _JAX_NAMES:
             return f"jax.nn.initializers.{_JAX_NAMES[type(inner)]}({text})", ""
-        return (f'jax.nn.initializers.variance_scaling({_n(vs.scale)}, "{vs.mode}", '
-                f'"{_JAX_DISTRIBUTION[vs.distribution]}", {text})'), ""
+        return (
+            f'jax.nn.initializers.variance_scaling({_n(vs.scale)}, "{vs.mode}", '
+            f'"{_JAX_DISTRIBUTION[vs.distribution]}", {text})'
+        ), ""
     if framework == "keras" and vs.mode != "fan_geo_avg" and len(ins) + len(outs) + len(batch) == len(shape):
         # Keras' input_axes/output_axes ignore every other axis: JAX's meaning when the rest
         # are all batch axes (no receptive field).
         text = f"input_axes={list(ins)}, output_axes={list(outs)}"
         if type(inner) in _KERAS_NAMES:
             return f"keras.initializers.{_KERAS_NAMES[type(inner)]}({text})", ""
-        return (f'keras.initializers.VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", '
-                f'distribution="{vs.distribution}", {text})'), ""
+        return (
+            f'keras.initializers.VarianceScaling(scale={_n(vs.scale)}, mode="{vs.mode}", '
+            f'distribution="{vs.distribution}", {text})'
+        ), ""
     return _fixed(framework, vs, fans)
 
 
-def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
-            layout: str | Layout | None = None) -> Explanation:
+def explain(
+    spec: Spec, shape: Sequence[int], backend: str = "torch", *, layout: str | Layout | None = None
+) -> Explanation:
     """What ``spec`` means for a weight of ``shape`` in ``backend``'s own layout.
 
     Gives the logical shape, the fans used, the law with its numbers, and the equivalent
@@ -444,7 +496,7 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
         ndim = len(dims)
         stated = (_group(spec.in_axis, ndim), _group(spec.out_axis, ndim), _group(spec.batch_axis, ndim))
         roles = ["spatial"] * ndim
-        for role, group in zip(("in", "out", "batch"), stated):
+        for role, group in zip(("in", "out", "batch"), stated, strict=True):
             for axis in group:
                 roles[axis] = role
         try:
@@ -453,17 +505,24 @@ def explain(spec: Spec, shape: Sequence[int], backend: str = "torch", *,
             view = plain
     else:
         view = plain if layout is None else LogicalView.of(dims, layout)
-        own = view.logical_shape[view.batch:]
+        own = view.logical_shape[view.batch :]
         fans = compute_fans(own) if len(own) >= 2 else None
         if view != plain and layout is not None:
             by_role = as_layout(layout).axes(dims)
             stated = (by_role["in"], by_role["out"], by_role["batch"])
     logical = view.logical_shape
     check_shape(spec, logical, fans if (view.batch or isinstance(spec, WithAxes)) else None)
-    explanation = Explanation(spec, name, tuple(dims), logical, fans, _law_text(inner, logical, fans),
-                              layout=None if layout is None else as_layout(layout).text,
-                              batch=view.batch,
-                              axes=_axes_text(spec) if isinstance(spec, WithAxes) else None)
+    explanation = Explanation(
+        spec,
+        name,
+        tuple(dims),
+        logical,
+        fans,
+        _law_text(inner, logical, fans),
+        layout=None if layout is None else as_layout(layout).text,
+        batch=view.batch,
+        axes=_axes_text(spec) if isinstance(spec, WithAxes) else None,
+    )
     for framework in FRAMEWORKS:
         vs = inner.as_variance_scaling()
         if stated is not None and framework == name:
@@ -514,15 +573,24 @@ class PlanRow:
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the spec as its text, which ``multiinit.parse`` reads back)."""
         return {
-            "path": self.path, "role": self.role, "layer": self.layer, "kind": self.kind,
-            "known": self.known, "shape": list(self.shape), "logical_shape": list(self.logical_shape),
-            "batch": self.batch, "fans": None if self.fans is None else list(self.fans),
-            "rule": self.rule, "spec": None if self.spec is None else repr(self.spec),
-            "uses_fans": self.uses_fans, "guessed": self.guessed, "problem": self.problem,
+            "path": self.path,
+            "role": self.role,
+            "layer": self.layer,
+            "kind": self.kind,
+            "known": self.known,
+            "shape": list(self.shape),
+            "logical_shape": list(self.logical_shape),
+            "batch": self.batch,
+            "fans": None if self.fans is None else list(self.fans),
+            "rule": self.rule,
+            "spec": None if self.spec is None else repr(self.spec),
+            "uses_fans": self.uses_fans,
+            "guessed": self.guessed,
+            "problem": self.problem,
         }
 
 
-class Plan(list):
+class Plan(list[PlanRow]):
     """The rows of ``plan``/``plan_params``, one per parameter in model order, printed as a table.
 
     ``unmatched`` lists the rules that select no parameter (``apply`` raises ``RuleError`` for
@@ -560,26 +628,42 @@ class Plan(list):
             if row.problem:
                 spec += f"  !! {row.problem}"
             logical = str(row.logical_shape) + (f" ({row.batch} batch)" if row.batch else "")
-            table.append((row.path, row.layer or "", row.kind, str(row.shape), logical, fans,
-                          "" if row.rule is None else str(row.rule), spec))
+            table.append(
+                (
+                    row.path,
+                    row.layer or "",
+                    row.kind,
+                    str(row.shape),
+                    logical,
+                    fans,
+                    "" if row.rule is None else str(row.rule),
+                    spec,
+                )
+            )
         widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths)) + "  " + line[-1]
-                 for line in table]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+            for line in table
+        ]
         notes = []
         if any(row.fans is not None and row.spec is not None and not row.uses_fans for row in self):
             notes.append("(fans) the law does not use fans; the layer's are shown")
         if self.guesses:
-            notes.append("? fans guessed: the layer is unknown to multiinit (teach it with "
-                         "multiinit.register_layer)")
+            notes.append(
+                "? fans guessed: the layer is unknown to multiinit (teach it with multiinit.register_layer)"
+            )
         for rule in self.unmatched:
             notes.append(f"{rule} selects no parameter")
         return "\n".join(lines + notes)
 
     def __repr__(self) -> str:
-        return f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, {len(self.unmatched)} unmatched rules>"
+        return (
+            f"<Plan of {len(self)} parameters, {len(self.guesses)} guessed, "
+            f"{len(self.unmatched)} unmatched rules>"
+        )
 
 
-def plan_params(params: Sequence["Param"], rules: object) -> Plan:
+def plan_params(params: Sequence[Param], rules: object) -> Plan:
     """The ``Plan`` of applying ``rules`` to ``params`` (an adapter's ``params_of(model)``).
 
     Malformed rules raise ``RuleError`` as ``apply`` would; a rule that selects nothing is
@@ -595,7 +679,7 @@ def plan_params(params: Sequence["Param"], rules: object) -> Plan:
     >>> p = mi.plan_params(params, [("weight", mi.kaiming_uniform(a=5 ** 0.5)), ("pos", mi.he_normal())])
     >>> [(row.path, row.fans, row.rule, row.guessed) for row in p]
     [('c_fc.weight', (128, 512), 0, False), ('c_fc.bias', (128, 512), None, False), ('pos', (2048, 128), 1, True)]
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     from .reference import check_shape
     from .rules import normalize_rules
 
@@ -608,8 +692,11 @@ def plan_params(params: Sequence["Param"], rules: object) -> Plan:
         fans = None
         uses_fans = bool(spec is not None and spec.uses_fans)
         try:
-            fans = param.fans_for(spec) if uses_fans else (
-                param.fans if param.fans is not None else param.view.fans)
+            fans = (
+                param.fans_for(spec)
+                if spec is not None and uses_fans
+                else (param.fans if param.fans is not None else param.view.fans)
+            )
         except ShapeError as e:
             if uses_fans:
                 problem = str(e)
@@ -619,22 +706,24 @@ def plan_params(params: Sequence["Param"], rules: object) -> Plan:
             except ShapeError as e:
                 problem = str(e)
         known = bool(param.known)
-        rows.append(PlanRow(
-            path=param.path,
-            role=param.role,
-            layer=None if param.layer is None else type(param.layer).__name__,
-            kind=param.kind or "unknown",
-            known=known,
-            shape=tuple(param.view.native_shape),
-            logical_shape=tuple(param.logical_shape),
-            batch=getattr(param.view, "batch", 0),
-            fans=fans,
-            rule=None if rule is None else rule.index,
-            spec=spec,
-            uses_fans=uses_fans,
-            guessed=uses_fans and not known,
-            problem=problem,
-        ))
+        rows.append(
+            PlanRow(
+                path=param.path,
+                role=param.role,
+                layer=None if param.layer is None else type(param.layer).__name__,
+                kind=param.kind or "unknown",
+                known=known,
+                shape=tuple(param.view.native_shape),
+                logical_shape=tuple(param.logical_shape),
+                batch=getattr(param.view, "batch", 0),
+                fans=fans,
+                rule=None if rule is None else rule.index,
+                spec=spec,
+                uses_fans=uses_fans,
+                guessed=uses_fans and not known,
+                problem=problem,
+            )
+        )
     unmatched = []
     for rule in normalized:
         optional = getattr(rule.selector, "optional", False)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import ShapeError, SpecError, shown
+
+if TYPE_CHECKING:  # the views rearrange NumPy arrays; this module itself needs no NumPy
+    import numpy as np
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -52,7 +56,7 @@ _LINEAR = (
     "conv_transpose3d",
     "sigmoid",
 )
-NONLINEARITIES = _LINEAR + ("tanh", "relu", "leaky_relu", "selu")
+NONLINEARITIES = (*_LINEAR, "tanh", "relu", "leaky_relu", "selu")
 
 
 #: The most dimensions a shape may have (NumPy 1.x's own limit, so every backend can hold it).
@@ -74,7 +78,7 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     Traceback (most recent call last):
     ...
     multiinit.errors.ShapeError: shape=(1099511627776, 1099511627776) is not allowed; shape must describe at most 2**48 elements (MAX_ELEMENTS), zeros left out; this one has 1208925819614629174706176
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     allowed = "a sequence of non-negative integers"
     if isinstance(shape, (str, bytes)):
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
@@ -82,9 +86,10 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
         dims = tuple(itertools.islice(iter(shape), MAX_NDIM + 1))
     except TypeError:
         dims = (shape,)
-    except Exception:  # an iterable that fails while iterating
+    except Exception:  # noqa: BLE001 - an iterable that fails while iterating
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}") from None
-    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+    # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):  # type: ignore[operator]
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
     if len(dims) > MAX_NDIM:
         raise ShapeError(
@@ -116,7 +121,7 @@ def to_logical_axes(ndim: int, layout: str) -> tuple[int, ...]:
     _check_layout(layout)
     if layout == OUT_IN or ndim < 2:
         return tuple(range(ndim))
-    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+    return (ndim - 1, ndim - 2, *range(ndim - 2))
 
 
 def from_logical_axes(ndim: int, layout: str) -> tuple[int, ...]:
@@ -152,7 +157,7 @@ def from_logical_shape(shape: Sequence[int], layout: str) -> tuple[int, ...]:
     return tuple(shape[a] for a in from_logical_axes(len(shape), layout))
 
 
-def compute_fans(shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> tuple[int, int]:
+def compute_fans(shape: Sequence[int], layout: str | Layout = OUT_IN) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of ``shape`` stored in ``layout``.
 
     Equal to ``torch.nn.init._calculate_fan_in_and_fan_out`` on the logical view, so a 3x3
@@ -178,7 +183,7 @@ def compute_fans(shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> tuple
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
         type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iuf"
     )
 
@@ -209,13 +214,14 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if param is None:
         slope = 0.01
     else:
-        slope = _finite(param)
+        given = _finite(param)
         # The gain squares the slope: a slope whose square overflows has no finite gain**2.
-        if slope is None or not math.isfinite(slope * slope):
+        if given is None or not math.isfinite(given * given):
             raise SpecError(
                 f"calculate_gain: param={shown(param)} is not allowed; leaky_relu's param (negative "
                 f"slope) must be a finite number whose square is finite (|param| <= {_MAX_SQUARABLE:.4g})"
             )
+        slope = given
     return math.sqrt(2.0 / (1 + slope**2))
 
 
@@ -282,7 +288,7 @@ class LogicalView:
         self.batch = batch
 
     @classmethod
-    def of(cls, native_shape: Sequence[int], layout: "str | Layout" = OUT_IN) -> "LogicalView":
+    def of(cls, native_shape: Sequence[int], layout: str | Layout = OUT_IN) -> LogicalView:
         """The view of a weight stored in ``layout``: ``OUT_IN``, ``SPATIAL_IN_OUT`` or axis
         roles (see ``Layout``).
 
@@ -298,7 +304,7 @@ class LogicalView:
     @property
     def fans(self) -> tuple[int, int]:
         """``compute_fans`` of the logical shape without its batch axes (``ShapeError`` below 2-D)."""
-        return compute_fans(self.logical_shape[self.batch:])
+        return compute_fans(self.logical_shape[self.batch :])
 
     @property
     def is_plain(self) -> bool:
@@ -307,17 +313,19 @@ class LogicalView:
             self.pre_shape[a] for a in self.axes
         )
 
-    def to_logical(self, native):
+    def to_logical(self, native: np.ndarray) -> np.ndarray:
         """The logical view of a NumPy array stored natively."""
-        return native.reshape(self.pre_shape).transpose(self.axes).reshape(self.logical_shape)
+        logical: np.ndarray = native.reshape(self.pre_shape).transpose(self.axes).reshape(self.logical_shape)
+        return logical
 
-    def to_native(self, logical):
+    def to_native(self, logical: np.ndarray) -> np.ndarray:
         """A logical NumPy array rearranged into the native layout (inverse of ``to_logical``)."""
         permuted = tuple(self.pre_shape[a] for a in self.axes)
         inverse = [0] * len(self.axes)
         for position, axis in enumerate(self.axes):
             inverse[axis] = position
-        return logical.reshape(permuted).transpose(inverse).reshape(self.native_shape)
+        native: np.ndarray = logical.reshape(permuted).transpose(inverse).reshape(self.native_shape)
+        return native
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogicalView) and all(
@@ -355,7 +363,9 @@ def _native_shape(shape: Sequence[int], what: str) -> tuple[int, ...]:
         dims = tuple(shape)
     except TypeError:
         dims = None
-    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+    if dims is None or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
         raise ShapeError(f"{what}: shape={shape!r} is not allowed; shape must be a sequence of integers >= 0")
     return tuple(int(d) for d in dims)
 
@@ -394,7 +404,7 @@ class Layout:
 
     __slots__ = ("roles",)
 
-    def __init__(self, text: "str | Layout") -> None:
+    def __init__(self, text: str | Layout) -> None:
         if isinstance(text, Layout):
             self.roles: tuple[str, ...] = text.roles
             return
@@ -447,7 +457,7 @@ class Layout:
                     f"and the shape has {len(shape)}"
                 )
             at = self.roles.index(_ELLIPSIS)
-            return self.roles[:at] + ("spatial",) * (len(shape) - fixed) + self.roles[at + 1:]
+            return self.roles[:at] + ("spatial",) * (len(shape) - fixed) + self.roles[at + 1 :]
         if len(shape) != len(self.roles):
             raise ShapeError(
                 f"layout {self.text!r} does not fit shape {shape}: it names {len(self.roles)} axes "
@@ -507,7 +517,7 @@ class Layout:
         return self.text
 
 
-def as_layout(layout: "str | Layout") -> Layout:
+def as_layout(layout: str | Layout) -> Layout:
     """``layout`` as a ``Layout``; also reads the named layouts ``OUT_IN`` and ``SPATIAL_IN_OUT``.
 
     >>> as_layout(SPATIAL_IN_OUT)
@@ -531,7 +541,8 @@ def _axis_group(name: str, value: Any, ndim: int, shape: tuple[int, ...]) -> tup
     group = (value,) if single else tuple(value)
     out = []
     for axis in group:
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:  # type: ignore[operator]
             raise ShapeError(
                 f"{name}={value!r} is not allowed for shape {shape}: an axis must be an integer in "
                 f"[{-ndim}, {ndim})"

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import ShapeError, SpecError
 from .fans import Layout, LogicalView
@@ -192,7 +193,9 @@ def _check_kind(where: str, kind: Any) -> str:
     from .rules import LAYER_KINDS
 
     if not isinstance(kind, str) or kind not in LAYER_KINDS:
-        raise SpecError(f"{where}: kind={kind!r} is not allowed; kind must be one of {', '.join(LAYER_KINDS)}")
+        raise SpecError(
+            f"{where}: kind={kind!r} is not allowed; kind must be one of {', '.join(LAYER_KINDS)}"
+        )
     return kind
 
 
@@ -224,12 +227,14 @@ def _check_layout(where: str, layout: Any) -> tuple[tuple[str, Layout], ...]:
     return tuple(pairs)
 
 
-def _check_fans_from(where: str, fans_from: Any, layout: tuple[tuple[str, Layout], ...]):
+def _check_fans_from(
+    where: str, fans_from: Any, layout: tuple[tuple[str, Layout], ...]
+) -> str | tuple[tuple[str, str], ...] | None:
     if fans_from is None:
         return None
     if isinstance(fans_from, str):
         sources = {_check_name(where, "fans_from", fans_from)}
-        normalized: Any = fans_from
+        normalized: str | tuple[tuple[str, str], ...] = fans_from
     elif isinstance(fans_from, Mapping):
         pairs = []
         for key, source in fans_from.items():
@@ -292,14 +297,16 @@ def register_layer(
     pairs = _check_layout(where, layout)
     source = _check_fans_from(where, fans_from, pairs)
     target = qualified_name(key) if by == "class" else key
-    registration = LayerRegistration(target, kind, pairs, source, key if by == "class" else None,
-                                     builtin=_BUILTIN_PHASE)
+    registration = LayerRegistration(
+        target, kind, pairs, source, key if by == "class" else None, builtin=_BUILTIN_PHASE
+    )
     _store(by, key, registration)
     return registration
 
 
-def _table(by: str) -> dict:
-    return {"class": _BY_CLASS, "name": _BY_NAME, "glob": _GLOBS}[by]
+def _table(by: str) -> dict[Any, LayerRegistration]:
+    tables: dict[str, dict[Any, LayerRegistration]] = {"class": _BY_CLASS, "name": _BY_NAME, "glob": _GLOBS}
+    return tables[by]
 
 
 def _store(by: str, key: Any, registration: LayerRegistration) -> None:
@@ -363,10 +370,8 @@ def _lookup_class(cls: type) -> LayerRegistration | None:
         if best is not None:
             found = best
             break
-    try:
+    with contextlib.suppress(TypeError):  # pragma: no cover - an unhashable class object
         _CACHE[cls] = found
-    except TypeError:  # pragma: no cover - an unhashable class object
-        pass
     return found
 
 
@@ -397,7 +402,9 @@ def lookup_layer_class(name: str) -> LayerRegistration | None:
     'norm'
     """
     if not isinstance(name, str):
-        raise SpecError(f"lookup_layer_class: name={name!r} is not allowed; it must be a qualified class name")
+        raise SpecError(
+            f"lookup_layer_class: name={name!r} is not allowed; it must be a qualified class name"
+        )
     found = _BY_NAME.get(name)
     if found is not None:
         return found
@@ -419,14 +426,15 @@ def isolated() -> Iterator[None]:
     >>> lookup_layer_class("transformers.pytorch_utils.Conv1D") is not None
     True
     """
-    saved = (dict(_BY_CLASS), dict(_BY_NAME), dict(_GLOBS), list(_ORDER))
+    tables: tuple[dict[Any, LayerRegistration], ...] = (_BY_CLASS, _BY_NAME, _GLOBS)
+    saved, saved_order = tuple(dict(table) for table in tables), list(_ORDER)
     try:
         yield
     finally:
-        for table, copy in zip((_BY_CLASS, _BY_NAME, _GLOBS), saved[:3]):
+        for table, copy in zip(tables, saved, strict=True):
             table.clear()
             table.update(copy)
-        _ORDER[:] = saved[3]
+        _ORDER[:] = saved_order
         _CACHE.clear()
 
 
@@ -443,7 +451,9 @@ _BUILTIN_PHASE = True
 _TRANSFORMERS = "transformers.models"
 
 # Hugging Face: GPT-2's (and OpenAI GPT's, ...) Conv1D is a dense layer stored (in, out).
-register_layer("transformers.pytorch_utils.Conv1D", kind="dense", layout={"weight": "in,out"}, fans_from="weight")
+register_layer(
+    "transformers.pytorch_utils.Conv1D", kind="dense", layout={"weight": "in,out"}, fans_from="weight"
+)
 
 # Every transformers class named ...RMSNorm or ...RMSNormGated is a norm with a 1-D weight (or
 # none): checked on all 200-odd of them. "*LayerNorm" is not safe as a glob (it also names
@@ -487,31 +497,70 @@ for _package, _module, _name in (
 # Mixture-of-experts blocks hold every expert's weight in one 3-D parameter. These use
 # F.linear(x, w[e]): (experts, out, in).
 _EXPERTS_OUT_IN = (
-    ("afmoe", "AfmoeExperts"), ("axk1", "AXK1Experts"), ("axk2", "AXK2Experts"),
-    ("bailing_hybrid", "BailingHybridExperts"), ("beam", "BeamExperts"), ("cohere2_moe", "Cohere2MoeExperts"),
-    ("deepseek_ocr2", "DeepseekOcr2TextExperts"), ("deepseek_v2", "DeepseekV2Experts"),
-    ("deepseek_v3", "DeepseekV3Experts"), ("deepseek_v32", "DeepseekV32Experts"),
-    ("deepseek_v4", "DeepseekV4Experts"), ("diffusion_gemma", "DiffusionGemmaTextExperts"),
-    ("dots1", "Dots1Experts"), ("dots3_note", "Dots3NoteExperts"), ("ernie4_5_moe", "Ernie4_5_MoeExperts"),
-    ("ernie4_5_vl_moe", "Ernie4_5_VLMoeMoeExperts"), ("exaone_moe", "ExaoneMoeExperts"),
-    ("flex_olmo", "FlexOlmoExperts"), ("flint", "FlintExperts"), ("gemma4", "Gemma4TextExperts"),
-    ("glm4_moe", "Glm4MoeExperts"), ("glm4_moe_lite", "Glm4MoeLiteExperts"), ("glm4v_moe", "Glm4vMoeTextExperts"),
-    ("glm5_next", "Glm5NextTextExperts"), ("glm_moe_dsa", "GlmMoeDsaExperts"), ("granitemoe", "GraniteMoeExperts"),
-    ("granitemoe_swa", "GraniteMoeSWAExperts"), ("granitemoehybrid", "GraniteMoeHybridExperts"),
-    ("granitemoeshared", "GraniteMoeSharedExperts"), ("hunyuan_v1_moe", "HunYuanMoEV1Experts"),
-    ("hy_v3", "HYV3Experts"), ("hy_v4", "HYV4Experts"), ("inkling", "InklingExperts"),
-    ("inkling2", "Inkling2Experts"), ("jamba", "JambaExperts"), ("kimi_linear", "KimiLinearExperts"),
-    ("kolibri1", "Kolibri1Experts"), ("laguna", "LagunaExperts"), ("lfm2_moe", "Lfm2MoeExperts"),
-    ("mellum", "MellumExperts"), ("mimo_v2_flash", "MiMoV2FlashExperts"), ("minimax", "MiniMaxExperts"),
-    ("minimax_m2", "MiniMaxM2Experts"), ("minimax_m3_vl", "MiniMaxM3VLExperts"), ("mistral4", "Mistral4Experts"),
-    ("mistral_large4", "MistralLarge4TextExperts"), ("mixtral", "MixtralExperts"),
-    ("muse_spark", "MuseSparkExperts"), ("olmoe", "OlmoeExperts"), ("phimoe", "PhimoeExperts"),
-    ("qwen2_moe", "Qwen2MoeExperts"), ("qwen3_5_moe", "Qwen3_5MoeExperts"), ("qwen3_moe", "Qwen3MoeExperts"),
-    ("qwen3_next", "Qwen3NextExperts"), ("qwen3_omni_moe", "Qwen3OmniMoeThinkerTextExperts"),
-    ("qwen3_omni_moe", "Qwen3OmniMoeTalkerTextExperts"), ("qwen3_vl_moe", "Qwen3VLMoeTextExperts"),
-    ("qwen4_exp", "Qwen4ExpTextExperts"), ("solar_open", "SolarOpenExperts"), ("step3p7", "Step3p7Experts"),
-    ("unlimited_ocr", "UnlimitedOcrTextExperts"), ("zaya", "ZayaExperts"),
-    ("longcat_flash", "LongcatFlashExperts"), ("nemotron_h", "NemotronHExperts"),
+    ("afmoe", "AfmoeExperts"),
+    ("axk1", "AXK1Experts"),
+    ("axk2", "AXK2Experts"),
+    ("bailing_hybrid", "BailingHybridExperts"),
+    ("beam", "BeamExperts"),
+    ("cohere2_moe", "Cohere2MoeExperts"),
+    ("deepseek_ocr2", "DeepseekOcr2TextExperts"),
+    ("deepseek_v2", "DeepseekV2Experts"),
+    ("deepseek_v3", "DeepseekV3Experts"),
+    ("deepseek_v32", "DeepseekV32Experts"),
+    ("deepseek_v4", "DeepseekV4Experts"),
+    ("diffusion_gemma", "DiffusionGemmaTextExperts"),
+    ("dots1", "Dots1Experts"),
+    ("dots3_note", "Dots3NoteExperts"),
+    ("ernie4_5_moe", "Ernie4_5_MoeExperts"),
+    ("ernie4_5_vl_moe", "Ernie4_5_VLMoeMoeExperts"),
+    ("exaone_moe", "ExaoneMoeExperts"),
+    ("flex_olmo", "FlexOlmoExperts"),
+    ("flint", "FlintExperts"),
+    ("gemma4", "Gemma4TextExperts"),
+    ("glm4_moe", "Glm4MoeExperts"),
+    ("glm4_moe_lite", "Glm4MoeLiteExperts"),
+    ("glm4v_moe", "Glm4vMoeTextExperts"),
+    ("glm5_next", "Glm5NextTextExperts"),
+    ("glm_moe_dsa", "GlmMoeDsaExperts"),
+    ("granitemoe", "GraniteMoeExperts"),
+    ("granitemoe_swa", "GraniteMoeSWAExperts"),
+    ("granitemoehybrid", "GraniteMoeHybridExperts"),
+    ("granitemoeshared", "GraniteMoeSharedExperts"),
+    ("hunyuan_v1_moe", "HunYuanMoEV1Experts"),
+    ("hy_v3", "HYV3Experts"),
+    ("hy_v4", "HYV4Experts"),
+    ("inkling", "InklingExperts"),
+    ("inkling2", "Inkling2Experts"),
+    ("jamba", "JambaExperts"),
+    ("kimi_linear", "KimiLinearExperts"),
+    ("kolibri1", "Kolibri1Experts"),
+    ("laguna", "LagunaExperts"),
+    ("lfm2_moe", "Lfm2MoeExperts"),
+    ("mellum", "MellumExperts"),
+    ("mimo_v2_flash", "MiMoV2FlashExperts"),
+    ("minimax", "MiniMaxExperts"),
+    ("minimax_m2", "MiniMaxM2Experts"),
+    ("minimax_m3_vl", "MiniMaxM3VLExperts"),
+    ("mistral4", "Mistral4Experts"),
+    ("mistral_large4", "MistralLarge4TextExperts"),
+    ("mixtral", "MixtralExperts"),
+    ("muse_spark", "MuseSparkExperts"),
+    ("olmoe", "OlmoeExperts"),
+    ("phimoe", "PhimoeExperts"),
+    ("qwen2_moe", "Qwen2MoeExperts"),
+    ("qwen3_5_moe", "Qwen3_5MoeExperts"),
+    ("qwen3_moe", "Qwen3MoeExperts"),
+    ("qwen3_next", "Qwen3NextExperts"),
+    ("qwen3_omni_moe", "Qwen3OmniMoeThinkerTextExperts"),
+    ("qwen3_omni_moe", "Qwen3OmniMoeTalkerTextExperts"),
+    ("qwen3_vl_moe", "Qwen3VLMoeTextExperts"),
+    ("qwen4_exp", "Qwen4ExpTextExperts"),
+    ("solar_open", "SolarOpenExperts"),
+    ("step3p7", "Step3p7Experts"),
+    ("unlimited_ocr", "UnlimitedOcrTextExperts"),
+    ("zaya", "ZayaExperts"),
+    ("longcat_flash", "LongcatFlashExperts"),
+    ("nemotron_h", "NemotronHExperts"),
 )
 for _package, _name in _EXPERTS_OUT_IN:
     register_layer(
@@ -519,8 +568,11 @@ for _package, _name in _EXPERTS_OUT_IN:
         kind="dense",
         layout={"gate_up_proj": "batch,out,in", "up_proj": "batch,out,in", "down_proj": "batch,out,in"},
     )
-register_layer(f"{_TRANSFORMERS}.jetmoe.modeling_jetmoe.JetMoeParallelExperts", kind="dense",
-               layout={"weight": "batch,out,in"})
+register_layer(
+    f"{_TRANSFORMERS}.jetmoe.modeling_jetmoe.JetMoeParallelExperts",
+    kind="dense",
+    layout={"weight": "batch,out,in"},
+)
 # These compute x @ w[e]: (experts, in, out), and a per-expert bias (experts, out).
 for _package, _name in (
     ("gpt_oss", "GptOssExperts"),
@@ -531,16 +583,31 @@ for _package, _name in (
     register_layer(
         f"{_TRANSFORMERS}.{_package}.modeling_{_package}.{_name}",
         kind="dense",
-        layout={"gate_up_proj": "batch,in,out", "down_proj": "batch,in,out",
-                "gate_up_proj_bias": "batch,out", "down_proj_bias": "batch,out"},
+        layout={
+            "gate_up_proj": "batch,in,out",
+            "down_proj": "batch,in,out",
+            "gate_up_proj_bias": "batch,out",
+            "down_proj_bias": "batch,out",
+        },
         fans_from={"gate_up_proj_bias": "gate_up_proj", "down_proj_bias": "down_proj"},
     )
 
 # timm: norms that are plain nn.Modules (its LayerNorm, GroupNorm, BatchNormAct2d, ... subclass
 # torch's and are known already). Subclasses (RmsNormAct, EvoNorm2dS0a, ...) follow by MRO.
 for _module, _names in (
-    ("norm", ("RmsNorm", "RmsNorm2d", "RmsNormFp32", "RmsNorm2dFp32",
-              "SimpleNorm", "SimpleNorm2d", "SimpleNormFp32", "SimpleNorm2dFp32")),
+    (
+        "norm",
+        (
+            "RmsNorm",
+            "RmsNorm2d",
+            "RmsNormFp32",
+            "RmsNorm2dFp32",
+            "SimpleNorm",
+            "SimpleNorm2d",
+            "SimpleNormFp32",
+            "SimpleNorm2dFp32",
+        ),
+    ),
     ("evo_norm", ("EvoNorm2dB0", "EvoNorm2dB1", "EvoNorm2dB2", "EvoNorm2dS0", "EvoNorm2dS1", "EvoNorm2dS2")),
     ("filter_response_norm", ("FilterResponseNormAct2d", "FilterResponseNormTlu2d")),
     ("grn", ("GlobalResponseNorm",)),
@@ -585,12 +652,19 @@ for _path in (
 register_layer(
     "keras_hub.src.models.gpt_oss.gpt_oss_decoder.GptOssExperts",
     kind="dense",
-    layout={"gate_up_proj": "batch,in,out", "down_proj": "batch,in,out",
-            "gate_up_proj_bias": "batch,out", "down_proj_bias": "batch,out"},
+    layout={
+        "gate_up_proj": "batch,in,out",
+        "down_proj": "batch,in,out",
+        "gate_up_proj_bias": "batch,out",
+        "down_proj_bias": "batch,out",
+    },
     fans_from={"gate_up_proj_bias": "gate_up_proj", "down_proj_bias": "down_proj"},
 )
-register_layer("keras_hub.src.models.gemma4.gemma4_moe.Gemma4MoEBlock", kind="dense",
-               layout={"gate_proj": "batch,in,out", "up_proj": "batch,in,out", "down_proj": "batch,in,out"})
+register_layer(
+    "keras_hub.src.models.gemma4.gemma4_moe.Gemma4MoEBlock",
+    kind="dense",
+    layout={"gate_proj": "batch,in,out", "up_proj": "batch,in,out", "down_proj": "batch,in,out"},
+)
 
 _BUILTIN_PHASE = False
 del _package, _module, _name, _names, _path

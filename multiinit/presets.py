@@ -32,7 +32,7 @@ select(kind='embedding', role=('embedding', 'embeddings', 'kernel', 'weight'), o
 select(kind='conv_transpose', role=('bias', 'kernel', 'weight'), optional=True) -> variance_scaling(scale=0.3333333333333333, mode='fan_out', distribution='uniform')
 select(kind=('conv', 'conv_transpose', 'dense', 'depthwise_conv'), role=('kernel', 'weight'), optional=True) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
 select(kind=('conv', 'conv_transpose', 'dense', 'depthwise_conv'), role='bias', optional=True) -> variance_scaling(scale=0.3333333333333333, distribution='uniform')
-"""
+"""  # noqa: E501 - doctest output lines, as printed
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
     WithAxes,
 )
 
@@ -44,9 +46,10 @@ def _shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _dtype(dtype: Any) -> np.dtype:
+    resolved: np.dtype | None
     try:
         resolved = np.dtype(dtype)
-    except Exception:  # TypeError for unknown names, ValueError for malformed structured dtypes
+    except Exception:  # noqa: BLE001 - TypeError for unknown names, ValueError for bad structured dtypes
         resolved = None
     if resolved is None or resolved.name not in _FLOAT_DTYPES:
         raise SpecError(
@@ -75,11 +78,15 @@ def fans_for(
         if (
             not isinstance(fans, (tuple, list))
             or len(fans) != 2
-            or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
-                       for f in fans)
+            or not all(
+                isinstance(f, (int, np.integer)) and not isinstance(f, bool) and 0 <= f <= MAX_ELEMENTS
+                for f in fans
+            )
         ):
-            raise SpecError(f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
-                            ">= 0 and <= 2**48 (MAX_ELEMENTS)")
+            raise SpecError(
+                f"fans={shown(fans)} is not allowed; fans must be (fan_in, fan_out), two integers "
+                ">= 0 and <= 2**48 (MAX_ELEMENTS)"
+            )
         return int(fans[0]), int(fans[1])
     shape = _shape(shape)
     try:
@@ -130,7 +137,7 @@ def check_shape(
     Traceback (most recent call last):
     ...
     multiinit.errors.ShapeError: eye() cannot fill 'conv.weight' of shape (3, 3, 3): only tensors with 2 dimensions are supported
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     shape = _shape(shape)
     if fans is not None:
         fans_for(spec, shape, fans, path)  # validates the override
@@ -143,12 +150,29 @@ def check_shape(
 
 # Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9,
 # far below float32 resolution). NumPy has no erfinv, and the reference must not need SciPy.
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-      6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_B = (
+    -5.447609879822406e01,
+    1.615858368580409e02,
+    -1.556989798598866e02,
+    6.680131188771972e01,
+    -1.328068155288572e01,
+)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 _P_LOW = 0.02425
 
@@ -203,8 +227,9 @@ def truncated_standard_normal(
     return -x if flip else x
 
 
-def _truncated_standard(rng: np.random.Generator, low: float, high: float,
-                        shape: tuple[int, ...]) -> np.ndarray:
+def _truncated_standard(
+    rng: np.random.Generator, low: float, high: float, shape: tuple[int, ...]
+) -> np.ndarray:
     """N(0, 1) restricted to [low, high], the reference's definition: when at least half the
     mass lies inside (every default and variance-scaling form), standard normals are drawn and
     those outside redrawn, in order and from the same generator, until none is (exact, and
@@ -233,7 +258,8 @@ def _log_lower_tail(t: np.ndarray) -> np.ndarray:
     """``log Phi(-t)`` for ``t >= 37``, by the asymptotic series (error below 1e-12 there)."""
     s = 1.0 / (t * t)
     series = 1 - s + 3 * s**2 - 15 * s**3 + 105 * s**4
-    return -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+    log_tail: np.ndarray = -0.5 / s - np.log(t) - 0.5 * math.log(2 * math.pi) + np.log(series)
+    return log_tail
 
 
 def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
@@ -252,7 +278,8 @@ def _far_tail(rng: np.random.Generator, low: float, high: float, size: tuple[int
             log_tail = _log_lower_tail(t)
             slope = np.exp(-0.5 * t * t - 0.5 * math.log(2 * math.pi) - log_tail)  # -d/dt log Phi(-t)
             t = t + (log_tail - target) / slope
-    return np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
+    tail: np.ndarray = np.clip(-np.nan_to_num(t, nan=near, posinf=far), low, high)
+    return tail
 
 
 def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: bool) -> np.ndarray:
@@ -269,17 +296,26 @@ def _within(x: np.ndarray, low: float, high: float, dtype: np.dtype, open_high: 
     if float(ceiling) > high or (open_high and float(ceiling) == high):
         ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=dtype))
     # Clamped in float64 and rounded once, straight into an array of the output dtype.
-    return np.clip(x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype))
+    within: np.ndarray = np.clip(
+        x, float(floor), float(ceiling), out=x if x.dtype == dtype else np.empty(x.shape, dtype)
+    )
+    return within
 
 
 def _times(z: np.ndarray, factor: float, dtype: np.dtype) -> np.ndarray:
     """``z * factor`` computed in float64 and rounded once to ``dtype`` (one pass)."""
-    return np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
+    scaled: np.ndarray = np.multiply(z, factor, out=z if z.dtype == dtype else np.empty(z.shape, dtype))
+    return scaled
 
 
-def _variance_scaled(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans,
-                     dtype: np.dtype) -> np.ndarray:
-    distribution, number = spec.as_variance_scaling().law(*fans)
+def _variance_scaled(
+    spec: VarianceScaling,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: tuple[int, int],
+    dtype: np.dtype,
+) -> np.ndarray:
+    distribution, number = spec.law(*fans)
     if distribution == "uniform":
         return _within(_uniform(rng, -number, number, shape), -number, number, dtype, open_high=True)
     if distribution == "untruncated_normal":
@@ -297,8 +333,14 @@ def _uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int
     return x
 
 
-def _mixture(spec: Mixture, rng: np.random.Generator, shape: tuple[int, ...], fans,
-             dtype: np.dtype, path: str | None = None) -> np.ndarray:
+def _mixture(
+    spec: Mixture,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     """One float64 uniform per element picks the component whose weight interval holds it.
     Elementwise components then draw just as many values as they were picked, in order; a
     component that needs the whole tensor (orthogonal, ...) is drawn whole and masked."""
@@ -349,14 +391,15 @@ def _dirac(spec: Dirac, shape: tuple[int, ...]) -> np.ndarray:
     centre = tuple(k // 2 for k in shape[2:])
     for g in range(spec.groups):
         for d in range(min(per_group, shape[1])):
-            out[(g * per_group + d, d) + centre] = 1.0
+            spot = (g * per_group + d, d, *centre)
+            out[spot] = 1.0
     return out
 
 
 def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     rows, cols = shape
     out = spec.std * rng.standard_normal(shape)
-    zeros_per_column = int(math.ceil(spec.sparsity * rows))
+    zeros_per_column = math.ceil(spec.sparsity * rows)
     if zeros_per_column:
         # A uniformly random set of rows per column: the first k of a random permutation.
         picked = np.argsort(rng.random(shape), axis=0, kind="stable")[:zeros_per_column]
@@ -364,8 +407,14 @@ def _sparse(spec: Sparse, rng: np.random.Generator, shape: tuple[int, ...]) -> n
     return out
 
 
-def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dtype: np.dtype,
-          path: str | None = None) -> np.ndarray:
+def _draw(
+    spec: Spec,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
     if isinstance(spec, Uniform):
@@ -381,12 +430,14 @@ def _draw(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans, dt
         x = _truncated_standard(rng, spec.low, spec.high, shape)
         x *= spec.std
         x += spec.mean
-        return _within(x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype,
-                       open_high=False)
+        return _within(
+            x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype, open_high=False
+        )
     if isinstance(spec, WithAxes):
         return _draw(spec.spec, rng, shape, fans, dtype, path)  # the fans came from its axes
-    if spec.as_variance_scaling() is not None:
-        return _variance_scaled(spec, rng, shape, fans, dtype)
+    scaled = spec.as_variance_scaling()
+    if scaled is not None:
+        return _variance_scaled(scaled, rng, shape, fans, dtype)
     if isinstance(spec, Orthogonal):
         return _orthogonal(spec, rng, shape)
     if isinstance(spec, Eye):
@@ -448,7 +499,7 @@ def call_law(
     Traceback (most recent call last):
     ...
     multiinit.errors.LawError: custom law 'doc_nan' at 'head.bias' returned 2 NaN values (the first at index (0,)); a custom function must return finite numbers
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     if not isinstance(spec, Custom):
         raise SpecError(f"spec={shown(spec)} is not allowed; call_law runs a custom spec (mi.custom)")
     shape = _shape(shape)
@@ -474,8 +525,9 @@ def call_law(
             "a custom function must return exactly the shape it is given"
         )
     if array.dtype.kind not in "iuf":
-        raise LawError(f"{law} returned dtype {array.dtype}; a custom function must return numbers "
-                       "(integers or floats)")
+        raise LawError(
+            f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
+        )
     if array.dtype.kind == "f":
         for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
             bad = test(array)
@@ -497,8 +549,11 @@ def call_law(
     return out
 
 
-_RAGGED = getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None) or getattr(
-    np, "VisibleDeprecationWarning", Warning)
+_RAGGED = cast(
+    "type[Warning]",
+    getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None)
+    or getattr(np, "VisibleDeprecationWarning", Warning),
+)
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
@@ -508,7 +563,7 @@ def _first(mask: np.ndarray) -> tuple[int, ...]:
 def _message(err: BaseException) -> str:
     try:
         return shorten(str(err), 400, 100)
-    except Exception:  # an exception whose str() fails
+    except Exception:  # noqa: BLE001 - an exception whose str() fails
         return f"<{type(err).__name__} whose message cannot be shown>"
 
 
@@ -575,31 +630,44 @@ def sample(
             if key is not None:
                 out = stream.draw(spec, shape, key, dtype=resolved, fans=used_fans, path=path)
             else:
-                out = _draw_checked(spec, seed, shape, used_fans, resolved, path)
+                # key is None for a Generator seed only.
+                out = _draw_checked(spec, cast(np.random.Generator, seed), shape, used_fans, resolved, path)
     except MemoryError as err:
         raise ShapeError(
             f"{shown(spec)} cannot fill {where}: {math.prod(shape)} values of {resolved.name} do not "
             "fit in this process's memory"
         ) from err
     if not np.isfinite(out).all():
-        reach, leaf = max(((r, l) for (r, _), l in reaches), key=lambda pair: pair[0])
+        reach, leaf = max(((r, node) for (r, _), node in reaches), key=lambda pair: pair[0])
         raise SpecError(_too_large(spec, leaf, reach, resolved, where))
     return out
 
 
-def _draw_checked(spec: Spec, rng: np.random.Generator, shape: tuple[int, ...], fans: Any,
-                  dtype: np.dtype, path: str | None = None) -> np.ndarray:
+def _draw_checked(
+    spec: Spec,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fans: Any,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> np.ndarray:
     """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
     are the whole tensor's, also when ``shape`` is one tile of it)."""
     return np.asarray(_draw(spec, rng, shape, fans, dtype, path), dtype=dtype)
 
 
 #: The parameters that set how large a law's values get, for messages.
-_SCALE = {Constant: "value", Uniform: "low and high", Normal: "mean and std", TruncatedNormal: "mean and std",
-          Orthogonal: "gain", Sparse: "std"}
+_SCALE = {
+    Constant: "value",
+    Uniform: "low and high",
+    Normal: "mean and std",
+    TruncatedNormal: "mean and std",
+    Orthogonal: "gain",
+    Sparse: "std",
+}
 
 
-def _leaves(spec: Spec):
+def _leaves(spec: Spec) -> Iterator[Spec]:
     """The specs that draw values: a mixture's components of weight > 0, at every level."""
     if isinstance(spec, Mixture):
         for weight, component in spec.components:
@@ -609,7 +677,7 @@ def _leaves(spec: Spec):
         yield spec
 
 
-def _reach(spec: Spec, fans) -> tuple[float, bool]:
+def _reach(spec: Spec, fans: Any) -> tuple[float, bool]:
     """How large ``spec``'s values get: ``(bound, True)`` for a bounded law, ``(typical
     extreme, False)`` for a normal one (8 std), ``(0, True)`` for laws that cannot overflow."""
     if isinstance(spec, Constant):
@@ -637,12 +705,13 @@ def _reach(spec: Spec, fans) -> tuple[float, bool]:
 
 def _too_large(spec: Spec, leaf: Spec, reach: float, dtype: np.dtype, where: str) -> str:
     params = leaf._params()
-    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale" if "scale" in params else "scale")
+    scale = _SCALE.get(type(leaf)) or ("gain" if "gain" in params else "scale")
     part = "" if leaf is spec else f" (its component {shown(leaf)})"
     reaches = f"reach about {reach:.4g}" if math.isfinite(reach) else "overflow even in float64"
     return (
         f"{shown(spec)}{part} cannot fill {where} in {dtype.name}: its values {reaches}, beyond the "
-        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, or the dtype wider"
+        f"largest {dtype.name} ({float(np.finfo(dtype).max):.6g}); its {scale} must be smaller, "
+        "or the dtype wider"
     )
 
 
@@ -656,8 +725,12 @@ def compile(spec: Spec) -> Any:
     if not isinstance(spec, Spec):
         raise SpecError(f"spec={spec!r} is not allowed; spec must be a multiinit spec")
 
-    def draw(shape: Sequence[int], seed: int | np.random.Generator = 0, dtype: Any = "float32",
-             fans: tuple[int, int] | None = None) -> np.ndarray:
+    def draw(
+        shape: Sequence[int],
+        seed: int | np.random.Generator = 0,
+        dtype: Any = "float32",
+        fans: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         return sample(spec, shape, seed=seed, dtype=dtype, fans=fans)
 
     draw.spec = spec  # type: ignore[attr-defined]

@@ -7,15 +7,17 @@ importing a framework to try.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.abc
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import SpecError, SpecTypeError, UnknownBackend, shown
 from .fans import OUT_IN, SPATIAL_IN_OUT, calculate_gain
@@ -42,8 +44,14 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("numpy", "multiinit.reference", "NumPy", None, (), OUT_IN),
         Backend("torch", "multiinit.torch", "PyTorch", "torch", ("torch",), OUT_IN),
-        Backend("keras", "multiinit.keras", "Keras 3", "tensorflow", ("keras", "tensorflow", "tf_keras"),
-                SPATIAL_IN_OUT),
+        Backend(
+            "keras",
+            "multiinit.keras",
+            "Keras 3",
+            "tensorflow",
+            ("keras", "tensorflow", "tf_keras"),
+            SPATIAL_IN_OUT,
+        ),
         Backend("flax", "multiinit.flax", "JAX and Flax", "jax", ("flax", "jax", "jaxlib"), SPATIAL_IN_OUT),
         Backend("mxnet", "multiinit.mxnet", "MXNet", "mxnet", ("mxnet",), OUT_IN),
     )
@@ -96,14 +104,18 @@ def compile(spec: Spec, backend: str, **options: Any) -> Any:
     from .errors import SpecError
 
     if not isinstance(spec, Spec):
-        raise SpecError(f"spec={shown(spec)} is not allowed; spec must be a multiinit spec such as mi.normal()")
+        raise SpecError(
+            f"spec={shown(spec)} is not allowed; spec must be a multiinit spec such as mi.normal()"
+        )
     name = resolve(backend)
     module = adapter(name)
     _check_options(name, module.compile, spec, options)
     return module.compile(spec, **options)
 
 
-def _check_options(backend: str, compile_spec: Callable[..., Any], spec: Spec, options: dict[str, Any]) -> None:
+def _check_options(
+    backend: str, compile_spec: Callable[..., Any], spec: Spec, options: dict[str, Any]
+) -> None:
     """Refuse options an adapter's ``compile`` does not take, by name, before calling it."""
     if not options:
         return
@@ -114,8 +126,11 @@ def _check_options(backend: str, compile_spec: Callable[..., Any], spec: Spec, o
     try:
         signature.bind(spec, **options)
     except TypeError:
-        taken = [p.name for p in list(signature.parameters.values())[1:]
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        taken = [
+            p.name
+            for p in list(signature.parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
         given = ", ".join(f"{k}={shown(v)}" for k, v in options.items())
         allowed = f"only {', '.join(f'{t}=' for t in taken)}" if taken else "no options"
         raise SpecTypeError(
@@ -153,8 +168,7 @@ def detect(model: Any) -> str:
     )
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False,
-          device: Any = None) -> Any:
+def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None) -> Any:
     """Initialize a whole model by rules; see ``multiinit.apply``.
 
     ``device=`` goes to adapters whose ``apply`` takes it; for the others it is a ``SpecError``.
@@ -171,8 +185,9 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     return module.apply(model, rules, seed=seed, portable=portable, device=device)
 
 
-def namespace(backend: str, compile_spec: Callable[..., Any],
-              seeded: bool = False) -> dict[str, Callable[..., Any]]:
+def namespace(
+    backend: str, compile_spec: Callable[..., Any], seeded: bool = False
+) -> dict[str, Callable[..., Any]]:
     """Every spec constructor of the contract, returning ``backend``'s native form.
 
     An adapter module does ``globals().update(namespace("torch", compile))``: a constructor
@@ -192,8 +207,9 @@ def namespace(backend: str, compile_spec: Callable[..., Any],
     return table
 
 
-def _native(backend: str, constructor: Callable[..., Any], compile_spec: Callable[..., Any],
-            seeded: bool):
+def _native(
+    backend: str, constructor: Callable[..., Any], compile_spec: Callable[..., Any], seeded: bool
+) -> Callable[..., Any]:
     @functools.wraps(constructor)
     def native(*args: Any, **kwargs: Any) -> Any:
         extra = {"seed": kwargs.pop("seed", None)} if seeded else {}
@@ -226,12 +242,10 @@ REGISTER_ON_IMPORT = {"keras": "multiinit.keras", "mxnet": "multiinit.mxnet"}
 
 
 def _register(adapter: str) -> None:
-    try:
+    # The framework imported but the adapter cannot run with it (e.g. Keras 2): leave the
+    # user's import alone; mi.compile reports the problem when it is asked for.
+    with contextlib.suppress(ImportError):
         importlib.import_module(adapter)
-    except ImportError:
-        # The framework imported but the adapter cannot run with it (e.g. Keras 2): leave the
-        # user's import alone; mi.compile reports the problem when it is asked for.
-        pass
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):

@@ -31,9 +31,11 @@ from typing import Any, Sequence
 __all__ = ["main", "gather", "build_table", "render_text", "render_markdown", "compare_portable",
            "BACKEND_ORDER"]
 
-BACKEND_ORDER = ("numpy", "torch", "keras", "flax", "mxnet")
+#: Keras is one adapter on three backends: ``keras`` (TensorFlow), ``keras-jax``, ``keras-torch``.
+BACKEND_ORDER = ("numpy", "torch", "keras", "keras-jax", "keras-torch", "flax", "mxnet")
 #: The tox env that produces each backend's results, for the "missing" message.
-TOX_ENV = {"numpy": "core", "torch": "torch", "keras": "tensorflow", "flax": "jax", "mxnet": "mxnet"}
+TOX_ENV = {"numpy": "core", "torch": "torch", "keras": "tensorflow", "keras-jax": "keras-jax",
+           "keras-torch": "keras-torch", "flax": "jax", "mxnet": "mxnet"}
 
 
 def gather(folder: Path, backends: Sequence[str], kind: str = "matrix") -> tuple[dict[str, list[dict]], list[str]]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,7 +62,16 @@ def roles_of(name: str) -> frozenset[str]:
 
 
 #: Framework-neutral kinds of layer an adapter can tell a parameter belongs to.
-LAYER_KINDS = ("dense", "conv", "conv_transpose", "depthwise_conv", "embedding", "norm", "attention", "recurrent")
+LAYER_KINDS = (
+    "dense",
+    "conv",
+    "conv_transpose",
+    "depthwise_conv",
+    "embedding",
+    "norm",
+    "attention",
+    "recurrent",
+)
 
 
 @dataclass(eq=False)
@@ -99,7 +109,8 @@ class Param:
         self.roles = roles_of(self.role)
         if self.known is None:
             self.known = self.kind is not None
-        if self.fans is None and getattr(self.view, "batch", 0):
+        batch = getattr(self.view, "batch", 0)
+        if self.fans is None and batch:
             # A drawer sees only the logical shape, whose batch axes it would count as fans.
             try:
                 self.fans = self.view.fans
@@ -267,7 +278,9 @@ def normalize_rules(rules: Any) -> list[Rule]:
     normalized = []
     for index, pair in enumerate(pairs):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise RuleError(f"rules[{index}]={pair!r} is not allowed; each rule must be a (selector, spec) pair")
+            raise RuleError(
+                f"rules[{index}]={pair!r} is not allowed; each rule must be a (selector, spec) pair"
+            )
         selector, spec = pair
         if isinstance(selector, str):
             if not selector:
@@ -326,9 +339,9 @@ def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
             raise _nothing_matched(rule, params)
     assignments = []
     for param in params:
-        rule = next((r for r in normalized if r.matches(param)), None)
-        if rule is not None and rule.spec is not None:
-            assignments.append((param, rule.spec))
+        first = next((r for r in normalized if r.matches(param)), None)
+        if first is not None and first.spec is not None:
+            assignments.append((param, first.spec))
     for param, spec in assignments:
         check_shape(spec, param.logical_shape, _given_fans(param, spec), param.path)
     return assignments
@@ -404,7 +417,8 @@ def needs_prepare(spec: Spec) -> bool:
     mixture or a wrapper): ``execute`` draws and validates those before writing anything.
 
     >>> import multiinit as mi
-    >>> needs_prepare(mi.normal()), needs_prepare(mi.mixture([(1.0, mi.custom(lambda r, s, d: r.random(s), name="u"))]))
+    >>> law = mi.custom(lambda r, s, d: r.random(s), name="u")
+    >>> needs_prepare(mi.normal()), needs_prepare(mi.mixture([(1.0, law)]))
     (False, True)
     """
     if isinstance(spec, Custom):
@@ -415,8 +429,13 @@ def needs_prepare(spec: Spec) -> bool:
     return isinstance(inner, Spec) and needs_prepare(inner)
 
 
-def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] | None = None,
-                    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None) -> Any:
+def portable_values(
+    param: Param,
+    spec: Spec,
+    draw: Draw,
+    box: Sequence[slice] | None = None,
+    write: Callable[[tuple[slice, ...], np.ndarray], None] | None = None,
+) -> Any:
     """The portable values of ``param`` (or of its logical region ``box``), in logical layout,
     in the parameter's dtype (float32 for a dtype the reference does not draw); with ``write``
     they are handed over tile by tile instead (see ``multiinit.stream.draw``).
@@ -426,8 +445,16 @@ def portable_values(param: Param, spec: Spec, draw: Draw, box: Sequence[slice] |
     from . import stream
 
     dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-    return stream.draw(spec, param.logical_shape, draw.key, dtype=dtype, fans=_given_fans(param, spec), box=box,
-                       write=write, path=param.path)
+    return stream.draw(
+        spec,
+        param.logical_shape,
+        draw.key,
+        dtype=dtype,
+        fans=_given_fans(param, spec),
+        box=box,
+        write=write,
+        path=param.path,
+    )
 
 
 def execute(
@@ -469,12 +496,19 @@ def execute(
         raise TypeError("execute() needs a writer=, or draw=, from_numpy= and write=")
     values = []
     for param, spec in assignments:
-        if portable:
+        if portable and seed is not None:  # (_check_seed refused portable without a seed)
             dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-            logical = sample(spec, param.logical_shape, seed=(int(seed), param.order), dtype=dtype,
-                             fans=_given_fans(param, spec))
+            logical = sample(
+                spec,
+                param.logical_shape,
+                seed=(int(seed), param.order),
+                dtype=dtype,
+                fans=_given_fans(param, spec),
+            )
             values.append((param, from_numpy(param, param.view.to_native(logical))))
-        else:
-            values.append((param, draw(param, spec, None if seed is None else derive_seed(seed, param.order))))
+        elif draw is not None:  # (refused above when not portable)
+            values.append(
+                (param, draw(param, spec, None if seed is None else derive_seed(seed, param.order)))
+            )
     write(values)
     return assignments

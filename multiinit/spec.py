@@ -13,11 +13,15 @@ import itertools
 import math
 import numbers
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .errors import SpecError, SpecTypeError, shorten, shown
 from .fans import MAX_ELEMENTS, NONLINEARITIES, calculate_gain
+
+if TYPE_CHECKING:  # sample() returns a NumPy array; the specs themselves need no NumPy
+    import numpy as np
 
 __all__ = [
     "Spec",
@@ -100,7 +104,7 @@ DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 # --------------------------------------------------------------------------- validation
 
 
-def _fail(kind: str, name: str, value: Any, allowed: str, error: type = SpecError) -> SpecError:
+def _fail(kind: str, name: str, value: Any, allowed: str, error: type[SpecError] = SpecError) -> SpecError:
     return error(f"{kind}: {name}={shown(value)} is not allowed; {name} must be {allowed}")
 
 
@@ -128,7 +132,7 @@ def _number(
         raise _fail(kind, name, value, allowed, SpecTypeError)
     try:
         number = float(value)
-    except Exception:  # an int too large for a float (10**400), a Real whose float() fails
+    except Exception:  # noqa: BLE001 - an int too large for a float (10**400), a Real whose float() fails
         raise _fail(kind, name, value, f"{allowed} that a float holds (|{name}| <= 1.797e+308)") from None
     if (
         not math.isfinite(number)
@@ -155,12 +159,17 @@ def _squarable(kind: str, name: str, value: float) -> float:
     finite float; a SpecError naming ``name`` otherwise."""
     square = value * value
     if not (square > 0 and math.isfinite(square)):
-        raise _fail(kind, name, value, f"a finite number > 0 whose square is finite and > 0 "
-                                       f"(about 2.2e-162 <= {name} <= {_MAX_SQUARABLE:.4g})")
+        raise _fail(
+            kind,
+            name,
+            value,
+            f"a finite number > 0 whose square is finite and > 0 "
+            f"(about 2.2e-162 <= {name} <= {_MAX_SQUARABLE:.4g})",
+        )
     return value
 
 
-def _tree(spec: "Spec") -> tuple[int, int]:
+def _tree(spec: Spec) -> tuple[int, int]:
     """``(specs, mixture levels)`` of a spec: 1 and 0 for anything but a mixture."""
     if not isinstance(spec, Mixture):
         return 1, 0
@@ -221,7 +230,7 @@ class Spec:
         fans: tuple[int, int] | None = None,
         *,
         path: str | None = None,
-    ):
+    ) -> np.ndarray:
         """Draw from the NumPy reference, in logical ``(out, in, *spatial)`` layout.
 
         ``seed`` is an int or a ``numpy.random.Generator``; ``fans`` overrides the fans of
@@ -244,7 +253,7 @@ class Spec:
 
         return compile(self, backend, **options)
 
-    def as_variance_scaling(self) -> "VarianceScaling | None":
+    def as_variance_scaling(self) -> VarianceScaling | None:
         """The ``variance_scaling`` form of a fan-based spec, ``None`` for any other.
 
         >>> xavier_normal(gain=2.0).as_variance_scaling()
@@ -288,9 +297,13 @@ class Uniform(Spec):
             raise _fail("uniform", "high", self.high, f"a finite number > low={low!r}")
         if not math.isfinite(high - low):
             # Every sampler draws low + (high - low) * u: the width must be a float too.
-            raise _fail("uniform", "high", self.high,
-                        f"a finite number such that high - low is finite (with low={low!r}, "
-                        f"high - low overflows to inf)")
+            raise _fail(
+                "uniform",
+                "high",
+                self.high,
+                f"a finite number such that high - low is finite (with low={low!r}, "
+                f"high - low overflows to inf)",
+            )
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -348,8 +361,12 @@ def _check_bounds(kind: str, mean: float, std: float, low: float, high: float) -
         if not math.isfinite(bound * std):
             # The product overflows: the larger factor is the culprit (std on a tie).
             culprit, value = ("std", std) if std >= abs(bound) else (name, bound)
-            raise _fail(kind, culprit, value,
-                        f"small enough that {bounds} are finite: {name}*std overflows with std={std!r}")
+            raise _fail(
+                kind,
+                culprit,
+                value,
+                f"small enough that {bounds} are finite: {name}*std overflows with std={std!r}",
+            )
     lo, hi = mean + low * std, mean + high * std
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise _fail(kind, "mean", mean, f"small enough that {bounds} are finite with std={std!r}")
@@ -385,7 +402,7 @@ class VarianceScaling(Spec):
             hint = ' ("normal" is truncated in old Keras and untruncated in JAX: say which)'
         _choice(kind, "distribution", self.distribution, DISTRIBUTIONS, hint)
 
-    def as_variance_scaling(self) -> "VarianceScaling":
+    def as_variance_scaling(self) -> VarianceScaling:
         return self
 
     def fan(self, fan_in: int, fan_out: int) -> float:
@@ -409,9 +426,11 @@ class VarianceScaling(Spec):
         """
         try:
             fan = self.fan(fan_in, fan_out)
-        except Exception:  # fans too large for a float, or not numbers at all
-            raise SpecError(f"variance_scaling: fans=({shown(fan_in)}, {shown(fan_out)}) are not allowed; "
-                            "fans must be two integers >= 0 of at most 2**48 (MAX_ELEMENTS)") from None
+        except Exception:  # noqa: BLE001 - fans too large for a float, or not numbers at all
+            raise SpecError(
+                f"variance_scaling: fans=({shown(fan_in)}, {shown(fan_out)}) are not allowed; "
+                "fans must be two integers >= 0 of at most 2**48 (MAX_ELEMENTS)"
+            ) from None
         if fan <= 0:
             # An empty dimension: nothing will be drawn, but the number must still be finite.
             fan = 1.0
@@ -424,9 +443,13 @@ class VarianceScaling(Spec):
             law = ("truncated_normal", math.sqrt(variance) / TRUNCATED_STD_2)
         if not math.isfinite(2 * law[1]):
             # scale / fan overflows when a fan is below 1 (fan_avg of fans 0 and 1 is 0.5).
-            raise _fail("variance_scaling", "scale", self.scale,
-                        f"small enough for fans (fan_in={fan_in}, fan_out={fan_out}): the {law[0]} "
-                        f"law's number from scale / {fan!r} overflows")
+            raise _fail(
+                "variance_scaling",
+                "scale",
+                self.scale,
+                f"small enough for fans (fan_in={fan_in}, fan_out={fan_out}): the {law[0]} "
+                f"law's number from scale / {fan!r} overflows",
+            )
         return law
 
 
@@ -487,9 +510,13 @@ class KaimingUniform(_Scaled):
         _choice(self.kind, "nonlinearity", self.nonlinearity, NONLINEARITIES)
         if self.nonlinearity == "leaky_relu" and not math.isfinite(self.a * self.a):
             # gain**2 = 2 / (1 + a**2): a square that overflows leaves no variance scale.
-            raise _fail(self.kind, "a", self.a,
-                        f"a finite number whose square is finite (|a| <= {_MAX_SQUARABLE:.4g}), "
-                        "as the gain 2 / (1 + a**2) needs it")
+            raise _fail(
+                self.kind,
+                "a",
+                self.a,
+                f"a finite number whose square is finite (|a| <= {_MAX_SQUARABLE:.4g}), "
+                "as the gain 2 / (1 + a**2) needs it",
+            )
 
     @property
     def gain(self) -> float:
@@ -508,37 +535,45 @@ class KaimingNormal(KaimingUniform):
     _distribution: ClassVar[str] = "untruncated_normal"
 
 
-def _named(name: str, scale: float, mode: str, distribution: str, doc: str) -> type:
+def _named(name: str, scale: float, mode: str, distribution: str, doc: str) -> type[_Scaled]:
     """A parameterless Keras/JAX named initializer: a fixed variance_scaling form."""
-    cls = dataclass(frozen=True, repr=False)(
-        type(
-            "".join(part.title() for part in name.split("_")),
-            (_Scaled,),
-            {
-                "__doc__": doc,
-                "__module__": __name__,
-                "__annotations__": {"kind": "ClassVar[str]"},
-                "kind": name,
-                "_form": (scale, mode, distribution),
-            },
-        )
+    cls = type(
+        "".join(part.title() for part in name.split("_")),
+        (_Scaled,),
+        {
+            "__doc__": doc,
+            "__module__": __name__,
+            "__annotations__": {"kind": "ClassVar[str]"},
+            "kind": name,
+            "_form": (scale, mode, distribution),
+        },
     )
-    return cls
+    # type() cannot say it made a subclass of _Scaled; it did.
+    return dataclass(frozen=True, repr=False)(cast("type[_Scaled]", cls))
 
 
 GlorotUniform = _named("glorot_uniform", 1.0, "fan_avg", "uniform", "Keras/JAX glorot_uniform.")
 GlorotNormal = _named(
-    "glorot_normal", 1.0, "fan_avg", "truncated_normal",
+    "glorot_normal",
+    1.0,
+    "fan_avg",
+    "truncated_normal",
     "Keras/JAX glorot_normal: truncated at 2 std and variance-corrected (not torch's xavier_normal).",
 )
 HeUniform = _named("he_uniform", 2.0, "fan_in", "uniform", "Keras/JAX he_uniform.")
 HeNormal = _named(
-    "he_normal", 2.0, "fan_in", "truncated_normal",
+    "he_normal",
+    2.0,
+    "fan_in",
+    "truncated_normal",
     "Keras/JAX he_normal: truncated and variance-corrected (not torch's kaiming_normal).",
 )
 LecunUniform = _named("lecun_uniform", 1.0, "fan_in", "uniform", "Keras/JAX lecun_uniform.")
 LecunNormal = _named(
-    "lecun_normal", 1.0, "fan_in", "truncated_normal",
+    "lecun_normal",
+    1.0,
+    "fan_in",
+    "truncated_normal",
     "Keras/JAX lecun_normal: truncated and variance-corrected (Flax's default kernel init).",
 )
 
@@ -589,9 +624,7 @@ class Sparse(Spec):
     kind: ClassVar[str] = "sparse"
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "sparsity", _number(self.kind, "sparsity", self.sparsity, ge=0, lt=1)
-        )
+        object.__setattr__(self, "sparsity", _number(self.kind, "sparsity", self.sparsity, ge=0, lt=1))
         object.__setattr__(self, "std", _number(self.kind, "std", self.std, gt=0))
 
 
@@ -608,18 +641,22 @@ class Mixture(Spec):
 
     def __post_init__(self) -> None:
         kind = self.kind
-        items = self.components
+        items: Any = self.components  # what the caller gave, checked below
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise _fail(kind, "components", items, "a list of (weight, spec) pairs", SpecTypeError)
         try:
             # At most MAX_NODES - 1 components fit (the mixture counts too): an endless
             # iterator is refused after that many, never followed.
             items = list(itertools.islice(items, MAX_NODES))
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever a hostile iterable raises while iterating
             raise _fail(kind, "components", self.components, "a list of (weight, spec) pairs") from None
         if len(items) >= MAX_NODES:
-            raise _fail(kind, "components", self.components,
-                        f"a list of fewer than {MAX_NODES} (weight, spec) pairs (MAX_NODES)")
+            raise _fail(
+                kind,
+                "components",
+                self.components,
+                f"a list of fewer than {MAX_NODES} (weight, spec) pairs (MAX_NODES)",
+            )
         if not items:
             raise _fail(kind, "components", items, "a non-empty list of (weight, spec) pairs")
         normalized = []
@@ -631,16 +668,27 @@ class Mixture(Spec):
                 raise _fail(kind, f"components[{i}] spec", item[1], "a multiinit spec", SpecTypeError)
             if isinstance(item[1], WithAxes):
                 # The axes say where the tensor's fans come from, which all components share.
-                raise _fail(kind, f"components[{i}] spec", item[1],
-                            "a spec without axes; put the mixture inside with_axes(mixture([...]), ...)")
+                raise _fail(
+                    kind,
+                    f"components[{i}] spec",
+                    item[1],
+                    "a spec without axes; put the mixture inside with_axes(mixture([...]), ...)",
+                )
             normalized.append((weight, item[1]))
-        nodes, depth = 1 + sum(_tree(s)[0] for _, s in normalized), 1 + max(_tree(s)[1] for _, s in normalized)
+        nodes, depth = (
+            1 + sum(_tree(s)[0] for _, s in normalized),
+            1 + max(_tree(s)[1] for _, s in normalized),
+        )
         if depth > MAX_DEPTH:
-            raise SpecError(f"mixture: components nest {depth} mixtures deep, which is not allowed; "
-                            f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)")
+            raise SpecError(
+                f"mixture: components nest {depth} mixtures deep, which is not allowed; "
+                f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)"
+            )
         if nodes > MAX_NODES:
-            raise SpecError(f"mixture: components hold {nodes} specs in all, which is not allowed; "
-                            f"a spec holds at most {MAX_NODES} (MAX_NODES)")
+            raise SpecError(
+                f"mixture: components hold {nodes} specs in all, which is not allowed; "
+                f"a spec holds at most {MAX_NODES} (MAX_NODES)"
+            )
         try:
             total = math.fsum(w for w, _ in normalized)
         except OverflowError:  # weights near the float limit: their sum is not 1 either
@@ -747,7 +795,9 @@ class WithAxes(Spec):
         inner = self.spec
         if not isinstance(inner, Spec) or isinstance(inner, WithAxes) or not inner.uses_fans:
             raise _fail(
-                kind, "spec", inner,
+                kind,
+                "spec",
+                inner,
                 "a fan-based spec (xavier_*, kaiming_*, glorot_*, he_*, lecun_*, variance_scaling, or a "
                 "mixture holding one): the axes say where its fans come from",
             )
@@ -854,9 +904,7 @@ def truncated_normal(
     return TruncatedNormal(mean, std, low, high)
 
 
-def trunc_normal(
-    mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0
-) -> TruncatedNormal:
+def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> TruncatedNormal:
     """torch's ``trunc_normal_`` law: bounds ``a``, ``b`` are absolute values, not std units.
 
     With torch's defaults and a small std (``std=0.02, a=-2, b=2``) the cut is at +-100 std,
@@ -875,10 +923,17 @@ def trunc_normal(
     # The bounds in std units are derived: blame the parameter that makes them overflow.
     for name, bound in (("a", a), ("b", b)):
         if not math.isfinite(bound - mean):
-            raise _fail(kind, name, bound, f"a finite number such that {name} - mean is finite (mean={mean!r})")
+            raise _fail(
+                kind, name, bound, f"a finite number such that {name} - mean is finite (mean={mean!r})"
+            )
         if not math.isfinite((bound - mean) / std):
-            raise _fail(kind, "std", std, f"a finite number > 0 large enough that ({name} - mean) / std "
-                                          f"is finite ({name}={bound!r}, mean={mean!r})")
+            raise _fail(
+                kind,
+                "std",
+                std,
+                f"a finite number > 0 large enough that ({name} - mean) / std "
+                f"is finite ({name}={bound!r}, mean={mean!r})",
+            )
     return TruncatedNormal(mean, std, (a - mean) / std, (b - mean) / std)
 
 
@@ -911,9 +966,7 @@ def xavier_normal(gain: float = 1.0) -> XavierNormal:
     return XavierNormal(gain)
 
 
-def kaiming_uniform(
-    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
-) -> KaimingUniform:
+def kaiming_uniform(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> KaimingUniform:
     """torch's kaiming_uniform_ (``a=math.sqrt(5)`` is torch's default Linear/Conv weight).
 
     >>> kaiming_uniform(a=5 ** 0.5).as_variance_scaling().scale
@@ -922,9 +975,7 @@ def kaiming_uniform(
     return KaimingUniform(a, mode, nonlinearity)
 
 
-def kaiming_normal(
-    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
-) -> KaimingNormal:
+def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> KaimingNormal:
     """torch's kaiming_normal_: N(0, gain**2/fan), untruncated.
 
     >>> kaiming_normal(mode="fan_out", nonlinearity="relu")
@@ -1078,19 +1129,58 @@ def with_axes(
 CONSTRUCTORS: dict[str, Callable[..., Any]] = {
     f.__name__: f
     for f in (
-        zeros, ones, constant, uniform, normal, truncated_normal, trunc_normal,
-        variance_scaling, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal,
-        glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal,
-        orthogonal, eye, dirac, sparse, mixture, custom, with_axes,
+        zeros,
+        ones,
+        constant,
+        uniform,
+        normal,
+        truncated_normal,
+        trunc_normal,
+        variance_scaling,
+        xavier_uniform,
+        xavier_normal,
+        kaiming_uniform,
+        kaiming_normal,
+        glorot_uniform,
+        glorot_normal,
+        he_uniform,
+        he_normal,
+        lecun_uniform,
+        lecun_normal,
+        orthogonal,
+        eye,
+        dirac,
+        sparse,
+        mixture,
+        custom,
+        with_axes,
     )
 }
 
-_KINDS: dict[str, type] = {
+_KINDS: dict[str, type[Spec]] = {
     cls.kind: cls
     for cls in (
-        Constant, Uniform, Normal, TruncatedNormal, VarianceScaling, XavierUniform,
-        XavierNormal, KaimingUniform, KaimingNormal, GlorotUniform, GlorotNormal, HeUniform,
-        HeNormal, LecunUniform, LecunNormal, Orthogonal, Eye, Dirac, Sparse, Mixture, Custom,
+        Constant,
+        Uniform,
+        Normal,
+        TruncatedNormal,
+        VarianceScaling,
+        XavierUniform,
+        XavierNormal,
+        KaimingUniform,
+        KaimingNormal,
+        GlorotUniform,
+        GlorotNormal,
+        HeUniform,
+        HeNormal,
+        LecunUniform,
+        LecunNormal,
+        Orthogonal,
+        Eye,
+        Dirac,
+        Sparse,
+        Mixture,
+        Custom,
         WithAxes,
     )
 }
@@ -1135,14 +1225,11 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
     if not isinstance(data, Mapping):
         raise _fail("from_dict", "data", data, "a dict with a 'kind' key", SpecTypeError)
     kind = data.get("kind")
-    cls = _KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise _fail("from_dict", "kind", kind, f"one of {', '.join(sorted(_KINDS))}")
+    cls = _KINDS[kind]
     given = {k: v for k, v in data.items() if k != "kind"}
-    if cls is Custom:
-        allowed = {"name"}
-    else:
-        allowed = {f.name for f in fields(cls)}
+    allowed = {"name"} if cls is Custom else {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(given) - allowed, key=str)
     if unknown:
         raise _fail(kind, "keys", unknown, f"among {sorted(allowed)}")
@@ -1152,11 +1239,12 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
             raise _fail(kind, "components", parts, "a list of {'weight': w, 'spec': {...}}", SpecTypeError)
         if depth >= MAX_DEPTH:
             # Refused before the next level is followed, so no input nests the reader itself.
-            raise SpecError(f"from_dict: mixtures nest more than {MAX_DEPTH} deep, which is not allowed; "
-                            f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)")
+            raise SpecError(
+                f"from_dict: mixtures nest more than {MAX_DEPTH} deep, which is not allowed; "
+                f"mixtures nest at most {MAX_DEPTH} deep (MAX_DEPTH)"
+            )
         if len(parts) >= MAX_NODES:
-            raise _fail(kind, "components", parts,
-                        f"a list of fewer than {MAX_NODES} components (MAX_NODES)")
+            raise _fail(kind, "components", parts, f"a list of fewer than {MAX_NODES} components (MAX_NODES)")
         pairs = []
         for i, part in enumerate(parts):
             if not isinstance(part, Mapping) or set(part) != {"weight", "spec"}:
@@ -1164,13 +1252,15 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
             pairs.append((part["weight"], _from_dict(part["spec"], depth + 1)))
         return Mixture(tuple(pairs))
     if cls is Custom:
-        name = given.get("name")
+        name: Any = given.get("name")  # anything: registered_custom refuses what is not a name
         return Custom(registered_custom(name), name)
     if cls is WithAxes:
         missing = sorted({"spec", "in_axis", "out_axis"} - set(given))
         if missing:
             raise _fail(kind, "keys", sorted(given), f"spec, in_axis, out_axis (missing {missing})")
-        return WithAxes(from_dict(given["spec"]), given["in_axis"], given["out_axis"], given.get("batch_axis", ()))
+        return WithAxes(
+            from_dict(given["spec"]), given["in_axis"], given["out_axis"], given.get("batch_axis", ())
+        )
     try:
         return cls(**given)
     except SpecError:
@@ -1207,9 +1297,12 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
     func = node.func
     name = func.id if isinstance(func, ast.Name) else None
     # "mi.uniform(...)" and "multiinit.uniform(...)" read as well as "uniform(...)".
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-        if func.value.id in ("mi", "multiinit"):
-            name = func.attr
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("mi", "multiinit")
+    ):
+        name = func.attr
     if name not in CONSTRUCTORS:
         called = ast.get_source_segment(text, func) or type(func).__name__
         raise _fail("parse", "spec", called, f"one of {', '.join(CONSTRUCTORS)}")
@@ -1224,17 +1317,20 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
             raise SpecTypeError("parse: **kwargs is not allowed; write each argument as name=value")
         if kw.arg in kwargs:
             # Python refuses a repeated keyword; keeping the last one would hide a typo.
-            raise SpecTypeError(f"parse: {name}(...) has the keyword argument {kw.arg}= twice; "
-                                "each argument may be given once")
+            raise SpecTypeError(
+                f"parse: {name}(...) has the keyword argument {kw.arg}= twice; "
+                "each argument may be given once"
+            )
         kwargs[kw.arg] = _literal(kw.value, text, depth)
     if name == "custom":
         return Custom(registered_custom(kwargs["name"]), kwargs["name"])
     try:
-        return CONSTRUCTORS[name](*args, **kwargs)
+        spec: Spec = CONSTRUCTORS[name](*args, **kwargs)
     except SpecError:
         raise
     except TypeError as e:  # wrong arity or an unknown keyword
         raise SpecTypeError(f"parse: {name}(...) has arguments it does not take: {e}") from None
+    return spec
 
 
 def parse(text: str) -> Spec:

@@ -14,13 +14,13 @@ the checks still catch a 3% error in a std, a swapped fan, or a truncation at th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 
-from .reference import fans_for
-from .reference import sample as reference_sample
+from .reference import fans_for, sample as reference_sample
 from .spec import (
     TRUNCATED_STD_2,
     Constant,
@@ -34,6 +34,7 @@ from .spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
 )
 
 __all__ = ["ALPHA", "Law", "Check", "Verdict", "law", "check", "check_law", "check_same", "z_for"]
@@ -98,13 +99,14 @@ class Law:
     def continuous_cdf(self, x: np.ndarray) -> np.ndarray:
         """CDF of the continuous part alone (conditional on not being an atom)."""
         mass = self.continuous_mass
-        return sum(w * d.cdf(x) for w, d in self.parts) / mass
+        cdf: np.ndarray = sum(w * d.cdf(x) for w, d in self.parts) / mass
+        return cdf
 
     @property
     def support(self) -> tuple[float, float]:
         """Smallest and largest value the law can produce."""
-        lows = [v for v in self.atoms] + [float(d.support()[0]) for _, d in self.parts]
-        highs = [v for v in self.atoms] + [float(d.support()[1]) for _, d in self.parts]
+        lows = [*self.atoms, *(float(d.support()[0]) for _, d in self.parts)]
+        highs = [*self.atoms, *(float(d.support()[1]) for _, d in self.parts)]
         if self.exact is not None:
             lows.append(float(self.exact.min(initial=0)))
             highs.append(float(self.exact.max(initial=0)))
@@ -124,7 +126,9 @@ def _continuous(spec: Spec, fans: tuple[int, int] | None) -> tuple[Any, str]:
             stats.truncnorm(spec.low, spec.high, loc=spec.mean, scale=spec.std),
             f"N({spec.mean:.4g}, {spec.std:.4g}^2) cut to [{lo:.4g}, {hi:.4g}]",
         )
-    distribution, number = spec.as_variance_scaling().law(*fans)
+    # Every other law that reaches here is fan-based, with the fans found by fans_for.
+    scaled = cast("VarianceScaling", spec.as_variance_scaling())
+    distribution, number = scaled.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return stats.uniform(-number, 2 * number), f"U[-{number:.4g}, {number:.4g})"
     if distribution == "untruncated_normal":
@@ -158,19 +162,23 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         rows = shape[0]
         m = max(rows, math.prod(shape) // rows if rows else 0)
         a = (m - 1) / 2
-        parts = [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        parts: list[tuple[float, Any]] = (
+            [(1.0, stats.beta(a, a, loc=-spec.gain, scale=2 * spec.gain))] if m > 1 else []
+        )
         return Law(
             parts=parts,
             orthogonal_gain=spec.gain,
-            text=f"orthogonal: W W^T = {spec.gain:.4g}^2 I, entries {spec.gain:.4g}*(2 Beta({a:g}, {a:g}) - 1)",
+            text=(
+                f"orthogonal: W W^T = {spec.gain:.4g}^2 I, entries {spec.gain:.4g}*(2 Beta({a:g}, {a:g}) - 1)"
+            ),
         )
     if isinstance(spec, Sparse):
         from scipy import stats
 
         rows = shape[0]
-        k = int(math.ceil(spec.sparsity * rows))
+        k = math.ceil(spec.sparsity * rows)
         p = k / rows if rows else 0.0
-        atoms = {0.0: p} if p > 0 else {}
+        atoms: dict[float, float] = {0.0: p} if p > 0 else {}
         return Law(
             atoms=atoms,
             parts=[(1.0 - p, stats.norm(0.0, spec.std))] if p < 1 else [],
@@ -179,8 +187,8 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
         )
     if isinstance(spec, Mixture):
         used = fans_for(spec, shape, fans) if spec.uses_fans else None
-        atoms: dict[float, float] = {}
-        parts: list[tuple[float, Any]] = []
+        atoms = {}
+        parts = []
         texts = []
         for weight, component in spec.components:
             if weight == 0:
@@ -190,7 +198,7 @@ def law(spec: Spec, shape: Sequence[int], fans: tuple[int, int] | None = None) -
                 return None
             if sub.exact is not None:
                 values, counts = np.unique(sub.exact, return_counts=True)
-                sub_atoms = {float(v): c / sub.exact.size for v, c in zip(values, counts)}
+                sub_atoms = {float(v): c / sub.exact.size for v, c in zip(values, counts, strict=True)}
             else:
                 sub_atoms = sub.atoms
             for value, mass in sub_atoms.items():
@@ -287,7 +295,9 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
         count = int(hits.sum())
         spread = math.sqrt(n * mass * (1 - mass))
         tolerance = z * spread + 0.5
-        checks.append(Check(f"mass at {value:g}", count / n, mass, tolerance / n, abs(count - n * mass) <= tolerance))
+        checks.append(
+            Check(f"mass at {value:g}", count / n, mass, tolerance / n, abs(count - n * mass) <= tolerance)
+        )
     if the_law.zeros_per_column:
         fewest = int((x.reshape(x.shape[0], -1) == 0).sum(axis=0).min())
         checks.append(
@@ -295,8 +305,13 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
         )
     rest = values[continuous]
     if the_law.parts and rest.size:
-        result = stats.kstest(rest, the_law.continuous_cdf)
-        checks.append(Check("ks", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)))
+        # scipy calls the cdf once with the whole array; its stubs say one float at a time.
+        result = stats.kstest(rest, the_law.continuous_cdf)  # type: ignore[arg-type]
+        checks.append(
+            Check(
+                "ks", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)
+            )
+        )
     mean, variance = the_law.mean, the_law.variance
     if variance > 0:
         tolerance = z * math.sqrt(variance / n)
@@ -325,7 +340,12 @@ def check_same(x: np.ndarray, reference: np.ndarray, alpha: float = ALPHA) -> Ch
     b = np.asarray(reference, dtype=np.float64).ravel()
     result = stats.ks_2samp(a, b)
     return Check(
-        "ks vs reference", float(result.statistic), 0.0, alpha, bool(result.pvalue >= alpha), float(result.pvalue)
+        "ks vs reference",
+        float(result.statistic),
+        0.0,
+        alpha,
+        bool(result.pvalue >= alpha),
+        float(result.pvalue),
     )
 
 

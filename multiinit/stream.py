@@ -42,9 +42,10 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -129,10 +130,10 @@ class Tiling:
     def _tile(self, coords: tuple[int, ...]) -> Tile:
         index = 0
         box = []
-        for axis, (c, step, count) in enumerate(zip(coords, self.steps, self.counts)):
+        for axis, (c, step, count) in enumerate(zip(coords, self.steps, self.counts, strict=True)):
             index = index * count + c
             box.append(slice(c * step, min((c + 1) * step, self.shape[axis])))
-        box.extend(slice(0, d) for d in self.shape[len(self.steps):])
+        box.extend(slice(0, d) for d in self.shape[len(self.steps) :])
         return Tile(index, tuple(box))
 
     def tiles(self, box: Sequence[slice] | None = None) -> Iterator[Tile]:
@@ -141,7 +142,7 @@ class Tiling:
             return
         box = _full_box(self.shape, box)
         ranges = []
-        for axis, (step, count) in enumerate(zip(self.steps, self.counts)):
+        for axis, (step, count) in enumerate(zip(self.steps, self.counts, strict=True)):
             s = box[axis]
             if s.stop <= s.start:
                 return
@@ -169,7 +170,7 @@ def _full_box(shape: tuple[int, ...], box: Sequence[slice] | None) -> Box:
     if len(box) != len(shape):
         raise ValueError(f"box {box} does not have one slice per axis of shape {shape}")
     out = []
-    for s, d in zip(box, shape):
+    for s, d in zip(box, shape, strict=True):
         start, stop, step = s.indices(d)
         if step != 1:
             raise ValueError(f"box {box} has a slice with step {step}; tiles take unit steps")
@@ -308,6 +309,42 @@ def run_parallel(jobs: Iterable[Callable[[], Any]]) -> None:
 # --------------------------------------------------------------------------- the portable draw
 
 
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: None = ...,
+    path: str | None = ...,
+) -> np.ndarray: ...
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: Callable[[Box, np.ndarray], None],
+    path: str | None = ...,
+) -> None: ...
+@overload
+def draw(
+    spec: Spec,
+    shape: Sequence[int],
+    key: Sequence[int],
+    *,
+    dtype: Any = ...,
+    fans: tuple[int, int] | None = ...,
+    box: Sequence[slice] | None = ...,
+    write: Callable[[Box, np.ndarray], None] | None = ...,
+    path: str | None = ...,
+) -> np.ndarray | None: ...
 def draw(
     spec: Spec,
     shape: Sequence[int],
@@ -345,7 +382,9 @@ def draw(
         out = np.empty(tuple(s.stop - s.start for s in region), dtype=np.dtype(dtype))
 
         def write(target: Box, values: np.ndarray) -> None:
-            out[tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region))] = values
+            out[
+                tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region, strict=True))
+            ] = values
 
     if len(grid) == 0:
         return out
@@ -358,9 +397,18 @@ def draw(
         def run() -> None:
             values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path)
             part = tuple(
-                slice(max(t.start, r.start), min(t.stop, r.stop)) for t, r in zip(tile.box, region)
+                slice(max(t.start, r.start), min(t.stop, r.stop))
+                for t, r in zip(tile.box, region, strict=True)
             )
-            write(part, values[tuple(slice(p.start - t.start, p.stop - t.start) for p, t in zip(part, tile.box))])
+            write(
+                part,
+                values[
+                    tuple(
+                        slice(p.start - t.start, p.stop - t.start)
+                        for p, t in zip(part, tile.box, strict=True)
+                    )
+                ],
+            )
 
         return run
 

@@ -85,9 +85,23 @@ else:
 _RESULTS: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
 
 
+def result_label(backend: str) -> str:
+    """The name a backend's results are recorded under: Keras is labelled by the backend it runs
+    on (``keras`` on TensorFlow, ``keras-jax``, ``keras-torch``), so the report tells them apart."""
+    if backend != "keras":
+        return backend
+    import keras
+
+    running = keras.backend.backend()
+    return "keras" if running == "tensorflow" else f"keras-{running}"
+
+
 def record_result(kind: str, backend: str, record: dict[str, Any]) -> None:
-    """Keep one result record of ``kind`` (e.g. "matrix") for ``backend``."""
-    _RESULTS[(kind, backend)].append(record)
+    """Keep one result record of ``kind`` (e.g. "matrix") for ``backend`` (under its label)."""
+    label = result_label(backend)
+    if record.get("backend") == backend:
+        record = {**record, "backend": label}
+    _RESULTS[(kind, label)].append(record)
 
 
 def pytest_sessionfinish(session, exitstatus):

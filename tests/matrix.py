@@ -171,7 +171,7 @@ def attention_form(spec: mi.Spec, backend: str) -> tuple[mi.Layout, tuple[int, .
 def framework_versions(backend: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"numpy": ["numpy"], "torch": ["torch"], "keras": ["keras", "tensorflow-cpu", "tensorflow"],
+    packages = {"numpy": ["numpy"], "torch": ["torch"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch"],
                 "flax": ["jax", "jaxlib", "flax"], "mxnet": ["mxnet"]}[backend]
     found = {"numpy": version("numpy")}
     for package in packages:

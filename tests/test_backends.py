@@ -7,8 +7,9 @@ import importlib
 
 import pytest
 
-from conftest import REQUESTED
 from multiinit import registry
+
+from conftest import REQUESTED
 
 FRAMEWORK_MODULES = {"torch": ["torch"], "keras": ["keras"], "flax": ["jax", "flax"], "mxnet": ["mxnet"]}
 

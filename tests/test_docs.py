@@ -65,10 +65,13 @@ def blocks_of(text: str, page: str) -> list[Block]:
         while end < len(lines) and lines[end].strip() != fence:
             end += 1
         assert end < len(lines), f"{page}:{i + 1}: the code fence is never closed"
-        body = [line[len(indent):] if line.startswith(indent) else line.lstrip() for line in lines[i + 1:end]]
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[i + 1 : end]
+        ]
         tag = _TAG.match(body[0]) if body else None
-        found.append(Block(page, i + 1, opened["lang"], "\n".join(body) + "\n",
-                           tag["backend"] if tag else "numpy"))
+        found.append(
+            Block(page, i + 1, opened["lang"], "\n".join(body) + "\n", tag["backend"] if tag else "numpy")
+        )
         i = end + 1
     return found
 
@@ -83,9 +86,12 @@ def test_the_pages_have_code_and_every_block_is_run_somewhere() -> None:
     for block in BLOCKS:
         assert block.lang in {"python", "pycon", *NOT_CODE}, (
             f"{block.id}: a ```{block.lang} block is neither run by this test nor output; "
-            f"use python or pycon (run here) or one of {sorted(NOT_CODE)}")
+            f"use python or pycon (run here) or one of {sorted(NOT_CODE)}"
+        )
         assert block.backend in ("numpy", *ADAPTER_BACKENDS), (
-            f"{block.id}: '# backend: {block.backend}' names no backend; allowed: {', '.join(ADAPTER_BACKENDS)}")
+            f"{block.id}: '# backend: {block.backend}' names no backend; "
+            f"allowed: {', '.join(ADAPTER_BACKENDS)}"
+        )
     # Each framework has examples, and so does the core env.
     assert {b.backend for b in RUNNABLE} >= {"numpy", *ADAPTER_BACKENDS}
 
@@ -96,16 +102,18 @@ def test_blocks_that_show_a_file_show_a_script_the_tests_run() -> None:
     for block in shown:
         path = _SNIPPET.match(block.code.strip())["path"]
         assert re.fullmatch(r"examples/seed_chapter_(torch|keras|flax|mxnet)\.py", path), (
-            f"{block.id} shows {path}, which tests/test_examples.py does not run")
+            f"{block.id} shows {path}, which tests/test_examples.py does not run"
+        )
         assert (ROOT / path).is_file(), f"{block.id} shows {path}, which does not exist"
 
 
 def run_block(block: Block) -> None:
     if block.lang == "python":
-        exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})  # noqa: S102 - our own docs
+        exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})  # the docs' own code blocks
         return
-    test = doctest.DocTestParser().get_doctest(block.code, {"__name__": "__docs__"}, block.id, block.page,
-                                               block.line)
+    test = doctest.DocTestParser().get_doctest(
+        block.code, {"__name__": "__docs__"}, block.id, block.page, block.line
+    )
     report: list[str] = []
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test, out=report.append)
@@ -114,6 +122,7 @@ def run_block(block: Block) -> None:
 
 # Only the blocks this env can run are collected: none of another framework's (not a skip).
 if HERE:
+
     @pytest.mark.parametrize("block", HERE, ids=[b.id for b in HERE])
     def test_the_code_example_runs(block: Block) -> None:
         run_block(block)
@@ -123,17 +132,21 @@ def test_each_adapter_page_shows_the_decisions_of_every_file_of_its_package() ->
     # An adapter that is a package states its decisions in each file's docstring (DESIGN.md).
     for package in sorted(p for p in (ROOT / "multiinit").iterdir() if (p / "__init__.py").is_file()):
         page = DOCS / "frameworks" / f"{package.name}.md"
-        assert page.is_file(), f"the adapter package multiinit.{package.name} has no page {page.relative_to(ROOT)}"
+        assert page.is_file(), (
+            f"the adapter package multiinit.{package.name} has no page {page.relative_to(ROOT)}"
+        )
         text = page.read_text()
         assert re.search(rf"^::: multiinit\.{package.name}$", text, re.MULTILINE)
         for module in sorted(package.glob("*.py")):
             if module.name != "__init__.py":
                 name = f"multiinit.{package.name}.{module.stem}"
                 assert re.search(rf"^::: {re.escape(name)}$", text, re.MULTILINE), (
-                    f"{page.relative_to(ROOT)} does not show the decisions of {name} (add '::: {name}')")
+                    f"{page.relative_to(ROOT)} does not show the decisions of {name} (add '::: {name}')"
+                )
 
 
 # ------------------------------------------------------------------ docstrings as Markdown
+
 
 def _extension():
     spec = importlib.util.spec_from_file_location("rst_docstrings", DOCS / "_ext" / "rst_docstrings.py")
@@ -157,17 +170,25 @@ def test_doctest_directives_are_left_to_the_test_runner() -> None:
 
 def test_a_literal_block_becomes_a_python_fence() -> None:
     text = "Three ways in::\n\n    import multiinit as mi\n\n    mi.zeros()\n\nThen text."
-    assert to_markdown(text) == "Three ways in:\n\n```python\nimport multiinit as mi\n\nmi.zeros()\n```\n\nThen text."
+    assert (
+        to_markdown(text)
+        == "Three ways in:\n\n```python\nimport multiinit as mi\n\nmi.zeros()\n```\n\nThen text."
+    )
 
 
 def test_a_definition_list_item_becomes_a_bold_title_and_a_paragraph() -> None:
     text = "Seeds\n    A seeded initializer advances\n    on every call.\n\n    * a list item\n\nNext."
-    assert to_markdown(text) == ("**Seeds**\n\nA seeded initializer advances\non every call.\n\n* a list item\n\nNext.")
+    assert to_markdown(text) == (
+        "**Seeds**\n\nA seeded initializer advances\non every call.\n\n* a list item\n\nNext."
+    )
 
 
 def test_a_simple_table_stays_monospaced_and_roles_become_literals() -> None:
     text = "Values:\n\n====  ====\na     b\n====  ====\n\nSee :class:`Initializer`."
-    assert to_markdown(text) == "Values:\n\n```text\n====  ====\na     b\n====  ====\n```\n\nSee ``Initializer``."
+    assert (
+        to_markdown(text)
+        == "Values:\n\n```text\n====  ====\na     b\n====  ====\n```\n\nSee ``Initializer``."
+    )
 
 
 def test_plain_markdown_is_left_alone_and_rewriting_twice_changes_nothing() -> None:
@@ -202,7 +223,9 @@ def test_every_docstring_of_the_package_renders_without_reST_leftovers() -> None
             if fenced:
                 continue
             assert not line.lstrip().startswith(">>>"), f"{where}: a doctest line outside a fence: {line!r}"
-            assert not re.fullmatch(r"\s*[=-]{3,}(\s+[=-]{3,})*\s*", line), f"{where}: a heading underline: {line!r}"
+            assert not re.fullmatch(r"\s*[=-]{3,}(\s+[=-]{3,})*\s*", line), (
+                f"{where}: a heading underline: {line!r}"
+            )
             assert not line.rstrip().endswith("::"), f"{where}: a reST literal-block marker: {line!r}"
             assert not re.search(r":[a-z]+:`", line), f"{where}: a reST role: {line!r}"
         assert not fenced, f"{where}: a fence is left open"

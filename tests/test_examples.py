@@ -9,6 +9,7 @@ framework is missing fails here (the script cannot import it), never skips.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -34,18 +35,26 @@ TIMEOUT = 300
 
 # The core env has no framework: nothing to collect there (not an empty, skipped parametrization).
 if BACKENDS:
+
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_the_seed_chapter_example_runs_and_prints_every_section(backend: str) -> None:
         script = EXAMPLES / f"seed_chapter_{backend}.py"
         assert script.is_file(), f"{script} is missing"
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              timeout=TIMEOUT, cwd=EXAMPLES.parent)
-        assert done.returncode == 0, (f"{script.name} exited with {done.returncode}\n"
-                                      f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=EXAMPLES.parent,
+        )
+        assert done.returncode == 0, (
+            f"{script.name} exited with {done.returncode}\n"
+            f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
         lines = done.stdout.splitlines()
         headings = [line for line in lines if line.startswith("== ")]
         assert headings == SECTIONS, f"{script.name} printed the sections\n" + "\n".join(headings)
         # Every section prints its results, not only its heading.
-        for heading, following in zip(lines, lines[1:]):
+        for heading, following in itertools.pairwise(lines):
             assert not (heading in SECTIONS and following.startswith("== ")), f"{heading!r} printed nothing"
         assert not lines[-1].startswith("== "), f"{lines[-1]!r} printed nothing"

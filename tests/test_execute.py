@@ -48,7 +48,13 @@ LAW = mi.custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="tests
 
 def test_check_then_prepare_then_fill() -> None:
     w = Recorder()
-    execute(params(), {"a.weight": LAW, "weight": mi.normal(), "bias": mi.zeros()}, seed=1, portable=True, writer=w)
+    execute(
+        params(),
+        {"a.weight": LAW, "weight": mi.normal(), "bias": mi.zeros()},
+        seed=1,
+        portable=True,
+        writer=w,
+    )
     kinds = [k for k, _ in w.calls]
     assert kinds == ["check"] * 4 + ["prepare"] + ["fill"] * 4
     assert [p for k, p in w.calls if k == "prepare"] == ["a.weight"]
@@ -70,11 +76,15 @@ def test_draws_carry_the_stream_key() -> None:
             seen.append((param.path, draw.seed, draw.order, draw.portable))
 
     execute(params(), {"*": mi.normal()}, seed=7, portable=False, writer=Keys())
-    assert seen == [("a.weight", 7, 0, False), ("a.bias", 7, 1, False), ("b.weight", 7, 2, False),
-                    ("b.bias", 7, 3, False)]
+    assert seen == [
+        ("a.weight", 7, 0, False),
+        ("a.bias", 7, 1, False),
+        ("b.weight", 7, 2, False),
+        ("b.bias", 7, 3, False),
+    ]
     assert Draw(7, 2, True).key == (7, 2)
     with pytest.raises(mi.RuleError, match="no seed"):
-        Draw(None, 2, False).key
+        _ = Draw(None, 2, False).key
 
 
 def test_portable_values_are_the_reference_stream_of_seed_and_order() -> None:

@@ -86,8 +86,16 @@ def test_logical_view_rejects_inconsistent_shapes() -> None:
 
 
 def test_calculate_gain_table() -> None:
-    for name in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                 "conv_transpose3d", "sigmoid"):
+    for name in (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    ):
         assert mi.calculate_gain(name) == 1
     assert mi.calculate_gain("tanh") == 5 / 3
     assert mi.calculate_gain("relu") == math.sqrt(2)

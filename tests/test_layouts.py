@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from multiinit.fans import OUT_IN, SPATIAL_IN_OUT, Layout, LogicalView, as_layout, compute_fans, fans_from_axes
+from multiinit.fans import (
+    OUT_IN,
+    SPATIAL_IN_OUT,
+    Layout,
+    LogicalView,
+    as_layout,
+    compute_fans,
+    fans_from_axes,
+)
 from multiinit.rules import Param
 
 # --------------------------------------------------------------------------- grammar
@@ -145,7 +153,7 @@ def test_a_layout_without_in_has_no_fans_of_its_own() -> None:
     view = Layout("out,out").view((8, 16))  # a per-head bias (heads, head_dim)
     assert view.logical_shape == (128,)
     with pytest.raises(mi.ShapeError, match="fewer than 2 dimensions"):
-        view.fans
+        _ = view.fans
     with pytest.raises(mi.ShapeError, match="'out,out' has no in axis") as info:
         Layout("out,out").fans((8, 16))
     assert "(8, 16)" in str(info.value)
@@ -186,7 +194,9 @@ def test_roles_and_axes_of_a_shape() -> None:
 def test_logical_view_batch_is_compatible() -> None:
     plain = LogicalView((4, 5))
     assert plain.batch == 0 and plain.fans == (5, 4)
-    assert repr(plain) == "LogicalView(native_shape=(4, 5), axes=(0, 1), pre_shape=(4, 5), logical_shape=(4, 5))"
+    assert (
+        repr(plain) == "LogicalView(native_shape=(4, 5), axes=(0, 1), pre_shape=(4, 5), logical_shape=(4, 5))"
+    )
     batched = LogicalView((3, 4, 5), batch=1)
     assert batched.fans == (5, 4) and LogicalView((3, 4, 5)).fans == (20, 15)
     assert batched != LogicalView((3, 4, 5)) and "batch=1" in repr(batched)
@@ -195,7 +205,7 @@ def test_logical_view_batch_is_compatible() -> None:
             LogicalView((3, 4), batch=bad)
 
 
-# --------------------------------------------------------------------------- JAX's in_axis/out_axis/batch_axis
+# ------------------------------------------------------------------ JAX's in_axis/out_axis/batch_axis
 
 
 @pytest.mark.parametrize(
@@ -247,7 +257,9 @@ def every_with_axes():
         mi.with_axes(mi.lecun_normal(), in_axis=0, out_axis=(1, 2)),
         mi.with_axes(mi.he_uniform(), in_axis=-2, out_axis=-1, batch_axis=0),
         mi.with_axes(mi.xavier_uniform(gain=2.0), in_axis=1, out_axis=0),
-        mi.with_axes(mi.variance_scaling(0.5, "fan_geo_avg", "uniform"), in_axis=(0,), out_axis=(2, 3), batch_axis=(1,)),
+        mi.with_axes(
+            mi.variance_scaling(0.5, "fan_geo_avg", "uniform"), in_axis=(0,), out_axis=(2, 3), batch_axis=(1,)
+        ),
         mi.with_axes(mi.mixture([(0.5, mi.he_normal()), (0.5, mi.zeros())]), in_axis=0, out_axis=1),
     ]
 
@@ -263,8 +275,13 @@ def test_with_axes_round_trips_like_every_spec(spec) -> None:
 def test_with_axes_repr_and_dict() -> None:
     spec = mi.with_axes(mi.glorot_uniform(), in_axis=[0], out_axis=[1, 2])
     assert repr(spec) == "with_axes(glorot_uniform(), in_axis=(0,), out_axis=(1, 2))"
-    assert spec.to_dict() == {"kind": "with_axes", "spec": {"kind": "glorot_uniform"}, "in_axis": [0],
-                              "out_axis": [1, 2], "batch_axis": []}
+    assert spec.to_dict() == {
+        "kind": "with_axes",
+        "spec": {"kind": "glorot_uniform"},
+        "in_axis": [0],
+        "out_axis": [1, 2],
+        "batch_axis": [],
+    }
     assert mi.parse("mi.with_axes(mi.glorot_uniform(), in_axis=(0,), out_axis=[1, 2])") == spec
     assert spec.random
 
@@ -299,9 +316,11 @@ def test_with_axes_needs_in_and_out_and_nests_only_outside() -> None:
         mi.with_axes(inner, in_axis=0, out_axis=1)
     with pytest.raises(mi.SpecError, match=r"with_axes\(mixture"):
         mi.mixture([(1.0, inner)])
-    for bad in ({"kind": "with_axes", "in_axis": 0, "out_axis": 1},
-                {"kind": "with_axes", "spec": {"kind": "he_normal"}, "in_axis": 0},
-                {"kind": "with_axes", "spec": {"kind": "he_normal"}, "in_axis": 0, "out_axis": 1, "x": 2}):
+    for bad in (
+        {"kind": "with_axes", "in_axis": 0, "out_axis": 1},
+        {"kind": "with_axes", "spec": {"kind": "he_normal"}, "in_axis": 0},
+        {"kind": "with_axes", "spec": {"kind": "he_normal"}, "in_axis": 0, "out_axis": 1, "x": 2},
+    ):
         with pytest.raises(mi.SpecError):
             mi.from_dict(bad)
 
@@ -330,7 +349,9 @@ def test_the_reference_refuses_axes_that_do_not_fit() -> None:
         spec.sample((4,))
     assert spec.sample((4,), fans=(4, 4)).shape == (4,)  # a bias given its weight's fans
     with pytest.raises(mi.ShapeError, match="eye"):
-        mi.with_axes(mi.mixture([(0.5, mi.he_normal()), (0.5, mi.eye())]), in_axis=0, out_axis=1).sample((2, 3, 4))
+        mi.with_axes(mi.mixture([(0.5, mi.he_normal()), (0.5, mi.eye())]), in_axis=0, out_axis=1).sample(
+            (2, 3, 4)
+        )
 
 
 # --------------------------------------------------------------------------- fan_geo_avg
@@ -405,7 +426,10 @@ def test_param_fans_for_a_spec() -> None:
     unowned = Param("pos", LogicalView((4, 32, 8, 16)), "pos")
     with pytest.raises(mi.ShapeError, match="out_axis"):
         Param("pos", LogicalView((8, 16)), "pos").fans_for(stated)
-    assert unowned.fans_for(mi.with_axes(mi.he_normal(), in_axis=1, out_axis=(2, 3), batch_axis=0)) == (32, 128)
+    assert unowned.fans_for(mi.with_axes(mi.he_normal(), in_axis=1, out_axis=(2, 3), batch_axis=0)) == (
+        32,
+        128,
+    )
     experts = Param("experts.down_proj", Layout("batch,out,in").view((4, 6, 5)), "down_proj")
     assert experts.fans == (5, 6) and experts.fans_for(mi.he_normal()) == (5, 6)
     # the axes, not the batched view, decide for a with_axes spec: in 0 (4), out 1 (6), receptive 5

@@ -13,8 +13,8 @@ from mxnet.gluon import nn
 
 import multiinit as mi
 from multiinit import stats
-from multiinit.mxnet import params_of
 from multiinit.errors import LawError
+from multiinit.mxnet import params_of
 from multiinit.rules import portable_rng
 
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture
@@ -23,13 +23,13 @@ from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode f
 def build() -> nn.Sequential:
     net = nn.Sequential()
     net.add(
-        nn.Dense(16, in_units=8),                             # 0
-        nn.Conv2D(6, 3, in_channels=4, groups=2),             # 1: weight (6, 2, 3, 3)
-        nn.BatchNorm(in_channels=6),                          # 2
-        nn.Conv2DTranspose(10, 3, in_channels=6, groups=2),   # 3: weight (in 6, out/g 5, 3, 3)
-        nn.Embedding(5, 3),                                   # 4
-        nn.Conv2D(8, 3, in_channels=4, layout="NHWC"),        # 5: weight (out 8, 3, 3, in 4)
-        nn.Conv2D(6, 3, in_channels=6, groups=6),             # 6: depthwise, weight (6, 1, 3, 3)
+        nn.Dense(16, in_units=8),  # 0
+        nn.Conv2D(6, 3, in_channels=4, groups=2),  # 1: weight (6, 2, 3, 3)
+        nn.BatchNorm(in_channels=6),  # 2
+        nn.Conv2DTranspose(10, 3, in_channels=6, groups=2),  # 3: weight (in 6, out/g 5, 3, 3)
+        nn.Embedding(5, 3),  # 4
+        nn.Conv2D(8, 3, in_channels=4, layout="NHWC"),  # 5: weight (out 8, 3, 3, in 4)
+        nn.Conv2D(6, 3, in_channels=6, groups=6),  # 6: depthwise, weight (6, 1, 3, 3)
     )
     net.initialize()
     return net
@@ -64,8 +64,15 @@ def value(net, path: str) -> np.ndarray:
 
 def test_params_are_listed_with_structured_paths_in_definition_order() -> None:
     params = params_of(build())
-    got = [(p.path, p.kind, p.logical_shape, p.fans if p.fans is not None else
-            (p.view.fans if len(p.logical_shape) >= 2 else None)) for p in params]
+    got = [
+        (
+            p.path,
+            p.kind,
+            p.logical_shape,
+            p.fans if p.fans is not None else (p.view.fans if len(p.logical_shape) >= 2 else None),
+        )
+        for p in params
+    ]
     assert got == EXPECTED
     assert [p.order for p in params] == list(range(len(EXPECTED)))  # running stats excluded
     assert [p.role for p in params][:6] == ["weight", "bias", "weight", "bias", "gamma", "beta"]
@@ -101,8 +108,12 @@ def _hand_logical(path: str, native: np.ndarray) -> np.ndarray:
 
 def test_portable_mode_writes_the_reference_draw_in_mxnet_layout() -> None:
     net = build()
-    rules = {"weight": mi.xavier_uniform(), "bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
-             "gamma": mi.normal(1.0, 0.1), "beta": mi.uniform(-1, 1)}
+    rules = {
+        "weight": mi.xavier_uniform(),
+        "bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+        "gamma": mi.normal(1.0, 0.1),
+        "beta": mi.uniform(-1, 1),
+    }
     mi.apply(net, rules, seed=7, portable=True)
     for order, (path, _, logical_shape, fans) in enumerate(EXPECTED):
         role = path.split(".")[1]
@@ -111,7 +122,8 @@ def test_portable_mode_writes_the_reference_draw_in_mxnet_layout() -> None:
         np.testing.assert_array_equal(value(net, path), _hand_native(path, logical), err_msg=path)
 
 
-def test_a_bias_gets_its_weight_fans_so_torch_default_is_reproduced(mode) -> None:
+@pytest.mark.usefixtures("mode")
+def test_a_bias_gets_its_weight_fans_so_torch_default_is_reproduced() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(4096, in_units=25), nn.Embedding(10, 4))  # the preset also has an embedding rule
     net.initialize()
@@ -150,17 +162,30 @@ def test_structural_specs_are_drawn_on_the_logical_view(path) -> None:
 def test_selectors_by_path_glob_role_layer_type_and_kind() -> None:
     net = build()
     before = snapshot(net)
-    mi.apply(net, [
-        ("0.weight", mi.constant(1)),
-        ("*.bias", mi.constant(2)),
-        ("gamma", mi.constant(3)),
-        (nn.Conv2DTranspose, mi.constant(4)),
-        ("embedding", mi.constant(5)),
-        (mi.select(kind="depthwise_conv"), mi.constant(6)),
-        (nn.Dense, mi.constant(9)),  # matches 0.weight and 0.bias, both taken by earlier rules
-    ])
-    expected = {"0.weight": 1, "0.bias": 2, "1.bias": 2, "2.gamma": 3, "3.weight": 4, "3.bias": 2,
-                "4.weight": 5, "5.bias": 2, "6.weight": 6, "6.bias": 2}
+    mi.apply(
+        net,
+        [
+            ("0.weight", mi.constant(1)),
+            ("*.bias", mi.constant(2)),
+            ("gamma", mi.constant(3)),
+            (nn.Conv2DTranspose, mi.constant(4)),
+            ("embedding", mi.constant(5)),
+            (mi.select(kind="depthwise_conv"), mi.constant(6)),
+            (nn.Dense, mi.constant(9)),  # matches 0.weight and 0.bias, both taken by earlier rules
+        ],
+    )
+    expected = {
+        "0.weight": 1,
+        "0.bias": 2,
+        "1.bias": 2,
+        "2.gamma": 3,
+        "3.weight": 4,
+        "3.bias": 2,
+        "4.weight": 5,
+        "5.bias": 2,
+        "6.weight": 6,
+        "6.bias": 2,
+    }
     for path, number in expected.items():
         assert (value(net, path) == number).all(), path
     after = snapshot(net)
@@ -194,12 +219,23 @@ def test_any_error_leaves_the_block_exactly_as_it_was(case) -> None:
         raise RuntimeError("law broke")
 
     rules, error, match = {
-        "no match": ({"weight": mi.zeros(), "7.weight": mi.ones()}, mi.RuleError, "'7.weight'.*closest paths"),
-        "shape": ({"weight": mi.zeros(), "gamma": mi.xavier_uniform()}, mi.ShapeError, "'2.gamma' of shape \\(6,\\)"),
+        "no match": (
+            {"weight": mi.zeros(), "7.weight": mi.ones()},
+            mi.RuleError,
+            "'7.weight'.*closest paths",
+        ),
+        "shape": (
+            {"weight": mi.zeros(), "gamma": mi.xavier_uniform()},
+            mi.ShapeError,
+            "'2.gamma' of shape \\(6,\\)",
+        ),
         "eye on conv": ({"bias": mi.ones(), "1.weight": mi.eye()}, mi.ShapeError, "'1.weight'"),
         # The failing law is the last parameter's: user laws are drawn before any write.
-        "custom raises": ({"weight": mi.zeros(), "6.bias": mi.custom(broken, name="apply.broken")},
-                          LawError, "custom law 'apply.broken' at '6.bias' raised RuntimeError: law broke"),
+        "custom raises": (
+            {"weight": mi.zeros(), "6.bias": mi.custom(broken, name="apply.broken")},
+            LawError,
+            "custom law 'apply.broken' at '6.bias' raised RuntimeError: law broke",
+        ),
     }[case]
     net = build()
     before = snapshot(net)
@@ -213,8 +249,11 @@ def test_any_error_leaves_the_block_exactly_as_it_was(case) -> None:
 def test_an_uninitialized_block_is_refused_by_name() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(4, in_units=3))
-    with pytest.raises(mi.RuleError, match=r"'0\.weight' \(dense\d+_weight\): it is not initialized.*"
-                                           r"block\.initialize\(\)"):
+    with pytest.raises(
+        mi.RuleError,
+        match=r"'0\.weight' \(dense\d+_weight\): it is not initialized.*"
+        r"block\.initialize\(\)",
+    ):
         mi.apply(net, {"weight": mi.ones()})
 
 
@@ -239,7 +278,7 @@ def test_a_seed_reproduces_the_whole_block_whatever_the_global_seed() -> None:
         np.testing.assert_array_equal(d[path], e[path], err_msg=path)
 
 
-def test_numpy_mode_blocks_are_filled_with_numpy_arrays(mode) -> None:
+def test_numpy_mode_blocks_are_filled_with_numpy_arrays(mode) -> None:  # noqa: F811 - the fixture imported above
     net = nn.Sequential()
     net.add(nn.Dense(256, in_units=128))
     net.initialize()
@@ -255,8 +294,12 @@ def test_tied_parameters_appear_once() -> None:
     # d2l's shared layer, MXNet tab.
     net = nn.Sequential()
     shared = nn.Dense(8, in_units=8, activation="relu")
-    net.add(nn.Dense(8, in_units=4, activation="relu"), shared,
-            nn.Dense(8, in_units=8, activation="relu", params=shared.params), nn.Dense(10, in_units=8))
+    net.add(
+        nn.Dense(8, in_units=4, activation="relu"),
+        shared,
+        nn.Dense(8, in_units=8, activation="relu", params=shared.params),
+        nn.Dense(10, in_units=8),
+    )
     net.initialize()
     params = params_of(net)
     assert [p.path for p in params] == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
@@ -296,7 +339,9 @@ def test_recurrent_layers_are_known_and_their_biases_pair_with_their_weights() -
     params = {p.path: p for p in params_of(net)}
     # Counted by hand: l0_i2h_weight (32, 4) and l0_h2h_weight (32, 8), four gates of 8.
     assert params["0.l0_i2h_bias"].fans == (4, 32) and params["0.l0_h2h_bias"].fans == (8, 32)
-    assert {params[p].kind for p in params if p.startswith("0.")} == {"recurrent"} and params["0.l0_i2h_weight"].known
+    assert {params[p].kind for p in params if p.startswith("0.")} == {"recurrent"} and params[
+        "0.l0_i2h_weight"
+    ].known
     mi.apply(net, [(mi.select(kind="recurrent"), mi.constant(0.5))])
     assert (net[0].l0_h2h_weight.data().asnumpy() == 0.5).all() and not (value(net, "1.weight") == 0.5).any()
 
@@ -319,7 +364,8 @@ def test_a_deferred_recurrent_layer_gets_its_rules_at_the_first_forward() -> Non
     eager(x)
     mi.apply(eager, rules, seed=2)
     for name in ("l0_i2h_weight", "l0_h2h_weight", "l0_i2h_bias", "l0_h2h_bias"):
-        np.testing.assert_array_equal(getattr(deferred, name).data().asnumpy(),
-                                      getattr(eager, name).data().asnumpy(), err_msg=name)
+        np.testing.assert_array_equal(
+            getattr(deferred, name).data().asnumpy(), getattr(eager, name).data().asnumpy(), err_msg=name
+        )
     bound = 1 / math.sqrt(6)  # l0_i2h_bias takes l0_i2h_weight's fan_in, 6 once known
     assert 0.7 * bound < np.abs(deferred.l0_i2h_bias.data().asnumpy()).max() <= bound  # 0.7**64 < 1e-9

@@ -17,14 +17,13 @@ import re
 import mxnet as mx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from mxnet import gluon
 from mxnet.gluon import nn
 
 import multiinit as mi
-from multiinit.mxnet import params_of
 from multiinit.errors import LawError
+from multiinit.mxnet import params_of
 
 EXAMPLES = max(300, settings.default.max_examples)
 
@@ -56,16 +55,26 @@ def _layer(kind: str, a: int, b: int):
 
 
 LAYERS = st.lists(
-    st.tuples(st.sampled_from(["dense", "conv", "conv_transpose", "embedding", "batchnorm", "layernorm", "table"]),
-              st.integers(1, 9), st.integers(1, 9)),
-    min_size=1, max_size=5,
+    st.tuples(
+        st.sampled_from(["dense", "conv", "conv_transpose", "embedding", "batchnorm", "layernorm", "table"]),
+        st.integers(1, 9),
+        st.integers(1, 9),
+    ),
+    min_size=1,
+    max_size=5,
 )
 
 #: Laws any float parameter of any shape can take (no fans, no dimension requirement).
-ANY_SHAPE = [mi.normal(0.1, 0.5), mi.uniform(-2, 3), mi.constant(1.5), mi.zeros(), mi.truncated_normal(std=0.2),
-             mi.trunc_normal(std=0.02), mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()),
-                                                    (0.25, mi.uniform(-10, -5))]),
-             mi.custom(lambda rng, shape, dtype: rng.random(shape), name="fuzz.fine")]
+ANY_SHAPE = [
+    mi.normal(0.1, 0.5),
+    mi.uniform(-2, 3),
+    mi.constant(1.5),
+    mi.zeros(),
+    mi.truncated_normal(std=0.2),
+    mi.trunc_normal(std=0.02),
+    mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+    mi.custom(lambda rng, shape, dtype: rng.random(shape), name="fuzz.fine"),
+]
 #: Laws for a parameter of two or more dimensions.
 MATRIX = [mi.xavier_uniform(), mi.he_normal(), mi.orthogonal(), mi.kaiming_uniform(a=math.sqrt(5))]
 
@@ -84,8 +93,11 @@ def build(layers) -> nn.Sequential:
 
 
 def snapshot(net) -> dict[str, list[bytes]]:
-    return {path: [a.asnumpy().tobytes() for a in p._data]
-            for path, p in net._collect_params_with_prefix().items() if p._data is not None}
+    return {
+        path: [a.asnumpy().tobytes() for a in p._data]
+        for path, p in net._collect_params_with_prefix().items()
+        if p._data is not None
+    }
 
 
 def _lies(kind: str):
@@ -93,7 +105,7 @@ def _lies(kind: str):
         if kind == "raises":
             raise RuntimeError("fuzz law broke")
         if kind == "shape":
-            return np.zeros(tuple(shape) + (2,))
+            return np.zeros((*shape, 2))
         if kind == "nan":
             out = rng.random(shape)
             out.reshape(-1)[-1] = np.nan
@@ -105,8 +117,18 @@ def _lies(kind: str):
     return mi.custom(law, name=f"fuzz.{kind}")
 
 
-FAULTS = ["no match", "misfit", "raises", "shape", "nan", "inf", "text", "read-only", "never initialized",
-          "integer dtype"]
+FAULTS = [
+    "no match",
+    "misfit",
+    "raises",
+    "shape",
+    "nan",
+    "inf",
+    "text",
+    "read-only",
+    "never initialized",
+    "integer dtype",
+]
 
 
 @st.composite
@@ -136,24 +158,27 @@ def _inject(net, rules, fault: str, target):
     fault is a parameter's; returns (rules, error class, the culprit the message must name)."""
     path = target.path
     if fault == "no match":
-        return [("nothing.here", mi.ones())] + rules, mi.RuleError, "nothing.here"
+        return [("nothing.here", mi.ones()), *rules], mi.RuleError, "nothing.here"
     if fault == "misfit":
         spec = mi.eye() if len(target.logical_shape) != 2 else mi.dirac()
         if len(target.logical_shape) == 1 and target.fans is None:
             spec = mi.xavier_uniform()  # a norm's vector has no weight to take fans from
-        return [(path, spec)] + rules, mi.ShapeError, path
+        return [(path, spec), *rules], mi.ShapeError, path
     if fault in ("raises", "shape", "nan", "inf", "text"):
-        return [(path, _lies(fault))] + rules, LawError, path
+        return [(path, _lies(fault)), *rules], LawError, path
     if fault == "integer dtype":
-        return [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal())] + rules, \
-            mi.SpecError, path
+        return (
+            [(path, mi.he_uniform() if len(target.logical_shape) >= 2 else mi.normal()), *rules],
+            mi.SpecError,
+            path,
+        )
     if fault == "read-only":
         target.handle._data[0].writable = False
-        return [(path, mi.ones())] + rules, mi.RuleError, path
+        return [(path, mi.ones()), *rules], mi.RuleError, path
     # never initialized: a layer added after initialize() has no arrays.
     net.add(nn.Dense(3, in_units=2))
     late = f"{len(net._children) - 1}.weight"
-    return [(late, mi.normal())] + rules, mi.RuleError, late
+    return [(late, mi.normal()), *rules], mi.RuleError, late
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,8 +11,7 @@ import pytest
 from mxnet.gluon import nn
 
 import multiinit as mi
-from multiinit import mxnet as mim
-from multiinit import stats
+from multiinit import mxnet as mim, stats
 
 from matrix import seed_chapter_my_init
 from test_mxnet_initializer import mode  # noqa: F401 - the nd / np array-mode fixture
@@ -47,8 +46,9 @@ def initialized_dense(path: str, init, units: int = 256, in_units: int = 128):
     return net[0]
 
 
+@pytest.mark.usefixtures("mode")
 @pytest.mark.parametrize("path", PATHS)
-def test_every_gluon_path_draws_the_spec(mode, path) -> None:
+def test_every_gluon_path_draws_the_spec(path) -> None:
     spec = mi.he_normal()  # MXNet has no truncated normal: nothing native could pass this
     layer = initialized_dense(path, mi.compile(spec, "mxnet", seed=1))
     weight = layer.weight.data()
@@ -59,8 +59,9 @@ def test_every_gluon_path_draws_the_spec(mode, path) -> None:
     assert (layer.bias.data().asnumpy() == 0).all()
 
 
+@pytest.mark.usefixtures("mode")
 @pytest.mark.parametrize("path", PATHS)
-def test_every_gluon_path_gives_mxnet_numbers_for_a_law_mxnet_has(mode, path) -> None:
+def test_every_gluon_path_gives_mxnet_numbers_for_a_law_mxnet_has(path) -> None:
     mx.random.seed(8)
     ours = initialized_dense(path, mim.xavier_uniform(), 20, 10).weight.data().asnumpy()
     mx.random.seed(8)
@@ -68,7 +69,8 @@ def test_every_gluon_path_gives_mxnet_numbers_for_a_law_mxnet_has(mode, path) ->
     np.testing.assert_array_equal(ours, theirs)
 
 
-def test_a_deferred_layer_is_filled_at_its_first_forward_with_the_fans_it_then_has(mode) -> None:
+@pytest.mark.usefixtures("mode")
+def test_a_deferred_layer_is_filled_at_its_first_forward_with_the_fans_it_then_has() -> None:
     net = nn.Sequential()
     net.add(nn.Dense(300, weight_initializer=mim.xavier_uniform()))
     net.initialize()
@@ -80,7 +82,8 @@ def test_a_deferred_layer_is_filled_at_its_first_forward_with_the_fans_it_then_h
     assert verdict.passed, str(verdict)
 
 
-def test_a_fan_based_spec_on_a_bias_raises_through_gluon_naming_it(mode) -> None:
+@pytest.mark.usefixtures("mode")
+def test_a_fan_based_spec_on_a_bias_raises_through_gluon_naming_it() -> None:
     layer = nn.Dense(4, in_units=3)
     layer.initialize()
     with pytest.raises(mi.ShapeError, match=f"'{layer.bias.name}' of shape \\(4,\\)"):
@@ -94,7 +97,8 @@ def test_a_fan_based_spec_on_a_bias_raises_through_gluon_naming_it(mode) -> None
     assert (fine.bias.data().asnumpy() == 0.5).all()
 
 
-def test_the_block_runs_forward_after_a_multiinit_initialization(mode) -> None:
+@pytest.mark.usefixtures("mode")
+def test_the_block_runs_forward_after_a_multiinit_initialization() -> None:
     net = nn.HybridSequential()
     net.add(nn.Conv2D(4, 3, in_channels=2, weight_initializer=mim.dirac()), nn.Dense(3, in_units=4 * 4 * 4))
     net.initialize(mim.ones())
@@ -135,7 +139,7 @@ def test_chapter_normal_sigma_001_and_zero_bias(chapter_net) -> None:
     native = _values(net)
     mx.random.seed(1)
     net.initialize(init=mim.normal(std=0.01), force_reinit=True)
-    for ours, theirs in zip(_values(net), native):
+    for ours, theirs in zip(_values(net), native, strict=True):
         np.testing.assert_array_equal(ours, theirs)
     assert (net[0].bias.data().asnumpy() == 0).all() and (net[1].bias.data().asnumpy() == 0).all()
     wide = initialized_dense("net.initialize", mim.normal(std=0.01))

@@ -45,7 +45,9 @@ def registry():
 
 def block(in_units: int = 128, deferred: bool = False):
     net = nn.Sequential()
-    net.add(InOutDense(512, in_units=0 if deferred else in_units), nn.Dense(10, in_units=0 if deferred else 512))
+    net.add(
+        InOutDense(512, in_units=0 if deferred else in_units), nn.Dense(10, in_units=0 if deferred else 512)
+    )
     net.initialize()
     return net
 
@@ -77,8 +79,14 @@ def test_a_block_registered_by_class_gets_its_kind_and_fans(registry) -> None:
     plan = mi.plan(net, {"0.weight": mi.he_uniform()})
     assert not plan.guesses and {row.path: row for row in plan}["0.weight"].fans == (128, 512)
     # kaiming_uniform(a=sqrt(5)) on 128 -> 512: U(+-1/sqrt(128)), not 1/sqrt(512) (n = 65,536).
-    mi.apply(net, {"0.weight": mi.kaiming_uniform(a=math.sqrt(5)), "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")},
-             seed=0)
+    mi.apply(
+        net,
+        {
+            "0.weight": mi.kaiming_uniform(a=math.sqrt(5)),
+            "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+        },
+        seed=0,
+    )
     bound = 1 / math.sqrt(128)
     for path in ("0.weight", "0.bias"):
         verdict = stats.check(value(net, path), mi.uniform(-bound, bound), reference_seed=None)
@@ -101,8 +109,11 @@ def test_kind_selectors_and_presets_reach_a_registered_block(registry) -> None:
 
 def test_a_registered_block_with_deferred_shapes_gets_the_same_values(registry) -> None:
     mi.register_layer(InOutDense, kind="dense", layout={"weight": "in,out"}, fans_from="weight")
-    rules = {"0.weight": mi.he_normal(), "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
-             "1.weight": mi.orthogonal()}
+    rules = {
+        "0.weight": mi.he_normal(),
+        "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+        "1.weight": mi.orthogonal(),
+    }
     x = mx.nd.ones((2, 128))
     deferred = block(deferred=True)
     mi.apply(deferred, rules, seed=3)

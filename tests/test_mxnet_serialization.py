@@ -4,6 +4,7 @@ a fresh one that imports only multiinit's mxnet module (and mxnet)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -19,7 +20,10 @@ from matrix import SPECS
 
 def test_dumps_is_mxnet_form_with_the_spec_dict() -> None:
     init = mi.compile(mi.normal(std=0.01), "mxnet", seed=7)
-    assert json.loads(init.dumps()) == ["multiinit", {"spec": {"kind": "normal", "mean": 0.0, "std": 0.01}, "seed": 7}]
+    assert json.loads(init.dumps()) == [
+        "multiinit",
+        {"spec": {"kind": "normal", "mean": 0.0, "std": 0.01}, "seed": 7},
+    ]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=repr)
@@ -44,7 +48,7 @@ def test_a_rebuilt_initializer_starts_its_sequence_again() -> None:
 
 def test_create_needs_a_custom_law_to_be_registered_by_name() -> None:
     text = '["multiinit", {"spec": {"kind": "custom", "name": "never.registered"}, "seed": null}]'
-    with pytest.raises(mi.SpecError, match="'never.registered' is not registered"):
+    with pytest.raises(mi.SpecError, match=re.escape("'never.registered' is not registered")):
         mx.init.create(text)
 
 
@@ -84,11 +88,12 @@ def test_a_fresh_process_rebuilds_the_same_initializers_and_values() -> None:
     ]
     inits = [mi.compile(spec, "mxnet", seed=i) for i, spec in enumerate(specs)]
     texts = [init.dumps() for init in inits]
-    done = subprocess.run([sys.executable, "-c", FRESH], input=json.dumps(texts), capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH], input=json.dumps(texts), capture_output=True, text=True, check=True
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frameworks"] == []
-    for init, text, got in zip(inits, texts, result["out"]):
+    for init, text, got in zip(inits, texts, result["out"], strict=True):
         assert got["type"] == "Multiinit" and got["dumps"] == text
         here = mx.nd.zeros((6, 4))
         init(mx.init.InitDesc("fc_weight"), here)

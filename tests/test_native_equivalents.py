@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED
-from matrix import NATIVE, SHAPES, SPECS
 from multiinit import stats
 from multiinit.fans import LogicalView, from_logical_shape
 from multiinit.registry import BACKENDS
+
+from conftest import REQUESTED
+from matrix import NATIVE, SHAPES, SPECS
 
 
 def _named(backend: str, spec: mi.Spec, case: str) -> str | None:
@@ -24,8 +25,10 @@ def _named(backend: str, spec: mi.Spec, case: str) -> str | None:
 
 CASES = [
     (backend, spec, case, code)
-    for backend in REQUESTED if backend in NATIVE
-    for spec in SPECS for case in SHAPES
+    for backend in REQUESTED
+    if backend in NATIVE
+    for spec in SPECS
+    for case in SHAPES
     if (code := _named(backend, spec, case)) is not None
 ]
 

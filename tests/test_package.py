@@ -21,7 +21,9 @@ def test_the_installed_metadata_has_the_version_of_the_code() -> None:
 
 def test_pyproject_takes_the_version_from_the_code() -> None:
     project = (ROOT / "pyproject.toml").read_text()
-    assert re.search(r'^dynamic = \["version"\]$', project, re.MULTILINE), "pyproject.toml must not repeat the version"
+    assert re.search(r'^dynamic = \["version"\]$', project, re.MULTILINE), (
+        "pyproject.toml must not repeat the version"
+    )
     assert not re.search(r"^version\s*=\s*\"", project, re.MULTILINE)
     assert re.search(r'^version = \{ attr = "multiinit.__version__" \}$', project, re.MULTILINE)
     assert re.fullmatch(r"\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?(?:\.dev\d+)?", multiinit.__version__)

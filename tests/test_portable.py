@@ -21,14 +21,17 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED, record_result
 from multiinit.fans import LogicalView
 from multiinit.rules import Param, execute
 
+from conftest import REQUESTED, record_result
+
 SEED = 2024
 #: The bias law depends on the weight's fan_in, so the bias checks fans across frameworks too.
-RULES = [("weight", mi.xavier_normal(gain=mi.calculate_gain("relu"))),
-         ("bias", mi.variance_scaling(1 / 3, "fan_in", "uniform"))]
+RULES = [
+    ("weight", mi.xavier_normal(gain=mi.calculate_gain("relu"))),
+    ("bias", mi.variance_scaling(1 / 3, "fan_in", "uniform")),
+]
 TOLERANCE = 1e-5
 
 X_MLP = np.random.default_rng(7).standard_normal((5, 4)).astype(np.float32)
@@ -49,11 +52,26 @@ def reference_weights(model: str) -> list[np.ndarray]:
     for shape in LAYERS[model]:
         weight = LogicalView(shape)
         params.append(Param(f"{len(params)}.weight", weight, "weight", None, order=len(params)))
-        params.append(Param(f"{len(params) - 1}.bias", LogicalView(shape[:1]), "bias", None,
-                            fans=weight.fans, order=len(params)))
+        params.append(
+            Param(
+                f"{len(params) - 1}.bias",
+                LogicalView(shape[:1]),
+                "bias",
+                None,
+                fans=weight.fans,
+                order=len(params),
+            )
+        )
     drawn: dict[str, np.ndarray] = {}
-    execute(params, RULES, seed=SEED, portable=True, draw=None, from_numpy=lambda p, a: a,
-            write=lambda pairs: drawn.update((p.path, v) for p, v in pairs))
+    execute(
+        params,
+        RULES,
+        seed=SEED,
+        portable=True,
+        draw=None,
+        from_numpy=lambda p, a: a,
+        write=lambda pairs: drawn.update((p.path, v) for p, v in pairs),
+    )
     return [drawn[p.path].astype(np.float64) for p in params]
 
 
@@ -61,7 +79,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Valid 2-D cross-correlation, N C H W with (out, in, kh, kw) weights (all four frameworks)."""
     kh, kw = w.shape[2:]
     h, wd = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    patches = np.stack([x[:, :, i:i + h, j:j + wd] for i in range(kh) for j in range(kw)], axis=-1)
+    patches = np.stack([x[:, :, i : i + h, j : j + wd] for i in range(kh) for j in range(kw)], axis=-1)
     return np.einsum("nchwk,ock->nohw", patches, w.reshape(*w.shape[:2], -1)) + b[None, :, None, None]
 
 
@@ -95,17 +113,20 @@ def run_keras(model: str) -> np.ndarray:
     import keras
 
     if model == "mlp":
-        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                                keras.layers.Dense(1)])
+        net = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+        )
         x = X_MLP
     else:
-        net = keras.Sequential([
-            keras.Input((5, 5, 2)),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.Permute((3, 1, 2)),  # (H, W, C) -> (C, H, W): torch's flatten order
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ])
+        net = keras.Sequential(
+            [
+                keras.Input((5, 5, 2)),
+                keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.Permute((3, 1, 2)),  # (H, W, C) -> (C, H, W): torch's flatten order
+                keras.layers.Flatten(),
+                keras.layers.Dense(3),
+            ]
+        )
         x = X_CNN.transpose(0, 2, 3, 1)
     mi.apply(net, RULES, seed=SEED, portable=True)
     return keras.ops.convert_to_numpy(net(x))
@@ -160,7 +181,7 @@ def test_the_numpy_network_is_what_it_says() -> None:
     b = np.array([0.1, -0.2, 0.3, 0.0])
     got = _conv(X_CNN.astype(np.float64), w, b)
     n, o, i, j = 3, 2, 1, 2
-    direct = (X_CNN[n, :, i:i + 3, j:j + 3] * w[o]).sum() + b[o]
+    direct = (X_CNN[n, :, i : i + 3, j : j + 3] * w[o]).sum() + b[o]
     assert np.isclose(got[n, o, i, j], direct)
     first, second = reference_weights("mlp")[0], reference_weights("cnn")[0]
     assert not np.allclose(first.ravel()[:8], second.ravel()[:8])
@@ -170,14 +191,29 @@ def test_the_numpy_network_is_what_it_says() -> None:
 # The core env has no framework: only the NumPy network's own test runs there (not an empty,
 # skipped parametrization).
 if BACKENDS:
+
     @pytest.mark.parametrize("model", ["mlp", "cnn"])
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_portable_outputs_equal_the_reference_network(backend: str, model: str) -> None:
         output = np.asarray(RUN[backend](model), dtype=np.float64)
         expected = reference_output(model)
-        record_result("portable", backend, {
-            "backend": backend, "model": model, "seed": SEED, "rules": [[s, str(p)] for s, p in RULES],
-            "output": output.tolist(), "reference": expected.tolist(), "tolerance": TOLERANCE,
-        })
-        np.testing.assert_allclose(output, expected, rtol=TOLERANCE, atol=TOLERANCE,
-                                   err_msg=f"{backend} {model}: portable outputs differ from the reference network")
+        record_result(
+            "portable",
+            backend,
+            {
+                "backend": backend,
+                "model": model,
+                "seed": SEED,
+                "rules": [[s, str(p)] for s, p in RULES],
+                "output": output.tolist(),
+                "reference": expected.tolist(),
+                "tolerance": TOLERANCE,
+            },
+        )
+        np.testing.assert_allclose(
+            output,
+            expected,
+            rtol=TOLERANCE,
+            atol=TOLERANCE,
+            err_msg=f"{backend} {model}: portable outputs differ from the reference network",
+        )

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-from conftest import REQUESTED
 from multiinit import stats
+
+from conftest import REQUESTED
 
 DENSE = (400, 300)  # in, out
 CONV = (16, 32, 3)  # in channels, out channels, kernel size
@@ -76,8 +77,11 @@ def torch_layer(kind: str, preset, seed: int) -> dict[str, np.ndarray]:
     from torch import nn
 
     torch.manual_seed(seed)
-    layer = {"dense": lambda: nn.Linear(*DENSE), "conv": lambda: nn.Conv2d(*CONV),
-             "embedding": lambda: nn.Embedding(*EMBED)}[kind]()
+    layer = {
+        "dense": lambda: nn.Linear(*DENSE),
+        "conv": lambda: nn.Conv2d(*CONV),
+        "embedding": lambda: nn.Embedding(*EMBED),
+    }[kind]()
     if preset is not None:
         mi.apply(layer, preset, seed=seed)
     return {name: p.detach().numpy().copy() for name, p in layer.named_parameters()}
@@ -130,9 +134,11 @@ def mxnet_layer(kind: str, preset, seed: int) -> dict[str, np.ndarray]:
     from mxnet.gluon import nn
 
     mx.random.seed(seed)
-    layer = {"dense": lambda: nn.Dense(DENSE[1], in_units=DENSE[0]),
-             "conv": lambda: nn.Conv2D(CONV[1], CONV[2], in_channels=CONV[0]),
-             "embedding": lambda: nn.Embedding(*EMBED)}[kind]()
+    layer = {
+        "dense": lambda: nn.Dense(DENSE[1], in_units=DENSE[0]),
+        "conv": lambda: nn.Conv2D(CONV[1], CONV[2], in_channels=CONV[0]),
+        "embedding": lambda: nn.Embedding(*EMBED),
+    }[kind]()
     layer.initialize()
     if preset is not None:
         mi.apply(layer, preset, seed=seed)
@@ -155,8 +161,9 @@ def test_a_preset_gives_its_frameworks_default_law(backend: str, preset: str, ki
         native = BUILD[backend](kind, None, seed=4)
         for role, values in got.items():
             same = stats.check_same(values, native[role])
-            assert same.passed, (f"{backend} {kind} {role}: {preset}_default differs from "
-                                 f"{backend}'s own default init: {same}")
+            assert same.passed, (
+                f"{backend} {kind} {role}: {preset}_default differs from {backend}'s own default init: {same}"
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -24,8 +24,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import multiinit as mi
@@ -39,7 +38,7 @@ from multiinit.spec import MAX_DEPTH, MAX_NODES
 #: squares) stay finite whatever the combination: the valid side of the line.
 moderate = st.one_of(
     st.floats(min_value=-1e100, max_value=1e100, allow_nan=False, allow_infinity=False),
-    st.integers(min_value=-10**6, max_value=10**6),
+    st.integers(min_value=-(10**6), max_value=10**6),
 )
 positive = st.one_of(
     st.floats(min_value=1e-100, max_value=1e100),
@@ -88,8 +87,17 @@ leaves = st.one_of(
     st.builds(mi.xavier_normal, positive),
     st.builds(mi.kaiming_uniform, moderate, st.sampled_from(["fan_in", "fan_out"]), nonlinearities),
     st.builds(mi.kaiming_normal, moderate, st.sampled_from(["fan_in", "fan_out"]), nonlinearities),
-    st.sampled_from([mi.glorot_uniform(), mi.glorot_normal(), mi.he_uniform(), mi.he_normal(),
-                     mi.lecun_uniform(), mi.lecun_normal(), mi.eye()]),
+    st.sampled_from(
+        [
+            mi.glorot_uniform(),
+            mi.glorot_normal(),
+            mi.he_uniform(),
+            mi.he_normal(),
+            mi.lecun_uniform(),
+            mi.lecun_normal(),
+            mi.eye(),
+        ]
+    ),
     st.builds(mi.orthogonal, positive),
     st.builds(mi.dirac, st.integers(min_value=1, max_value=2**48)),
     st.builds(mi.sparse, st.floats(min_value=0, max_value=1, exclude_max=True), positive),
@@ -104,7 +112,7 @@ def _mixtures(children):
         counts = draw(st.lists(st.integers(0, 9), min_size=len(parts), max_size=len(parts)))
         counts[0] += 1  # at least one live component
         total = sum(counts)
-        return mi.mixture([(count / total, part) for count, part in zip(counts, parts)])
+        return mi.mixture([(count / total, part) for count, part in zip(counts, parts, strict=True)])
 
     return build()
 
@@ -157,23 +165,32 @@ def test_mixtures_nested_beyond_the_limit_are_refused_everywhere(depth) -> None:
 # --------------------------------------------------------------------------- invalid arguments
 
 wrong_types = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=8), st.binary(max_size=4),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
     st.complex_numbers(allow_nan=False, allow_infinity=False).filter(lambda z: z.imag != 0),
-    st.just(object()), st.just(mi.normal()), st.just(np.array([1.0, 2.0])),
+    st.just(object()),
+    st.just(mi.normal()),
+    st.just(np.array([1.0, 2.0])),
 )
 not_finite = st.sampled_from([math.nan, math.inf, -math.inf, np.float32("nan"), np.float64("-inf")])
 huge_ints = st.one_of(st.integers(min_value=2**1024), st.integers(max_value=-(2**1024)))
 bad_numbers = st.one_of(wrong_types, not_finite, huge_ints)
-not_positive = st.one_of(bad_numbers, st.floats(max_value=0, allow_nan=False, allow_infinity=False),
-                         st.integers(max_value=0))
+not_positive = st.one_of(
+    bad_numbers, st.floats(max_value=0, allow_nan=False, allow_infinity=False), st.integers(max_value=0)
+)
 #: Finite floats whose square overflows: a gain that cannot become a variance scale.
 unsquarable = st.floats(min_value=1.35e154, allow_infinity=False)
 
 
 def bad_choice(allowed):
-    return st.one_of(wrong_types.filter(lambda v: not isinstance(v, str)),
-                     st.text(max_size=20).filter(lambda s: s not in allowed))
+    return st.one_of(
+        wrong_types.filter(lambda v: not isinstance(v, str)),
+        st.text(max_size=20).filter(lambda s: s not in allowed),
+    )
 
 
 #: (constructor, parameter, bad values, the other arguments it needs)
@@ -192,20 +209,55 @@ BAD_ARGUMENTS = [
     ("trunc_normal", "b", st.one_of(bad_numbers, st.floats(max_value=-2, allow_infinity=False)), {}),
     ("variance_scaling", "scale", not_positive, {}),
     ("variance_scaling", "mode", bad_choice(("fan_in", "fan_out", "fan_avg")), {}),
-    ("variance_scaling", "distribution", bad_choice(("truncated_normal", "untruncated_normal", "uniform")), {}),
+    (
+        "variance_scaling",
+        "distribution",
+        bad_choice(("truncated_normal", "untruncated_normal", "uniform")),
+        {},
+    ),
     ("xavier_uniform", "gain", st.one_of(not_positive, unsquarable), {}),
     ("xavier_normal", "gain", st.one_of(not_positive, unsquarable), {}),
     ("kaiming_uniform", "a", st.one_of(bad_numbers, unsquarable, unsquarable.map(lambda a: -a)), {}),
     ("kaiming_normal", "a", st.one_of(bad_numbers, unsquarable), {}),
     ("kaiming_uniform", "mode", bad_choice(("fan_in", "fan_out")), {}),
-    ("kaiming_normal", "nonlinearity", bad_choice(("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                                                   "conv_transpose2d", "conv_transpose3d", "sigmoid", "tanh",
-                                                   "relu", "leaky_relu", "selu")), {}),
+    (
+        "kaiming_normal",
+        "nonlinearity",
+        bad_choice(
+            (
+                "linear",
+                "conv1d",
+                "conv2d",
+                "conv3d",
+                "conv_transpose1d",
+                "conv_transpose2d",
+                "conv_transpose3d",
+                "sigmoid",
+                "tanh",
+                "relu",
+                "leaky_relu",
+                "selu",
+            )
+        ),
+        {},
+    ),
     ("orthogonal", "gain", not_positive, {}),
-    ("dirac", "groups", st.one_of(wrong_types, st.floats(), st.integers(max_value=0),
-                                  st.integers(min_value=2**48 + 1)), {}),
-    ("sparse", "sparsity", st.one_of(bad_numbers, st.floats(max_value=-1e-300, allow_nan=False),
-                                     st.floats(min_value=1, allow_nan=False)), {}),
+    (
+        "dirac",
+        "groups",
+        st.one_of(wrong_types, st.floats(), st.integers(max_value=0), st.integers(min_value=2**48 + 1)),
+        {},
+    ),
+    (
+        "sparse",
+        "sparsity",
+        st.one_of(
+            bad_numbers,
+            st.floats(max_value=-1e-300, allow_nan=False),
+            st.floats(min_value=1, allow_nan=False),
+        ),
+        {},
+    ),
     ("sparse", "std", not_positive, {"sparsity": 0.1}),
 ]
 
@@ -221,8 +273,19 @@ def test_every_bad_argument_is_a_spec_error_naming_it(data) -> None:
     message = str(info.value)
     assert f"{param}=" in message and "must be" in message, message
     assert len(message) < 1000, message  # a long value is shortened, never echoed whole
-    if name in ("uniform", "normal", "truncated_normal", "variance_scaling", "xavier_uniform", "xavier_normal",
-                "kaiming_uniform", "kaiming_normal", "orthogonal", "dirac", "sparse"):
+    if name in (
+        "uniform",
+        "normal",
+        "truncated_normal",
+        "variance_scaling",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "orthogonal",
+        "dirac",
+        "sparse",
+    ):
         # the same value read from a dict: refused the same way
         with pytest.raises(mi.SpecError, match=f"{param}="):
             mi.from_dict({"kind": name, **arguments})
@@ -231,27 +294,37 @@ def test_every_bad_argument_is_a_spec_error_naming_it(data) -> None:
     except ValueError:  # an int too long to print: text cannot carry it either
         return
     with pytest.raises(mi.SpecError):  # the same value as text: refused, whatever it reads as
-        mi.parse(f"{name}({', '.join(f'{k}={v!r}' for k, v in others.items())}"
-                 f"{', ' if others else ''}{param}={literal})")
+        mi.parse(
+            f"{name}({', '.join(f'{k}={v!r}' for k, v in others.items())}"
+            f"{', ' if others else ''}{param}={literal})"
+        )
 
 
 bad_components = st.one_of(
     wrong_types.filter(lambda v: not isinstance(v, (list, dict, str, bytes))),
     st.just([]),
-    st.lists(st.one_of(wrong_types, st.tuples(st.floats(), st.just(mi.zeros()))), min_size=1, max_size=3).filter(
-        lambda items: not (all(isinstance(i, tuple) for i in items)
-                           and math.isclose(sum(w for w, _ in items), 1.0) and all(w >= 0 for w, _ in items))
+    st.lists(
+        st.one_of(wrong_types, st.tuples(st.floats(), st.just(mi.zeros()))), min_size=1, max_size=3
+    ).filter(
+        lambda items: (
+            not (
+                all(isinstance(i, tuple) for i in items)
+                and math.isclose(sum(w for w, _ in items), 1.0)
+                and all(w >= 0 for w, _ in items)
+            )
+        )
     ),
-    st.tuples(st.one_of(bad_numbers, st.floats(max_value=-1e-300, allow_nan=False), st.integers(max_value=-1)),
-              st.just(mi.zeros())).map(lambda pair: [pair, (1.0, mi.ones())]),
-    st.integers(min_value=MAX_NODES, max_value=MAX_NODES + 50).map(
-        lambda n: [(1.0 / n, mi.zeros())] * n),
+    st.tuples(
+        st.one_of(bad_numbers, st.floats(max_value=-1e-300, allow_nan=False), st.integers(max_value=-1)),
+        st.just(mi.zeros()),
+    ).map(lambda pair: [pair, (1.0, mi.ones())]),
+    st.integers(min_value=MAX_NODES, max_value=MAX_NODES + 50).map(lambda n: [(1.0 / n, mi.zeros())] * n),
 )
 
 
 @given(bad_components)
 def test_every_bad_mixture_is_a_spec_error(components) -> None:
-    with pytest.raises(mi.SpecError, match="mixture: (components|weights)"):
+    with pytest.raises(mi.SpecError, match=r"mixture: (components|weights)"):
         mi.mixture(components)
 
 
@@ -267,11 +340,11 @@ def mutated_text(draw):
         at = draw(st.integers(0, len(text)))
         edit = draw(st.sampled_from(["delete", "insert", "repeat"]))
         if edit == "delete":
-            text = text[:at] + text[at + draw(st.integers(1, 5)):]
+            text = text[:at] + text[at + draw(st.integers(1, 5)) :]
         elif edit == "insert":
             text = text[:at] + draw(st.text(_SPEC_CHARACTERS, min_size=1, max_size=4)) + text[at:]
         else:
-            text = text[:at] + text[at:at + 8] * draw(st.integers(2, 60)) + text[at:]
+            text = text[:at] + text[at : at + 8] * draw(st.integers(2, 60)) + text[at:]
     return text
 
 
@@ -285,18 +358,57 @@ def test_any_text_is_read_or_refused_with_a_spec_error(text) -> None:
     assert isinstance(spec, mi.Spec) and mi.parse(str(spec)) == spec
 
 
-_KEYS = ["kind", "mean", "std", "low", "high", "value", "scale", "mode", "distribution", "gain", "a",
-         "nonlinearity", "groups", "sparsity", "components", "weight", "spec", "name"]
-_KINDS = ["constant", "uniform", "normal", "truncated_normal", "variance_scaling", "xavier_uniform",
-          "kaiming_normal", "he_normal", "orthogonal", "eye", "dirac", "sparse", "mixture", "custom", "os.system"]
+_KEYS = [
+    "kind",
+    "mean",
+    "std",
+    "low",
+    "high",
+    "value",
+    "scale",
+    "mode",
+    "distribution",
+    "gain",
+    "a",
+    "nonlinearity",
+    "groups",
+    "sparsity",
+    "components",
+    "weight",
+    "spec",
+    "name",
+]
+_KINDS = [
+    "constant",
+    "uniform",
+    "normal",
+    "truncated_normal",
+    "variance_scaling",
+    "xavier_uniform",
+    "kaiming_normal",
+    "he_normal",
+    "orthogonal",
+    "eye",
+    "dirac",
+    "sparse",
+    "mixture",
+    "custom",
+    "os.system",
+]
 json_like = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), huge_ints, st.text(max_size=10),
-              st.sampled_from(_KINDS)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(),
+        st.integers(),
+        huge_ints,
+        st.text(max_size=10),
+        st.sampled_from(_KINDS),
+    ),
     lambda children: st.one_of(
         st.lists(children, max_size=4),
         st.dictionaries(st.sampled_from(_KEYS), children, max_size=5),
-        st.fixed_dictionaries({"kind": st.sampled_from(_KINDS)},
-                              optional={k: children for k in _KEYS[1:]}),
+        st.fixed_dictionaries({"kind": st.sampled_from(_KINDS)}, optional=dict.fromkeys(_KEYS[1:], children)),
     ),
     max_leaves=20,
 )
@@ -329,9 +441,12 @@ def test_a_draw_is_finite_and_as_asked_or_refused(spec, shape, dtype, seed) -> N
 
 
 results = st.one_of(
-    hnp.arrays(st.sampled_from(["float16", "float32", "float64", "int8", "int64", "uint16", "bool",
-                                "complex64", "U2", "O"]),
-               hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+    hnp.arrays(
+        st.sampled_from(
+            ["float16", "float32", "float64", "int8", "int64", "uint16", "bool", "complex64", "U2", "O"]
+        ),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    ),
     st.lists(st.one_of(st.floats(), st.lists(st.floats(), max_size=3)), max_size=4),
     wrong_types,
 )
@@ -349,9 +464,20 @@ def test_a_law_returns_its_own_finite_values_or_a_law_error(result, shape, dtype
     np.testing.assert_array_equal(out, np.asarray(result).astype(dtype))
 
 
-_RAISED = [ValueError("v"), RuntimeError("r"), KeyError("k"), ZeroDivisionError("z"), MemoryError(),
-           RecursionError("deep"), OverflowError("o"), TypeError("t"), StopIteration(), mi.SpecError("inner"),
-           AssertionError("a"), NotImplementedError()]
+_RAISED = [
+    ValueError("v"),
+    RuntimeError("r"),
+    KeyError("k"),
+    ZeroDivisionError("z"),
+    MemoryError(),
+    RecursionError("deep"),
+    OverflowError("o"),
+    TypeError("t"),
+    StopIteration(),
+    mi.SpecError("inner"),
+    AssertionError("a"),
+    NotImplementedError(),
+]
 
 
 @given(st.sampled_from(_RAISED), st.one_of(st.none(), st.text(max_size=30)))

@@ -35,7 +35,9 @@ def test_there_is_one_example_per_framework() -> None:
 
 @pytest.mark.parametrize("framework,lines", _blocks(), ids=[fw for fw, _ in _blocks()])
 def test_each_readme_example_is_an_excerpt_of_its_tested_script(framework: str, lines: list[str]) -> None:
-    script = [_code(line) for line in (ROOT / "examples" / f"seed_chapter_{framework}.py").read_text().splitlines()]
+    script = [
+        _code(line) for line in (ROOT / "examples" / f"seed_chapter_{framework}.py").read_text().splitlines()
+    ]
     position = 0
     for line in lines:
         try:

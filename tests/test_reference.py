@@ -48,9 +48,15 @@ LAWS = [
     (mi.he_normal(), stats.truncnorm(-2, 2, scale=math.sqrt(2 / 128) / T2)),
     (mi.lecun_uniform(), stats.uniform(-math.sqrt(3 / 128), 2 * math.sqrt(3 / 128))),
     (mi.lecun_normal(), stats.truncnorm(-2, 2, scale=math.sqrt(1 / 128) / T2)),
-    (mi.variance_scaling(0.5, "fan_avg", "uniform"), stats.uniform(-math.sqrt(1.5 / 192), 2 * math.sqrt(1.5 / 192))),
+    (
+        mi.variance_scaling(0.5, "fan_avg", "uniform"),
+        stats.uniform(-math.sqrt(1.5 / 192), 2 * math.sqrt(1.5 / 192)),
+    ),
     (mi.variance_scaling(3.0, "fan_out", "untruncated_normal"), stats.norm(0, math.sqrt(3 / 256))),
-    (mi.variance_scaling(3.0, "fan_out", "truncated_normal"), stats.truncnorm(-2, 2, scale=math.sqrt(3 / 256) / T2)),
+    (
+        mi.variance_scaling(3.0, "fan_out", "truncated_normal"),
+        stats.truncnorm(-2, 2, scale=math.sqrt(3 / 256) / T2),
+    ),
 ]
 
 
@@ -86,7 +92,9 @@ def test_the_law_uses_logical_fans_on_conv_shapes() -> None:
 
 def test_fans_override_is_what_a_bias_uses() -> None:
     # torch's default bias: U(+-1/sqrt(fan_in of the weight)) = variance_scaling(1/3, fan_in, uniform).
-    x = sample(mi.variance_scaling(1 / 3, "fan_in", "uniform"), (20000,), seed=3, fans=(16, 8), dtype="float64")
+    x = sample(
+        mi.variance_scaling(1 / 3, "fan_in", "uniform"), (20000,), seed=3, fans=(16, 8), dtype="float64"
+    )
     assert stats.kstest(x, stats.uniform(-0.25, 0.5).cdf).pvalue >= ALPHA
     with pytest.raises(mi.ShapeError):
         sample(mi.variance_scaling(1 / 3, "fan_in", "uniform"), (16,))
@@ -213,13 +221,20 @@ def test_custom_returning_the_wrong_shape_or_type_is_an_error() -> None:
 
 
 def test_same_seed_same_values_other_seed_other_values() -> None:
-    for spec in (mi.normal(), mi.orthogonal(), mi.sparse(0.2), mi.he_normal(),
-                 mi.mixture([(0.5, mi.zeros()), (0.5, mi.uniform())])):
+    for spec in (
+        mi.normal(),
+        mi.orthogonal(),
+        mi.sparse(0.2),
+        mi.he_normal(),
+        mi.mixture([(0.5, mi.zeros()), (0.5, mi.uniform())]),
+    ):
         a, b = sample(spec, (16, 8), seed=3), sample(spec, (16, 8), seed=3)
         assert np.array_equal(a, b)
         assert not np.array_equal(a, sample(spec, (16, 8), seed=4))
     rng = np.random.default_rng(3)
-    assert np.array_equal(sample(mi.normal(), (5,), seed=rng), np.random.default_rng(3).standard_normal(5).astype(np.float32))
+    assert np.array_equal(
+        sample(mi.normal(), (5,), seed=rng), np.random.default_rng(3).standard_normal(5).astype(np.float32)
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64", np.float32])

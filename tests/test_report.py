@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix import Cell, SPECS, run_cell
 from multiinit import report
+
+from matrix import SPECS, Cell, run_cell
 
 SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "mixture", "orthogonal", "sparse")]
 
@@ -24,8 +25,9 @@ def numpy_records() -> list[dict]:
 def write(folder: Path, backend: str, records: list[dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     renamed = [dict(r, backend=backend) for r in records]
-    (folder / f"matrix-{backend}.json").write_text(json.dumps({"kind": "matrix", "backend": backend,
-                                                               "records": renamed}))
+    (folder / f"matrix-{backend}.json").write_text(
+        json.dumps({"kind": "matrix", "backend": backend, "records": renamed})
+    )
 
 
 def test_a_full_report_prints_writes_and_draws(tmp_path, numpy_records, capsys) -> None:
@@ -38,7 +40,9 @@ def test_a_full_report_prints_writes_and_draws(tmp_path, numpy_records, capsys) 
     assert header == ["spec", "shape", "analytic", "std", "numpy", "torch"]
     he = next(line for line in out.splitlines() if line.startswith("he_normal()") and " dense " in line)
     assert he.count("ok std 0.12") == 2 and " 0.125 " in he  # analytic sqrt(2/128) beside each
-    assert "ShapeError" in next(line for line in out.splitlines() if line.startswith("eye()") and " conv " in line)
+    assert "ShapeError" in next(
+        line for line in out.splitlines() if line.startswith("eye()") and " conv " in line
+    )
     assert "20/20 cells agree" in out
     folder = tmp_path / "report"
     markdown = (folder / "report.md").read_text()
@@ -57,7 +61,9 @@ def test_a_missing_backend_is_named_and_fails(tmp_path, numpy_records, capsys) -
     assert "no results for backend 'keras'" in err and "tox -e tensorflow" in err
 
 
-def test_a_disagreeing_cell_fails_and_names_backend_spec_statistic_and_values(tmp_path, numpy_records, capsys) -> None:
+def test_a_disagreeing_cell_fails_and_names_backend_spec_statistic_and_values(
+    tmp_path, numpy_records, capsys
+) -> None:
     broken = json.loads(json.dumps(numpy_records))
     cell = next(r for r in broken if r["spec"] == "he_normal()" and r["case"] == "dense")
     cell["verdict"] = "fail"
@@ -69,13 +75,29 @@ def test_a_disagreeing_cell_fails_and_names_backend_spec_statistic_and_values(tm
     captured = capsys.readouterr()
     assert status == 1
     assert "FAIL std" in captured.out
-    line = next(l for l in captured.err.splitlines() if l.startswith("DISAGREES"))
-    assert "backend mxnet" in line and "spec he_normal()" in line and "variance: got 0.0312, expected 0.015625" in line
+    line = next(x for x in captured.err.splitlines() if x.startswith("DISAGREES"))
+    assert (
+        "backend mxnet" in line
+        and "spec he_normal()" in line
+        and "variance: got 0.0312, expected 0.015625" in line
+    )
 
 
 def test_the_console_script_is_installed_and_refuses_unknown_backends(tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "multiinit.report", "report", "--backends", "caffe",
-                             "--results", str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "multiinit.report",
+            "report",
+            "--backends",
+            "caffe",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "caffe" in result.stderr and "allowed: numpy, torch" in result.stderr
 
 
@@ -85,9 +107,17 @@ def write_portable(folder: Path, backend: str, shift: float = 0.0) -> None:
     records = []
     for model in ("mlp", "cnn"):
         expected = reference_output(model)
-        records.append({"backend": backend, "model": model, "seed": SEED, "rules": [],
-                        "output": (expected + shift).tolist(), "reference": expected.tolist(),
-                        "tolerance": TOLERANCE})
+        records.append(
+            {
+                "backend": backend,
+                "model": model,
+                "seed": SEED,
+                "rules": [],
+                "output": (expected + shift).tolist(),
+                "reference": expected.tolist(),
+                "tolerance": TOLERANCE,
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"portable-{backend}.json").write_text(json.dumps({"records": records}))
 
@@ -97,8 +127,15 @@ def test_portable_outputs_are_compared_across_frameworks(tmp_path, numpy_records
         write(tmp_path, backend, numpy_records)
     write_portable(tmp_path, "torch")
     write_portable(tmp_path, "keras", shift=3e-7)  # float32 rounding: agrees
-    args = ["report", "--results", str(tmp_path), "--backends", "numpy,torch,keras", "--no-pictures",
-            "--require-portable"]
+    args = [
+        "report",
+        "--results",
+        str(tmp_path),
+        "--backends",
+        "numpy,torch,keras",
+        "--no-pictures",
+        "--require-portable",
+    ]
     assert report.main(args) == 0
     out = capsys.readouterr().out
     mlp = next(line for line in out.splitlines() if line.startswith("mlp "))

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix import Cell, SPECS, run_cell
 from multiinit import report
+
+from matrix import SPECS, Cell, run_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "uniform")]
@@ -30,8 +31,9 @@ SUBSET = [s for s in SPECS if s.kind in ("he_normal", "eye", "uniform")]
 def results(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("results")
     records = [run_cell(Cell("numpy", spec, case)) for spec in SUBSET for case in ("dense", "conv")]
-    (folder / "matrix-numpy.json").write_text(json.dumps({"kind": "matrix", "backend": "numpy",
-                                                          "records": records}))
+    (folder / "matrix-numpy.json").write_text(
+        json.dumps({"kind": "matrix", "backend": "numpy", "records": records})
+    )
     return folder
 
 
@@ -52,8 +54,14 @@ def run_on_a_terminal(results: Path) -> tuple[int, str, str]:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     code = f"import sys; from multiinit import report; sys.exit(report.main({args(results)!r}))"
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=follower,
-                               stdin=subprocess.DEVNULL, cwd=ROOT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        text=True,
+    )
     os.close(follower)
     shown = b""
     while True:
@@ -73,7 +81,8 @@ def run_on_a_terminal(results: Path) -> tuple[int, str, str]:
 def test_on_a_terminal_tqdm_shows_the_pictures_being_drawn(results, capsys) -> None:
     # The report draws without tqdm (no bar); this env must have it: backends/*.txt pin it.
     assert importlib.util.find_spec("tqdm") is not None, (
-        "tqdm is not installed in this env; backends/core.txt pins it (tox installs it: tox -e <env>)")
+        "tqdm is not installed in this env; backends/core.txt pins it (tox installs it: tox -e <env>)"
+    )
     report.main(args(results))
     plain = capsys.readouterr().out
     status, stdout, shown = run_on_a_terminal(results)

@@ -13,11 +13,34 @@ from multiinit.spec import CONSTRUCTORS
 
 # The spec section of the public contract in DESIGN.md, name by name.
 CONTRACT = [
-    "zeros", "ones", "constant", "uniform", "normal", "truncated_normal", "xavier_uniform",
-    "xavier_normal", "kaiming_uniform", "kaiming_normal", "glorot_uniform", "glorot_normal",
-    "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "variance_scaling", "orthogonal",
-    "eye", "dirac", "sparse", "mixture", "custom", "calculate_gain", "from_dict", "parse",
-    "compile", "apply",
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "truncated_normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "variance_scaling",
+    "orthogonal",
+    "eye",
+    "dirac",
+    "sparse",
+    "mixture",
+    "custom",
+    "calculate_gain",
+    "from_dict",
+    "parse",
+    "compile",
+    "apply",
 ]
 
 
@@ -28,13 +51,28 @@ def _law(rng, shape, dtype):
 def every_spec() -> list[mi.Spec]:
     """One of each spec kind, most with non-default parameters."""
     return [
-        mi.zeros(), mi.ones(), mi.constant(42), mi.uniform(5, 10), mi.normal(1.5, 0.01),
-        mi.truncated_normal(0.1, 0.02, -1.5, 2.5), mi.trunc_normal(0, 0.5, -1, 1),
-        mi.xavier_uniform(gain=2.0), mi.xavier_normal(gain=0.5),
-        mi.kaiming_uniform(a=math.sqrt(5)), mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
-        mi.glorot_uniform(), mi.glorot_normal(), mi.he_uniform(), mi.he_normal(),
-        mi.lecun_uniform(), mi.lecun_normal(), mi.variance_scaling(0.5, "fan_avg", "uniform"),
-        mi.orthogonal(gain=2.0), mi.eye(), mi.dirac(groups=2), mi.sparse(0.25, std=0.02),
+        mi.zeros(),
+        mi.ones(),
+        mi.constant(42),
+        mi.uniform(5, 10),
+        mi.normal(1.5, 0.01),
+        mi.truncated_normal(0.1, 0.02, -1.5, 2.5),
+        mi.trunc_normal(0, 0.5, -1, 1),
+        mi.xavier_uniform(gain=2.0),
+        mi.xavier_normal(gain=0.5),
+        mi.kaiming_uniform(a=math.sqrt(5)),
+        mi.kaiming_normal(mode="fan_out", nonlinearity="relu"),
+        mi.glorot_uniform(),
+        mi.glorot_normal(),
+        mi.he_uniform(),
+        mi.he_normal(),
+        mi.lecun_uniform(),
+        mi.lecun_normal(),
+        mi.variance_scaling(0.5, "fan_avg", "uniform"),
+        mi.orthogonal(gain=2.0),
+        mi.eye(),
+        mi.dirac(groups=2),
+        mi.sparse(0.25, std=0.02),
         mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
         mi.mixture([(0.5, mi.mixture([(0.5, mi.ones()), (0.5, mi.he_normal())])), (0.5, mi.eye())]),
         mi.custom(_law, name="tests.sym_uniform"),
@@ -45,6 +83,13 @@ def test_every_contract_name_exists() -> None:
     missing = [name for name in CONTRACT if not callable(getattr(mi, name, None))]
     assert not missing
     assert set(CONTRACT) - {"calculate_gain", "from_dict", "parse", "compile", "apply"} <= set(CONSTRUCTORS)
+
+
+def test_all_lists_every_constructor() -> None:
+    # multiinit.__all__ is written out for type checkers and editors: it must not drift from
+    # the constructor table, and every name in it must exist.
+    assert set(CONSTRUCTORS) <= set(mi.__all__)
+    assert [name for name in mi.__all__ if not hasattr(mi, name)] == []
 
 
 @pytest.mark.parametrize("spec", every_spec(), ids=repr)

@@ -20,9 +20,15 @@ def draw(spec, seed=21, shape=SHAPE, dtype="float32"):
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_correct_draws_pass(dtype) -> None:
-    for spec in (mi.he_normal(), mi.xavier_uniform(), mi.sparse(0.2), mi.orthogonal(),
-                 mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
-                 mi.eye(), mi.constant(42)):
+    for spec in (
+        mi.he_normal(),
+        mi.xavier_uniform(),
+        mi.sparse(0.2),
+        mi.orthogonal(),
+        mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+        mi.eye(),
+        mi.constant(42),
+    ):
         verdict = stats.check(draw(spec, dtype=dtype), spec)
         assert verdict.passed, f"{spec!r}: {verdict}"
 
@@ -86,7 +92,9 @@ def test_custom_specs_are_checked_against_the_reference_only() -> None:
 def test_law_text_and_failure_message_name_the_statistic_and_both_values() -> None:
     verdict = stats.check(draw(mi.normal(std=0.01)) * np.float32(2), mi.normal(std=0.01))
     message = str(verdict.get("variance"))
-    assert message.startswith("variance: got 0.000") and "expected 0.0001 +-" in message and "FAILED" in message
+    assert (
+        message.startswith("variance: got 0.000") and "expected 0.0001 +-" in message and "FAILED" in message
+    )
     assert stats.law(mi.he_normal(), (8, 2, 3, 3)).text.startswith("N(0, 0.3")
 
 

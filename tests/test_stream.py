@@ -16,13 +16,34 @@ from multiinit.reference import sample
 from multiinit.rules import portable_rng
 
 MIXTURE = mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))])
-ELEMENTWISE = [mi.normal(std=0.02), mi.uniform(-1, 1), mi.he_normal(), mi.truncated_normal(std=2.0),
-               mi.xavier_uniform(), mi.constant(3.0), MIXTURE]
+ELEMENTWISE = [
+    mi.normal(std=0.02),
+    mi.uniform(-1, 1),
+    mi.he_normal(),
+    mi.truncated_normal(std=2.0),
+    mi.xavier_uniform(),
+    mi.constant(3.0),
+    MIXTURE,
+]
 WHOLE = [mi.orthogonal(), mi.sparse(0.3), mi.eye()]
 
 
-@pytest.mark.parametrize("shape", [(), (1,), (7,), (300_000,), (5, 3), (1024, 1024), (4096, 4096),
-                                   (64, 32, 3, 3), (11008, 4096), (1, 1_000_000), (3, 0)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (),
+        (1,),
+        (7,),
+        (300_000,),
+        (5, 3),
+        (1024, 1024),
+        (4096, 4096),
+        (64, 32, 3, 3),
+        (11008, 4096),
+        (1, 1_000_000),
+        (3, 0),
+    ],
+)
 def test_tiles_cover_the_tensor_exactly_once(shape) -> None:
     grid = stream.tiling(shape)
     seen = np.zeros(shape, dtype=np.int64)
@@ -86,8 +107,12 @@ def test_threads_change_nothing(monkeypatch) -> None:
 def test_a_one_tile_tensor_draws_from_the_parameter_stream_itself() -> None:
     # Small tensors keep the values portable mode always gave them.
     for spec in (mi.normal(), mi.he_uniform(), MIXTURE):
-        assert np.array_equal(sample(spec, (64, 32), seed=(3, 4)), sample(spec, (64, 32), seed=portable_rng(3, 4)))
-    assert np.array_equal(sample(mi.normal(), (5,), seed=3), sample(mi.normal(), (5,), seed=np.random.default_rng(3)))
+        assert np.array_equal(
+            sample(spec, (64, 32), seed=(3, 4)), sample(spec, (64, 32), seed=portable_rng(3, 4))
+        )
+    assert np.array_equal(
+        sample(mi.normal(), (5,), seed=3), sample(mi.normal(), (5,), seed=np.random.default_rng(3))
+    )
 
 
 def test_tiles_of_a_big_tensor_are_independent_streams() -> None:
@@ -117,6 +142,10 @@ def test_stream_keys_and_tile_seeds() -> None:
 def test_elementwise_laws_are_told_apart_from_whole_tensor_laws() -> None:
     for spec in ELEMENTWISE:
         assert stream.is_elementwise(spec), spec
-    for spec in WHOLE + [mi.dirac(), mi.custom(lambda r, s, d: r.random(s), name="tests.stream.u"),
-                         mi.mixture([(0.5, mi.orthogonal()), (0.5, mi.zeros())])]:
+    for spec in [
+        *WHOLE,
+        mi.dirac(),
+        mi.custom(lambda r, s, d: r.random(s), name="tests.stream.u"),
+        mi.mixture([(0.5, mi.orthogonal()), (0.5, mi.zeros())]),
+    ]:
         assert not stream.is_elementwise(spec), spec

@@ -6,6 +6,7 @@ tied weights, seeds, portable mode, all-or-nothing, lazy and meta modules, and t
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -47,8 +48,9 @@ def _transposed_logical(weight: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 16), nn.BatchNorm1d(16),
-                         nn.Linear(16, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4)
+    )
 
 
 def _marks(net: nn.Module) -> dict[str, float]:
@@ -63,12 +65,17 @@ def _marks(net: nn.Module) -> dict[str, float]:
         ({"*.bias": mi.constant(2)}, {"0.bias": 2, "3.bias": 2, "4.bias": 2, "5.bias": 2}),
         ({"weight": mi.constant(3)}, {"0.weight": 3, "3.weight": 3, "4.weight": 3, "5.weight": 3}),
         ({nn.Linear: mi.constant(4)}, {"3.weight": 4, "3.bias": 4, "5.weight": 4, "5.bias": 4}),
-        ({(nn.Conv2d, nn.BatchNorm1d): mi.constant(5)}, {"0.weight": 5, "0.bias": 5, "4.weight": 5, "4.bias": 5}),
+        (
+            {(nn.Conv2d, nn.BatchNorm1d): mi.constant(5)},
+            {"0.weight": 5, "0.bias": 5, "4.weight": 5, "4.bias": 5},
+        ),
         ({"dense": mi.constant(6)}, {"3.weight": 6, "3.bias": 6, "5.weight": 6, "5.bias": 6}),
         ({mi.select(kind="norm", role="weight"): mi.constant(7)}, {"4.weight": 7}),
         # First match wins; None leaves a parameter as it is.
-        ([("5.*", None), ("*.bias", mi.constant(8)), (nn.Linear, mi.constant(9))],
-         {"0.bias": 8, "3.bias": 8, "4.bias": 8, "3.weight": 9}),
+        (
+            [("5.*", None), ("*.bias", mi.constant(8)), (nn.Linear, mi.constant(9))],
+            {"0.bias": 8, "3.bias": 8, "4.bias": 8, "3.weight": 9},
+        ),
         ({"3.weight": "constant(value=10)"}, {"3.weight": 10}),  # a spec as text
     ],
 )
@@ -90,7 +97,7 @@ def test_a_rule_that_matches_nothing_names_the_closest_paths() -> None:
 
 
 def test_apply_refuses_what_is_not_a_module() -> None:
-    with pytest.raises(mi.SpecError, match="takes an nn.Module"):
+    with pytest.raises(mi.SpecError, match=re.escape("takes an nn.Module")):
         mit.apply(torch.empty(3), {"weight": mi.zeros()})
 
 
@@ -111,7 +118,9 @@ LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("spec", [mi.he_uniform(), mi.variance_scaling(1.0, "fan_out", "untruncated_normal")], ids=repr)
+@pytest.mark.parametrize(
+    "spec", [mi.he_uniform(), mi.variance_scaling(1.0, "fan_out", "untruncated_normal")], ids=repr
+)
 @pytest.mark.parametrize("make, fans, kind", LAYERS, ids=lambda v: "" if callable(v) else str(v))
 def test_weight_fans_are_logical_for_every_layer_type(make, fans, kind, spec) -> None:
     layer = make()
@@ -155,14 +164,21 @@ def test_params_pair_biases_with_weights_and_order_weights_first() -> None:
             self.bias = nn.Parameter(torch.zeros(6))
             self.weight = nn.Parameter(torch.zeros(6, 4, 3))
 
-    net = nn.Sequential(nn.LSTM(10, 20), BiasFirst(), nn.BatchNorm1d(6), nn.ConvTranspose1d(4, 6, 5, groups=2))
+    net = nn.Sequential(
+        nn.LSTM(10, 20), BiasFirst(), nn.BatchNorm1d(6), nn.ConvTranspose1d(4, 6, 5, groups=2)
+    )
     got = [(p.path, p.order, p.fans) for p in mit.params_of(net)]
     assert got == [
-        ("0.weight_ih_l0", 0, None), ("0.weight_hh_l0", 1, None),
-        ("0.bias_ih_l0", 2, (10, 80)), ("0.bias_hh_l0", 3, (20, 80)),
-        ("1.weight", 4, None), ("1.bias", 5, (12, 18)),
-        ("2.weight", 6, None), ("2.bias", 7, None),  # a norm layer's weight is 1-D: no fans
-        ("3.weight", 8, None), ("3.bias", 9, (10, 30)),  # logical (6, 2, 5)
+        ("0.weight_ih_l0", 0, None),
+        ("0.weight_hh_l0", 1, None),
+        ("0.bias_ih_l0", 2, (10, 80)),
+        ("0.bias_hh_l0", 3, (20, 80)),
+        ("1.weight", 4, None),
+        ("1.bias", 5, (12, 18)),
+        ("2.weight", 6, None),
+        ("2.bias", 7, None),  # a norm layer's weight is 1-D: no fans
+        ("3.weight", 8, None),
+        ("3.bias", 9, (10, 30)),  # logical (6, 2, 5)
     ]
 
 
@@ -173,7 +189,7 @@ def test_torch_default_preset_draws_torchs_own_default_law() -> None:
     ours = mi.apply(build(), mi.presets.torch_default, seed=0)
     torch.manual_seed(1)
     theirs = build()  # torch's own reset_parameters
-    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
         check = stats.check_same(_np(a), _np(b))
         assert check.passed, f"{name}: {check}"
 
@@ -206,7 +222,10 @@ def test_tied_weights_are_one_parameter_written_once(monkeypatch) -> None:
 
     net = Tied()
     assert [(p.path, p.aliases) for p in mit.params_of(net)] == [
-        ("embed.weight", ("head.weight",)), ("hidden.weight", ()), ("hidden.bias", ())]
+        ("embed.weight", ("head.weight",)),
+        ("hidden.weight", ()),
+        ("hidden.bias", ()),
+    ]
     writes = []
     original = sharded.fill_parameter
 
@@ -237,30 +256,38 @@ def test_a_tied_parameter_is_selected_by_any_of_its_paths() -> None:
     shared = nn.Linear(3, 3)
     twice = nn.Sequential(shared, nn.ReLU(), shared)
     assert [(p.path, p.aliases) for p in mit.params_of(twice)] == [
-        ("0.weight", ("2.weight",)), ("0.bias", ("2.bias",))]
+        ("0.weight", ("2.weight",)),
+        ("0.bias", ("2.bias",)),
+    ]
     mi.apply(twice, {"2.bias": mi.ones()})
     assert twice[0].bias.tolist() == [1.0, 1.0, 1.0]
-    with pytest.raises(mi.RuleError, match="closest paths: .*'head.weight'"):
+    with pytest.raises(mi.RuleError, match=r"closest paths: .*'head\.weight'"):
         mi.apply(Tied(), {"head.wieght": mi.zeros()})
 
 
 def test_seeds_reproduce_and_differ() -> None:
     rules = {"weight": mi.he_normal(), "bias": mi.uniform(-1, 1)}
     a, b, c = (mi.apply(Tied(), rules, seed=s) for s in (3, 3, 4))
-    for (name, x), (_, y), (_, z) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+    for (name, x), (_, y), (_, z) in zip(
+        a.named_parameters(), b.named_parameters(), c.named_parameters(), strict=True
+    ):
         assert torch.equal(x, y) and not torch.equal(x, z), name
     # No seed: torch's global RNG, so torch.manual_seed reproduces it.
     draws = []
     for _ in range(2):
         torch.manual_seed(5)
         draws.append(mi.apply(Tied(), rules))
-    assert all(torch.equal(x, y) for x, y in zip(draws[0].parameters(), draws[1].parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(draws[0].parameters(), draws[1].parameters(), strict=True))
 
 
 def test_portable_mode_writes_the_reference_numbers_in_torch_layout() -> None:
     net = nn.Sequential(nn.Linear(6, 4), nn.ConvTranspose2d(4, 6, 3, groups=2))
-    specs = {"0.weight": mi.xavier_uniform(), "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
-             "1.weight": mi.orthogonal(), "1.bias": mi.normal()}
+    specs = {
+        "0.weight": mi.xavier_uniform(),
+        "0.bias": mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+        "1.weight": mi.orthogonal(),
+        "1.bias": mi.normal(),
+    }
     mi.apply(net, specs, seed=7, portable=True)
     # order: 0.weight 0, 0.bias 1, 1.weight 2, 1.bias 3; logical shapes and fans by hand.
     expected = {
@@ -306,9 +333,17 @@ def _custom_failure(rng, shape, dtype):
     [
         ({"weight": mi.normal(), "nothing.here": mi.zeros()}, mi.RuleError),
         ({"weight": mi.xavier_uniform(), "bias": mi.eye()}, mi.ShapeError),
-        ([("0.weight", mi.normal()), ("3.weight", mi.custom(_custom_failure, name="torch.test.fails"))], mi.LawError),
-        ([("0.weight", mi.normal()),
-          ("3.weight", mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.bad_shape"))], mi.ShapeError),
+        (
+            [("0.weight", mi.normal()), ("3.weight", mi.custom(_custom_failure, name="torch.test.fails"))],
+            mi.LawError,
+        ),
+        (
+            [
+                ("0.weight", mi.normal()),
+                ("3.weight", mi.custom(lambda rng, shape, dtype: np.zeros(3), name="torch.test.bad_shape")),
+            ],
+            mi.ShapeError,
+        ),
         ([("0.weight", mi.normal()), (nn.BatchNorm1d, mi.uniform())], None),  # control: succeeds
     ],
 )

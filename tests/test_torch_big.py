@@ -16,23 +16,24 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 from multiinit.rules import Draw
-from multiinit.torch import model as _model
-from multiinit.torch import sharded
+from multiinit.torch import model as _model, sharded
 
 
 def _fits(t: torch.Tensor) -> bool:
     # A tensor whose storage was freed cannot be read (reading it would crash the process).
     if not t.numel():
         return True
-    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
     return (last + 1) * t.element_size() <= t.untyped_storage().nbytes()
 
 
 def _snapshot(module: nn.Module) -> dict[str, tuple]:
     """Every parameter and buffer: its object, device, dtype, and values (or storage size)."""
     out = {}
-    for kind, items in (("p", module.named_parameters(remove_duplicate=False)),
-                        ("b", module.named_buffers(remove_duplicate=False))):
+    for kind, items in (
+        ("p", module.named_parameters(remove_duplicate=False)),
+        ("b", module.named_buffers(remove_duplicate=False)),
+    ):
         for name, t in items:
             values = t.detach().clone() if (not t.is_meta and _fits(t)) else t.untyped_storage().nbytes()
             out[f"{kind}:{name}"] = (id(t), t.device, t.dtype, tuple(t.shape), values)
@@ -59,8 +60,9 @@ def _unchanged(module: nn.Module, before: dict[str, tuple]) -> bool:
 
 
 def _net() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 600), nn.BatchNorm1d(600), nn.ReLU(), nn.Linear(600, 300),
-                         nn.Linear(300, 8))
+    return nn.Sequential(
+        nn.Linear(64, 600), nn.BatchNorm1d(600), nn.ReLU(), nn.Linear(600, 300), nn.Linear(300, 8)
+    )
 
 
 class _Sub(torch.Tensor):
@@ -112,7 +114,12 @@ def _strings(rng, shape, dtype):
 
 
 _ALL = [("1.*", mi.constant(0.5)), ("weight", mi.he_normal()), ("bias", mi.uniform(-0.1, 0.1))]
-_LAST_CUSTOM = [("4.weight", None), ("1.*", mi.constant(0.5)), ("weight", mi.he_normal()), ("bias", mi.zeros())]
+_LAST_CUSTOM = [
+    ("4.weight", None),
+    ("1.*", mi.constant(0.5)),
+    ("weight", mi.he_normal()),
+    ("bias", mi.zeros()),
+]
 
 # (name, how to break the model or None, rules, error, text the message must hold). The broken
 # parameter is the last one in order, so every other one would have been written first.
@@ -125,23 +132,52 @@ FAULTS = [
     ("meta without device", _meta_layer, _ALL, mi.ShapeError, r"'4\.weight'.*meta.*device="),
     ("rule selects nothing", None, [*_ALL, ("5.weight", mi.zeros())], mi.RuleError, r"'5\.weight'"),
     ("shape misfit", None, [("4.bias", mi.eye()), *_ALL], mi.ShapeError, r"'4\.bias'"),
-    ("custom law raises", None, [("4.weight", mi.custom(_raises, name="t.big.raises")), *_LAST_CUSTOM[1:]],
-     mi.MultiinitError, r"t\.big\.raises.*'4\.weight'"),
-    ("custom law NaN", None, [("4.weight", mi.custom(_nan, name="t.big.nan")), *_LAST_CUSTOM[1:]],
-     mi.MultiinitError, r"t\.big\.nan.*(finite|NaN)"),
-    ("custom law shape", None, [("4.weight", mi.custom(_wrong_shape, name="t.big.shape")), *_LAST_CUSTOM[1:]],
-     mi.MultiinitError, r"t\.big\.shape"),
-    ("custom law strings", None, [("4.weight", mi.custom(_strings, name="t.big.strings")), *_LAST_CUSTOM[1:]],
-     mi.MultiinitError, r"t\.big\.strings"),
-    ("mixture with a failing law", None,
-     [("4.weight", mi.mixture([(0.5, mi.normal()), (0.5, mi.custom(_raises, name="t.big.raises2"))])),
-      *_LAST_CUSTOM[1:]], mi.MultiinitError, r"t\.big\.raises2"),
+    (
+        "custom law raises",
+        None,
+        [("4.weight", mi.custom(_raises, name="t.big.raises")), *_LAST_CUSTOM[1:]],
+        mi.MultiinitError,
+        r"t\.big\.raises.*'4\.weight'",
+    ),
+    (
+        "custom law NaN",
+        None,
+        [("4.weight", mi.custom(_nan, name="t.big.nan")), *_LAST_CUSTOM[1:]],
+        mi.MultiinitError,
+        r"t\.big\.nan.*(finite|NaN)",
+    ),
+    (
+        "custom law shape",
+        None,
+        [("4.weight", mi.custom(_wrong_shape, name="t.big.shape")), *_LAST_CUSTOM[1:]],
+        mi.MultiinitError,
+        r"t\.big\.shape",
+    ),
+    (
+        "custom law strings",
+        None,
+        [("4.weight", mi.custom(_strings, name="t.big.strings")), *_LAST_CUSTOM[1:]],
+        mi.MultiinitError,
+        r"t\.big\.strings",
+    ),
+    (
+        "mixture with a failing law",
+        None,
+        [
+            ("4.weight", mi.mixture([(0.5, mi.normal()), (0.5, mi.custom(_raises, name="t.big.raises2"))])),
+            *_LAST_CUSTOM[1:],
+        ],
+        mi.MultiinitError,
+        r"t\.big\.raises2",
+    ),
 ]
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
 @pytest.mark.parametrize("name, breaks, rules, error, text", FAULTS, ids=[f[0] for f in FAULTS])
-def test_a_fault_leaves_every_parameter_and_buffer_bit_identical(name, breaks, rules, error, text, portable) -> None:
+def test_a_fault_leaves_every_parameter_and_buffer_bit_identical(
+    name, breaks, rules, error, text, portable
+) -> None:
     torch.manual_seed(0)
     net = _net()
     net(torch.randn(4, 64))  # the norm layer's running stats are no longer their defaults
@@ -156,8 +192,14 @@ def test_a_fault_leaves_every_parameter_and_buffer_bit_identical(name, breaks, r
 def test_the_same_rules_succeed_without_the_fault() -> None:
     net = _net()
     before = _snapshot(net)
-    mi.apply(net, [("4.weight", mi.custom(lambda r, s, d: r.standard_normal(s).astype(d), name="t.big.ok")),
-                   *_LAST_CUSTOM[1:]], seed=3)
+    mi.apply(
+        net,
+        [
+            ("4.weight", mi.custom(lambda r, s, d: r.standard_normal(s).astype(d), name="t.big.ok")),
+            *_LAST_CUSTOM[1:],
+        ],
+        seed=3,
+    )
     assert not _unchanged(net, before)
     mi.apply(net, _ALL, seed=3, portable=True)
 
@@ -185,21 +227,36 @@ def test_a_failing_law_raises_a_multiinit_error_chaining_the_users() -> None:
 
 def _meta_net(device: str = "meta") -> nn.Module:
     with torch.device(device):
-        return nn.Sequential(nn.Linear(128, 700), nn.BatchNorm1d(700), nn.ReLU(),
-                             nn.Conv1d(700, 96, 3), nn.LayerNorm(94), nn.ConvTranspose1d(96, 64, 5, groups=2))
+        return nn.Sequential(
+            nn.Linear(128, 700),
+            nn.BatchNorm1d(700),
+            nn.ReLU(),
+            nn.Conv1d(700, 96, 3),
+            nn.LayerNorm(94),
+            nn.ConvTranspose1d(96, 64, 5, groups=2),
+        )
 
 
 _META_RULES = [
     ("0.weight", mi.he_normal()),
     ("3.weight", mi.xavier_uniform(gain=2.0)),
     ("5.weight", mi.variance_scaling(2.0, "fan_in", "truncated_normal")),
-    ("1.weight", mi.ones()), ("4.weight", mi.ones()), ("1.bias", mi.zeros()), ("4.bias", mi.zeros()),
+    ("1.weight", mi.ones()),
+    ("4.weight", mi.ones()),
+    ("1.bias", mi.zeros()),
+    ("4.bias", mi.zeros()),
     ("*.bias", mi.variance_scaling(1 / 3, "fan_in", "uniform")),
 ]
 # logical fans by hand: 0.weight (700, 128); 3.weight (96, 700, 3); 5.weight stored (96, 32, 5),
 # logical (64, 48, 5).
-_FANS = {"0.weight": (128, 700), "3.weight": (2100, 288), "5.weight": (240, 320),
-         "0.bias": (128, 700), "3.bias": (2100, 288), "5.bias": (240, 320)}
+_FANS = {
+    "0.weight": (128, 700),
+    "3.weight": (2100, 288),
+    "5.weight": (240, 320),
+    "0.bias": (128, 700),
+    "3.bias": (2100, 288),
+    "5.bias": (240, 320),
+}
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
@@ -222,7 +279,7 @@ def test_a_meta_model_is_materialized_and_initialized_in_one_pass(portable) -> N
         assert verdict.passed, f"{name}: {verdict}"
     # Bit for bit the model built on the CPU and initialized with the same seed.
     plain = mi.apply(_meta_net("cpu"), _META_RULES, seed=11, portable=portable)
-    for (name, a), (_, b) in zip(net.state_dict().items(), plain.state_dict().items()):
+    for (name, a), (_, b) in zip(net.state_dict().items(), plain.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -232,8 +289,7 @@ def test_a_meta_model_in_half_precision_and_with_a_user_law() -> None:
     law = mi.custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape).astype(dtype), name="t.big.meta_law")
     mi.apply(net, {"0.*": mi.lecun_normal(), "1.weight": law, "1.bias": mi.zeros()}, seed=2, device="cpu")
     assert net[0].weight.dtype == torch.bfloat16 and net[1].weight.dtype == torch.float16
-    assert stats.check(net[0].weight.detach().float().numpy(), mi.lecun_normal(),
-                       fans=(64, 600)).passed
+    assert stats.check(net[0].weight.detach().float().numpy(), mi.lecun_normal(), fans=(64, 600)).passed
     w = net[1].weight.detach().float()
     assert float(w.abs().max()) <= 1 and float(w.std()) > 0.5
 
@@ -266,8 +322,9 @@ def test_meta_buffers_multiinit_cannot_know_are_an_error() -> None:
     assert net[1].running_mean.tolist() == [3.0] * 8 and int(net[1].num_batches_tracked) == 0
 
 
-@pytest.mark.parametrize("device, text", [("meta", "device='meta'"), ("nonsense", "device='nonsense'"),
-                                          (3.5, "device=3.5")])
+@pytest.mark.parametrize(
+    "device, text", [("meta", "device='meta'"), ("nonsense", "device='nonsense'"), (3.5, "device=3.5")]
+)
 def test_a_bad_device_is_a_spec_error(device, text) -> None:
     net = _meta_net()
     with pytest.raises(mi.SpecError, match=text):
@@ -307,7 +364,10 @@ def test_seed_none_draws_one_base_from_torchs_global_rng() -> None:
     for _ in range(2):
         torch.manual_seed(5)
         draws.append(mi.apply(_meta_net(), _META_RULES, device="cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(draws[0].state_dict().values(), draws[1].state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(draws[0].state_dict().values(), draws[1].state_dict().values(), strict=True)
+    )
     torch.manual_seed(5)
     a = mi.apply(nn.Linear(700, 600), rules)
     b = mi.apply(nn.Linear(700, 600), rules)  # the global RNG moved on: another base
@@ -317,11 +377,19 @@ def test_seed_none_draws_one_base_from_torchs_global_rng() -> None:
 # --------------------------------------------------------------------------- any part alone
 
 SPECS = [
-    mi.normal(std=0.02), mi.uniform(-1, 1), mi.truncated_normal(std=0.5, low=-0.3, high=1.0),
-    mi.xavier_normal(), mi.kaiming_uniform(a=math.sqrt(5)), mi.he_normal(), mi.glorot_uniform(),
-    mi.variance_scaling(0.5, "fan_avg", "untruncated_normal"), mi.constant(0.25),
+    mi.normal(std=0.02),
+    mi.uniform(-1, 1),
+    mi.truncated_normal(std=0.5, low=-0.3, high=1.0),
+    mi.xavier_normal(),
+    mi.kaiming_uniform(a=math.sqrt(5)),
+    mi.he_normal(),
+    mi.glorot_uniform(),
+    mi.variance_scaling(0.5, "fan_avg", "untruncated_normal"),
+    mi.constant(0.25),
     mi.mixture([(0.3, mi.zeros()), (0.5, mi.normal()), (0.2, mi.uniform(5, 6))]),
-    mi.orthogonal(gain=2.0), mi.sparse(0.3), mi.eye(),
+    mi.orthogonal(gain=2.0),
+    mi.sparse(0.3),
+    mi.eye(),
     mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape).astype(dtype), name="t.big.parts"),
 ]
 # (logical shape, native layout of the module that holds it)
@@ -418,13 +486,16 @@ def test_a_transposed_conv_is_written_in_its_logical_view_part_by_part() -> None
             local = torch.full((rows[1] - rows[0], 128, 3, 3), float("nan"))
             with torch.no_grad():
                 sharded.fill(source, sharded._pieces(param.view, runs, local))
-            assert torch.equal(local, whole[rows[0]:rows[1]]), rows
+            assert torch.equal(local, whole[rows[0] : rows[1]]), rows
         logical = whole.reshape(2, 128, 128, 3, 3).transpose(1, 2).reshape(256, 128, 3, 3)
         assert stats.check(logical.numpy(), mi.glorot_normal()).passed
 
 
-@pytest.mark.parametrize("spec", [mi.normal(std=0.02), mi.truncated_normal(),
-                                  mi.mixture([(0.5, mi.constant(2)), (0.5, mi.he_uniform())])], ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [mi.normal(std=0.02), mi.truncated_normal(), mi.mixture([(0.5, mi.constant(2)), (0.5, mi.he_uniform())])],
+    ids=repr,
+)
 def test_threads_change_nothing(spec, monkeypatch) -> None:
     net = nn.Sequential(nn.Linear(700, 600), nn.Linear(300, 300_000 // 300))
     results = []
@@ -434,8 +505,8 @@ def test_threads_change_nothing(spec, monkeypatch) -> None:
         for portable in (False, True):
             mi.apply(net, {"weight": spec, "bias": mi.normal()}, seed=6, portable=portable)
             results.append([p.detach().clone() for p in net.parameters()])
-    for a, b in zip(results[:2], results[2:]):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for a, b in zip(results[:2], results[2:], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_shard_arithmetic_is_torchs_own() -> None:
@@ -447,13 +518,22 @@ def test_shard_arithmetic_is_torchs_own() -> None:
         for chunks in (1, 2, 3, 4):
             expected = Shard(0)._split_tensor(torch.arange(n), chunks, with_padding=False)[0]
             for r in range(chunks):
-                got = [i for g, length in sharded._chunk([(0, n)] if n else [], chunks, r) for i in range(g, g + length)]
+                got = [
+                    i
+                    for g, length in sharded._chunk([(0, n)] if n else [], chunks, r)
+                    for i in range(g, g + length)
+                ]
                 assert got == expected[r].tolist(), (n, chunks, r)
             for factor in (1, 2, 3):
-                expected = _StridedShard(0, split_factor=factor)._split_tensor(torch.arange(n), chunks, with_padding=False)[0]
+                expected = _StridedShard(0, split_factor=factor)._split_tensor(
+                    torch.arange(n), chunks, with_padding=False
+                )[0]
                 for r in range(chunks):
-                    got = [i for g, length in sharded._strided([(0, n)] if n else [], factor, chunks, r)
-                           for i in range(g, g + length)]
+                    got = [
+                        i
+                        for g, length in sharded._strided([(0, n)] if n else [], factor, chunks, r)
+                        for i in range(g, g + length)
+                    ]
                     assert got == expected[r].tolist(), (n, factor, chunks, r)
 
 

@@ -33,8 +33,9 @@ import inspect
 import math
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -75,8 +76,11 @@ KNOWN = _read_table("torch.nn.init")
 PUBLIC = list(torch_init.__all__)
 DEPRECATED = [n for n in PUBLIC if not n.endswith("_") and n != "calculate_gain"]
 PRIVATE = sorted(
-    n for n, f in vars(torch_init).items()
-    if n.startswith("_") and not n.startswith("__") and inspect.isfunction(f)
+    n
+    for n, f in vars(torch_init).items()
+    if n.startswith("_")
+    and not n.startswith("__")
+    and inspect.isfunction(f)
     and f.__module__ == torch_init.__name__
 )
 NAMES = PUBLIC + PRIVATE
@@ -124,22 +128,46 @@ def _underscored(name: str) -> str:
     """The function a deprecated alias or a private ``_no_grad_*`` helper stands for."""
     if name in DEPRECATED:
         return name + "_"
-    return {"_no_grad_uniform_": "uniform_", "_no_grad_normal_": "normal_",
-            "_no_grad_trunc_normal_": "trunc_normal_", "_no_grad_fill_": "constant_",
-            "_no_grad_zero_": "zeros_"}.get(name, name)
+    return {
+        "_no_grad_uniform_": "uniform_",
+        "_no_grad_normal_": "normal_",
+        "_no_grad_trunc_normal_": "trunc_normal_",
+        "_no_grad_fill_": "constant_",
+        "_no_grad_zero_": "zeros_",
+    }.get(name, name)
 
 
-RANDOM = {"uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
-          "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_"}
+RANDOM = {
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+}
 
 #: Arguments after the tensor, per function: the first is the one the dtype checks use.
 ARGS: dict[str, list[tuple[tuple, dict]]] = {
-    "uniform_": [((), {}), ((-0.5, 0.25), {}), ((True, 2), {}), ((torch.tensor(0.5), 2.0), {}),
-                 ((0.3, 0.3), {})],
+    "uniform_": [
+        ((), {}),
+        ((-0.5, 0.25), {}),
+        ((True, 2), {}),
+        ((torch.tensor(0.5), 2.0), {}),
+        ((0.3, 0.3), {}),
+    ],
     "normal_": [((), {}), ((0.5, 0.01), {}), ((3.0, 0.0), {}), ((np.float32(1.0), 2), {})],
-    "trunc_normal_": [((), {}), ((0.5, 0.3, 0.4, 2.0), {}), ((0.0, 0.5, 1.0, 3.0), {}),
-                      ((0.0, 0.02), {}), ((0.0, 1.0, -0.1, 0.1), {}),
-                      ((0.0, 1.0, 0.0, math.inf), {}), ((1.0, 1.0, 1.0, 1.0), {})],
+    "trunc_normal_": [
+        ((), {}),
+        ((0.5, 0.3, 0.4, 2.0), {}),
+        ((0.0, 0.5, 1.0, 3.0), {}),
+        ((0.0, 0.02), {}),
+        ((0.0, 1.0, -0.1, 0.1), {}),
+        ((0.0, 1.0, 0.0, math.inf), {}),
+        ((1.0, 1.0, 1.0, 1.0), {}),
+    ],
     "constant_": [((0.3,), {}), ((7,), {}), ((True,), {}), ((2.7,), {}), ((torch.tensor(2.0),), {})],
     "ones_": [((), {})],
     "zeros_": [((), {})],
@@ -147,10 +175,20 @@ ARGS: dict[str, list[tuple[tuple, dict]]] = {
     "dirac_": [((), {}), ((2,), {}), ((True,), {})],
     "xavier_uniform_": [((), {}), ((), {"gain": math.sqrt(2)}), ((0.0,), {}), ((True,), {})],
     "xavier_normal_": [((), {}), ((2.0,), {}), ((0.0,), {})],
-    "kaiming_uniform_": [((), {}), ((), {"a": math.sqrt(5)}), ((), {"mode": "FAN_OUT"}),
-                         ((None,), {}), ((0, "fan_out", "relu"), {}), (("x", "fan_in", "relu"), {})],
-    "kaiming_normal_": [((), {}), ((), {"mode": "fan_out", "nonlinearity": "relu"}),
-                        ((-0.2,), {}), ((0, "fan_in", "selu"), {})],
+    "kaiming_uniform_": [
+        ((), {}),
+        ((), {"a": math.sqrt(5)}),
+        ((), {"mode": "FAN_OUT"}),
+        ((None,), {}),
+        ((0, "fan_out", "relu"), {}),
+        (("x", "fan_in", "relu"), {}),
+    ],
+    "kaiming_normal_": [
+        ((), {}),
+        ((), {"mode": "fan_out", "nonlinearity": "relu"}),
+        ((-0.2,), {}),
+        ((0, "fan_in", "selu"), {}),
+    ],
     "orthogonal_": [((), {}), ((2.0,), {}), ((-2.0,), {}), ((0,), {})],
     "sparse_": [((0.3,), {}), ((0.3,), {"std": 0.02}), ((1.5,), {}), ((0.1, 0.0), {})],
 }
@@ -163,8 +201,11 @@ for _alias in DEPRECATED:
     ARGS[_alias] = ARGS[_alias + "_"]
 
 FILLERS = [n for n in NAMES if n in ARGS]
-TAKES_GENERATOR = {n for n in FILLERS if "generator" in inspect.signature(getattr(torch_init, n)).parameters
-                   or _underscored(n) in RANDOM}
+TAKES_GENERATOR = {
+    n
+    for n in FILLERS
+    if "generator" in inspect.signature(getattr(torch_init, n)).parameters or _underscored(n) in RANDOM
+}
 
 
 def _shapes(name: str) -> list[tuple[int, ...]]:
@@ -188,8 +229,9 @@ def _tensor(shape: tuple[int, ...], dtype: torch.dtype, layout: str) -> torch.Te
     return torch.zeros(shape, dtype=dtype)
 
 
-def _call(module: Any, name: str, tensor: torch.Tensor, args: tuple, kwargs: dict,
-          seed: int | None) -> torch.Generator | None:
+def _call(
+    module: Any, name: str, tensor: torch.Tensor, args: tuple, kwargs: dict, seed: int | None
+) -> torch.Generator | None:
     generator = None
     if seed is not None and name in TAKES_GENERATOR:
         generator = torch.Generator().manual_seed(seed)
@@ -246,14 +288,14 @@ def _law_differences(name: str) -> list[str]:
     for i, (args, kwargs) in enumerate(cases):
         for shape in _shapes(name):
             for dtype in LAW_DTYPES:
-                for layout in (_layouts(shape) if i == 0 else ["contiguous"]):
+                for layout in _layouts(shape) if i == 0 else ["contiguous"]:
                     where = f"{name}(<{dtype} {shape} {layout}>, *{args}, **{kwargs})"
                     theirs = _tensor(shape, dtype, layout)
                     if _outcome(lambda: _call(torch_init, name, theirs, args, kwargs, seed=2)) is not None:
                         continue  # torch refuses the dtype: the dtype aspect
                     ours = _tensor(shape, dtype, layout)
                     _call(mit, name, ours, args, kwargs, seed=1)
-                    for a, b in zip(_parts(ours), _parts(theirs)):
+                    for a, b in zip(_parts(ours), _parts(theirs), strict=True):
                         check = stats.check_same(a, b)
                         if not check.passed:
                             differences.append(f"{where}: {check}")
@@ -265,7 +307,8 @@ def _law_differences(name: str) -> list[str]:
                             if values.min() < lo or values.max() > hi:
                                 differences.append(
                                     f"{where}: {label} values leave [{lo}, {hi}]: "
-                                    f"{values.min()!r}..{values.max()!r}")
+                                    f"{values.min()!r}..{values.max()!r}"
+                                )
     return differences
 
 
@@ -285,9 +328,21 @@ def test_law(name) -> None:
 
 # --------------------------------------------------------------------------- dtype
 
-ALL_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-              torch.float16, torch.bfloat16, torch.float32, torch.float64,
-              torch.complex32, torch.complex64, torch.complex128]
+ALL_DTYPES = [
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex32,
+    torch.complex64,
+    torch.complex128,
+]
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -334,46 +389,135 @@ class _NotATensor:
 #: torch's own bad inputs, one fault each: (args, kwargs, shape) after the tensor; shape None
 #: means "not a tensor at all", "meta" a meta tensor.
 BAD: dict[str, list[tuple[tuple, dict, Any]]] = {
-    "uniform_": [((1.0, 0.0), {}, (3, 3)), ((-inf, 0.0), {}, (3, 3)), ((0.0, inf), {}, (3, 3)),
-                 ((nan, 1.0), {}, (3, 3)), (("a", 1.0), {}, (3, 3)), ((None, 1.0), {}, (3, 3)),
-                 ((), {"generator": 0}, (3, 3)), ((), {}, None)],
-    "normal_": [((0.0, -1.0), {}, (3, 3)), ((0.0, nan), {}, (3, 3)), (("x", 1.0), {}, (3, 3)),
-                ((1 + 2j, 1.0), {}, (3, 3)), ((), {"generator": "x"}, (3, 3)), ((), {}, None),
-                ((inf, 1.0), {}, (3, 3)), ((0.0, inf), {}, (3, 3)), ((nan, 1.0), {}, (3, 3))],
-    "trunc_normal_": [((0.0, 1.0, 2.0, -2.0), {}, (3, 3)), ((0.0, 0.0), {}, (3, 3)),
-                      ((0.0, 1.0, nan, 2.0), {}, (3, 3)), (("x",), {}, (3, 3)),
-                      ((0.0, "x"), {}, (3, 3)), ((0.0, 1.0, "x"), {}, (3, 3)), ((None,), {}, (3, 3)),
-                      ((0.0, -1.0), {}, (3, 3)), ((inf,), {}, (3, 3)), ((0.0, -1.0), {}, "meta"),
-                      ((), {}, None)],
-    "constant_": [(("x",), {}, (3, 3)), ((None,), {}, (3, 3)), ((2**70,), {}, (3, 3)),
-                  ((1 + 2j,), {}, (3, 3)), ((nan,), {}, (3, 3)), ((-inf,), {}, (3, 3)), ((1.0,), {}, None)],
+    "uniform_": [
+        ((1.0, 0.0), {}, (3, 3)),
+        ((-inf, 0.0), {}, (3, 3)),
+        ((0.0, inf), {}, (3, 3)),
+        ((nan, 1.0), {}, (3, 3)),
+        (("a", 1.0), {}, (3, 3)),
+        ((None, 1.0), {}, (3, 3)),
+        ((), {"generator": 0}, (3, 3)),
+        ((), {}, None),
+    ],
+    "normal_": [
+        ((0.0, -1.0), {}, (3, 3)),
+        ((0.0, nan), {}, (3, 3)),
+        (("x", 1.0), {}, (3, 3)),
+        ((1 + 2j, 1.0), {}, (3, 3)),
+        ((), {"generator": "x"}, (3, 3)),
+        ((), {}, None),
+        ((inf, 1.0), {}, (3, 3)),
+        ((0.0, inf), {}, (3, 3)),
+        ((nan, 1.0), {}, (3, 3)),
+    ],
+    "trunc_normal_": [
+        ((0.0, 1.0, 2.0, -2.0), {}, (3, 3)),
+        ((0.0, 0.0), {}, (3, 3)),
+        ((0.0, 1.0, nan, 2.0), {}, (3, 3)),
+        (("x",), {}, (3, 3)),
+        ((0.0, "x"), {}, (3, 3)),
+        ((0.0, 1.0, "x"), {}, (3, 3)),
+        ((None,), {}, (3, 3)),
+        ((0.0, -1.0), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        ((0.0, -1.0), {}, "meta"),
+        ((), {}, None),
+    ],
+    "constant_": [
+        (("x",), {}, (3, 3)),
+        ((None,), {}, (3, 3)),
+        ((2**70,), {}, (3, 3)),
+        ((1 + 2j,), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((-inf,), {}, (3, 3)),
+        ((1.0,), {}, None),
+    ],
     "ones_": [((), {}, None)],
     "zeros_": [((), {}, None)],
     "eye_": [((), {}, (2, 3, 4)), ((), {}, (5,)), ((), {}, None)],
-    "dirac_": [((), {}, (3, 3)), ((), {}, (1, 1, 1, 1, 1, 1)), ((2,), {}, (3, 3, 3)),
-               ((0,), {}, (4, 4, 3)), (("x",), {}, (4, 4, 3)), ((None,), {}, (4, 4, 3)),
-               ((1.5,), {}, (4, 4, 3)), ((-1,), {}, (4, 4, 3)), ((), {}, None)],
-    "xavier_uniform_": [((), {}, (5,)), ((), {}, ()), ((-1.0,), {}, (3, 3)), ((inf,), {}, (3, 3)),
-                        ((nan,), {}, (3, 3)), (("x",), {}, (3, 3)), ((None,), {}, (3, 3)),
-                        ((), {}, (0, 0)), ((), {}, None)],
-    "xavier_normal_": [((), {}, (5,)), ((-1.0,), {}, (3, 3)), ((nan,), {}, (3, 3)),
-                       ((inf,), {}, (3, 3)), (("x",), {}, (3, 3)), ((), {}, (0, 0)), ((), {}, None)],
-    "kaiming_uniform_": [(("x",), {}, (3, 3)), ((True,), {}, (3, 3)), ((0, "fan_avg"), {}, (3, 3)),
-                         ((0, "fan_in", "gelu"), {}, (3, 3)), ((0, 3), {}, (3, 3)),
-                         ((0, None), {}, (3, 3)), ((0, "fan_in", None), {}, (3, 3)),
-                         ((np.float32(0.1),), {}, (3, 3)), ((nan,), {}, (3, 3)), ((inf,), {}, (3, 3)),
-                         ((), {}, (5,)), ((), {}, None)],
-    "kaiming_normal_": [(("x",), {}, (3, 3)), ((0, "fan_avg"), {}, (3, 3)), ((0, 3), {}, (3, 3)),
-                        ((0, "fan_in", 3), {}, (3, 3)), ((nan,), {}, (3, 3)), ((-inf,), {}, (3, 3)),
-                        ((), {}, (5,)), ((), {}, None)],
-    "orthogonal_": [((), {}, (5,)), (("x",), {}, (3, 3)), ((None,), {}, (3, 3)), ((inf,), {}, (3, 3)),
-                    ((nan,), {}, (3, 3)), ((), {}, None)],
-    "sparse_": [((0.1,), {}, (2, 3, 4)), ((0.1,), {}, (5,)), (("x",), {}, (3, 3)), ((None,), {}, (3, 3)),
-                ((0.1, -1.0), {}, (3, 3)), ((0.1, "x"), {}, (3, 3)), ((nan,), {}, (3, 3)),
-                ((inf,), {}, (3, 3)), ((-0.5,), {}, (6, 3)), ((0.1, inf), {}, (3, 3)), ((0.1,), {}, None)],
+    "dirac_": [
+        ((), {}, (3, 3)),
+        ((), {}, (1, 1, 1, 1, 1, 1)),
+        ((2,), {}, (3, 3, 3)),
+        ((0,), {}, (4, 4, 3)),
+        (("x",), {}, (4, 4, 3)),
+        ((None,), {}, (4, 4, 3)),
+        ((1.5,), {}, (4, 4, 3)),
+        ((-1,), {}, (4, 4, 3)),
+        ((), {}, None),
+    ],
+    "xavier_uniform_": [
+        ((), {}, (5,)),
+        ((), {}, ()),
+        ((-1.0,), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        (("x",), {}, (3, 3)),
+        ((None,), {}, (3, 3)),
+        ((), {}, (0, 0)),
+        ((), {}, None),
+    ],
+    "xavier_normal_": [
+        ((), {}, (5,)),
+        ((-1.0,), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        (("x",), {}, (3, 3)),
+        ((), {}, (0, 0)),
+        ((), {}, None),
+    ],
+    "kaiming_uniform_": [
+        (("x",), {}, (3, 3)),
+        ((True,), {}, (3, 3)),
+        ((0, "fan_avg"), {}, (3, 3)),
+        ((0, "fan_in", "gelu"), {}, (3, 3)),
+        ((0, 3), {}, (3, 3)),
+        ((0, None), {}, (3, 3)),
+        ((0, "fan_in", None), {}, (3, 3)),
+        ((np.float32(0.1),), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        ((), {}, (5,)),
+        ((), {}, None),
+    ],
+    "kaiming_normal_": [
+        (("x",), {}, (3, 3)),
+        ((0, "fan_avg"), {}, (3, 3)),
+        ((0, 3), {}, (3, 3)),
+        ((0, "fan_in", 3), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((-inf,), {}, (3, 3)),
+        ((), {}, (5,)),
+        ((), {}, None),
+    ],
+    "orthogonal_": [
+        ((), {}, (5,)),
+        (("x",), {}, (3, 3)),
+        ((None,), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((), {}, None),
+    ],
+    "sparse_": [
+        ((0.1,), {}, (2, 3, 4)),
+        ((0.1,), {}, (5,)),
+        (("x",), {}, (3, 3)),
+        ((None,), {}, (3, 3)),
+        ((0.1, -1.0), {}, (3, 3)),
+        ((0.1, "x"), {}, (3, 3)),
+        ((nan,), {}, (3, 3)),
+        ((inf,), {}, (3, 3)),
+        ((-0.5,), {}, (6, 3)),
+        ((0.1, inf), {}, (3, 3)),
+        ((0.1,), {}, None),
+    ],
     "_calculate_fan_in_and_fan_out": [((), {}, (5,)), ((), {}, None)],
-    "_calculate_correct_fan": [(("fan_avg",), {}, (3, 3)), ((3,), {}, (3, 3)), (("fan_in",), {}, (5,)),
-                               (("fan_in",), {}, None)],
+    "_calculate_correct_fan": [
+        (("fan_avg",), {}, (3, 3)),
+        ((3,), {}, (3, 3)),
+        (("fan_in",), {}, (5,)),
+        (("fan_in",), {}, None),
+    ],
     "_no_grad_uniform_": [((1.0, 0.0), {}, (3, 3)), (("a", 1.0), {}, (3, 3))],
     "_no_grad_normal_": [((0.0, -1.0), {}, (3, 3)), ((0.0, "x"), {}, (3, 3))],
     "_no_grad_trunc_normal_": [((0.0, 0.0, -2.0, 2.0), {}, (3, 3)), ((0.0, 1.0, 2.0, -2.0), {}, (3, 3))],
@@ -407,8 +551,14 @@ def test_error(name) -> None:
     _conforms(name, "error", differences)
 
 
-CALCULATE_GAIN_BAD = [("leaky_relu", "x"), ("leaky_relu", True), ("foo",), ("leaky_relu", np.float32(0.2)),
-                      ("RELU",), (3,)]
+CALCULATE_GAIN_BAD = [
+    ("leaky_relu", "x"),
+    ("leaky_relu", True),
+    ("foo",),
+    ("leaky_relu", np.float32(0.2)),
+    ("RELU",),
+    (3,),
+]
 
 
 def test_error_calculate_gain() -> None:
@@ -461,15 +611,25 @@ def test_warnings_point_at_the_callers_line() -> None:
     for module in (torch_init, mit):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # (fmt: skip keeps the two calls on one line.)
             line = inspect.currentframe().f_lineno + 1
-            module.kaiming_normal_(torch.zeros(0, 3)); module.normal(torch.zeros(2))  # noqa: E702
-        assert [(Path(w.filename).name, w.lineno) for w in caught] == [(Path(__file__).name, line)] * 2, module
+            module.kaiming_normal_(torch.zeros(0, 3)); module.normal(torch.zeros(2))  # noqa: E702  # fmt: skip
+        assert [(Path(w.filename).name, w.lineno) for w in caught] == [(Path(__file__).name, line)] * 2, (
+            module
+        )
 
 
 # --------------------------------------------------------------------------- numbers
 
-NUMBER_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64,
-                 torch.complex128, torch.int64]
+NUMBER_DTYPES = [
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.complex64,
+    torch.complex128,
+    torch.int64,
+]
 
 
 def _number_differences(name: str) -> list[str]:
@@ -487,8 +647,9 @@ def _number_differences(name: str) -> list[str]:
                     g_ours = _call(mit, name, ours, args, kwargs, 9)
                     if not torch.equal(ours, theirs):
                         differences.append(f"{where}: other values")
-                    elif g_ours is not None and not torch.equal(torch.rand(4, generator=g_ours),
-                                                                torch.rand(4, generator=g_theirs[0])):
+                    elif g_ours is not None and not torch.equal(
+                        torch.rand(4, generator=g_ours), torch.rand(4, generator=g_theirs[0])
+                    ):
                         differences.append(f"{where}: the generator is left in another state")
     return differences
 
@@ -500,12 +661,29 @@ def test_numbers(name) -> None:
 
 def test_numbers_calculate_gain() -> None:
     differences = []
-    for nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                         "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"):
+    for nonlinearity in (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "selu",
+    ):
         for param in (None, 0, 0.2, -0.5, 3, inf, "ignored" if nonlinearity != "leaky_relu" else None):
-            theirs, ours = torch_init.calculate_gain(nonlinearity, param), mit.calculate_gain(nonlinearity, param)
+            theirs, ours = (
+                torch_init.calculate_gain(nonlinearity, param),
+                mit.calculate_gain(nonlinearity, param),
+            )
             if not (theirs == ours or (math.isnan(theirs) and math.isnan(ours))):
-                differences.append(f"calculate_gain({nonlinearity!r}, {param!r}): {ours!r} != torch's {theirs!r}")
+                differences.append(
+                    f"calculate_gain({nonlinearity!r}, {param!r}): {ours!r} != torch's {theirs!r}"
+                )
     _conforms("calculate_gain", "numbers", differences)
 
 
@@ -513,7 +691,9 @@ def test_numbers_calculate_gain() -> None:
 def test_numbers_fan_helpers(name) -> None:
     differences = []
     for shape in [(3, 4), (128, 64, 3, 3), (2, 5, 7), (1, 1, 2, 2, 2), (0, 4), (4, 0, 3)]:
-        for args in ([()] if name == "_calculate_fan_in_and_fan_out" else [("fan_in",), ("fan_out",), ("FAN_IN",)]):
+        for args in (
+            [()] if name == "_calculate_fan_in_and_fan_out" else [("fan_in",), ("fan_out",), ("FAN_IN",)]
+        ):
             theirs = getattr(torch_init, name)(torch.zeros(shape), *args)
             ours = getattr(mit, name)(torch.zeros(shape), *args)
             if ours != theirs or type(ours) is not type(theirs):
@@ -527,7 +707,7 @@ def test_numbers_fan_helpers(name) -> None:
 class _Recorder(torch.Tensor):
     """A tensor-like whose ``__torch_function__`` records each call and does nothing."""
 
-    calls: list[Any] = []
+    calls: ClassVar[list[Any]] = []
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):

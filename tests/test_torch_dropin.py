@@ -18,13 +18,34 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 
-NAMES = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-         "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
-         "sparse_", "calculate_gain"]
+NAMES = [
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+    "calculate_gain",
+]
 
 
-HELPERS = ["_calculate_fan_in_and_fan_out", "_calculate_correct_fan", "_no_grad_uniform_",
-           "_no_grad_normal_", "_no_grad_trunc_normal_", "_no_grad_fill_", "_no_grad_zero_"]
+HELPERS = [
+    "_calculate_fan_in_and_fan_out",
+    "_calculate_correct_fan",
+    "_no_grad_uniform_",
+    "_no_grad_normal_",
+    "_no_grad_trunc_normal_",
+    "_no_grad_fill_",
+    "_no_grad_zero_",
+]
 
 
 @pytest.mark.parametrize("name", NAMES + HELPERS)
@@ -46,7 +67,7 @@ def _linear_reset_parameters(layer: nn.Linear, init) -> None:
 
 def test_code_copied_from_reset_parameters_runs_with_the_private_helpers() -> None:
     layers = [nn.Linear(20, 7) for _ in range(3)]
-    for layer, init in zip(layers, (None, torch_init, mit)):
+    for layer, init in zip(layers, (None, torch_init, mit), strict=True):
         torch.manual_seed(5)
         if init is None:
             layer.reset_parameters()  # torch's own
@@ -57,15 +78,31 @@ def test_code_copied_from_reset_parameters_runs_with_the_private_helpers() -> No
     assert mit._calculate_correct_fan(torch.empty(8, 3, 2), "FAN_OUT") == 16
 
 
-@pytest.mark.parametrize("name", ["uniform", "normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-                                  "kaiming_normal", "orthogonal", "sparse", "constant", "eye", "dirac"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "uniform",
+        "normal",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "orthogonal",
+        "sparse",
+        "constant",
+        "eye",
+        "dirac",
+    ],
+)
 def test_deprecated_aliases_fill_a_tensor_and_warn_as_torchs_do(name) -> None:
     args = {"constant": (0.5,), "sparse": (0.25,)}.get(name, ())
     shape = (4, 2, 3) if name == "dirac" else (8, 6)
     tensors = []
     for init in (torch_init, mit):
-        with pytest.warns(FutureWarning, match=rf"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
-            torch.manual_seed(3)
+        torch.manual_seed(3)
+        with pytest.warns(
+            FutureWarning, match=rf"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"
+        ):
             tensors.append(getattr(init, name)(torch.zeros(shape), *args))
     if name != "sparse":  # torch's sparse_ shuffles without the seed (see below)
         assert torch.equal(*tensors)
@@ -94,19 +131,40 @@ def test_integer_tensors_raise_torchs_not_implemented_error(dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
-@pytest.mark.parametrize("name, args", [("uniform_", (-1.0, 2.0)), ("normal_", (0.5, 2.0)), ("xavier_uniform_", ()),
-                                        ("xavier_normal_", (2.0,)), ("kaiming_uniform_", (0.2,)),
-                                        ("kaiming_normal_", (0, "fan_out"))])
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("uniform_", (-1.0, 2.0)),
+        ("normal_", (0.5, 2.0)),
+        ("xavier_uniform_", ()),
+        ("xavier_normal_", (2.0,)),
+        ("kaiming_uniform_", (0.2,)),
+        ("kaiming_normal_", (0, "fan_out")),
+    ],
+)
 def test_complex_tensors_get_torchs_numbers(name, args, dtype) -> None:
-    ours, theirs = (getattr(init, name)(torch.zeros(64, 32, dtype=dtype), *args,
-                                        generator=torch.Generator().manual_seed(8)) for init in (mit, torch_init))
+    ours, theirs = (
+        getattr(init, name)(
+            torch.zeros(64, 32, dtype=dtype), *args, generator=torch.Generator().manual_seed(8)
+        )
+        for init in (mit, torch_init)
+    )
     assert torch.equal(ours, theirs)
 
 
-@pytest.mark.parametrize("call", [lambda i: i.uniform_(torch.zeros(3), 1.0, 0.0), lambda i: i.normal_(torch.zeros(3), 0.0, -1.0),
-                                  lambda i: i.uniform_(torch.zeros(3), "a", 1.0), lambda i: i.trunc_normal_(torch.zeros(3), 0.0, 0.0),
-                                  lambda i: i.dirac_(torch.zeros(4, 4, 3), 0), lambda i: i.constant_(torch.zeros(3), 2**70),
-                                  lambda i: i.kaiming_uniform_(torch.zeros(3, 3), 0, 3), lambda i: i.eye_([1, 2])])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda i: i.uniform_(torch.zeros(3), 1.0, 0.0),
+        lambda i: i.normal_(torch.zeros(3), 0.0, -1.0),
+        lambda i: i.uniform_(torch.zeros(3), "a", 1.0),
+        lambda i: i.trunc_normal_(torch.zeros(3), 0.0, 0.0),
+        lambda i: i.dirac_(torch.zeros(4, 4, 3), 0),
+        lambda i: i.constant_(torch.zeros(3), 2**70),
+        lambda i: i.kaiming_uniform_(torch.zeros(3, 3), 0, 3),
+        lambda i: i.eye_([1, 2]),
+    ],
+)
 def test_bad_arguments_raise_the_builtin_torch_raises_as_a_multiinit_error(call) -> None:
     with pytest.raises(Exception) as theirs:
         call(torch_init)
@@ -184,9 +242,14 @@ def test_trunc_normal_has_torchs_absolute_bounds_and_the_exact_law() -> None:
 
 
 def test_sparse_honours_the_generator_unlike_torchs() -> None:
-    ours = [mit.sparse_(torch.empty(64, 32), 0.5, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    ours = [
+        mit.sparse_(torch.empty(64, 32), 0.5, generator=torch.Generator().manual_seed(3)) for _ in range(2)
+    ]
     assert torch.equal(ours[0], ours[1])
-    theirs = [torch_init.sparse_(torch.empty(64, 32), 0.5, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    theirs = [
+        torch_init.sparse_(torch.empty(64, 32), 0.5, generator=torch.Generator().manual_seed(3))
+        for _ in range(2)
+    ]
     # torch 2.13's sparse_ shuffles rows with torch.randperm(rows) and no generator: if this
     # starts failing, torch fixed it and the module docstring should say so.
     assert not torch.equal(theirs[0] == 0, theirs[1] == 0)
@@ -207,7 +270,9 @@ def test_sparse_zeros_are_a_uniform_choice_of_rows(sparsity) -> None:
     k = math.ceil(sparsity * 40)
     generator = torch.Generator().manual_seed(0)
     wide = _zero_rows([mit.sparse_(torch.empty(40, 4000), sparsity, generator=generator)], k)
-    narrow = _zero_rows([mit.sparse_(torch.empty(40, 5), sparsity, generator=generator) for _ in range(800)], k)
+    narrow = _zero_rows(
+        [mit.sparse_(torch.empty(40, 5), sparsity, generator=generator) for _ in range(800)], k
+    )
     n, p = 4000, k / 40
     bound = stats.z_for() * math.sqrt(n * p * (1 - p))
     for counts in (wide, narrow):
@@ -243,8 +308,11 @@ def test_same_error_types_for_tensors_that_cannot_be_filled(name, args, shape) -
 
 @pytest.mark.parametrize(
     "name, kwargs",
-    [("kaiming_uniform_", {"mode": "fan_avg"}), ("kaiming_normal_", {"nonlinearity": "gelu"}),
-     ("kaiming_uniform_", {"a": "x"})],
+    [
+        ("kaiming_uniform_", {"mode": "fan_avg"}),
+        ("kaiming_normal_", {"nonlinearity": "gelu"}),
+        ("kaiming_uniform_", {"a": "x"}),
+    ],
 )
 def test_same_error_types_for_bad_parameters(name, kwargs) -> None:
     with pytest.raises(ValueError):
@@ -281,5 +349,5 @@ def test_existing_code_runs_unchanged_with_the_drop_in() -> None:
     _reset(ours, mit)
     torch.manual_seed(0)
     _reset(theirs, torch_init)
-    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
         assert torch.equal(a, b), name

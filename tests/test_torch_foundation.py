@@ -28,7 +28,9 @@ def test_fans_below_2d_fail_like_torch(shape) -> None:
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
 @pytest.mark.parametrize("param", [None, 0, 0.2, 3])
 def test_gains_equal_torch(nonlinearity, param) -> None:
-    assert mi.calculate_gain(nonlinearity, param) == pytest.approx(init.calculate_gain(nonlinearity, param), rel=1e-15)
+    assert mi.calculate_gain(nonlinearity, param) == pytest.approx(
+        init.calculate_gain(nonlinearity, param), rel=1e-15
+    )
 
 
 def test_torch_knows_no_nonlinearity_we_refuse() -> None:

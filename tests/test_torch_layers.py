@@ -22,8 +22,7 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 from multiinit.rules import Draw
-from multiinit.torch import model as _model
-from multiinit.torch import sharded
+from multiinit.torch import model as _model, sharded
 
 
 class TransposedLinear(nn.Module):
@@ -82,11 +81,19 @@ def _isolated():
 
 def _register_all() -> None:
     mi.register_layer(TransposedLinear, kind="dense", layout={"weight": "in,out"})
-    mi.register_layer(HeadsProjection, kind="attention", layout={"kernel": "in,out,out", "head_bias": "out,out"},
-                      fans_from="kernel")
+    mi.register_layer(
+        HeadsProjection,
+        kind="attention",
+        layout={"kernel": "in,out,out", "head_bias": "out,out"},
+        fans_from="kernel",
+    )
     mi.register_layer(Interleaved, kind="dense", layout={"weight": "out,in,out"})
-    mi.register_layer(Experts, kind="dense", layout={"up_proj": "batch,in,out", "up_bias": "batch,out"},
-                      fans_from={"up_bias": "up_proj"})
+    mi.register_layer(
+        Experts,
+        kind="dense",
+        layout={"up_proj": "batch,in,out", "up_bias": "batch,out"},
+        fans_from={"up_bias": "up_proj"},
+    )
 
 
 def _params(module: nn.Module) -> dict[str, mi.rules.Param]:
@@ -97,8 +104,14 @@ def _params(module: nn.Module) -> dict[str, mi.rules.Param]:
 
 
 def test_a_registered_layer_has_its_kind_layout_and_fans() -> None:
-    net = nn.ModuleDict({"t": TransposedLinear(128, 512), "q": HeadsProjection(32, 8, 16),
-                         "e": Experts(4, 24, 40), "m": Mystery()})
+    net = nn.ModuleDict(
+        {
+            "t": TransposedLinear(128, 512),
+            "q": HeadsProjection(32, 8, 16),
+            "e": Experts(4, 24, 40),
+            "m": Mystery(),
+        }
+    )
     before = _params(net)
     assert before["t.weight"].kind is None and not before["t.weight"].known
     assert before["t.weight"].view.fans == (512, 128)  # read as (out, in): the wrong fans
@@ -127,7 +140,10 @@ def test_a_registration_wins_over_torchs_own_class_and_its_subclasses_follow() -
     mi.register_layer(Gate, kind="attention", layout={"weight": "in,out"})
     params = _params(nn.Sequential(Gate(4, 6), GateChild(4, 6), nn.Linear(4, 6)))
     assert [(p.path, p.kind, p.logical_shape) for p in params.values() if p.role == "weight"] == [
-        ("0.weight", "attention", (4, 6)), ("1.weight", "attention", (4, 6)), ("2.weight", "dense", (6, 4))]
+        ("0.weight", "attention", (4, 6)),
+        ("1.weight", "attention", (4, 6)),
+        ("2.weight", "dense", (6, 4)),
+    ]
 
 
 def test_selectors_and_presets_reach_registered_layers() -> None:
@@ -148,7 +164,9 @@ def test_selectors_and_presets_reach_registered_layers() -> None:
 def test_plan_flags_a_fan_based_law_on_an_unknown_layer() -> None:
     _register_all()
     net = nn.Sequential(TransposedLinear(128, 512), Mystery())
-    plan = mi.plan(net, [("0.weight", mi.kaiming_uniform(a=math.sqrt(5))), ("1.proj", mi.he_normal()), ("*", None)])
+    plan = mi.plan(
+        net, [("0.weight", mi.kaiming_uniform(a=math.sqrt(5))), ("1.proj", mi.he_normal()), ("*", None)]
+    )
     rows = {r.path: r for r in plan}
     assert rows["0.weight"].fans == (128, 512) and not rows["0.weight"].guessed
     assert rows["1.proj"].kind == "unknown" and rows["1.proj"].guessed
@@ -174,8 +192,15 @@ def test_recurrent_layers_are_known_and_their_biases_take_their_weights_fans() -
 # --------------------------------------------------------------------------- values in a layout
 
 
-LAWS = [mi.kaiming_uniform(a=math.sqrt(5)), mi.glorot_normal(), mi.orthogonal(gain=2.0), mi.eye(), mi.sparse(0.3),
-        mi.normal(std=0.02), mi.mixture([(0.5, mi.zeros()), (0.5, mi.he_uniform())])]
+LAWS = [
+    mi.kaiming_uniform(a=math.sqrt(5)),
+    mi.glorot_normal(),
+    mi.orthogonal(gain=2.0),
+    mi.eye(),
+    mi.sparse(0.3),
+    mi.normal(std=0.02),
+    mi.mixture([(0.5, mi.zeros()), (0.5, mi.he_uniform())]),
+]
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
@@ -184,7 +209,9 @@ def test_a_registered_layout_holds_the_transposed_values_of_its_logical_twin(spe
     # The stream rule defines values on the logical (out, in) array: an (in, out) layer at
     # the same position holds exactly the transpose of an nn.Linear's.
     _register_all()
-    ours = mi.apply(TransposedLinear(300, 520), {"weight": spec, "bias": mi.zeros()}, seed=4, portable=portable)
+    ours = mi.apply(
+        TransposedLinear(300, 520), {"weight": spec, "bias": mi.zeros()}, seed=4, portable=portable
+    )
     twin = mi.apply(nn.Linear(300, 520), {"weight": spec, "bias": mi.zeros()}, seed=4, portable=portable)
     assert torch.equal(ours.weight.detach().T, twin.weight.detach())
     if portable:
@@ -216,8 +243,9 @@ def test_multi_axis_layouts_are_drawn_in_their_logical_view(portable) -> None:
         params = _params(net)
         for path in ("0.kernel", "1.weight", "2.up_proj"):
             order = params[path].order
-            want = mi.reference.sample(spec, params[path].logical_shape, seed=(2, order),
-                                       fans=params[path].fans_for(spec))
+            want = mi.reference.sample(
+                spec, params[path].logical_shape, seed=(2, order), fans=params[path].fans_for(spec)
+            )
             got = logical["0.weight" if path == "1.weight" else path]
             assert np.array_equal(got, want.astype(np.float32)), path
 
@@ -283,8 +311,13 @@ def _check_shards(layer: nn.Module, role: str, spec: mi.Spec, portable: bool) ->
         assert torch.equal(local, _local(whole, runs)), cut
 
 
-SHARD_LAWS = [mi.he_normal(), mi.orthogonal(), mi.eye(), mi.normal(std=0.02),
-              mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape).astype(dtype), name="t.layers.parts")]
+SHARD_LAWS = [
+    mi.he_normal(),
+    mi.orthogonal(),
+    mi.eye(),
+    mi.normal(std=0.02),
+    mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape).astype(dtype), name="t.layers.parts"),
+]
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
@@ -295,13 +328,17 @@ def test_a_transposed_layout_is_drawn_shard_by_shard(spec, portable) -> None:
     _check_shards(TransposedLinear(530, 515), "weight", spec, portable)
 
 
-@pytest.mark.parametrize("layer, role", [
-    (lambda: HeadsProjection(40, 6, 50), "kernel"),
-    (lambda: Interleaved(6, 40, 50), "weight"),
-    (lambda: Experts(3, 70, 90), "up_proj"),
-    (lambda: nn.MultiheadAttention(60, 4), "in_proj_weight"),
-    (lambda: nn.MultiheadAttention(60, 4, add_bias_kv=True), "bias_k"),
-], ids=["in,out,out", "out,in,out", "batch,in,out", "packed-qkv", "bias_k"])
+@pytest.mark.parametrize(
+    "layer, role",
+    [
+        (lambda: HeadsProjection(40, 6, 50), "kernel"),
+        (lambda: Interleaved(6, 40, 50), "weight"),
+        (lambda: Experts(3, 70, 90), "up_proj"),
+        (lambda: nn.MultiheadAttention(60, 4), "in_proj_weight"),
+        (lambda: nn.MultiheadAttention(60, 4, add_bias_kv=True), "bias_k"),
+    ],
+    ids=["in,out,out", "out,in,out", "batch,in,out", "packed-qkv", "bias_k"],
+)
 @pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
 def test_multi_axis_views_are_drawn_shard_by_shard(layer, role, portable) -> None:
     _register_all()
@@ -317,7 +354,9 @@ def test_layout_pieces_are_views_of_the_destination() -> None:
     pieces = sharded._pieces(view, runs, local)
     covered = 0
     for box, target in pieces:
-        assert target.data_ptr() >= local.data_ptr() and tuple(target.shape) == tuple(s.stop - s.start for s in box)
+        assert target.data_ptr() >= local.data_ptr() and tuple(target.shape) == tuple(
+            s.stop - s.start for s in box
+        )
         target.fill_(1)
         covered += target.numel()
     assert covered == local.numel() and bool((local == 1).all())
@@ -332,8 +371,10 @@ E, HEADS = 96, 8
 def test_multihead_attention_kinds_views_and_fans() -> None:
     mha = nn.MultiheadAttention(E, HEADS, add_bias_kv=True)
     params = _params(mha)
-    got = {path: (p.kind, p.known, p.logical_shape, p.view.batch, p.fans_for(mi.glorot_uniform()))
-           for path, p in params.items()}
+    got = {
+        path: (p.kind, p.known, p.logical_shape, p.view.batch, p.fans_for(mi.glorot_uniform()))
+        for path, p in params.items()
+    }
     assert got == {
         "in_proj_weight": ("attention", True, (3, E, E), 1, (E, E)),
         "in_proj_bias": ("attention", True, (3 * E,), 0, (E, E)),
@@ -351,7 +392,11 @@ def test_multihead_attention_with_its_own_key_and_value_sizes() -> None:
     mha = nn.MultiheadAttention(E, HEADS, kdim=40, vdim=24, add_bias_kv=True)
     params = _params(mha)
     fans = {path: p.fans_for(mi.he_normal()) for path, p in params.items() if path != "in_proj_bias"}
-    assert fans["q_proj_weight"] == (E, E) and fans["k_proj_weight"] == (40, E) and fans["v_proj_weight"] == (24, E)
+    assert (
+        fans["q_proj_weight"] == (E, E)
+        and fans["k_proj_weight"] == (40, E)
+        and fans["v_proj_weight"] == (24, E)
+    )
     assert fans["bias_k"] == (40, E) and fans["bias_v"] == (24, E)
     # The packed bias of three projections with three different fans has none of its own:
     # a fan-based law on it is refused before anything is written.

@@ -16,8 +16,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 import multiinit as mi
@@ -27,8 +26,9 @@ import multiinit.torch as mit
 # Where the loaded profile is not derandomized and none was asked for, this file loads its own
 # copy of "ci", so the property tests are never random in CI.
 if not settings.default.derandomize and os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci":
-    settings.register_profile("multiinit-ci", derandomize=True, database=None, max_examples=200,
-                              deadline=None, print_blob=False)
+    settings.register_profile(
+        "multiinit-ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=False
+    )
     settings.load_profile("multiinit-ci")
 
 
@@ -61,7 +61,8 @@ _KINDS = ("linear", "conv1d", "conv2d", "convt", "batchnorm", "layernorm", "embe
 
 layers = st.lists(
     st.tuples(st.sampled_from(_KINDS), st.integers(1, 9), st.integers(1, 9), st.booleans()),
-    min_size=1, max_size=5,
+    min_size=1,
+    max_size=5,
 )
 
 
@@ -80,7 +81,7 @@ def _model(spec: list, tied: bool) -> nn.Module:
     model = Tied(body, 6) if tied else body
     # Buffers away from their defaults, so a reset would show.
     with torch.no_grad():
-        for name, buf in model.named_buffers():
+        for _, buf in model.named_buffers():
             if buf.is_floating_point():
                 buf.uniform_(0.5, 1.5)
             else:
@@ -93,12 +94,22 @@ def _model(spec: list, tied: bool) -> nn.Module:
 
 def _fitting(param) -> list:
     """Specs that can fill ``param`` (a ``rules.Param``)."""
-    specs = [mi.zeros(), mi.constant(0.3), mi.uniform(-1, 1), mi.normal(std=0.5), mi.truncated_normal(),
-             mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())])]
+    specs = [
+        mi.zeros(),
+        mi.constant(0.3),
+        mi.uniform(-1, 1),
+        mi.normal(std=0.5),
+        mi.truncated_normal(),
+        mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]),
+    ]
     shape = param.logical_shape
     if len(shape) >= 2 or param.fans is not None:
-        specs += [mi.he_normal(), mi.xavier_uniform(), mi.variance_scaling(1 / 3, "fan_in", "uniform"),
-                  mi.kaiming_normal()]
+        specs += [
+            mi.he_normal(),
+            mi.xavier_uniform(),
+            mi.variance_scaling(1 / 3, "fan_in", "uniform"),
+            mi.kaiming_normal(),
+        ]
     if len(shape) >= 2:
         specs.append(mi.orthogonal())
     if len(shape) == 2:
@@ -179,21 +190,30 @@ def _subclass(old):
     return nn.Parameter(_Sub(old.detach().clone()))
 
 
-_UNWRITABLE = {"inference": _inference, "expanded": _expanded, "integer": _integer, "meta": _meta,
-               "subclass": _subclass}
+_UNWRITABLE = {
+    "inference": _inference,
+    "expanded": _expanded,
+    "integer": _integer,
+    "meta": _meta,
+    "subclass": _subclass,
+}
 FAULTS = ("no match", "misfit", *(f"law {k}" for k in _LIARS), *(f"param {k}" for k in _UNWRITABLE))
 
 
 def _snapshot(model: nn.Module) -> list:
-    return [(name, id(t), t.dtype, t.device, t.detach().clone() if not t.is_meta else None)
-            for name, t in (*model.named_parameters(remove_duplicate=False),
-                            *model.named_buffers(remove_duplicate=False))]
+    return [
+        (name, id(t), t.dtype, t.device, t.detach().clone() if not t.is_meta else None)
+        for name, t in (
+            *model.named_parameters(remove_duplicate=False),
+            *model.named_buffers(remove_duplicate=False),
+        )
+    ]
 
 
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(
         x[:4] == y[:4] and (x[4] is None) == (y[4] is None) and (x[4] is None or torch.equal(x[4], y[4]))
-        for x, y in zip(a, b)
+        for x, y in zip(a, b, strict=True)
     )
 
 
@@ -201,7 +221,9 @@ def _same(a: list, b: list) -> bool:
 def cases(draw):
     model = _model(draw(layers), draw(st.booleans()))
     params = mit.params_of(model)
-    chosen = draw(st.lists(st.sampled_from(range(len(params))), min_size=1, max_size=len(params), unique=True))
+    chosen = draw(
+        st.lists(st.sampled_from(range(len(params))), min_size=1, max_size=len(params), unique=True)
+    )
     rules = []
     for i in chosen:
         param = params[i]
@@ -210,8 +232,15 @@ def cases(draw):
         rules.append((selector, spec))
     # A broad rule after the specific ones (first match wins); optional, as it may select nothing.
     if draw(st.booleans()):
-        broad = draw(st.sampled_from([mi.select(role="bias", optional=True), mi.select(kind="norm", optional=True),
-                                      mi.select(path="*.bias", optional=True)]))
+        broad = draw(
+            st.sampled_from(
+                [
+                    mi.select(role="bias", optional=True),
+                    mi.select(kind="norm", optional=True),
+                    mi.select(path="*.bias", optional=True),
+                ]
+            )
+        )
         rules.append((broad, mi.zeros()))
     fault = draw(st.sampled_from(FAULTS))
     target = params[draw(st.sampled_from(chosen))]
@@ -260,4 +289,4 @@ def test_without_the_fault_the_same_rules_succeed(case) -> None:
     first = mi.apply(model, rules, seed=seed, portable=portable)
     values = [p.detach().clone() for p in first.parameters()]
     again = mi.apply(model, rules, seed=seed, portable=portable)  # the same seed, the same values
-    assert all(torch.equal(a, b.detach()) for a, b in zip(values, again.parameters()))
+    assert all(torch.equal(a, b.detach()) for a, b in zip(values, again.parameters(), strict=True))

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 import multiinit as mi
-from multiinit import stats
-from multiinit import torch as mit
+from multiinit import stats, torch as mit
 
 D2L_LAW = mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))])
 
@@ -146,7 +145,7 @@ def test_the_custom_law_is_u5_10_zero_u_minus10_minus5(spec, how) -> None:
     torch.manual_seed(1)
     chapter = _net(seed=1)
     chapter.apply(_torch_my_init)
-    for ours, theirs in zip(_linears(net), _linears(chapter)):
+    for ours, theirs in zip(_linears(net), _linears(chapter), strict=True):
         x = _np(ours.weight)
         # The analytic law: atom 1/2 at 0, 1/4 on each of U(5, 10) and U(-10, -5) ...
         _passes(x, D2L_LAW)

@@ -34,8 +34,7 @@ import multiinit as mi
 import multiinit.torch as mit
 from multiinit import stats
 from multiinit.rules import Draw
-from multiinit.torch import model as _model
-from multiinit.torch import sharded
+from multiinit.torch import model as _model, sharded
 
 N = 64  # the models' width: GPT-2's c_fc weight is (64, 256), 16,384 values
 LAYERS = 2
@@ -43,22 +42,43 @@ LAYERS = 2
 
 def gpt2() -> nn.Module:
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_embd=N, n_layer=LAYERS, n_head=4, vocab_size=100, n_positions=16,
-                                      bos_token_id=0, eos_token_id=0))
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=N, n_layer=LAYERS, n_head=4, vocab_size=100, n_positions=16, bos_token_id=0, eos_token_id=0
+        )
+    )
 
 
 def bert() -> nn.Module:
     torch.manual_seed(0)
-    return BertModel(BertConfig(hidden_size=N, num_hidden_layers=LAYERS, num_attention_heads=4,
-                                intermediate_size=4 * N, vocab_size=100, max_position_embeddings=16))
+    return BertModel(
+        BertConfig(
+            hidden_size=N,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            intermediate_size=4 * N,
+            vocab_size=100,
+            max_position_embeddings=16,
+        )
+    )
 
 
 def llama() -> nn.Module:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(hidden_size=N, intermediate_size=3 * N, num_hidden_layers=LAYERS,
-                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=100,
-                                        max_position_embeddings=16, bos_token_id=0, eos_token_id=0,
-                                        pad_token_id=0))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=N,
+            intermediate_size=3 * N,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
+    )
 
 
 MODELS = {"gpt2": gpt2, "bert": bert, "llama": llama}
@@ -76,8 +96,13 @@ def _owned(model: nn.Module, classes: tuple[type, ...]) -> set[str]:
     for m in model.modules():
         for p in m.parameters(recurse=False):
             first.setdefault(id(p), m)
-    return {names[id(p)] for m in model.modules() if isinstance(m, classes)
-            for p in m.parameters(recurse=False) if isinstance(first[id(p)], classes)}
+    return {
+        names[id(p)]
+        for m in model.modules()
+        if isinstance(m, classes)
+        for p in m.parameters(recurse=False)
+        if isinstance(first[id(p)], classes)
+    }
 
 
 # --------------------------------------------------------------------------- kinds
@@ -101,7 +126,12 @@ def test_gpt2s_conv1d_is_read_in_to_out() -> None:
     model = gpt2()
     params = {p.path: p for p in mit.params_of(model)}
     block = "transformer.h.0"
-    expected = {"attn.c_attn": (N, 3 * N), "attn.c_proj": (N, N), "mlp.c_fc": (N, 4 * N), "mlp.c_proj": (4 * N, N)}
+    expected = {
+        "attn.c_attn": (N, 3 * N),
+        "attn.c_proj": (N, N),
+        "mlp.c_fc": (N, 4 * N),
+        "mlp.c_proj": (4 * N, N),
+    }
     for layer, (n_in, n_out) in expected.items():
         weight, bias = params[f"{block}.{layer}.weight"], params[f"{block}.{layer}.bias"]
         assert weight.view.native_shape == (n_in, n_out) and weight.logical_shape == (n_out, n_in)
@@ -147,8 +177,9 @@ def test_torch_default_reaches_every_dense_layer_of_gpt2_with_torchs_own_numbers
 @pytest.mark.parametrize("name", MODELS)
 def test_select_dense_and_norm_find_every_such_layer(name) -> None:
     model = MODELS[name]()
-    plan = mi.plan(model, [(mi.select(kind="dense"), mi.he_normal()), (mi.select(kind="norm"), mi.ones()),
-                           ("*", None)])
+    plan = mi.plan(
+        model, [(mi.select(kind="dense"), mi.he_normal()), (mi.select(kind="norm"), mi.ones()), ("*", None)]
+    )
     assert {row.path for row in plan if row.rule == 0} == _owned(model, DENSE)
     assert {row.path for row in plan if row.rule == 1} == _owned(model, NORMS)
 
@@ -173,12 +204,21 @@ class Mystery(nn.Module):
 def test_plan_shows_c_fc_in_to_out_and_flags_an_unknown_layer() -> None:
     model = gpt2()
     model.transformer.h[0].mystery = Mystery()
-    rules = [("*c_fc.weight", mi.kaiming_uniform(a=math.sqrt(5))), ("*mystery.proj", mi.he_normal()), ("*", None)]
+    rules = [
+        ("*c_fc.weight", mi.kaiming_uniform(a=math.sqrt(5))),
+        ("*mystery.proj", mi.he_normal()),
+        ("*", None),
+    ]
     plan = mi.plan(model, rules)
     rows = {row.path: row for row in plan}
     c_fc = rows["transformer.h.0.mlp.c_fc.weight"]
     assert (c_fc.layer, c_fc.kind, c_fc.shape, c_fc.logical_shape, c_fc.fans) == (
-        "Conv1D", "dense", (N, 4 * N), (4 * N, N), (N, 4 * N))
+        "Conv1D",
+        "dense",
+        (N, 4 * N),
+        (4 * N, N),
+        (N, 4 * N),
+    )
     assert not c_fc.guessed
     assert [row.path for row in plan.guesses] == ["transformer.h.0.mystery.proj"]
     text = str(plan)
@@ -230,7 +270,7 @@ def test_a_sharded_conv1d_weight_is_drawn_rank_by_rank(spec, portable) -> None:
             cut = [[(0, 530)], [(0, 515)]]
             cut[dim] = sharded._chunk(cut[dim], 3, rank)
             runs = _runs_of(cut)
-            (first, _, length), = runs[dim]
+            ((first, _, length),) = runs[dim]
             local = torch.full((length, 515) if dim == 0 else (530, length), float("nan"))
             shards.append((dim, first, length, local))
             pieces.extend(sharded._pieces(param.view, runs, local))
@@ -244,7 +284,11 @@ def test_a_sharded_conv1d_weight_is_drawn_rank_by_rank(spec, portable) -> None:
 
 
 def test_every_transformers_class_multiinit_names_exists_in_this_version() -> None:
-    named = [r for r in mi.registered_layers(builtin=True) if r.target.startswith("transformers.") and not r.is_glob]
+    named = [
+        r
+        for r in mi.registered_layers(builtin=True)
+        if r.target.startswith("transformers.") and not r.is_glob
+    ]
     assert len(named) > 80
     for registration in named:
         module, _, name = registration.target.rpartition(".")
@@ -254,7 +298,12 @@ def test_every_transformers_class_multiinit_names_exists_in_this_version() -> No
         # a subclass of torch's own layers would be known already: listing it would be noise
         assert not issubclass(cls, (nn.Linear, nn.LayerNorm, nn.Embedding)), registration.target
     # the globs cover the RMSNorms of the three families the tests build, and a few others
-    for module, name in (("llama", "LlamaRMSNorm"), ("mistral", "MistralRMSNorm"), ("qwen2", "Qwen2RMSNorm"),
-                         ("gemma", "GemmaRMSNorm"), ("mamba2", "MambaRMSNormGated")):
+    for module, name in (
+        ("llama", "LlamaRMSNorm"),
+        ("mistral", "MistralRMSNorm"),
+        ("qwen2", "Qwen2RMSNorm"),
+        ("gemma", "GemmaRMSNorm"),
+        ("mamba2", "MambaRMSNormGated"),
+    ):
         cls = getattr(importlib.import_module(f"transformers.models.{module}.modeling_{module}"), name)
         assert mi.lookup_layer(cls).kind == "norm", name

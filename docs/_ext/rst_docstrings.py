@@ -61,7 +61,7 @@ def to_markdown(text: str) -> str:
             end = i + 1
             while end < len(lines) and not lines[end].strip().startswith("```"):
                 end += 1
-            out += lines[i:end + 1]
+            out += lines[i : end + 1]
             i = end + 1
             continue
         if stripped.startswith(">>>"):
@@ -103,11 +103,16 @@ def to_markdown(text: str) -> str:
             continue
         following = lines[i + 1] if i + 1 < len(lines) else ""
         previous = out[-1] if out else ""
-        if (stripped and not previous.strip() and following.strip() and _indent(following) > _indent(line)
-                and not stripped.startswith(("* ", "- ", "```"))):
+        if (
+            stripped
+            and not previous.strip()
+            and following.strip()
+            and _indent(following) > _indent(line)
+            and not stripped.startswith(("* ", "- ", "```"))
+        ):
             # A definition list item: the term becomes a bold line, its body a paragraph below.
             end = _block_end(lines, i + 1, _indent(line))
-            body = _dedent(lines[i + 1:end], _indent(following) - _indent(line))
+            body = _dedent(lines[i + 1 : end], _indent(following) - _indent(line))
             out += [f"{margin}**{stripped}**", "", *body]
             i = end
             continue

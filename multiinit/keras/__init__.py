@@ -2,12 +2,14 @@
 
 ``mi.compile(spec, "keras", seed=None)`` (or ``from multiinit import keras as mik``) gives a
 ``MultiinitInitializer``, a ``keras.initializers.Initializer`` subclass written with
-``keras.ops`` and ``keras.random`` only, so it runs on any Keras 3 backend (TensorFlow is the
-one tested). ``mi.apply(model, rules, seed=None)`` initializes a built Keras ``Model`` or
-``Layer`` by rules, all or nothing. Every constructor of the namespace also takes Keras'
+``keras.ops`` and ``keras.random`` only, so it runs on any Keras 3 backend (tested on
+TensorFlow, JAX and torch). ``mi.apply(model, rules, seed=None)`` initializes a built Keras
+``Model`` or ``Layer`` by rules, all or nothing, in one pass; a model built inside
+``keras.StatelessScope(initialize_variables=False)`` (Keras' deferred initialization) gets each
+variable's value once, and variables under a Keras distribution keep their layout. Every constructor of the namespace also takes Keras'
 ``seed=`` keyword: ``mik.he_normal(seed=1)``.
 
-This module is the namespace; the work is done in four files, each importing only those
+This module is the namespace; the work is done in five files, each importing only those
 listed before it. Each file's docstring states the decisions it implements.
 
 ``draw.py``
@@ -23,9 +25,13 @@ listed before it. Each file's docstring states the decisions it implements.
     Keras' names, signatures, laws, seeds and configs, each with its neutral ``spec``;
     ``spec_of`` is the table from Keras' names and arguments to specs. Imported here, so
     its classes are registered with Keras as ``"multiinit>ClassName"`` whenever this package is.
+``sharded.py``
+    where a variable's values go: layouts under Keras distribution (JAX), deferred variables,
+    what refuses a write.
 ``model.py``
-    walking a built model: parameters, layer kinds, logical views (transposed, depthwise,
-    embedding), a bias's fans, ``params_of`` and ``apply``.
+    walking a built model: parameters, layer kinds and the layer registry, logical views
+    (transposed, depthwise, embedding, einsum/attention), a bias's fans, ``params_of`` and
+    ``apply`` (a ``rules.Writer``).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ except (ImportError, AttributeError) as e:  # mxnet 1.9 fails with AttributeErro
     raise BackendUnavailable.missing("mxnet", "MXNet", "mxnet", e) from e
 
 # Imported after the check above, so that a missing mxnet is reported as BackendUnavailable.
-from .compiled import LAYOUT, Multiinit, compile  # noqa: E402
-from .model import apply, params_of  # noqa: E402
+from .compiled import LAYOUT, Multiinit, compile
+from .model import apply, params_of
 
 __all__ = ["LAYOUT", "Multiinit", "compile", "apply", "params_of"]
 

@@ -56,7 +56,8 @@ Serialization
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
@@ -66,8 +67,8 @@ from ..errors import ShapeError, SpecError
 from ..fans import OUT_IN, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
-from ..spec import Spec, from_dict, parse
-from .draw import WithAxes, check_dtype, fill
+from ..spec import Spec, WithAxes, from_dict, parse
+from .draw import check_dtype, fill
 
 #: MXNet (NCHW) weights are (out, in/groups, *spatial): the logical layout itself.
 LAYOUT = OUT_IN
@@ -78,8 +79,7 @@ def _check_seed(seed: Any) -> int | None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SpecError(
-            f"seed={seed!r} is not allowed; seed must be None (MXNet's global generator) or an "
-            "integer >= 0"
+            f"seed={seed!r} is not allowed; seed must be None (MXNet's global generator) or an integer >= 0"
         )
     return int(seed)
 
@@ -153,7 +153,7 @@ class Multiinit(mx.init.Initializer):
     # Whatever MXNet's name dispatch would pick, the spec is what fills the array.
     _init_bias = _init_gamma = _init_beta = _init_default = _init_weight
 
-    def reset(self) -> "Multiinit":
+    def reset(self) -> Multiinit:
         """Start a seeded initializer's sequence again at call 0; returns ``self``.
 
         >>> import multiinit as mi

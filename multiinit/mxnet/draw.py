@@ -41,21 +41,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
 import numpy as np
 
+from .. import stream
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform
+from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform, WithAxes
 from . import host
-
-try:
-    from ..spec import WithAxes
-except ImportError:  # pragma: no cover - until the core has specs that state their fan axes
-    WithAxes = ()
 
 FLOATS = ("float16", "float32", "float64")
 _INT31 = 2**31 - 1
@@ -116,9 +113,10 @@ def _native_law(spec: Spec, fans: tuple[int, int] | None) -> tuple[str, float, f
     if isinstance(spec, Normal):
         return ("normal", spec.mean, spec.std)
     scaling = spec.as_variance_scaling()
-    if scaling is None or not host.stream.is_elementwise(spec):
+    if scaling is None or not stream.is_elementwise(spec):
         return None
-    distribution, number = scaling.law(*fans)
+    # A fan-based spec comes with its fans (the shape was checked before).
+    distribution, number = scaling.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return ("uniform", -number, number)
     if distribution == "untruncated_normal":
@@ -134,7 +132,7 @@ def _orthogonal(spec: Orthogonal, shape: tuple[int, ...], dtype: str, ctx: Any, 
     cols = math.prod(shape) // rows
     work = _work_dtype(dtype)
     a = mx.nd.empty((min(rows, cols), max(rows, cols)), dtype=work, ctx=mx.cpu())
-    host.fill_standard_normal(host.host_view(a), base)
+    host.fill_standard_normal(cast(np.ndarray, host.host_view(a)), base)  # a fresh dense CPU array
     if ctx != mx.cpu():
         a = a.as_in_context(ctx)
     q, lower = mx.nd.linalg.gelqf(a)
@@ -162,8 +160,15 @@ def _native_in_place(law: tuple[str, float, float], arr: Any, seed: int | None) 
     return True
 
 
-def fill(arr: Any, spec: Spec, view: LogicalView, fans: tuple[int, int] | None, seed: int | None,
-         path: str, prepared: np.ndarray | None = None) -> None:
+def fill(
+    arr: Any,
+    spec: Spec,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    seed: int | None,
+    path: str,
+    prepared: np.ndarray | None = None,
+) -> None:
     """Write ``spec`` into ``arr``, an MXNet array of ``view.native_shape`` (any context, dense
     or row-sparse), from ``seed`` (None: MXNet's global generator). ``prepared`` is a logical
     array drawn already (a user law's values), written as it is. ``fans`` default to the
@@ -248,7 +253,7 @@ def check_dtype(spec: Spec, dtype: Any, path: str) -> None:
     Traceback (most recent call last):
     ...
     multiinit.errors.SpecError: normal() cannot fill 'w': dtype='int32' is not allowed; a random spec draws one of float16, float32, float64
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -281,10 +286,9 @@ def check_dtype(spec: Spec, dtype: Any, path: str) -> None:
             info = np.iinfo(resolved)
             ok = float(value).is_integer() and info.min <= value <= info.max
         if not ok:
-            raise SpecError(
-                f"{spec!r} cannot fill {path!r}: a {name} array cannot hold {value!r} exactly"
-            )
+            raise SpecError(f"{spec!r} cannot fill {path!r}: a {name} array cannot hold {value!r} exactly")
 
 
 def _dtype_name(dtype: Any) -> str:
-    return np.dtype(dtype).name
+    name: str = np.dtype(dtype).name
+    return name

@@ -57,7 +57,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
@@ -93,8 +94,11 @@ def host_view(arr: Any) -> np.ndarray | None:
     >>> a.asnumpy().tolist()
     [[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]
     """
-    if (getattr(arr, "stype", "default") != "default" or arr.ctx.device_type not in HOST_DEVICES
-            or not getattr(arr, "writable", True)):
+    if (
+        getattr(arr, "stype", "default") != "default"
+        or arr.ctx.device_type not in HOST_DEVICES
+        or not getattr(arr, "writable", True)
+    ):
         return None
     try:
         dtype = np.dtype(arr.dtype)
@@ -131,7 +135,7 @@ def host_target(arr: Any) -> Iterator[np.ndarray]:
 # --------------------------------------------------------------------------- laws
 
 
-def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple | None:
+def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple[Any, ...] | None:
     """``spec`` as a plain elementwise law, or None when it draws a whole tensor.
 
     ``("constant", v)``, ``("uniform", low, high)``, ``("normal", mean, std)``,
@@ -165,7 +169,8 @@ def elementwise_law(spec: Spec, fans: tuple[int, int] | None) -> tuple | None:
     scaling = spec.as_variance_scaling()
     if scaling is None or not stream.is_elementwise(spec):
         return None
-    distribution, number = scaling.law(*fans)
+    # A fan-based spec comes with its fans (the shape was checked before).
+    distribution, number = scaling.law(*cast("tuple[int, int]", fans))
     if distribution == "uniform":
         return ("uniform", -number, number)
     if distribution == "untruncated_normal":
@@ -225,7 +230,7 @@ def _truncated_standard(rng: np.random.Generator, x: np.ndarray, low: float, hig
         bad = bad[(again < low) | (again > high)]
 
 
-def _fill_law(law: tuple, rng: np.random.Generator, out: np.ndarray) -> None:
+def _fill_law(law: tuple[Any, ...], rng: np.random.Generator, out: np.ndarray) -> None:
     """Write the elementwise ``law`` into ``out`` (a float array) from ``rng``."""
     kind = law[0]
     if kind == "constant":
@@ -258,7 +263,9 @@ def _fill_law(law: tuple, rng: np.random.Generator, out: np.ndarray) -> None:
         out[...] = work
 
 
-def _fill_mixture(parts: Sequence[tuple[float, tuple]], rng: np.random.Generator, out: np.ndarray) -> None:
+def _fill_mixture(
+    parts: Sequence[tuple[float, tuple[Any, ...]]], rng: np.random.Generator, out: np.ndarray
+) -> None:
     """A mixture of elementwise laws by the masked arithmetic of the module doc."""
     total = math.fsum(w for w, _ in parts)
     edges = [0.0]
@@ -309,7 +316,9 @@ def _fill_mixture(parts: Sequence[tuple[float, tuple]], rng: np.random.Generator
         out[...] = acc
 
 
-def _tile_jobs(flat: np.ndarray, base: int, job: Callable[[np.random.Generator, np.ndarray], None]) -> list:
+def _tile_jobs(
+    flat: np.ndarray, base: int, job: Callable[[np.random.Generator, np.ndarray], None]
+) -> list[Callable[[], None]]:
     grid = stream.tiling((flat.size,))
 
     def one(tile: stream.Tile) -> Callable[[], None]:
@@ -318,7 +327,7 @@ def _tile_jobs(flat: np.ndarray, base: int, job: Callable[[np.random.Generator, 
     return [one(tile) for tile in grid.tiles()]
 
 
-def fill_elementwise(law: tuple, out: np.ndarray, base: int) -> None:
+def fill_elementwise(law: tuple[Any, ...], out: np.ndarray, base: int) -> None:
     """``law`` into ``out`` (any float array, written in memory order), tile by tile in threads."""
     if out.size == 0:
         return
@@ -335,7 +344,7 @@ def _sparse(spec: Sparse, out: np.ndarray, base: int) -> None:
     """``out`` (rows, cols) gets N(0, std**2) with ceil(sparsity * rows) zeros per column."""
     rows, cols = out.shape
     fill_elementwise(("normal", 0.0, float(spec.std)), out, base)
-    zeros = int(math.ceil(spec.sparsity * rows))
+    zeros = math.ceil(spec.sparsity * rows)
     if not zeros:
         return
     rng = stream.parameter_rng((base,))
@@ -343,7 +352,7 @@ def _sparse(spec: Sparse, out: np.ndarray, base: int) -> None:
     # Floyd: for j = rows - k .. rows - 1, pick t in [0, j]; if t is taken already, take j
     # (never taken before). NaN marks a taken row: a normal draw is never NaN.
     for j in range(rows - zeros, rows):
-        t = rng.integers(0, j + 1, size=cols)
+        t = cast(np.ndarray, rng.integers(0, j + 1, size=cols))  # cols values (the stubs see a scalar)
         t[np.isnan(out[t, columns])] = j
         out[t, columns] = np.nan
     np.nan_to_num(out, copy=False, nan=0.0)
@@ -397,8 +406,14 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
     return values
 
 
-def logical_values(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None, dtype: np.dtype,
-                   base: int, path: str | None) -> np.ndarray:
+def logical_values(
+    spec: Spec,
+    shape: tuple[int, ...],
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    base: int,
+    path: str | None,
+) -> np.ndarray:
     """The whole logical tensor of ``spec`` from the stream of ``base``, in ``dtype`` (a float
     dtype): the reference's law and code, user laws fenced."""
     rng = stream.parameter_rng((base,))
@@ -411,14 +426,17 @@ def logical_values(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | N
 
 def write_logical(out: np.ndarray, view: LogicalView, logical: np.ndarray) -> None:
     """A logical array into ``out`` (native layout), rearranged once."""
-    out[...] = logical if view.is_plain and view.axes == tuple(range(len(view.axes))) else view.to_native(logical)
+    out[...] = (
+        logical if view.is_plain and view.axes == tuple(range(len(view.axes))) else view.to_native(logical)
+    )
 
 
 # --------------------------------------------------------------------------- the entry point
 
 
-def fill(spec: Spec, out: np.ndarray, view: LogicalView, fans: tuple[int, int] | None, base: int,
-         path: str | None) -> None:
+def fill(
+    spec: Spec, out: np.ndarray, view: LogicalView, fans: tuple[int, int] | None, base: int, path: str | None
+) -> None:
     """Write ``spec`` into ``out`` (the native array seen through ``view``) from the native
     stream of ``base`` (see the module doc). Checks (shape, dtype) are the caller's."""
     if out.size == 0:

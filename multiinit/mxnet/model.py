@@ -61,28 +61,23 @@ MXNet's deferred initialization (the big-model idiom)
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 # multiinit/mxnet/__init__.py has already turned a failing mxnet import into BackendUnavailable.
 import mxnet as mx
 import numpy as np
-from mxnet.gluon import nn as _nn
-from mxnet.gluon import rnn as _rnn
+from mxnet.gluon import nn as _nn, rnn as _rnn
 
-from .. import rules as _rules
-from .. import stream
+from .. import rules as _rules, stream
 from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
-from ..reference import check_shape
+from ..layers import lookup_layer
+from ..reference import call_law, check_shape
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
-from ..spec import Custom, Spec
+from ..spec import Custom, Spec, WithAxes
 from . import host
-from .draw import WithAxes, _dtype_name, base_seed, check_dtype, fill
-
-try:
-    from ..layers import lookup_layer
-except ImportError:  # pragma: no cover - until the core has the layer registry
-    lookup_layer = None
+from .draw import _dtype_name, base_seed, check_dtype, fill
 
 _TRANSPOSED = (_nn.Conv1DTranspose, _nn.Conv2DTranspose, _nn.Conv3DTranspose)
 _CONV = (_nn.Conv1D, _nn.Conv2D, _nn.Conv3D)
@@ -92,7 +87,6 @@ _RECURRENT = (_rnn.rnn_layer._RNNLayer, _rnn.RNNCell, _rnn.LSTMCell, _rnn.GRUCel
 # Whether the rules select a parameter by its other paths too (a tied parameter's), and
 # whether they tell layers multiinit knows from guesses (mi.plan flags the latter).
 _ALIASES = "aliases" in getattr(Param, "__dataclass_fields__", {})
-_KNOWN = "known" in getattr(Param, "__dataclass_fields__", {})
 # BatchNorm's running statistics are state, not learnable parameters.
 _RUNNING = frozenset({"running_mean", "running_var", "moving_mean", "moving_var"})
 
@@ -136,22 +130,22 @@ def _view(block: Any, role: str, shape: tuple[int, ...]) -> LogicalView:
     spatial = tuple(range(1, n - 1)) if last else tuple(range(2, n))
     if not isinstance(block, _TRANSPOSED):
         # channels-last (out, *k, in/g) -> (out, in/g, *k); NC* is already logical.
-        return LogicalView(shape, axes=(0, n - 1) + spatial) if last else LogicalView(shape)
+        return LogicalView(shape, axes=(0, n - 1, *spatial)) if last else LogicalView(shape)
     # (in, out/g, *k) or (in, *k, out/g): split in into (g, in/g) and put out/g before it.
     groups = _groups(block)
     in_channels = shape[0]
     out_axis = n - 1 if last else 1
     kernel = tuple(shape[a] for a in spatial)
-    pre = (groups, in_channels // groups) + tuple(shape[1:])
+    pre = (groups, in_channels // groups, *shape[1:])
     # pre axes: 0 = g, 1 = in/g, then shape's axes 1.. shifted by one.
-    axes = (0, out_axis + 1, 1) + tuple(a + 1 for a in spatial)
-    logical = (groups * shape[out_axis], in_channels // groups) + kernel
+    axes = (0, out_axis + 1, 1, *(a + 1 for a in spatial))
+    logical = (groups * shape[out_axis], in_channels // groups, *kernel)
     return LogicalView(shape, axes=axes, pre_shape=pre, logical_shape=logical)
 
 
 def _registration(block: Any) -> Any:
     """What ``multiinit.register_layer`` says about ``block``'s class, or None."""
-    return lookup_layer(block) if lookup_layer is not None and block is not None else None
+    return lookup_layer(block) if block is not None else None
 
 
 def _layer_kind(block: Any) -> tuple[str | None, bool]:
@@ -175,7 +169,7 @@ def _own_fans(view: LogicalView) -> bool:
     if len(view.native_shape) < 2:
         return False
     try:
-        view.fans
+        _ = view.fans  # raises for a view without fans
     except ShapeError:
         return False
     return True
@@ -261,7 +255,7 @@ def params_of(block: Any) -> list[Param]:
             dtype=_dtype_name(parameter.dtype),
             handle=parameter,
             kind=kind,
-            **({"known": known} if _KNOWN else {}),
+            known=known,
         )
         seen[id(parameter)] = param
         params.append(param)
@@ -299,14 +293,21 @@ def _derived(draw: Draw) -> int | None:
     return None if draw.seed is None else derive_seed(draw.seed, draw.order)
 
 
-def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | None, spec: Spec,
-                    draw: Draw, dtype: str, ctx: Any) -> np.ndarray:
+def _prepare_values(
+    param: Param,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    spec: Spec,
+    draw: Draw,
+    dtype: str,
+    ctx: Any,
+) -> np.ndarray:
     """A user law's logical values for ``param``, drawn and validated (``LawError``)."""
     work = np.dtype(dtype if dtype in ("float16", "float32", "float64") else "float32")
     if draw.portable:
         if isinstance(spec, Custom):
             # A whole-tensor law: the reference draws it from the parameter's own stream.
-            return host.call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
+            return call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
         drawn = Param(param.path, view, param.role, param.layer, fans, param.order, work.name)
         return host.fenced(spec, param.path, lambda: _rules.portable_values(drawn, spec, draw))
     if spec.uses_fans and fans is None:
@@ -315,8 +316,15 @@ def _prepare_values(param: Param, view: LogicalView, fans: tuple[int, int] | Non
     return host.logical_values(spec, view.logical_shape, fans, work, base, param.path)
 
 
-def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int] | None, spec: Spec,
-                draw: Draw, prepared: np.ndarray | None) -> None:
+def _fill_array(
+    arr: Any,
+    param: Param,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    spec: Spec,
+    draw: Draw,
+    prepared: np.ndarray | None,
+) -> None:
     """``spec`` into ``arr`` (one array of ``param``), natively or in portable mode."""
     if not draw.portable or prepared is not None:
         fill(arr, spec, view, fans, _derived(draw), param.path, prepared)
@@ -324,6 +332,7 @@ def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int]
     drawn = Param(param.path, view, param.role, param.layer, fans, param.order, param.dtype)
     with host.host_target(arr) as out:
         if view.is_plain and view.axes == tuple(range(len(view.axes))):
+
             def write(box: tuple[slice, ...], values: np.ndarray) -> None:
                 out[box] = values
 
@@ -332,14 +341,19 @@ def _fill_array(arr: Any, param: Param, view: LogicalView, fans: tuple[int, int]
             host.write_logical(out, view, _rules.portable_values(drawn, spec, draw))
 
 
-def _write_param(param: Param, fans: tuple[int, int] | None, spec: Spec, draw: Draw,
-                 prepared: np.ndarray | None) -> None:
+def _write_param(
+    param: Param, fans: tuple[int, int] | None, spec: Spec, draw: Draw, prepared: np.ndarray | None
+) -> None:
     """Fill an initialized parameter: its first array drawn, its other contexts copied from it."""
     parameter = param.handle
     trainer = parameter._trainer
-    if trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore:
-        if parameter not in trainer._params_to_init:
-            trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
+    if (
+        trainer is not None
+        and trainer._kv_initialized
+        and trainer._update_on_kvstore
+        and parameter not in trainer._params_to_init
+    ):
+        trainer._reset_kvstore()  # as set_data does: the kvstore then takes the new values
     arrays = parameter._data
     _fill_array(arrays[0], param, param.view, fans, spec, draw, prepared)
     for other in arrays[1:]:
@@ -352,7 +366,7 @@ class _Armed(mx.init.Initializer):
     of the initialized 1-D parameters that take their fans from it. Any failure puts the
     parameter back in its deferred state before the error goes on."""
 
-    def __init__(self, param: Param, saved: tuple) -> None:
+    def __init__(self, param: Param, saved: tuple[Any, ...]) -> None:
         super().__init__()
         self.param = param
         self.saved = saved  # the parameter's _deferred_init before multiinit touched it
@@ -382,15 +396,23 @@ class _Armed(mx.init.Initializer):
             spec, draw = self.own
             check_shape(spec, view.logical_shape, fans, param.path)
             check_dtype(spec, arr.dtype, param.path)
-            own = _prepare_values(param, view, fans, spec, draw, _dtype_name(arr.dtype), arr.ctx) \
-                if needs_prepare(spec) else None
+            own = (
+                _prepare_values(param, view, fans, spec, draw, _dtype_name(arr.dtype), arr.ctx)
+                if needs_prepare(spec)
+                else None
+            )
         dependents = []
         for dependent, spec, draw in self.dependents:
             dfans = view.fans
             check_shape(spec, dependent.logical_shape, dfans, dependent.path)
             first = dependent.handle._data[0]
-            values = _prepare_values(dependent, dependent.view, dfans, spec, draw, _dtype_name(first.dtype),
-                                     first.ctx) if needs_prepare(spec) else None
+            values = (
+                _prepare_values(
+                    dependent, dependent.view, dfans, spec, draw, _dtype_name(first.dtype), first.ctx
+                )
+                if needs_prepare(spec)
+                else None
+            )
             dependents.append((dependent, dfans, spec, draw, values))
         if self.own is not None:
             _fill_array(arr, param, view, fans, *self.own, own)
@@ -452,17 +474,26 @@ class _Writer:
                 )
             check_dtype(spec, arr.dtype, param.path)
         trainer = parameter._trainer
-        if (trainer is not None and trainer._kv_initialized and trainer._update_on_kvstore
-                and parameter not in trainer._params_to_init and trainer._kvstore is not None
-                and "dist" in trainer._kvstore.type):
+        if (
+            trainer is not None
+            and trainer._kv_initialized
+            and trainer._update_on_kvstore
+            and parameter not in trainer._params_to_init
+            and trainer._kvstore is not None
+            and "dist" in trainer._kvstore.type
+        ):
             raise RuleError(
                 f"multiinit.apply cannot fill {_where(param)}: its Trainer keeps it on a distributed "
                 f"kvstore ({trainer._kvstore.type}), which MXNet cannot reset to take new values; "
                 "initialize the block before creating the Trainer. Nothing was written"
             )
         weight = self._fan_source(param)
-        if spec.uses_fans and weight is not None and not _deferred(weight.handle) \
-                and not _known(tuple(int(d) for d in weight.handle.shape)):
+        if (
+            spec.uses_fans
+            and weight is not None
+            and not _deferred(weight.handle)
+            and not _known(tuple(int(d) for d in weight.handle.shape))
+        ):
             raise RuleError(
                 f"multiinit.apply cannot fill {_where(param)}: it takes its fans from "
                 f"{weight.path!r}, whose shape {weight.handle.shape} is not known yet; nothing was written"
@@ -473,8 +504,9 @@ class _Writer:
         if _deferred(parameter) or self._waits_for_weight(param, spec):
             return None  # drawn at the first forward pass, when the shape is known
         arr = parameter._data[0]
-        return _prepare_values(param, param.view, _fans_of(param, spec), spec, draw, _dtype_name(arr.dtype),
-                               arr.ctx)
+        return _prepare_values(
+            param, param.view, _fans_of(param, spec), spec, draw, _dtype_name(arr.dtype), arr.ctx
+        )
 
     def _waits_for_weight(self, param: Param, spec: Spec) -> bool:
         weight = self._fan_source(param)
@@ -492,7 +524,8 @@ class _Writer:
             self._arm(param).own = (spec, draw)
             return
         if self._waits_for_weight(param, spec):
-            self._arm(self._fan_source(param)).dependents.append((param, spec, draw))
+            # _waits_for_weight found the fan source.
+            self._arm(cast(Param, self._fan_source(param))).dependents.append((param, spec, draw))
             return
         _write_param(param, _fans_of(param, spec), spec, draw, prepared)
 

@@ -51,7 +51,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     # Everything the files below import from torch: a missing or broken torch raises
@@ -106,7 +107,7 @@ from .initializers import (  # noqa: F401 - torch.nn.init's private helpers, for
 )
 from .model import apply, params_of
 
-__all__ = [
+__all__ = [  # noqa: PLE0604 - *CONSTRUCTORS unpacks a dict keyed by the constructors' names
     "LAYOUT",
     "TorchInitializer",
     "compile",
@@ -134,6 +135,7 @@ __all__ = [
     "SpecRuntimeError",
     "SpecTypeError",
     "SpecZeroDivisionError",
+    # The constructors join the namespace at import (namespace() below), so their names do too.
     *_spec.CONSTRUCTORS,
 ]
 
@@ -152,13 +154,24 @@ del _name
 __test__ = {"TorchInitializer": TorchInitializer}
 
 
-globals().update(namespace("torch", compile))
-calculate_gain = _initializers.calculate_gain  # the drop-in's, not the namespace's neutral one
+# calculate_gain stays the drop-in's (imported above), not the namespace's neutral one.
+globals().update({k: v for k, v in namespace("torch", compile).items() if k != "calculate_gain"})
 
 # torch.nn.init's deprecated aliases (uniform, normal, ...), which the contract's constructors
 # of the same names also answer to: a tensor first means torch's alias.
-_DEPRECATED_TORCH = ("uniform", "normal", "constant", "eye", "dirac", "xavier_uniform",
-                     "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse")
+_DEPRECATED_TORCH = (
+    "uniform",
+    "normal",
+    "constant",
+    "eye",
+    "dirac",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "sparse",
+)
 
 
 def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,4 +195,3 @@ def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., An
 for _name in _DEPRECATED_TORCH:
     globals()[_name] = _either(_name, globals()[_name], globals()[_name + "_"])
 del _name
-

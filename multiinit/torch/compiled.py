@@ -92,11 +92,13 @@ def _where(path: str | None) -> str:
 
 
 def _is_uninitialized(tensor: Any) -> bool:
-    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)
+    # torch's own stub of nn.parameter leaves out the mixin (both lazy kinds derive from it).
+    return isinstance(tensor, nn.parameter.UninitializedTensorMixin)  # type: ignore[attr-defined]
 
 
-def _prepare(spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | None,
-             path: str | None = None) -> bool:
+def _prepare(
+    spec: Spec, tensor: Any, generator: Any, fans: tuple[int, int] | None, path: str | None = None
+) -> bool:
     """Check that ``spec`` can fill ``tensor``; True when there is something to draw."""
     if not isinstance(tensor, torch.Tensor):
         raise SpecAttributeError(
@@ -158,7 +160,9 @@ class TorchInitializer:
     def __call__(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Fill ``tensor`` in place with the spec's law and return it; fans come from its own
         (torch-layout) shape; ``generator`` makes the draw reproducible."""
-        if type(tensor) in (torch.Tensor, nn.Parameter) and (generator is None or type(generator) is torch.Generator):
+        if type(tensor) in (torch.Tensor, nn.Parameter) and (
+            generator is None or type(generator) is torch.Generator
+        ):
             key = (tuple(tensor.shape), tensor.dtype)
             if key not in self._checked:
                 _prepare(self.spec, tensor, generator, None)
@@ -206,4 +210,3 @@ def compile(spec: Spec, **options: Any) -> TorchInitializer:
             "(pass generator= when calling the compiled initializer)"
         )
     return TorchInitializer(spec)
-

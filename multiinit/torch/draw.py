@@ -85,14 +85,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.nn import init as _init
 
 from ..errors import SpecError
-from ..reference import sample as _reference_sample
+from ..reference import call_law
 from ..spec import (
     Constant,
     Custom,
@@ -107,6 +108,7 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
     WithAxes,
     XavierNormal,
     XavierUniform,
@@ -149,7 +151,11 @@ def complex_problem(spec: Spec) -> str | None:
         return "a custom law's NumPy function draws real numbers"
     return None
 
-_Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], None]
+
+# (What a filler returns, torch's in-place functions return their tensor, is not used.)
+_Filler = Callable[["torch.Tensor", "torch.Generator | None", "tuple[int, int] | None"], object]
+#: One piece of a one-draw mixture: ``(start, component, scale, offset, lo, hi)``.
+_Piece = tuple[int, Spec, float, float, float, float]
 
 
 # --------------------------------------------------------------------------- the samplers
@@ -181,8 +187,9 @@ def _inward(a: float, b: float, dtype: torch.dtype, open_high: bool = False) -> 
     return float(lo), float(hi)
 
 
-def _fill_truncated(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                    a: float, b: float) -> None:
+def _fill_truncated(
+    t: torch.Tensor, g: torch.Generator | None, mean: float, std: float, a: float, b: float
+) -> None:
     """N(mean, std**2) restricted to the absolute bounds [a, b]; no value outside them, in
     ``t``'s dtype."""
     low, high = (a - mean) / std, (b - mean) / std
@@ -199,8 +206,13 @@ _REJECTION_ROUNDS = 64
 
 #: dtypes whose CPU tensors the samplers also compute on through a NumPy view of their own
 #: memory (no copy), where NumPy's comparisons and masked writes cost a third of torch's.
-_HOST_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
-                torch.int32: np.int32, torch.int64: np.int64}
+_HOST_DTYPES = {
+    torch.float16: np.float16,
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.int32: np.int32,
+    torch.int64: np.int64,
+}
 
 
 def _host_view(t: torch.Tensor) -> np.ndarray | None:
@@ -220,18 +232,22 @@ def _outside(values: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (values < lo) | (values > hi)
 
 
-def _redraws(count: int, like: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-             lo: float, hi: float) -> torch.Tensor | None:
+def _redraws(
+    count: int, like: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float
+) -> torch.Tensor | None:
     """``count`` draws of N(mean, std**2) restricted to [lo, hi], by redrawing the ones outside
     in rounds (at most ``_REJECTION_ROUNDS``, else None): the values that replace the
     ``count`` values of a first draw that fell outside, in their order."""
-    values = bad = None
+    values: torch.Tensor | None = None
+    bad: torch.Tensor  # set in the first round
     for _ in range(_REJECTION_ROUNDS):
         if values is None:
             values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
             bad = _outside(values, lo, hi).nonzero().squeeze(1)
         else:
-            redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
+            redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(
+                mean, std, generator=g
+            )
             values.index_copy_(0, bad, redraw)
             bad = bad[_outside(redraw, lo, hi)]
         if not bad.numel():
@@ -251,8 +267,8 @@ def _host_outside(host: np.ndarray, lo: float, hi: float) -> np.ndarray:
     above = np.empty_like(below)
     found = []
     for start in range(0, host.size, _BLOCK):
-        block = host[start:start + _BLOCK]
-        b, a = below[:block.size], above[:block.size]
+        block = host[start : start + _BLOCK]
+        b, a = below[: block.size], above[: block.size]
         np.less(block, low, out=b)
         np.greater(block, high, out=a)
         b |= a
@@ -262,8 +278,9 @@ def _host_outside(host: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
 
 
-def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                       lo: float, hi: float, inside: float) -> bool:
+def _fill_by_rejection(
+    t: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float, inside: float
+) -> bool:
     """Draw normals and redraw only the ones outside [lo, hi] until none is: exact, and with
     at least half the mass ``inside``, about 1.05 normal draws in all at +-2 std (torch 2.13's
     trunc_normal_ redraws the whole tensor each round). The cost above one ``normal_`` is one
@@ -284,26 +301,34 @@ def _fill_by_rejection(t: torch.Tensor, g: torch.Generator | None, mean: float, 
             return True
     host = _host_view(flat)
     if host is not None:
-        outside = _host_outside(host, lo, hi)
-        values = _redraws(outside.size, flat, g, mean, std, lo, hi) if outside.size else None
-        if outside.size and values is None:
-            return False
-        if outside.size:
-            host[outside] = values.numpy()
+        host_outside = _host_outside(host, lo, hi)
+        if host_outside.size:
+            host_values = _redraws(host_outside.size, flat, g, mean, std, lo, hi)
+            if host_values is None:
+                return False
+            host[host_outside] = host_values.numpy()
     else:
         outside = _outside(flat, lo, hi).nonzero().squeeze(1)
-        values = _redraws(outside.numel(), flat, g, mean, std, lo, hi) if outside.numel() else None
-        if outside.numel() and values is None:
-            return False
         if outside.numel():
+            values = _redraws(outside.numel(), flat, g, mean, std, lo, hi)
+            if values is None:
+                return False
             flat.index_copy_(0, outside, values)
     if work is not t:
         t.copy_(work)
     return True
 
 
-def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float, std: float,
-                         low: float, high: float, lo: float, hi: float) -> None:
+def _fill_by_inverse_cdf(
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    mean: float,
+    std: float,
+    low: float,
+    high: float,
+    lo: float,
+    hi: float,
+) -> None:
     """The reference's method, for narrow or off-centre bounds where rejection would be slow:
     a float64 uniform on [Phi(low), Phi(high)], ``ndtri``, then a clamp to [lo, hi]."""
     # The lower tail keeps the CDF's relative precision: an interval above the mean is drawn
@@ -322,8 +347,10 @@ def _fill_by_inverse_cdf(t: torch.Tensor, g: torch.Generator | None, mean: float
         t.copy_(work)
 
 
-def _fill_scaled(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int]) -> None:
-    distribution, number = spec.as_variance_scaling().law(*fans)
+def _fill_scaled(
+    spec: VarianceScaling, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int]
+) -> None:
+    distribution, number = spec.law(*fans)
     if distribution == "uniform":
         t.uniform_(-number, number, generator=g)
     elif distribution == "untruncated_normal":
@@ -372,7 +399,9 @@ def _fill_unitary(gain: float, t: torch.Tensor, g: torch.Generator | None) -> No
     t.mul_(gain)
 
 
-def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _random_rows(
+    rows: int, cols: int, k: int, g: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """A (rows, cols) bool mask with a uniformly random set of exactly ``k`` rows per column,
     drawn with ``g`` (torch's sparse_ uses torch.randperm without its generator)."""
     m = min(k, rows - k)
@@ -399,13 +428,17 @@ def _random_rows(rows: int, cols: int, k: int, g: torch.Generator | None, device
 def _fill_sparse(spec: Sparse, t: torch.Tensor, g: torch.Generator | None) -> None:
     rows, cols = t.shape
     t.normal_(0.0, spec.std, generator=g)
-    k = int(math.ceil(spec.sparsity * rows))
+    k = math.ceil(spec.sparsity * rows)
     if k:
         t.masked_fill_(_random_rows(rows, cols, k, g, t.device), 0.0)
 
 
-def _fill_mixture(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
-                  fans: tuple[int, int] | None) -> None:
+def _fill_mixture(
+    live: list[tuple[float, Spec, _Filler]],
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+) -> None:
     """``live`` holds the components of positive weight, each with its filler."""
     if len(live) == 1:
         live[0][2](t, g, fans)
@@ -425,8 +458,12 @@ def _runs_user_code(spec: Spec) -> bool:
     return isinstance(spec, Mixture) and any(_runs_user_code(s) for w, s in spec.components if w > 0)
 
 
-def _fill_mixture_into(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor, g: torch.Generator | None,
-                       fans: tuple[int, int] | None) -> None:
+def _fill_mixture_into(
+    live: list[tuple[float, Spec, _Filler]],
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+) -> None:
     pieces = _pieces(tuple((w, spec) for w, spec, _ in live), t.dtype)
     if pieces is not None:
         _fill_pieces(pieces, t, g)
@@ -438,7 +475,7 @@ def _fill_mixture_into(live: list[tuple[float, Spec, _Filler]], t: torch.Tensor,
     starts = np.cumsum([w for w, _, _ in live])[:-1]
     u = torch.rand(t.shape, dtype=torch.float64, device=t.device, generator=g)
     live[0][2](t, g, fans)
-    for start, (_, component, fill) in zip(starts, live[1:]):
+    for start, (_, component, fill) in zip(starts, live[1:], strict=True):
         mask = u >= float(start)
         if isinstance(component, Constant):
             t.masked_fill_(mask, component.value)
@@ -475,7 +512,7 @@ _LIGHTEST = {31: 2.0**-7, 63: 2.0**-10}
 
 
 @functools.lru_cache(maxsize=256)
-def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[tuple[int, Spec, float, float, float, float], ...] | None:
+def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[_Piece, ...] | None:
     """``((start, component, scale, offset, lo, hi), ...)`` on [0, 2**bits) for a mixture of
     uniform and constant components (weight > 0) drawn in ``dtype`` with one integer per
     element, or None. Uniform components come first and constants last, where selecting them
@@ -489,21 +526,21 @@ def _pieces(live: tuple[tuple[float, Spec], ...], dtype: torch.dtype) -> tuple[t
     ordered = sorted(live, key=lambda item: isinstance(item[1], Constant))
     edges = [round(math.fsum(w for w, _ in ordered[: i + 1]) / total * 2**bits) for i in range(len(ordered))]
     edges[-1] = 2**bits
-    pieces = []
+    pieces: list[_Piece] = []
     start = 0
-    for stop, (_, spec) in zip(edges, ordered):
+    for stop, (_, spec) in zip(edges, ordered, strict=True):
         if stop > start:
             if isinstance(spec, Uniform):
                 lo, hi = _inward(spec.low, spec.high, dtype, open_high=True)
                 pieces.append((start, spec, (spec.high - spec.low) / (stop - start), spec.low, lo, hi))
             else:
-                pieces.append((start, spec, 0.0, spec.value, spec.value, spec.value))
+                value = cast("Constant", spec).value  # uniform and constant components only (above)
+                pieces.append((start, spec, 0.0, value, value, value))
         start = stop
     return tuple(pieces)
 
 
-def _fill_pieces(pieces: list[tuple[int, Spec, float, float, float, float]], t: torch.Tensor,
-                 g: torch.Generator | None) -> None:
+def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor, g: torch.Generator | None) -> None:
     """The one-draw mixture: each piece's values, written wherever r >= its start, in order,
     so that every element ends with the piece that holds its r.
 
@@ -519,10 +556,13 @@ def _fill_pieces(pieces: list[tuple[int, Spec, float, float, float, float]], t: 
     host, host_r = _host_view(out), _host_view(r)
     if host is not None and host_r is not None:
         size = min(_BLOCK, host.size)
-        scratch = (np.empty(size, dtype=host_r.dtype), np.empty(size, dtype=host_r.dtype),
-                   np.empty(size, dtype=host.dtype))
+        scratch = (
+            np.empty(size, dtype=host_r.dtype),
+            np.empty(size, dtype=host_r.dtype),
+            np.empty(size, dtype=host.dtype),
+        )
         for start in range(0, host.size, _BLOCK):
-            _pieces_on_host(pieces, host[start:start + _BLOCK], host_r[start:start + _BLOCK], scratch)
+            _pieces_on_host(pieces, host[start : start + _BLOCK], host_r[start : start + _BLOCK], scratch)
     else:
         _pieces_on_device(pieces, out, r)
     if not direct:
@@ -535,7 +575,7 @@ def _bits_of(value: float, dtype: torch.dtype) -> int:
     return int(torch.tensor(value, dtype=dtype).view(same_width))
 
 
-def _pieces_on_device(pieces: list, out: torch.Tensor, r: torch.Tensor) -> None:
+def _pieces_on_device(pieces: tuple[_Piece, ...], out: torch.Tensor, r: torch.Tensor) -> None:
     out_bits = out.view(r.dtype)
     shift = r.element_size() * 8 - 1
     for i, (start, spec, scale, offset, lo, hi) in enumerate(pieces):
@@ -555,8 +595,12 @@ def _pieces_on_device(pieces: list, out: torch.Tensor, r: torch.Tensor) -> None:
             out_bits.bitwise_or_(keep.bitwise_not_().bitwise_and_(fresh))
 
 
-def _pieces_on_host(pieces: tuple, out: np.ndarray, r: np.ndarray,
-                    scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+def _pieces_on_host(
+    pieces: tuple[_Piece, ...],
+    out: np.ndarray,
+    r: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
     """``_pieces_on_device`` on one block of NumPy views (the same operations); ``scratch``
     holds two integer arrays and one float array at least the block's size."""
     kind = out.dtype.type
@@ -579,8 +623,11 @@ def _pieces_on_host(pieces: tuple, out: np.ndarray, r: np.ndarray,
             continue
         np.right_shift(source, shift, out=keep)
         np.bitwise_and(out_bits, keep, out=out_bits)
-        fresh = values.view(r.dtype) if isinstance(spec, Uniform) else r.dtype.type(
-            _bits_of(offset, _TORCH_OF[out.dtype.type]))
+        fresh = (
+            values.view(r.dtype)
+            if isinstance(spec, Uniform)
+            else r.dtype.type(_bits_of(offset, _TORCH_OF[out.dtype.type]))
+        )
         if isinstance(fresh, np.ndarray) or fresh:  # a zero is written by the AND alone
             np.invert(keep, out=keep)
             np.bitwise_and(keep, fresh, out=keep)
@@ -593,8 +640,13 @@ _TORCH_OF = {np.float32: torch.float32, np.float64: torch.float64}
 _NUMPY_DTYPE = {torch.float16: "float16", torch.float32: "float32", torch.float64: "float64"}
 
 
-def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
-                 fans: tuple[int, int] | None, path: str | None = None) -> None:
+def _fill_custom(
+    spec: Custom,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+    path: str | None = None,
+) -> None:
     """A user law, fenced: its NumPy function runs on the host behind ``reference.call_law``
     (an exception in it, a result of the wrong shape or dtype, or a non-finite value is a
     ``LawError`` naming the law and ``path``), and ``t`` is written only once the result has
@@ -604,34 +656,8 @@ def _fill_custom(spec: Custom, t: torch.Tensor, g: torch.Generator | None,
     device = g.device if g is not None else torch.device("cpu")
     words = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
     rng = np.random.default_rng(words)
-    values = _call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path, fans)
+    values = call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path=path)
     t.copy_(torch.from_numpy(np.ascontiguousarray(values)))
-
-
-try:
-    from ..reference import call_law as _reference_call_law
-except ImportError:  # a multiinit.reference without the shared fence (before hostile-core's merge)
-    _reference_call_law = None
-
-
-def _call_law(spec: Custom, rng: np.random.Generator, shape: tuple[int, ...], dtype: str,
-              path: str | None, fans: tuple[int, int] | None) -> np.ndarray:
-    if _reference_call_law is not None:
-        return _reference_call_law(spec, rng, shape, dtype, path=path)
-    # The same fence, where reference.call_law is not there yet.
-    from .. import errors
-
-    law_error = getattr(errors, "LawError", SpecError)
-    where = f"custom law {spec.name!r}" + (f" at {path!r}" if path else "")
-    try:
-        values = _reference_sample(spec, shape, seed=rng, dtype=dtype, fans=fans)
-    except errors.MultiinitError:
-        raise
-    except Exception as err:
-        raise law_error(f"{where} raised {type(err).__name__}: {err}") from err
-    if not np.isfinite(values).all():
-        raise law_error(f"{where} returned non-finite values; a custom function must return finite numbers")
-    return values
 
 
 def _filler(spec: Spec) -> _Filler:
@@ -666,7 +692,14 @@ def _filler(spec: Spec) -> _Filler:
         live = [(w, s, _filler(s)) for w, s in spec.components if w > 0]
         return lambda t, g, fans: _fill_mixture(live, t, g, fans)
     if isinstance(spec, Custom):
-        return lambda t, g, fans, path=None: _fill_custom(spec, t, g, fans, path)
+        custom = spec
+
+        def fill_custom(
+            t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None, path: str | None = None
+        ) -> None:
+            _fill_custom(custom, t, g, fans, path)
+
+        return fill_custom
     if isinstance(spec, WithAxes):
         # Its axes index the shape the compiled filler is called on (torch's own layout);
         # fans given by the caller (a tile, a model-level parameter) already came from them.
@@ -675,7 +708,7 @@ def _filler(spec: Spec) -> _Filler:
     raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")  # pragma: no cover
 
 
-def _scaled_filler(spec: Spec, scaled: Any) -> _Filler:
+def _scaled_filler(spec: Spec, scaled: VarianceScaling) -> _Filler:
     # torch's own function when the fans are the tensor's own (a compiled call, a weight);
     # the variance-scaling law with the given fans otherwise (a bias at model level).
     native: Callable[[torch.Tensor, torch.Generator | None], Any] | None = None
@@ -700,17 +733,27 @@ def _xavier(function: Callable[..., Any], gain: float, t: torch.Tensor, g: torch
     function(t, gain, generator=g)
 
 
-def _kaiming(function: Callable[..., Any], a: float, mode: str, nonlinearity: str,
-             t: torch.Tensor, g: torch.Generator | None) -> None:
+def _kaiming(
+    function: Callable[..., Any],
+    a: float,
+    mode: str,
+    nonlinearity: str,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+) -> None:
     function(t, a, mode, nonlinearity, generator=g)
 
 
-def _fill(spec: Spec, t: torch.Tensor, g: torch.Generator | None, fans: tuple[int, int] | None,
-          path: str | None = None) -> None:
+def _fill(
+    spec: Spec,
+    t: torch.Tensor,
+    g: torch.Generator | None,
+    fans: tuple[int, int] | None,
+    path: str | None = None,
+) -> None:
     """Fill ``t`` in place with ``spec``'s law (no checks: the caller has made them); ``path``
     names the parameter in a user law's ``LawError``."""
     if path is not None and isinstance(spec, Custom):
         _fill_custom(spec, t, g, fans, path)
         return
     _filler(spec)(t, g, fans)
-

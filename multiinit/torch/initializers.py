@@ -62,7 +62,8 @@ import functools
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -70,8 +71,7 @@ from torch.nn import init as _torch_init
 
 from .. import spec as _spec
 from ..errors import SpecError
-from ..fans import calculate_gain as _neutral_gain
-from ..fans import compute_fans
+from ..fans import calculate_gain as _neutral_gain, compute_fans
 from ..spec import Spec
 from .compiled import (
     SpecAttributeError,
@@ -146,9 +146,7 @@ def _number(function: str, name: str, value: Any) -> float:
         return float(value.item())
     if isinstance(value, numbers.Real):  # bool and NumPy scalars included, as torch takes them
         return float(value)
-    raise SpecTypeError(
-        f"{function}: {name}={value!r} is not allowed; {name} must be a real number"
-    )
+    raise SpecTypeError(f"{function}: {name}={value!r} is not allowed; {name} must be a real number")
 
 
 def _finite(function: str, name: str, value: float, original: Any) -> float:
@@ -173,15 +171,21 @@ def _compiled(spec: Spec) -> TorchInitializer:
     return TorchInitializer(spec)
 
 
-def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None,
-         native: Callable[[], Any] | None = None) -> Tensor:
+def _run(
+    spec: Spec,
+    tensor: Tensor,
+    generator: Any,
+    checked_as: Spec | None = None,
+    native: Callable[[], Any] | None = None,
+) -> Tensor:
     """Fill ``tensor`` with ``spec``. When ``spec`` is what a degenerate parameter made of a
     random law (``uniform_(a=b)`` is a constant), ``checked_as`` is that law, whose shape and
     dtype rules still apply (torch's uniform_ refuses an integer tensor whatever a and b),
     and ``native`` fills the tensor with torch's own function, which writes the same values
     and advances the generator just as torch does."""
     if checked_as is None or type(checked_as) is type(spec):
-        return _compiled(spec)(tensor, generator)
+        filled: Tensor = _compiled(spec)(tensor, generator)
+        return filled
     if _prepare(checked_as, tensor, generator, None):
         if native is None:
             _compiled(spec)(tensor, generator)
@@ -191,9 +195,11 @@ def _run(spec: Spec, tensor: Any, generator: Any, checked_as: Spec | None = None
     return tensor
 
 
-def _dispatch(function: Callable[..., Any], tensor: Any, **kwargs: Any) -> Any:
+def _dispatch(function: Callable[..., Any], tensor: Any, **kwargs: Any) -> Tensor:
     """torch's own ``__torch_function__`` hand-off, with torch's function as ``func``."""
-    return torch.overrides.handle_torch_function(function, (tensor,), tensor=tensor, **kwargs)
+    # What the tensor-like's __torch_function__ returns, as torch.nn.init's own functions say.
+    result: Tensor = torch.overrides.handle_torch_function(function, (tensor,), tensor=tensor, **kwargs)
+    return result
 
 
 # --------------------------------------------------------------------------- the table
@@ -203,9 +209,7 @@ def _uniform_spec(a: Any, b: Any, function: str = "uniform_") -> Spec:
     low = _finite(function, "a", _number(function, "a", a), a)
     high = _finite(function, "b", _number(function, "b", b), b)
     if low > high:
-        raise SpecRuntimeError(
-            f"{function}: b={b!r} is not allowed; b must be >= a={a!r} (U[a, b) is drawn)"
-        )
+        raise SpecRuntimeError(f"{function}: b={b!r} is not allowed; b must be >= a={a!r} (U[a, b) is drawn)")
     return _spec.constant(low) if low == high else _spec.uniform(low, high)
 
 
@@ -218,8 +222,9 @@ def _normal_spec(mean: Any, std: Any, function: str = "normal_") -> Spec:
     return _spec.constant(mean_) if std_ == 0 else _spec.normal(mean_, std_)
 
 
-def _trunc_normal_spec(mean: Any, std: Any, a: Any, b: Any,
-                       function: str = "trunc_normal_") -> tuple[Spec, tuple[float, float] | None]:
+def _trunc_normal_spec(
+    mean: Any, std: Any, a: Any, b: Any, function: str = "trunc_normal_"
+) -> tuple[Spec, tuple[float, float] | None]:
     """The spec, and the absolute bounds to hand the sampler (None: no truncation left)."""
     mean_ = _finite(function, "mean", _number(function, "mean", mean), mean)
     std_ = _finite(function, "std", _number(function, "std", std), std)
@@ -250,7 +255,8 @@ def _constant_spec(val: Any, function: str = "constant_") -> Spec:
             f"{function}: val={val!r} is not allowed; val must be a real number (the spec's "
             "value is real; fill a complex tensor with tensor.fill_)"
         )
-    if isinstance(val, numbers.Integral) and not isinstance(val, bool) and not -(2**63) <= val < 2**64:
+    # (type: ignore: typeshed's numbers.Integral has no __ge__; every real Integral compares.)
+    if isinstance(val, numbers.Integral) and not isinstance(val, bool) and not -(2**63) <= val < 2**64:  # type: ignore[operator]
         raise SpecOverflowError(f"{function}: val={val!r} is not allowed; val must fit in 64 bits")
     value = _number(function, "val", val)
     return _spec.constant(_finite(function, "val", value, val))
@@ -286,8 +292,7 @@ def _slope(function: str, a: Any, nonlinearity: Any) -> float:
         return 0.01
     if isinstance(a, bool) or not isinstance(a, (int, float)):
         raise SpecError(
-            f"{function}: a={a!r} is not allowed; a (leaky_relu's negative slope) must be an int "
-            "or a float"
+            f"{function}: a={a!r} is not allowed; a (leaky_relu's negative slope) must be an int or a float"
         )
     return _finite(function, "a", float(a), a)
 
@@ -308,7 +313,9 @@ def _sparse_spec(sparsity: Any, std: Any) -> Spec:
     function = "sparse_"
     fraction = _number(function, "sparsity", sparsity)
     if math.isinf(fraction):
-        raise SpecOverflowError(f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]")
+        raise SpecOverflowError(
+            f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]"
+        )
     if not fraction >= 0:
         raise SpecError(f"{function}: sparsity={sparsity!r} is not allowed; sparsity must be in [0, 1]")
     std_ = _number(function, "std", std)
@@ -355,9 +362,11 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
         "xavier_uniform_": lambda gain=1.0: _xavier_spec(gain, normal=False),
         "xavier_normal_": lambda gain=1.0: _xavier_spec(gain, normal=True),
         "kaiming_uniform_": lambda a=0, mode="fan_in", nonlinearity="leaky_relu": _kaiming_spec(
-            a, mode, nonlinearity, normal=False),
+            a, mode, nonlinearity, normal=False
+        ),
         "kaiming_normal_": lambda a=0, mode="fan_in", nonlinearity="leaky_relu": _kaiming_spec(
-            a, mode, nonlinearity, normal=True),
+            a, mode, nonlinearity, normal=True
+        ),
         "orthogonal_": lambda gain=1: _orthogonal_spec(gain),
         "sparse_": lambda sparsity, std=0.01: _sparse_spec(sparsity, std),
     }
@@ -369,9 +378,7 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
 # --------------------------------------------------------------------------- the drop-ins
 
 
-def calculate_gain(
-    nonlinearity: _NonlinearityType, param: int | float | None = None
-) -> float:
+def calculate_gain(nonlinearity: _NonlinearityType, param: int | float | None = None) -> float:
     """torch.nn.init.calculate_gain: the recommended gain for a nonlinearity (the neutral
     ``multiinit.calculate_gain`` table, with torch's argument rules: ``param`` only for
     leaky_relu, an int or a float, an infinite slope giving gain 0).
@@ -513,8 +520,13 @@ def xavier_uniform_(
     True
     """
     _tensor("xavier_uniform_", tensor)
-    return _run(_xavier_spec(gain, normal=False), tensor, generator, _spec.xavier_uniform(),
-                lambda: _torch_init.xavier_uniform_(tensor, 0.0, generator))
+    return _run(
+        _xavier_spec(gain, normal=False),
+        tensor,
+        generator,
+        _spec.xavier_uniform(),
+        lambda: _torch_init.xavier_uniform_(tensor, 0.0, generator),
+    )
 
 
 def xavier_normal_(
@@ -529,8 +541,13 @@ def xavier_normal_(
     torch.Size([3, 5])
     """
     _tensor("xavier_normal_", tensor)
-    return _run(_xavier_spec(gain, normal=True), tensor, generator, _spec.xavier_normal(),
-                lambda: _torch_init.xavier_normal_(tensor, 0.0, generator))
+    return _run(
+        _xavier_spec(gain, normal=True),
+        tensor,
+        generator,
+        _spec.xavier_normal(),
+        lambda: _torch_init.xavier_normal_(tensor, 0.0, generator),
+    )
 
 
 def _empty_kaiming(tensor: Any) -> bool:
@@ -557,8 +574,14 @@ def kaiming_uniform_(
     True
     """
     if torch.overrides.has_torch_function_variadic(tensor):
-        return _dispatch(_torch_init.kaiming_uniform_, tensor, a=a, mode=mode,
-                         nonlinearity=nonlinearity, generator=generator)
+        return _dispatch(
+            _torch_init.kaiming_uniform_,
+            tensor,
+            a=a,
+            mode=mode,
+            nonlinearity=nonlinearity,
+            generator=generator,
+        )
     _tensor("kaiming_uniform_", tensor)
     if _empty_kaiming(tensor):
         return tensor
@@ -657,18 +680,16 @@ def _calculate_correct_fan(tensor: Tensor, mode: _FanMode) -> int:
     >>> _calculate_correct_fan(torch.empty(8, 3), "FAN_OUT")
     8
     """
-    mode = _mode("_calculate_correct_fan", mode)
-    if mode not in ("fan_in", "fan_out"):
+    picked = _mode("_calculate_correct_fan", mode)
+    if picked not in ("fan_in", "fan_out"):
         raise SpecError(
-            f"_calculate_correct_fan: mode={mode!r} is not allowed; mode must be 'fan_in' or 'fan_out'"
+            f"_calculate_correct_fan: mode={picked!r} is not allowed; mode must be 'fan_in' or 'fan_out'"
         )
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return fan_in if mode == "fan_in" else fan_out
+    return fan_in if picked == "fan_in" else fan_out
 
 
-def _no_grad_uniform_(
-    tensor: Tensor, a: float, b: float, generator: torch.Generator | None = None
-) -> Tensor:
+def _no_grad_uniform_(tensor: Tensor, a: float, b: float, generator: torch.Generator | None = None) -> Tensor:
     """torch.nn.init's private ``uniform_`` without the ``__torch_function__`` hand-off.
 
     >>> import torch
@@ -677,8 +698,12 @@ def _no_grad_uniform_(
     """
     _tensor("uniform_", tensor)
     spec = _uniform_spec(a, b)
-    return _run(spec, tensor, generator, _spec.uniform(),
-                lambda: _torch_init.uniform_(tensor, spec.value, spec.value, generator))
+
+    def native() -> Tensor:  # run by _run only for the constant that a == b makes
+        value = cast("_spec.Constant", spec).value
+        return _torch_init.uniform_(tensor, value, value, generator)
+
+    return _run(spec, tensor, generator, _spec.uniform(), native)
 
 
 def _no_grad_normal_(
@@ -695,8 +720,11 @@ def _no_grad_normal_(
     """
     _tensor("normal_", tensor)
     spec = _normal_spec(mean, std)
-    return _run(spec, tensor, generator, _spec.normal(),
-                lambda: _torch_init.normal_(tensor, spec.value, 0.0, generator))
+
+    def native() -> Tensor:  # run by _run only for the constant that std == 0 makes
+        return _torch_init.normal_(tensor, cast("_spec.Constant", spec).value, 0.0, generator)
+
+    return _run(spec, tensor, generator, _spec.normal(), native)
 
 
 def _no_grad_trunc_normal_(
@@ -717,14 +745,19 @@ def _no_grad_trunc_normal_(
     spec, bounds = _trunc_normal_spec(mean, std, a, b)
     if bounds is None:
         return _run(spec, tensor, generator, _spec.trunc_normal())
+    truncated = cast("_spec.TruncatedNormal", spec)  # what _trunc_normal_spec makes when it gives bounds
     if _prepare(spec, tensor, generator, None):
         with torch.no_grad():
             # The given bounds themselves, not mean + low*std recomputed (one rounding less).
             if is_dtensor(tensor):  # this rank's shard by the stream rule (sharded.py)
-                fill_compiled(tensor, spec, generator,
-                              lambda t, g, f: _fill_truncated(t, g, spec.mean, spec.std, *bounds))
+                fill_compiled(
+                    tensor,
+                    spec,
+                    generator,
+                    lambda t, g, f: _fill_truncated(t, g, truncated.mean, truncated.std, *bounds),
+                )
             else:
-                _fill_truncated(tensor, generator, spec.mean, spec.std, *bounds)
+                _fill_truncated(tensor, generator, truncated.mean, truncated.std, *bounds)
     return tensor
 
 

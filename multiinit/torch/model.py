@@ -81,15 +81,14 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import rules as _rules
-from .. import stream as _stream
-from .. import errors as _errors
+from .. import errors as _errors, rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
 from ..layers import lookup_layer
@@ -106,8 +105,18 @@ _ATTENTION = (nn.MultiheadAttention,)
 _RECURRENT = (nn.RNNBase, nn.RNNCellBase)
 _NORM = tuple(
     getattr(nn, name)
-    for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d",
-                 "InstanceNorm2d", "InstanceNorm3d", "LayerNorm", "GroupNorm", "RMSNorm")
+    for name in (
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "SyncBatchNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+        "LayerNorm",
+        "GroupNorm",
+        "RMSNorm",
+    )
     if hasattr(nn, name)
 )
 
@@ -186,13 +195,15 @@ def _has_fans(view: LogicalView) -> bool:
     if len(view.native_shape) < 2:
         return False
     try:
-        view.fans
+        _ = view.fans  # raises for a view without fans
     except ShapeError:
         return False
     return True
 
 
-def _weight_for(module: nn.Module, name: str, own: dict[str, Any], views: dict[str, LogicalView]) -> str | None:
+def _weight_for(
+    module: nn.Module, name: str, own: dict[str, Any], views: dict[str, LogicalView]
+) -> str | None:
     """The parameter whose fans the bias-like parameter ``name`` takes: the one its layer's
     registration names (``fans_from``), else the weight that pairs with it (``bias_ih_l0``
     with ``weight_ih_l0``, an attention's ``in_proj_bias`` with ``in_proj_weight``), else
@@ -254,17 +265,34 @@ def params_of(module: nn.Module) -> list[_rules.Param]:
                     first.aliases = (*first.aliases, path)
                 continue
             if _is_uninitialized(p):
-                param = _rules.Param(path, LogicalView(()), name, layer=owner, order=len(params),
-                                     kind=kind, known=known, handle=None)
+                param = _rules.Param(
+                    path,
+                    LogicalView(()),
+                    name,
+                    layer=owner,
+                    order=len(params),
+                    kind=kind,
+                    known=known,
+                    handle=None,
+                )
             else:
                 fans = None
                 if not _has_fans(views[name]):
                     weight = _weight_for(owner, name, own, views)
                     if weight is not None:
                         fans = views[weight].fans
-                param = _rules.Param(path, views[name], name, layer=owner, fans=fans, order=len(params),
-                                     dtype=str(p.dtype).replace("torch.", ""), handle=p, kind=kind,
-                                     known=known)
+                param = _rules.Param(
+                    path,
+                    views[name],
+                    name,
+                    layer=owner,
+                    fans=fans,
+                    order=len(params),
+                    dtype=str(p.dtype).replace("torch.", ""),
+                    handle=p,
+                    kind=kind,
+                    known=known,
+                )
             seen[id(p)] = param
             params.append(param)
     return params
@@ -286,18 +314,24 @@ def _storage_problem(t: torch.Tensor) -> str | None:
     if t.layout != torch.strided:
         return f"its layout is {t.layout}; only strided (dense) tensors are filled in place"
     if t.is_inference() and not torch.is_inference_mode_enabled():
-        return ("it is an inference tensor (created under torch.inference_mode()), which cannot "
-                "be changed in place outside inference mode; rebuild the layer outside "
-                "inference_mode, or call mi.apply inside torch.inference_mode()")
+        return (
+            "it is an inference tensor (created under torch.inference_mode()), which cannot "
+            "be changed in place outside inference mode; rebuild the layer outside "
+            "inference_mode, or call mi.apply inside torch.inference_mode()"
+        )
     if t.numel() > 1 and torch._debug_has_internal_overlap(t) == 1:
-        return (f"its elements share memory (strides {tuple(t.stride())}, e.g. an expanded "
-                "tensor), so it cannot be written element by element; give it its own storage "
-                "(e.g. nn.Parameter(t.clone()))")
+        return (
+            f"its elements share memory (strides {tuple(t.stride())}, e.g. an expanded "
+            "tensor), so it cannot be written element by element; give it its own storage "
+            "(e.g. nn.Parameter(t.clone()))"
+        )
     if t.numel():
-        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
         if (last + 1) * t.element_size() > t.untyped_storage().nbytes():
-            return ("its storage is smaller than the tensor (freed or resized by a wrapper); "
-                    "materialize the parameter first")
+            return (
+                "its storage is smaller than the tensor (freed or resized by a wrapper); "
+                "materialize the parameter first"
+            )
     return None
 
 
@@ -327,7 +361,7 @@ class _Writer:
                 f"{self.device} they would hold garbage; add rules for them (or a catch-all such "
                 "as ('*', mi.zeros()) last)"
             )
-        unknown = []
+        unknown: list[str] = []
         for prefix, module in self.model.named_modules():
             metas = [n for n, b in module._buffers.items() if b is not None and b.is_meta]
             if not metas:
@@ -335,8 +369,11 @@ class _Writer:
             if isinstance(module, nn.modules.batchnorm._NormBase) and set(metas) <= set(_NORM_STATS):
                 self._norms.append((module, metas))
                 continue
-            unknown.extend(f"{prefix}.{n}" if prefix else n for n in metas if n not in _NORM_STATS
-                           or not isinstance(module, nn.modules.batchnorm._NormBase))
+            unknown.extend(
+                f"{prefix}.{n}" if prefix else n
+                for n in metas
+                if n not in _NORM_STATS or not isinstance(module, nn.modules.batchnorm._NormBase)
+            )
         if unknown:
             raise RuleError(
                 f"meta buffers {_listed(unknown)} have values only the model knows (multiinit resets "
@@ -395,7 +432,8 @@ class _Writer:
             else:
                 whole = torch.empty(param.logical_shape, dtype=t.dtype, device=device)
                 generator = torch.Generator(device=device).manual_seed(
-                    _stream.tile_seed(self.base(), param.order, 0))
+                    _stream.tile_seed(self.base(), param.order, 0)
+                )
                 with torch.no_grad():
                     _filler(spec)(whole, generator, _fans(param, spec))
         except MultiinitError as e:
@@ -414,16 +452,33 @@ class _Writer:
         with torch.no_grad():
             _sharded.fill_parameter(tensor, param.view, self.source(param, spec, draw, prepared))
 
-    def source(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any = None) -> _sharded.Stream:
+    def source(
+        self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any = None
+    ) -> _sharded.Stream:
         """Where ``param``'s values come from: its tile seeds, or portable mode's reference."""
         if draw.portable:
+
             def portable(box: Any, write: Any) -> Any:
                 return _rules.portable_values(param, spec, draw, box=box, write=write)
 
-            return _sharded.Stream(spec, param.logical_shape, _fans(param, spec), param.order,
-                                   portable=portable, prepared=prepared, path=param.path)
-        return _sharded.Stream(spec, param.logical_shape, _fans(param, spec), param.order, base=self.base(),
-                               prepared=prepared, path=param.path)
+            return _sharded.Stream(
+                spec,
+                param.logical_shape,
+                _fans(param, spec),
+                param.order,
+                portable=portable,
+                prepared=prepared,
+                path=param.path,
+            )
+        return _sharded.Stream(
+            spec,
+            param.logical_shape,
+            _fans(param, spec),
+            param.order,
+            base=self.base(),
+            prepared=prepared,
+            path=param.path,
+        )
 
     # ---- helpers
 
@@ -453,7 +508,7 @@ class _Writer:
                 # torch's construction values (what reset_running_stats writes), for the
                 # statistics that were on meta only.
                 for name in names:
-                    buffer = module._buffers[name]
+                    buffer = cast(torch.Tensor, module._buffers[name])  # a meta tensor, above
                     buffer.fill_(1 if name == "running_var" else 0)
 
 
@@ -462,7 +517,7 @@ def _listed(paths: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def _tensors(model: nn.Module):
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
     yield from model.parameters()
     yield from model.buffers()
 
@@ -498,18 +553,23 @@ def _device(device: Any) -> torch.device | None:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise SpecError(f"device={device!r} is not allowed; device must be a torch device such as 'cpu' or 'cuda' ({e})") from None
+        raise SpecError(
+            f"device={device!r} is not allowed; device must be a torch device such as 'cpu' or 'cuda' ({e})"
+        ) from None
     if resolved.type == "meta":
         raise SpecError("device='meta' is not allowed; device= is where meta parameters are materialized")
     try:
         torch.empty(1, device=resolved)
     except Exception as e:  # noqa: BLE001 - any failure means the device cannot hold the model
-        raise SpecError(f"device={device!r} is not allowed here: torch cannot allocate on it ({type(e).__name__}: {e})") from None
+        raise SpecError(
+            f"device={device!r} is not allowed here: torch cannot allocate on it ({type(e).__name__}: {e})"
+        ) from None
     return resolved
 
 
-def apply(model: nn.Module, rules: Any, seed: int | None = None, portable: bool = False,
-          device: Any = None) -> nn.Module:
+def apply(
+    model: nn.Module, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None
+) -> nn.Module:
     """Initialize ``model``'s parameters by ``rules``, in place, all or nothing; returns it.
 
     Selectors: a glob on the ``named_parameters()`` path (``"0.weight"``, ``"*.bias"``; a

@@ -44,8 +44,9 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -103,7 +104,9 @@ def _chunk(runs: list[tuple[int, int]], chunks: int, index: int) -> list[tuple[i
     return _take(runs, min(n, index * size), min(n, (index + 1) * size))
 
 
-def _strided(runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int) -> list[tuple[int, int]]:
+def _strided(
+    runs: list[tuple[int, int]], split_factor: int, chunks: int, index: int
+) -> list[tuple[int, int]]:
     # _StridedShard: torch.chunk into split_factor pieces, each chunked in turn; this rank
     # holds its chunk of every piece, in order (FSDP2 + TP's right-to-left sharding).
     n = sum(length for _, length in runs)
@@ -137,8 +140,10 @@ def _placement_problem(placement: Any) -> str | None:
     if isinstance(placement, (types.Replicate, types.Shard)) or _is_strided(placement):
         return None
     if isinstance(placement, types.Partial):
-        return ("a Partial placement holds pending sums, not values; initialize the parameter "
-                "before it is made Partial, or redistribute it to Shard/Replicate first")
+        return (
+            "a Partial placement holds pending sums, not values; initialize the parameter "
+            "before it is made Partial, or redistribute it to Shard/Replicate first"
+        )
     return f"placement {placement!r} is not one multiinit knows (Shard, _StridedShard, Replicate)"
 
 
@@ -168,7 +173,9 @@ def local_runs(tensor: Any) -> list[list[Run]] | None:
             continue
         chunks, index = mesh.size(mesh_dim), coordinate[mesh_dim]
         if _is_strided(placement):
-            per_dim[placement.dim] = _strided(per_dim[placement.dim], int(placement.split_factor), chunks, index)
+            per_dim[placement.dim] = _strided(
+                per_dim[placement.dim], int(placement.split_factor), chunks, index
+            )
         else:
             per_dim[placement.dim] = _chunk(per_dim[placement.dim], chunks, index)
     out = []
@@ -188,7 +195,9 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
     for placement in tensor.placements:
         problem = _placement_problem(placement)
         if problem:
-            raise ShapeError(f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}")
+            raise ShapeError(
+                f"multiinit cannot initialize {where} (placements {tuple(tensor.placements)}): {problem}"
+            )
     runs = local_runs(tensor)
     if runs is None:
         return
@@ -205,7 +214,8 @@ def check_dtensor(tensor: Any, path: str | None = None) -> None:
 def _local(tensor: Any) -> torch.Tensor:
     # Under no_grad, to_local() is the local tensor itself: writes land in the shard's storage
     # (for FSDP2, a view into its padded all-gather buffer).
-    return tensor.to_local() if is_dtensor(tensor) else tensor
+    local: torch.Tensor = tensor.to_local() if is_dtensor(tensor) else tensor
+    return local
 
 
 # --------------------------------------------------------------------------- logical pieces
@@ -222,7 +232,10 @@ def _boxes(runs: list[list[Run]]) -> Iterator[tuple[Box, Box]]:
             return
         for first, local, length in runs[axis]:
             for rest_global, rest_local in product(axis + 1):
-                yield (slice(first, first + length), *rest_global), (slice(local, local + length), *rest_local)
+                yield (
+                    (slice(first, first + length), *rest_global),
+                    (slice(local, local + length), *rest_local),
+                )
 
     yield from product(0)
 
@@ -233,7 +246,11 @@ def _transposed_groups(view: LogicalView) -> int | None:
     if view.pre_shape == view.native_shape and view.axes == tuple(range(len(view.axes))):
         return None
     pre, axes = view.pre_shape, view.axes
-    if len(pre) == len(view.native_shape) + 1 and axes[:3] == (0, 2, 1) and axes[3:] == tuple(range(3, len(pre))):
+    if (
+        len(pre) == len(view.native_shape) + 1
+        and axes[:3] == (0, 2, 1)
+        and axes[3:] == tuple(range(3, len(pre)))
+    ):
         return pre[0]
     raise ShapeError(f"{view!r} is not a layout the torch adapter writes (plain or transposed conv)")
 
@@ -243,7 +260,8 @@ def _groups(coarse: Sequence[int], fine: Sequence[int]) -> list[list[int]] | Non
     merges into it; None when ``fine`` does not refine ``coarse`` that way."""
     groups, j = [], 0
     for n in coarse:
-        group, size = [], 1
+        group: list[int] = []
+        size = 1
         while j < len(fine) and (not group or size < n):
             group.append(j)
             size *= fine[j]
@@ -268,7 +286,10 @@ def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
     full = tuple(slice(0, n) for n in sizes[1:])
     first, last = lo // inner, (hi - 1) // inner
     if first == last:
-        return [(slice(first, first + 1), *rest) for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])]
+        return [
+            (slice(first, first + 1), *rest)
+            for rest in _row_major(lo - first * inner, hi - first * inner, sizes[1:])
+        ]
     out: list[Box] = []
     start = -(-lo // inner) * inner
     if start > lo:
@@ -281,7 +302,9 @@ def _row_major(lo: int, hi: int, sizes: Sequence[int]) -> list[Box]:
     return out
 
 
-def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> list[tuple[Box, torch.Tensor]]:
+def _layout_pieces(
+    view: LogicalView, runs: list[list[Run]], local: torch.Tensor
+) -> list[tuple[Box, torch.Tensor]]:
     """``_pieces`` for any view that splits stored axes, permutes them and merges them again
     (a registered layout such as ``"in,out"`` or ``"batch,in,out"``, attention's packed
     (3E, E) -> (3, E, E)): each local box is cut where a split or a merge needs it, so every
@@ -291,7 +314,9 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
     permuted = tuple(pre[a] for a in view.axes)
     merge = _groups(logical, permuted)
     if split is None or merge is None:
-        raise ShapeError(f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)")
+        raise ShapeError(
+            f"{view!r} is not a layout the torch adapter writes (a split, a permutation, a merge)"
+        )
     pieces: list[tuple[Box, torch.Tensor]] = []
 
     def merged(target: torch.Tensor, box: list[slice]) -> None:
@@ -317,8 +342,8 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
         try:
             destination = target.view(lengths)
         except RuntimeError:  # strides that do not merge: cut a group down to single rows
-            wide = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
-            cut(target, box, wide)
+            to_cut = next(i for group in merge for i in group[:-1] if box[i].stop - box[i].start > 1)
+            cut(target, box, to_cut)
             return
         pieces.append((tuple(logical_box), destination))
 
@@ -331,16 +356,17 @@ def _layout_pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor
     for global_box, local_box in _boxes(runs):
         target = local[local_box]
         per_axis = []
-        for axis, (part, group) in enumerate(zip(global_box, split)):
+        for part, group in zip(global_box, split, strict=True):
             sizes = [pre[i] for i in group]
             per_axis.append(_row_major(part.start, part.stop, sizes))
         for combination in _product(per_axis):
-            destination, pre_box = target, []
+            destination = target
+            pre_box: list[slice] = []
             # Each native axis becomes its pre axes: a slice of it, then an unflatten (a view).
             for axis in reversed(range(len(native))):
                 sub = combination[axis]
                 sizes = [pre[i] for i in split[axis]]
-                start = sum(s.start * math.prod(sizes[k + 1:]) for k, s in enumerate(sub))
+                start = sum(s.start * math.prod(sizes[k + 1 :]) for k, s in enumerate(sub))
                 length = math.prod(s.stop - s.start for s in sub)
                 destination = destination.narrow(axis, start - global_box[axis].start, length)
                 destination = destination.unflatten(axis, [s.stop - s.start for s in sub])
@@ -383,7 +409,7 @@ def _pieces(view: LogicalView, runs: list[list[Run]], local: torch.Tensor) -> li
                 slice(lo - group * per_in, hi - group * per_in),
                 *global_box[2:],
             )
-            part = target[lo - rows.start:hi - rows.start].transpose(0, 1)
+            part = target[lo - rows.start : hi - rows.start].transpose(0, 1)
             pieces.append((logical, part))
     return pieces
 
@@ -413,11 +439,11 @@ class Stream:
 
 
 def _shift(box: Box, origin: Box) -> Box:
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin))
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
 
 
 def _meet(a: Box, b: Box) -> Box:
-    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
 
 
 def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -434,16 +460,17 @@ def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int,
     per_group = shape[0] // spec.groups
     size = min(per_group, shape[1])
     centre = [n // 2 for n in shape[2:]]
-    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre)):
+    if not all(s.start <= c < s.stop for s, c in zip(box[2:], centre, strict=True)):
         return
-    spot = tuple(c - s.start for s, c in zip(box[2:], centre))
+    spot = tuple(c - s.start for s, c in zip(box[2:], centre, strict=True))
     for group in range(spec.groups):
         # rows group*per_group + d, columns d, for d < size, inside the box
         lo = max(0, box[0].start - group * per_group, box[1].start)
         hi = min(size, box[0].stop - group * per_group, box[1].stop)
         if lo < hi:
             d = torch.arange(lo, hi, device=target.device)
-            target[(d + group * per_group - box[0].start, d - box[1].start, *spot)] = 1
+            ones = (d + group * per_group - box[0].start, d - box[1].start, *spot)
+            target[ones] = 1
 
 
 def _run_jobs(jobs: list[Callable[[], None]], device: torch.device) -> None:
@@ -492,7 +519,8 @@ def _whole(source: Stream, dtype: torch.dtype, device: torch.device) -> torch.Te
         values = source.portable(None, None)
         return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=dtype)
     whole = torch.empty(source.shape, dtype=dtype, device=device)
-    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(source.base, source.order, 0))
+    base = cast(int, source.base)  # a native stream always has its base (the writer sets it)
+    generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(base, source.order, 0))
     with _one_thread(device) if _has_qr(source.spec) else contextlib.nullcontext():
         _filler(source.spec)(whole, generator, source.fans)
     return whole
@@ -519,15 +547,18 @@ def _copy(target: torch.Tensor, values: torch.Tensor) -> None:
         return
     step = max(1, _SERIAL // max(1, inner))
     for start in range(0, target.shape[0], step):
-        target[start:start + step].copy_(values[start:start + step])
+        target[start : start + step].copy_(values[start : start + step])
 
 
-def _tile_job(source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor) -> Callable[[], None]:
+def _tile_job(
+    source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor
+) -> Callable[[], None]:
     def run() -> None:
         part = _meet(tile.box, box)
         destination = target[_shift(part, box)]
         generator = torch.Generator(device=target.device).manual_seed(
-            _stream.tile_seed(source.base, source.order, tile.index)
+            # A native stream always has its base (the writer sets it).
+            _stream.tile_seed(cast(int, source.base), source.order, tile.index)
         )
         if part == tile.box and destination.is_contiguous():
             fill_(destination, generator, source.fans)
@@ -603,8 +634,9 @@ def _stored_fans(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
-                  filler: Callable[..., None] | None = None) -> None:
+def fill_compiled(
+    tensor: Any, spec: Spec, generator: torch.Generator | None, filler: Callable[..., None] | None = None
+) -> None:
     """A compiled filler or drop-in on a DTensor: one 32-bit base from ``generator`` (torch's
     global RNG without one), then this rank's shard by the stream rule (order 0, torch's
     stored-shape fans). ``filler`` replaces the spec's sampler (``trunc_normal_``'s absolute
@@ -612,9 +644,13 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     check_dtensor(tensor)
     device = generator.device if generator is not None else torch.device("cpu")
     # A deterministic law (constant, eye, dirac) takes nothing from the generator, as in torch.
-    base = int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    base = (
+        int(torch.randint(0, 1 << 32, (1,), generator=generator, device=device).item()) if spec.random else 0
+    )
     shape = tuple(tensor.shape)
-    fans = (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    fans = (
+        (spec.fans(shape) if isinstance(spec, WithAxes) else _stored_fans(shape)) if spec.uses_fans else None
+    )
     source = Stream(spec, shape, fans, 0, base)
     runs = local_runs(tensor)
     if runs is None:
@@ -627,5 +663,7 @@ def fill_compiled(tensor: Any, spec: Spec, generator: torch.Generator | None,
     if not pieces:
         return
     grid = _stream.tiling(shape)
-    jobs = [_tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)]
+    jobs = [
+        _tile_job(source, filler, tile, box, target) for box, target in pieces for tile in grid.tiles(box)
+    ]
     _run_jobs(jobs, pieces[0][1].device)

@@ -1,0 +1,23 @@
+"""Every example in the Keras adapter's docstrings runs and prints what it says, on every Keras
+backend the env runs."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import multiinit.keras
+
+#: The package and each of its files: doctest finds only what a module itself defines.
+MODULES = ["multiinit.keras", *(f"multiinit.keras.{m.name}" for m in pkgutil.iter_modules(multiinit.keras.__path__))]
+
+
+def test_docstring_examples() -> None:
+    assert len(MODULES) >= 5  # __init__, draw, compiled, model, sharded
+    attempted = 0
+    for name in MODULES:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
+        assert result.failed == 0, f"{result.failed} doctest example(s) failed in {name}"
+        attempted += result.attempted
+    assert attempted >= 8
