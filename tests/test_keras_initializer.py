@@ -279,6 +279,11 @@ def test_rejection_keeps_values_on_the_bounds_and_redraws_those_just_outside(dty
 
     monkeypatch.setattr(keras.random, "normal", first_rigged)
     x = draw(mi.compile(spec, "keras", seed=0), (4, 4), dtype=dtype).ravel()
+    if keras.backend.backend() == "jax":
+        # On JAX draws must be traceable (model-level draws are jitted): no rejection there,
+        # the inverse CDF instead, which draws no normals at all.
+        assert not calls and (x >= floor).all() and (x <= ceiling).all()
+        return
     assert len(calls) >= 2  # the outside values were redrawn
     keep = np.isin(np.arange(16) % 8, [0, 1, 6, 7])
     assert np.array_equal(x[keep], rigged[keep])

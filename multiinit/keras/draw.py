@@ -16,7 +16,9 @@ Fans
     own layout, JAX's meaning of the axes); any other fan-based spec uses the logical view's.
 
 Truncated normals
-    The reference's two samplers, on the backend: when at least half of the normal's mass lies
+    The reference's two samplers, on the backend (on JAX, where model-level draws are jitted,
+    only traceable ones: JAX's own exact two-sigma sampler, and the inversion below for any
+    other bounds): when at least half of the normal's mass lies
     inside the bounds (every variance-scaling form, Keras' +-2 std), normals are drawn with the
     backend's ``keras.random.normal(mean, std)``, the values outside are found on the host,
     redrawn (in rounds on the few of them, until all are inside) and scattered back: exact,
@@ -26,7 +28,8 @@ Truncated normals
     bounds are within 3 std (float32 resolves CDF values there far below any statistical
     test), in float64 otherwise (in float32 a far tail would be quantized), then clip to the
     bounds; where the backend has no float64 (JAX without x64) such bounds are drawn by the
-    reference's own sampler on the host, seeded by the call. Bounds both beyond 40 std (torch's ``trunc_normal_(std=0.02)`` defaults: +-100 std)
+    reference's own sampler on the host, seeded by the call (inside ``jax.jit``, where nothing
+    reaches the host, in float32). Bounds both beyond 40 std (torch's ``trunc_normal_(std=0.02)`` defaults: +-100 std)
     hold more than any float normal sampler can reach (a float64 Box-Muller or ziggurat stops
     near 38.6 std), so the law is the normal's: one normal draw, no clip. Comparisons use the
     bounds rounded inward to the working dtype, so no value is outside them; a half-precision
@@ -60,7 +63,8 @@ Other laws
     native shape; orthogonal, eye and dirac are drawn on the logical view and rearranged with
     ``keras.ops``. Sparse draws its normals straight in the native layout (a logical column of
     a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
-    iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``). Random specs need a floating dtype
+    iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``; on JAX,
+    traceable, with ``top_k``). Random specs need a floating dtype
     (float16, bfloat16, float32, float64); constant, eye and dirac also fill integer
     variables. Half-precision draws are made in float32 and cast.
 
@@ -165,13 +169,19 @@ def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high
     lo, hi = mean + low * std, mean + high * std
     if min(-low, high) >= _NO_MASS:
         return _cast(keras.random.normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
-    if _phi(high) - _phi(low) >= _REJECT_ABOVE:
+    traced = keras.backend.backend() == "jax"  # model-level draws are jitted there (sharded.py)
+    if traced and (low, high) == (-2.0, 2.0):
+        # JAX's own two-sigma truncated normal is exact (an inverse CDF, clamped), and
+        # traceable; then the same clip as the inversion below.
+        y = _cast(keras.random.truncated_normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
+        return _ops.clip(y, *_inside(lo, hi, dtype, open_high=False))
+    if _phi(high) - _phi(low) >= _REJECT_ABOVE and not traced:
         y = _cast(_rejected(shape, mean, std, low, high, work, seed), dtype)
         return _fit(y, lo, hi, dtype, open_high=False) if dtype in ("float16", "bfloat16") else y
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
     work = "float64" if dtype == "float64" or max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT else "float32"
-    if work == "float64" and not _holds("float64"):
+    if work == "float64" and not _holds("float64") and not _tracing():
         # JAX without x64: no float64 to invert in, and float32 would quantize a far tail.
         # The reference's own sampler on the host (the law is the same), seeded by the call.
         rng = np.random.default_rng(_host_seed(seed))
@@ -558,15 +568,26 @@ def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
     zeros_per_column = int(math.ceil(spec.sparsity * rows))
     if zeros_per_column:
         # A uniformly random set of exactly k rows per column: the k smallest of iid 30-bit
-        # keys, found on the host (np.argpartition takes a tenth of TF's top_k there).
-        keys = np.asarray(_ops.convert_to_numpy(
-            keras.random.randint((cols, rows), 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))))
-        picked = np.argpartition(keys, zeros_per_column - 1, axis=1)[:, :zeros_per_column]
-        column = np.arange(cols)[:, None]
+        # keys (ties, 2**-30 apart, are as rare as they are harmless).
+        keys = keras.random.randint((cols, rows), 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))
         # The native axis a logical column runs along: axis 1 of a Keras (in, out) kernel.
         along = view.axes[0] if plain else 0
-        flat = (column * rows + picked) if along == 1 else (picked * cols + column)
-        values = _replaced(values, flat.reshape(-1), np.zeros(flat.size, np.dtype(work)), work)
+        if keras.backend.backend() == "jax":
+            # Traceable (model-level draws are jitted there): top_k on the keys' negation.
+            picked = _ops.top_k(-keys, zeros_per_column, sorted=False)[1]
+            column = _ops.arange(cols, dtype=picked.dtype)[:, None]
+            flat = (column * rows + picked) if along == 1 else (picked * cols + column)
+            count = cols * zeros_per_column
+            values = _ops.scatter_update(_ops.reshape(values, (-1,)), _ops.reshape(flat, (count, 1)),
+                                         _ops.zeros((count,), dtype=work))
+            values = _ops.reshape(values, shape)
+        else:
+            # np.argpartition on the host takes a tenth of TF's top_k.
+            picked = np.argpartition(np.asarray(_ops.convert_to_numpy(keys)), zeros_per_column - 1,
+                                     axis=1)[:, :zeros_per_column]
+            column = np.arange(cols)[:, None]
+            flat = (column * rows + picked) if along == 1 else (picked * cols + column)
+            values = _replaced(values, flat.reshape(-1), np.zeros(flat.size, np.dtype(work)), work)
     out = _cast(values, dtype)
     return out if plain else _to_native(view, out)
 
@@ -580,6 +601,15 @@ def _host_seed(seed: Any) -> int:
     if seed is not None and isinstance(seed, (int, np.integer)):
         return int(seed)
     return int(_ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)))
+
+
+def _tracing() -> bool:
+    """True inside a JAX trace (``jax.jit``), where values cannot go to the host."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax  # the backend Keras runs on: already imported
+
+    return isinstance(_ops.zeros(()), jax.core.Tracer)
 
 
 def _holds(dtype: str) -> bool:
