@@ -186,8 +186,6 @@ def test_a_uniform_component_keeps_the_backends_float32_resolution() -> None:
 def test_rounding_never_reaches_a_uniforms_excluded_high(spec, monkeypatch) -> None:
     # In float32, 1000 + 0.5 * (1 - 2**-23) rounds to 1000.5; the largest u the backends give
     # must still land below it. Rigged draws put every u on the largest bit pattern.
-    real_uniform, real_randint = keras.random.uniform, keras.random.randint
-
     def top_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
         u = keras.ops.full(shape, float(np.float32(1) - np.float32(2**-24)), dtype="float32")
         return u * (maxval - minval) + minval

@@ -29,9 +29,10 @@ Truncated normals
     test), in float64 otherwise (in float32 a far tail would be quantized), then clip to the
     bounds; where the backend has no float64 (JAX without x64) such bounds are drawn by the
     reference's own sampler on the host, seeded by the call (inside ``jax.jit``, where nothing
-    reaches the host, in float32). Bounds both beyond 40 std (torch's ``trunc_normal_(std=0.02)`` defaults: +-100 std)
-    hold more than any float normal sampler can reach (a float64 Box-Muller or ziggurat stops
-    near 38.6 std), so the law is the normal's: one normal draw, no clip. Comparisons use the
+    reaches the host, in float32). Bounds both beyond 40 std (torch's
+    ``trunc_normal_(std=0.02)`` defaults: +-100 std) hold more than any float normal sampler
+    can reach (a float64 Box-Muller or ziggurat stops near 38.6 std), so the law is the
+    normal's: one normal draw, no clip. Comparisons use the
     bounds rounded inward to the working dtype, so no value is outside them; a half-precision
     result is the float32 one rounded (rounding is monotone, so it stays within the bounds as
     that dtype rounds them).
@@ -180,7 +181,8 @@ def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high
         return _fit(y, lo, hi, dtype, open_high=False) if dtype in ("float16", "bfloat16") else y
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
-    work = "float64" if dtype == "float64" or max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT else "float32"
+    far = max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT
+    work = "float64" if dtype == "float64" or far else "float32"
     if work == "float64" and not _holds("float64") and not _tracing():
         # JAX without x64: no float64 to invert in, and float32 would quantize a far tail.
         # The reference's own sampler on the host (the law is the same), seeded by the call.
@@ -318,7 +320,8 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
             return None  # overlapping uniforms
         if right.low > left.high:
             mass = density * (right.low - left.high)
-            match = next((c for c in constants if abs(c[0] - mass) <= 1e-12 and c not in [g[2] for g in gaps]), None)
+            used = [g[2] for g in gaps]
+            match = next((c for c in constants if abs(c[0] - mass) <= 1e-12 and c not in used), None)
             if match is None:
                 return None
             gaps.append((left.high, right.low, match))
@@ -465,7 +468,7 @@ def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dty
     weight, component, index = live[-1]
     out = _draw(component, view, fans, dtype, _child(seed, index + 1))
     edges = np.cumsum([w / total for w, _, _ in live])
-    for edge, (weight, component, index) in reversed(list(zip(edges[:-1], live[:-1]))):
+    for edge, (_, component, index) in reversed(list(zip(edges[:-1], live[:-1]))):
         draw = _draw(component, view, fans, dtype, _child(seed, index + 1))
         out = _ops.where(u < float(edge), draw, out)
     return out
