@@ -37,8 +37,31 @@ whole model twice on JAX while it builds):
   (no value drawn), then ``mi.apply(..., seed=0)``: each variable allocated once, with its
   values; ``deferred + mi.apply portable`` the same in portable mode.
 
-``--small`` runs 2 x ``Linear(1024, 1024)`` (2 x ``Dense(1024)``) once, to check the script
-works. Each framework's part is its ``<framework>_case``/``<framework>_report`` functions,
+JAX/Flax (an ``nn.Sequential`` of 18 ``nn.Dense(4096)`` on 4096 inputs, 302M parameters, float32;
+rules ``{"kernel": mi.normal(std=0.02), "bias": mi.zeros()}``; steady-state times, a first round
+compiles):
+
+* ``flax init``: ``jax.jit(model.init)`` with ``kernel_init=normal(0.02)``, zero biases -- Flax's
+  own way to the same law, the native baseline;
+* ``mi.apply seed``: ``mi.apply(variables, rules, seed=0)`` on an initialized tree (a new tree:
+  the input and the output coexist, so its peak is twice the parameters);
+* ``mi.apply seed donate``: the same with ``donate=True`` (goal: within 1.05x of ``flax init``,
+  peak RSS at most 1.15x the parameters; JAX's random programs, Flax's init included, take 3x
+  their output in temporaries, so the floor is the parameters plus 3x the largest one: 1.17x
+  here);
+* ``mi.apply portable``: portable mode, ``donate=True`` (goal: at least 0.5x the native throughput);
+* ``default init + re-init``: ``jax.jit(model.init)`` with Flax's default initializers, then
+  ``mi.apply(..., donate=True)`` (what people do without an abstract tree);
+* ``abstract + mi.apply``: ``jax.eval_shape(model.init, ...)`` then ``mi.apply(abstract, rules,
+  seed=0)``: nothing allocated before the draw (goal: at most 0.7x default init + re-init, peak RSS
+  at most 1.15x the parameters);
+* ``abstract + mi.apply portable``: the same in portable mode.
+
+The Flax model is small enough to build at once (Flax modules hold no arrays), so construction
+does not dominate: the full 302M size is used.
+
+``--small`` runs 2 x ``Linear(1024, 1024)`` (2 x ``Dense(1024)``, 2 x ``nn.Dense(1024)``) once, to check
+the script works. Each framework's part is its ``<framework>_case``/``<framework>_report`` functions,
 called from ``main`` for every framework installed in the env.
 """
 
@@ -273,6 +296,106 @@ def keras_report(args: argparse.Namespace) -> None:
               f"{r['rss_above'] / params:>28.2f}")
 
 
+# --------------------------------------------------------------------------- JAX / Flax
+
+FLAX_CASES = (
+    "flax init",
+    "mi.apply seed",
+    "mi.apply seed donate",
+    "mi.apply portable",
+    "default init + re-init",
+    "abstract + mi.apply",
+    "abstract + mi.apply portable",
+)
+
+
+def flax_case(name: str, layers: int, size: int, rounds: int) -> dict:
+    """Run one JAX/Flax case in this process; returns seconds, peak RSS above the baseline, and
+    the parameters' bytes."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    import multiinit as mi
+
+    rules = {"kernel": mi.normal(std=0.02), "bias": mi.zeros()}
+
+    def build(default: bool = False) -> nn.Module:
+        if default:
+            return nn.Sequential([nn.Dense(size) for _ in range(layers)])
+        return nn.Sequential([nn.Dense(size, kernel_init=nn.initializers.normal(0.02)) for _ in range(layers)])
+
+    key, x = jax.random.key(0), jnp.ones((1, size))
+
+    def ready(tree) -> None:
+        jax.block_until_ready(jax.tree.leaves(tree))
+
+    # imports, kernels of another shape, thread pools: ready before the baseline
+    small = nn.Dense(8).init(key, jnp.ones((1, 8)))
+    ready(mi.apply(small, rules, seed=0))
+    ready(mi.apply(small, rules, seed=0, portable=True))
+    baseline = peak_rss()
+    param_bytes = layers * (size * size + size) * 4
+    native_init = jax.jit(build().init)
+    default_init = jax.jit(build(default=True).init)
+    times = []
+    variables = None
+    if name in ("mi.apply seed", "mi.apply seed donate", "mi.apply portable"):
+        # an initialized tree of the model's arrays, made without random temporaries (JAX's
+        # random programs need 3x their output in temporaries, which would set the peak here)
+        variables = jax.jit(lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                                 jax.eval_shape(build().init, key, x)))()
+        ready(variables)
+    for _ in range(rounds + 1):  # the first round compiles
+        start = time.perf_counter()
+        if name == "flax init":
+            out = native_init(key, x)
+        elif name == "mi.apply seed":
+            out = mi.apply(variables, rules, seed=0)
+        elif name == "mi.apply seed donate":
+            out = variables = mi.apply(variables, rules, seed=0, donate=True)
+        elif name == "mi.apply portable":
+            out = variables = mi.apply(variables, rules, seed=0, portable=True, donate=True)
+        elif name == "default init + re-init":
+            out = mi.apply(default_init(key, x), rules, seed=0, donate=True)
+        else:
+            abstract = jax.eval_shape(build().init, key, x)
+            out = mi.apply(abstract, rules, seed=0, portable=name.endswith("portable"))
+        ready(out)
+        times.append(time.perf_counter() - start)
+        del out
+    return {"seconds": min(times[1:]), "first": times[0], "rss_above": peak_rss() - baseline,
+            "param_bytes": param_bytes}
+
+
+def flax_report(args: argparse.Namespace) -> None:
+    """Every JAX/Flax case, each in a fresh process, as ratios against Flax's own init."""
+    layers, size = (2, 1024) if args.small else (18, 4096)
+    rounds = 1 if args.small else args.rounds
+    results = {name: _subprocess("flax", name, layers, size, rounds) for name in FLAX_CASES}
+    params = results["flax init"]["param_bytes"]
+    print(f"\nJAX/Flax: {layers} x nn.Dense({size}), {params / 4 / 1e6:.0f}M parameters "
+          f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s) after a compiling one")
+    header = (f"{'case':<30} {'seconds':>8} {'first':>8} {'vs':>24} {'ratio':>6} "
+              f"{'RSS above baseline / params':>28}")
+    print(header)
+    print("-" * len(header))
+    against = {name: "flax init" for name in FLAX_CASES}
+    against.update({"abstract + mi.apply": "default init + re-init",
+                    "abstract + mi.apply portable": "default init + re-init"})
+    for name in FLAX_CASES:
+        r = results[name]
+        base = results[against[name]]["seconds"]
+        print(f"{name:<30} {r['seconds']:>8.3f} {r['first']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
+              f"{r['rss_above'] / params:>28.2f}")
+    native = results["flax init"]["seconds"]
+    print(f"mi.apply donate: {results['mi.apply seed donate']['seconds'] / native:.2f}x flax init (goal <= 1.05); "
+          f"portable throughput: {results['mi.apply seed donate']['seconds'] / results['mi.apply portable']['seconds']:.2f}x "
+          f"native (goal >= 0.5); abstract + mi.apply: "
+          f"{results['abstract + mi.apply']['seconds'] / results['default init + re-init']['seconds']:.2f}x "
+          "default init + re-init (goal <= 0.7)")
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -297,13 +420,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.case:
         framework, name = args.case.split(":", 1)
-        runner = {"torch": torch_case, "keras": keras_case}[framework]
+        runner = {"torch": torch_case, "keras": keras_case, "flax": flax_case}[framework]
         print(json.dumps(runner(name, args.layers, args.size, args.rounds)))
         return
     import importlib.util
 
     print(f"{os.cpu_count()} CPU(s); MULTIINIT_THREADS={os.environ.get('MULTIINIT_THREADS', 'unset')}")
-    reports = {"torch": torch_report, "keras": keras_report}
+    reports = {"torch": torch_report, "keras": keras_report, "flax": flax_report}
     for framework, run in reports.items():
         if importlib.util.find_spec(framework) is not None:
             run(args)

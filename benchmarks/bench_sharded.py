@@ -14,7 +14,21 @@ unsharded figure scaled to the rank's share of the parameters (goal for elementw
 most 1.1), and a check that no collective ran during the draw (every process group's
 sequence number unchanged).
 
-``--small`` runs 4 x ``Linear(1024, 1024)`` and one round, to check the script works.
+JAX/Flax: the same 8 x 4096 x 4096 kernels (an ``nn.Sequential`` of ``nn.Dense(4096)``) as an
+abstract tree (``jax.eval_shape``), materialized by ``mi.apply(abstract, rules, seed=0,
+shardings=...)`` on 1 (the unsharded draw), 2, 4 and 8 simulated CPU devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=N``, one fresh process per case), kernels
+sharded ``P(None, "model")`` and biases ``P("model")``, native and portable. Per case: the time
+of the whole draw against the unsharded one (the simulated devices share the machine's cores, so
+equal total work shows as a ratio near 1: no device repeats another's work), the peak RSS above
+the baseline against the parameters (near 1 plus the temporaries: no device holds more than
+its shard), and, from XLA's own account of the compiled program of one kernel, each device's
+output and temporary bytes against its shard (goal for elementwise laws: at most 1.1x the
+shard for the output; JAX's random programs take 3x their output in temporaries, sharded or
+not) and the collectives in it (goal: none).
+
+``--small`` runs 4 x ``Linear(1024, 1024)`` and one round, to check the script works. Each
+framework's part runs when its framework is installed; ``--framework`` picks one.
 Another framework's part goes in its own functions, called from ``main``.
 """
 
@@ -146,11 +160,92 @@ def torch_report(args: argparse.Namespace) -> None:
                       f"{r['rss_above'] / r['local_bytes']:>18.2f} {r['collectives']:>11}")
 
 
+# --------------------------------------------------------------------------- JAX / Flax
+
+
+def flax_case(devices: int, portable: bool, layers: int, size: int, rounds: int) -> dict:
+    """One JAX case in this process (started with ``devices`` simulated devices)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    import multiinit as mi
+    from multiinit.fans import LogicalView
+    from multiinit.flax import sharded
+
+    assert jax.device_count() == devices, jax.devices()
+    rules = {"kernel": mi.normal(std=0.02), "bias": mi.zeros()}
+    mesh = jax.make_mesh((devices,), ("model",))
+    model = nn.Sequential([nn.Dense(size) for _ in range(layers)])
+    x, key = jnp.ones((1, size)), jax.random.key(0)
+    abstract = jax.eval_shape(model.init, key, x)
+    spec = {"kernel": P(None, "model"), "bias": P("model")}
+    shardings = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), abstract)
+
+    def ready(tree) -> None:
+        jax.block_until_ready(jax.tree.leaves(tree))
+
+    small = jax.eval_shape(nn.Sequential([nn.Dense(8 * devices)]).init, key, jnp.ones((1, 8)))
+    small_shardings = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), small)
+    ready(mi.apply(small, rules, seed=0, portable=portable, shardings=small_shardings))
+    baseline = peak_rss()
+    times = []
+    for _ in range(rounds + 1):  # the first round compiles
+        start = time.perf_counter()
+        out = mi.apply(abstract, rules, seed=0, portable=portable, shardings=shardings)
+        ready(out)
+        times.append(time.perf_counter() - start)
+        local = sum(s.data.nbytes for leaf in jax.tree.leaves(out) for s in leaf.addressable_shards
+                    if s.device == jax.devices()[0])
+        del out
+    view = LogicalView.of((size, size), "...,in,out")
+    kernel, numbers = sharded.program(mi.normal(std=0.02), view, None, np.dtype("float32"),
+                                      NamedSharding(mesh, P(None, "model")))
+    with jax.threefry_partitionable(True):
+        compiled = kernel.lower(key, np.uint32(0), *numbers).compile()
+    memory = compiled.memory_analysis()
+    shard = size * size * 4 // devices
+    return {"seconds": min(times[1:]), "rss_above": peak_rss() - baseline,
+            "param_bytes": layers * (size * size + size) * 4, "device0_bytes": local,
+            "out_per_shard": memory.output_size_in_bytes / shard, "temp_per_shard": memory.temp_size_in_bytes / shard,
+            "collectives": sharded.collectives(mi.normal(std=0.02), view, None, np.dtype("float32"),
+                                               NamedSharding(mesh, P(None, "model")))}
+
+
+def flax_report(args: argparse.Namespace) -> None:
+    layers, size = (4, 1024) if args.small else (8, 4096)
+    rounds = 1 if args.small else args.rounds
+    print(f"\nJAX/Flax: {layers} x nn.Dense({size}) abstract, {layers * size * size / 1e6:.0f}M parameters, "
+          "kernels P(None, 'model'), biases P('model'); simulated CPU devices")
+    header = (f"{'mode':<9} {'devices':>7} {'seconds':>8} {'time / unsharded':>17} {'RSS above / params':>19} "
+              f"{'device 0 / params':>18} {'out / shard':>12} {'temp / shard':>13} {'collectives':>12}")
+    print(header)
+    print("-" * len(header))
+    for portable in (False, True):
+        results = {}
+        for devices in (1, 2, 4, 8):
+            results[devices] = _run(["--case", "flax", "--world", str(devices), "--layers", str(layers),
+                                     "--size", str(size), "--rounds", str(rounds)] + (["--portable"] if portable else []),
+                                    devices=devices)
+        for devices, r in results.items():
+            print(f"{'portable' if portable else 'native':<9} {devices:>7} {r['seconds']:>8.3f} "
+                  f"{r['seconds'] / results[1]['seconds']:>17.2f} {r['rss_above'] / r['param_bytes']:>19.2f} "
+                  f"{r['device0_bytes'] / r['param_bytes']:>18.3f} {r['out_per_shard']:>12.2f} "
+                  f"{r['temp_per_shard']:>13.2f} {len(r['collectives']):>12}")
+
+
 # --------------------------------------------------------------------------- driver
 
 
-def _env() -> dict:
+def _env(devices: int | None = None) -> dict:
     env = dict(os.environ)
+    if devices is not None:  # JAX: simulated CPU devices, set before jax is imported
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+        env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])
     env["MULTIINIT_THREADS"] = "1"
     env["OMP_NUM_THREADS"] = "1"
@@ -159,9 +254,9 @@ def _env() -> dict:
     return env
 
 
-def _run(arguments: list[str]) -> dict:
+def _run(arguments: list[str], devices: int | None = None) -> dict:
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *arguments], capture_output=True,
-                          text=True, env=_env(), check=False, timeout=3600)
+                          text=True, env=_env(devices), check=False, timeout=3600)
     if done.returncode != 0:
         raise SystemExit(f"{arguments} failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -190,6 +285,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="4 x Linear(1024, 1024), one round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--framework", choices=("torch", "flax"), help="only this framework's part")
+    parser.add_argument("--portable", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--case", "--store", "--strategy"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     for hidden, default in (("--rank", 0), ("--world", 1), ("--layers", 8), ("--size", 4096)):
@@ -202,8 +299,15 @@ def main() -> None:
         print(json.dumps(torch_rank(args.rank, args.world, args.store, args.strategy, args.layers, args.size,
                                     args.rounds)))
         return
+    if args.case == "flax":
+        print(json.dumps(flax_case(args.world, args.portable, args.layers, args.size, args.rounds)))
+        return
     print(f"{os.cpu_count()} CPU(s); each process draws on one thread")
-    torch_report(args)
+    import importlib.util
+
+    for framework, module, report in (("torch", "torch", torch_report), ("flax", "flax", flax_report)):
+        if args.framework in (None, framework) and importlib.util.find_spec(module) is not None:
+            report(args)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,14 @@ __all__ = [
 ]
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None) -> Any:
+def apply(
+    model: Any,
+    rules: Any,
+    seed: int | None = None,
+    portable: bool = False,
+    device: Any = None,
+    **options: Any,
+) -> Any:
     """Initialize a whole model by rules, all or nothing; the backend is read off the model.
 
     ``rules`` is a dict or a list of ``(selector, spec)`` pairs, first match wins; a selector
@@ -149,6 +156,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     makes the draw reproducible; ``portable=True`` writes the NumPy reference draw, the same
     numbers in every framework. ``device=`` materializes a torch model built on ``meta``
     (each rank's shard only, for FSDP2/tensor-parallel models) and initializes it in one pass.
+    Other ``options`` go to the backend's ``apply`` (Flax: ``donate=``, ``shardings=``,
+    ``layers=``); an option the backend does not take is a ``SpecError``.
 
     >>> import torch.nn as nn                                   # doctest: +SKIP
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))  # doctest: +SKIP
@@ -156,7 +165,7 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     """
     from .registry import apply as _apply
 
-    return _apply(model, rules, seed=seed, portable=portable, device=device)
+    return _apply(model, rules, seed=seed, portable=portable, device=device, **options)
 
 
 def plan(model: Any, rules: Any, **options: Any) -> Plan:

@@ -143,7 +143,7 @@ def _jax_leaves(tree: Any, depth: int = 0) -> bool:
     if isinstance(tree, Mapping) and depth < 64:
         return any(_jax_leaves(v, depth + 1) for v in tree.values())
     root = type(tree).__module__.split(".")[0]
-    return root in ("jax", "jaxlib")
+    return root in ("jax", "jaxlib", "flax")  # flax: boxed leaves (nn.Partitioned), abstract or not
 
 
 def detect(model: Any) -> str:
@@ -168,21 +168,34 @@ def detect(model: Any) -> str:
     )
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, device: Any = None) -> Any:
+def apply(
+    model: Any,
+    rules: Any,
+    seed: int | None = None,
+    portable: bool = False,
+    device: Any = None,
+    **options: Any,
+) -> Any:
     """Initialize a whole model by rules; see ``multiinit.apply``.
 
-    ``device=`` goes to adapters whose ``apply`` takes it; for the others it is a ``SpecError``.
+    ``device=`` and ``options`` go to adapters whose ``apply`` takes them (Flax: ``donate=``,
+    ``shardings=``, ``layers=``); for the others each one is a ``SpecError`` naming it.
     """
     backend = detect(model)
     module = adapter(backend)
-    if device is None:
-        return module.apply(model, rules, seed=seed, portable=portable)
-    if "device" not in inspect.signature(module.apply).parameters:
-        raise SpecError(
-            f"device={device!r} is not allowed for a {backend} model; the {backend} backend's "
-            "apply takes no device= (it materializes meta models in torch)"
-        )
-    return module.apply(model, rules, seed=seed, portable=portable, device=device)
+    if device is not None:
+        options = {"device": device, **options}
+    if options:
+        taken = inspect.signature(module.apply).parameters
+        for name, value in options.items():
+            if name not in taken:
+                allowed = [p for p in taken if p not in ("model", "rules", "seed", "portable")]
+                raise SpecError(
+                    f"{name}={shown(value)} is not allowed for a {backend} model; the {backend} backend's "
+                    f"apply takes no {name}= (it takes {', '.join(f'{p}=' for p in allowed) or 'no options'})"
+                    + ("; device= materializes meta models in torch" if name == "device" else "")
+                )
+    return module.apply(model, rules, seed=seed, portable=portable, **options)
 
 
 def namespace(

@@ -17,7 +17,6 @@ from flax.core import FrozenDict
 import multiinit as mi
 from multiinit import flax as mif
 from multiinit import stats
-from multiinit.flax.model import _Layers, _linen_params, _nnx_params
 from multiinit.reference import sample
 from multiinit.rules import portable_rng
 
@@ -255,8 +254,8 @@ def test_order_is_definition_order_even_from_a_sorted_tree() -> None:
     jitted = jax.tree_util.tree_map(lambda leaf: leaf, eager)
     assert list(jitted["params"])[:4] == ["Dense_0", "Dense_1", "Dense_10", "Dense_11"]
     expected = [f"params/Dense_{i}/{leaf}" for i in range(12) for leaf in ("kernel", "bias")]
-    assert [p.path for p in sorted(_linen_params(eager, _Layers(None))[0], key=lambda p: p.order)] == expected
-    assert [p.path for p in sorted(_linen_params(jitted, _Layers(None))[0], key=lambda p: p.order)] == expected
+    assert [p.path for p in sorted(mif.params_of(eager), key=lambda p: p.order)] == expected
+    assert [p.path for p in sorted(mif.params_of(jitted), key=lambda p: p.order)] == expected
     spec = {"kernel": mi.normal(), "bias": mi.normal()}
     a = mi.apply(eager, spec, seed=3, portable=True)
     b = mi.apply(jitted, spec, seed=3, portable=True)
@@ -280,11 +279,11 @@ def test_modules_order_repairs_a_sorted_tree_of_mixed_layers() -> None:
         "params/LayerNorm_0/bias", "params/Dense_1/kernel", "params/Dense_1/bias",
     ]
     eager = model.init(KEY, X4)
-    params, _ = _linen_params(eager, _Layers(None))
+    params = mif.params_of(eager)
     assert [p.path for p in sorted(params, key=lambda p: p.order)] == expected
     jitted = jax.tree_util.tree_map(lambda leaf: leaf, eager)  # keys sorted, as a jitted init's
     assert list(jitted["params"]) == ["Dense_0", "Dense_1", "LayerNorm_0"]
-    params, _ = _linen_params(jitted, _Layers(mif.modules(model, X4)))
+    params = mif.params_of(jitted, layers=mif.modules(model, X4))
     assert [p.path for p in sorted(params, key=lambda p: p.order)] == expected
 
 
@@ -373,7 +372,7 @@ def test_nnx_is_changed_in_place() -> None:
 
 def test_nnx_paths_order_views_and_tied_parameters() -> None:
     net = Net(nnx.Rngs(0))
-    params = _nnx_params(net)
+    params = mif.params_of(net)
     assert [p.path for p in params] == [
         "first/kernel", "first/bias", "norm/scale", "norm/bias", "blocks/layers/0/kernel",
         "blocks/layers/0/bias", "blocks/layers/2/kernel", "blocks/layers/2/bias", "up/kernel", "up/bias",

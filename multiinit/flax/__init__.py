@@ -10,7 +10,10 @@ layers take as ``kernel_init`` / ``bias_init``::
     layer = nn.Dense(8, kernel_init=mif.xavier_uniform(), bias_init=mif.zeros())
 
 ``multiinit.apply(variables, rules, seed=0)`` initializes a whole linen variables tree (and
-returns a new one) or an ``nnx.Module`` (changed in place).
+returns a new one), an ``nnx.Module`` (changed in place) or an ``nnx.State`` -- concrete,
+abstract (``jax.eval_shape``, ``nnx.eval_shape``) or sharded over a ``Mesh``, all or nothing;
+``donate=True`` gives up the input's buffers, ``shardings=`` places the new arrays.
+``multiinit.plan(model, rules)`` shows what it would do (``params_of``).
 
 This package is the namespace; one file per job, each docstring stating the decisions that
 file implements (each one is tested in ``tests/test_flax_*.py``):
@@ -24,8 +27,15 @@ file implements (each one is tested in ``tests/test_flax_*.py``):
     the compiled form: :class:`Initializer` (``init(key, shape, dtype)``: the keys it takes,
     fans on the logical view of the shape, ``fans=`` for a bias) and :func:`compile`.
 ``model.py``
-    walking parameters: linen variable trees (:func:`modules`, ``layers=``) and nnx modules,
-    layer kinds and logical views, definition order, and :func:`apply`.
+    walking parameters: linen variable trees (:func:`modules`, ``layers=``), nnx modules and
+    states, layer kinds and logical views (the layer registry, multi-axis and attention
+    kernels), definition order, tied parameters, :func:`params_of`, and :func:`apply`: the
+    one-pass writer (checks, user laws first, each parameter drawn), abstract models, donation.
+``sharded.py``
+    one parameter drawn where it lives: the keys (``fold_in(key(seed), order)``), one compiled
+    kernel per law and sharding (``out_shardings``: each device its shard, no collective for an
+    elementwise law), portable draws per shard (``make_array_from_callback``), and where each
+    new array goes (``shardings=``, the leaf's own sharding, partitioning metadata).
 
 Importing it without JAX and Flax raises ``BackendUnavailable`` with the pip command to run.
 """
@@ -51,8 +61,8 @@ except ImportError as e:
 del flax, jax, nnx, FrozenDict, meta, ndtri
 
 from .compiled import LAYOUT, Initializer, compile  # noqa: E402
-from .model import Modules, apply, modules  # noqa: E402
+from .model import Modules, apply, modules, params_of  # noqa: E402
 
-__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules"]
+__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules", "params_of"]
 
 globals().update(namespace("flax", compile))
