@@ -26,7 +26,7 @@ def test_keras_default_reaches_attention_kernels_with_keras_fans() -> None:
     own = keras.ops.convert_to_numpy(_layer(0).query_dense.kernel)
     layer = _layer(1)
     for v in layer.weights:
-        v.assign(keras.ops.ones_like(v) * 7.0)
+        v.assign(np.full(v.shape, 7.0, dtype=v.dtype))
     mi.apply(layer, mi.presets.keras_default, seed=3)
     got = keras.ops.convert_to_numpy(layer.query_dense.kernel)
     assert got.shape == (64, 4, 32)
