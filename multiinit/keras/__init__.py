@@ -9,7 +9,7 @@ TensorFlow, JAX and torch). ``mi.apply(model, rules, seed=None)`` initializes a 
 variable's value once, and variables under a Keras distribution keep their layout. Every constructor of the namespace also takes Keras'
 ``seed=`` keyword: ``mik.he_normal(seed=1)``.
 
-This module is the namespace; the work is done in four files, each importing only those
+This module is the namespace; the work is done in five files, each importing only those
 listed before it. Each file's docstring states the decisions it implements.
 
 ``draw.py``
@@ -20,6 +20,11 @@ listed before it. Each file's docstring states the decisions it implements.
     serialization, and the registration with Keras as ``"multiinit>Initializer"`` (done when
     this package is imported, which ``multiinit.registry`` does as soon as Keras is imported,
     so saved models load after a bare ``import multiinit``).
+``initializers.py``
+    the drop-in for ``keras.initializers`` (``from multiinit.keras import initializers``):
+    Keras' names, signatures, laws, seeds and configs, each with its neutral ``spec``;
+    ``spec_of`` is the table from Keras' names and arguments to specs. Imported here, so
+    its classes are registered with Keras as ``"multiinit>ClassName"`` whenever this package is.
 ``sharded.py``
     where a variable's values go: layouts under Keras distribution (JAX), deferred variables,
     what refuses a write.
@@ -49,6 +54,7 @@ if not str(getattr(keras, "__version__", "0")).startswith("3"):  # pragma: no co
     )
 
 from .compiled import MultiinitInitializer, compile  # noqa: E402  (after the guard: they need Keras 3)
+from . import initializers  # noqa: E402,F401  (registers the drop-ins with Keras' serialization)
 from .model import apply, params_of  # noqa: E402
 
 __all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of", "calculate_gain", *CONSTRUCTORS]

@@ -18,7 +18,8 @@ Layout and fans
 
 Seeds
     Keras' own int-seeded (and unseeded) initializers are stateless: one instance shared by two
-    layers gives both the same weights. A multiinit initializer instead advances on every call:
+    layers gives both the same weights (the drop-ins of ``initializers.py`` keep that rule, as
+    Keras documents it). A compiled multiinit initializer instead advances on every call:
 
     * ``seed=<int>``: call k of the instance draws with the stateless Keras seed
       ``derive_seed(seed, k)``. A new instance with the same seed (or ``from_config``, or a
@@ -55,7 +56,7 @@ from ..errors import ShapeError, SpecError
 from ..fans import SPATIAL_IN_OUT, LogicalView
 from ..reference import check_shape
 from ..rules import derive_seed
-from ..spec import Spec, from_dict
+from ..spec import Spec, WithAxes, from_dict
 from .draw import _draw, _resolve_dtype
 
 
@@ -112,7 +113,9 @@ class MultiinitInitializer(keras.initializers.Initializer):
         resolved = _resolve_dtype(self.spec, dtype, f"a tensor of shape {shape}")
         view = LogicalView.of(shape, SPATIAL_IN_OUT)
         try:
-            check_shape(self.spec, view.logical_shape)
+            # A with_axes spec's fans come from its axes on the shape Keras asks for.
+            fans = self.spec.fans(shape) if isinstance(self.spec, WithAxes) else None
+            check_shape(self.spec, view.logical_shape, fans)
         except ShapeError as e:
             if self.spec.uses_fans and len(shape) < 2:
                 raise ShapeError(
@@ -122,7 +125,7 @@ class MultiinitInitializer(keras.initializers.Initializer):
             raise
         seed = None if self.seed is None else derive_seed(self.seed, self._calls)
         self._calls += 1
-        return _draw(self.spec, view, None, resolved, seed)
+        return _draw(self.spec, view, fans, resolved, seed)
 
     def get_config(self) -> dict[str, Any]:
         """``{"spec": spec.to_dict(), "seed": seed}``, JSON-ready."""

@@ -1,36 +1,90 @@
-"""Spec -> values, with ``keras.ops`` and ``keras.random`` only (so any Keras 3 backend runs it).
+"""Spec -> values, with ``keras.ops`` and ``keras.random`` (so any Keras 3 backend runs it),
+and NumPy on the host where it is faster (on TensorFlow the host arrays cross without a copy).
 
-``_draw(spec, view, fans, dtype, seed)`` gives a tensor in the native layout of ``view``;
-``seed`` is a stateless Keras seed, or None for Keras' global generator (how the seed of each
-call is chosen is ``compiled.py``'s, and ``model.py``'s for a whole model). ``_resolve_dtype``
-says which dtype a spec fills and refuses the ones it cannot.
+``_draw(spec, view, fans, dtype, seed, path=None)`` gives a tensor in the native layout of
+``view``; ``seed`` is a stateless Keras seed (an int), a ``keras.random.SeedGenerator`` (the
+drop-ins pass Keras' own seed objects), or None for Keras' global generator (how the seed of
+each call is chosen is ``compiled.py``'s, and ``model.py``'s for a whole model); ``path`` names
+the parameter in a user law's errors. ``_resolve_dtype`` says which dtype a spec fills and
+refuses the ones it cannot.
 
 Decisions (each one tested in ``tests/test_keras_*.py``):
 
+Fans
+    ``fans`` given win (a bias at model level: its kernel's). A ``with_axes`` spec reads its
+    fans off the shape the initializer receives, ``spec.fans(view.native_shape)`` (Keras'
+    own layout, JAX's meaning of the axes); any other fan-based spec uses the logical view's.
+
 Truncated normals
-    Drawn by inverting the normal CDF on U(Phi(low), Phi(high)) and clipped to the bounds, so
-    values never escape them, for any bounds in std units and on every backend (Keras' torch
-    backend keeps an out-of-bounds candidate about 4e-6 of the time; Keras only cuts at 2 std).
-    At +-2 std on the TensorFlow and JAX backends, whose own truncated normal is exact, that
-    one is used (the inversion takes about 1.5x as long as TF's own), then the same clip.
-    The inversion runs in float32 when both bounds are within 3 std (float32 resolves
-    CDF values there far below any statistical test), in float64 otherwise (in float32 a far
-    tail would be quantized and a cut at +-100 std would put the rare u = 0 on the bound); the
-    result is clipped to the bounds as rounded to the output dtype.
+    The reference's two samplers, on the backend (on JAX, where model-level draws are jitted,
+    only traceable ones: JAX's own exact two-sigma sampler, and the inversion below for any
+    other bounds): when at least half of the normal's mass lies
+    inside the bounds (every variance-scaling form, Keras' +-2 std), normals are drawn with the
+    backend's ``keras.random.normal(mean, std)``, the values outside are found on the host,
+    redrawn (in rounds on the few of them, until all are inside) and scattered back: exact,
+    and about 1.2x the cost of the normal draw itself, where TF's own two-sigma
+    ``truncated_normal`` costs 1.6x and Keras' torch backend lets ~4e-6 of its draws out.
+    Narrower bounds invert the normal CDF on U(Phi(low), Phi(high)), in float32 when both
+    bounds are within 3 std (float32 resolves CDF values there far below any statistical
+    test), in float64 otherwise (in float32 a far tail would be quantized), then clip to the
+    bounds; where the backend has no float64 (JAX without x64) such bounds are drawn by the
+    reference's own sampler on the host, seeded by the call (inside ``jax.jit``, where nothing
+    reaches the host, in float32). Bounds both beyond 40 std (torch's
+    ``trunc_normal_(std=0.02)`` defaults: +-100 std) hold more than any float normal sampler
+    can reach (a float64 Box-Muller or ziggurat stops near 38.6 std), so the law is the
+    normal's: one normal draw, no clip. Comparisons use the
+    bounds rounded inward to the working dtype, so no value is outside them; a half-precision
+    result is the float32 one rounded (rounding is monotone, so it stays within the bounds as
+    that dtype rounds them).
+
+Mixtures of uniforms and constants (the seed chapter's law)
+    When the uniforms all have one density and constants fill exactly the gaps between them
+    (the chapter's 1/4 U(5, 10), 1/2 zeros, 1/4 U(-10, -5) is U(-10, 10) with its middle half
+    set to 0), one integer word per element, uniform on 2**25 values, is the whole law: the
+    word times the hull's width / 2**25 (exact integers in float32, and a step of at most every
+    uniform's width * 2**-23, the backends' own float32 resolution: for the chapter 5 * 2**-23,
+    as ``keras.random.uniform(5, 10)`` draws), with integer comparisons picking the gaps: a
+    draw, two float passes and a where, fewer passes than the chapter's own ``MyInit``.
+    Otherwise one draw of 30 random bits per element (``keras.random.randint(0, 2**30)``):
+    the low 23 bits are the uniform value, ``u = m * 2**-23`` built exactly as the backends build a
+    float32 uniform (bits of a float in [1, 2), minus 1), so every uniform component keeps the
+    backend's own float32 resolution, ``low + (high - low) * u``; the component is picked by
+    comparing the whole word with thresholds that are multiples of 2**23, so the choice uses
+    the top 7 bits, independent of the value's. That is exact for weights that are multiples
+    of 1/128 (the chapter's 1/4, 1/2, 1/4); other weights take the choice from a second
+    30-bit draw (probabilities exact to 2**-30, finer than float32's resolution). Uniform
+    components of equal width share one multiplication. The result never reaches a
+    component's ``high`` (checked once per spec on the extreme bit patterns, clamped only
+    where float32 rounding would reach it). float64 mixtures draw each component with its
+    own float64 law (23 bits would quantize them), as do mixtures holding any other law: one
+    uniform picks per element among full draws of the components.
 
 Other laws
-    Built-in specs draw natively with ``keras.random`` (no host round trip); elementwise laws
-    draw directly in the native shape; orthogonal, eye, dirac and sparse are drawn on the
-    logical view and rearranged with ``keras.ops``; a mixture picks per element among full
-    draws of its components. A custom spec calls the user's NumPy ``fn(rng, shape, dtype)`` in
-    logical layout with ``numpy.random.default_rng`` seeded from the call's derived seed (or,
-    with ``seed=None``, from an integer drawn from Keras' global generator), then converts.
-    Random specs need a floating dtype (float16, bfloat16, float32, float64); constant, eye and
-    dirac also fill integer variables. Half-precision draws are made in float32 and cast.
+    Built-in specs draw natively with ``keras.random``; elementwise laws draw directly in the
+    native shape; orthogonal, eye and dirac are drawn on the logical view and rearranged with
+    ``keras.ops``. Sparse draws its normals straight in the native layout (a logical column of
+    a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
+    iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``; on JAX,
+    traceable, with ``top_k``). Random specs need a floating dtype
+    (float16, bfloat16, float32, float64); constant, eye and dirac also fill integer
+    variables. Half-precision draws are made in float32 and cast.
+
+User laws (``custom``)
+    ``fn(rng, logical_shape, dtype)`` runs behind the fence ``reference.call_law`` (an
+    exception, a wrong shape or dtype, non-finite values: a ``LawError`` naming the law and
+    the parameter path), with ``numpy.random.default_rng`` seeded from the call's seed (or,
+    with ``seed=None``, from an integer drawn from Keras' global generator, so
+    ``keras.utils.set_random_seed`` reproduces it). Besides the user's function and the
+    fence, a call costs one pass: the logical array is rearranged into Keras' layout in
+    cache-sized stripes (NumPy's own transposing copy of a 4096x4096 array is 3-5x slower),
+    into a 64-byte-aligned buffer that TensorFlow takes without a copy (DLPack); other
+    backends convert it as usual. ``dtype`` is the requested NumPy dtype, except bfloat16,
+    for which ``fn`` is asked for float32 and the result is rounded.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -40,7 +94,7 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..reference import sample as _reference_sample
+from ..reference import call_law, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
     Constant,
@@ -54,16 +108,24 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    WithAxes,
 )
 
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
 _SQRT2 = math.sqrt(2.0)
 # Below this many std on both sides, float32 resolves the normal CDF well enough to invert it.
 _FLOAT32_TRUNCATION_LIMIT = 3.0
-# Backends whose keras.random.truncated_normal (cut at 2 std) never lets a value out: TF
-# re-draws outside values, JAX inverts the CDF and clamps. Keras' torch backend keeps its first
-# of 4 candidates when none is inside, so there (and elsewhere) the CDF inversion below is used.
-_EXACT_TWO_SIGMA = ("tensorflow", "jax")
+# Redraw the normals outside when at least this much of the mass lies inside (the reference's
+# rule); invert the CDF for narrower bounds.
+_REJECT_ABOVE = 0.5
+# Beyond this many std on both sides no float normal sampler reaches: the law is the normal's.
+_NO_MASS = 40.0
+# The uniform bits of a float32 in [1, 2) (its mantissa) and its exponent.
+_MANTISSA_BITS = 23
+_ONE_BITS = 0x3F800000
+# Random bits per element of the mixture's draw (keras.random.randint(0, 2**30)).
+_WORD_BITS = 30
+_CHOICE_BITS = _WORD_BITS - _MANTISSA_BITS
 
 
 def _phi(x: float) -> float:
@@ -79,36 +141,107 @@ def _cast(x: Any, dtype: str) -> Any:
     return x if keras.backend.standardize_dtype(x.dtype) == dtype else _ops.cast(x, dtype)
 
 
-def _child(seed: int | None, index: int) -> int | None:
-    """The seed of the ``index``-th draw inside one call (None stays None: the global RNG)."""
-    return None if seed is None else derive_seed(seed, index)
+def _child(seed: Any, index: int) -> Any:
+    """The seed of the ``index``-th draw inside one call: an int seed derives one; a
+    ``SeedGenerator`` advances by itself on every draw; None stays None (the global RNG)."""
+    if seed is None or not isinstance(seed, (int, np.integer)):
+        return seed
+    return derive_seed(int(seed), index)
+
+
+def _inward(bound: float, dtype: str, up: bool) -> float:
+    """``bound`` rounded to ``dtype`` towards the inside of a support ([bound, ...) when ``up``)."""
+    np_dtype = np.float64 if dtype == "float64" else np.float32
+    rounded = np_dtype(bound)
+    if up and float(rounded) < bound:
+        rounded = np.nextafter(rounded, np_dtype(np.inf))
+    if not up and float(rounded) > bound:
+        rounded = np.nextafter(rounded, np_dtype(-np.inf))
+    return float(rounded)
+
+
+# --------------------------------------------------------------------------- truncated normals
 
 
 def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high: float,
-               dtype: str, seed: int | None) -> Any:
+               dtype: str, seed: Any) -> Any:
     """N(mean, std**2) cut to [mean + low*std, mean + high*std]; never outside, any backend."""
-    if (low, high) == (-2.0, 2.0) and keras.backend.backend() in _EXACT_TWO_SIGMA:
-        # This backend's own two-sigma truncated normal is exact (rejection or clamped inversion).
-        work = _work_dtype(dtype)
+    work = _work_dtype(dtype)
+    lo, hi = mean + low * std, mean + high * std
+    if min(-low, high) >= _NO_MASS:
+        return _cast(keras.random.normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
+    traced = keras.backend.backend() == "jax"  # model-level draws are jitted there (sharded.py)
+    if traced and (low, high) == (-2.0, 2.0):
+        # JAX's own two-sigma truncated normal is exact (an inverse CDF, clamped), and
+        # traceable; then the same clip as the inversion below.
         y = _cast(keras.random.truncated_normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
-        if mean == 0.0 and dtype == work:
-            # The backend computes draw * std with |draw| <= 2; rounding is monotone and doubling
-            # exact, so |y| <= 2 * std as this dtype rounds it: the bound itself. The clip (a
-            # fifth of the cost on 4096x4096) is needed only for a mean, or a second rounding.
-            return y
-        return _ops.clip(y, mean + low * std, mean + high * std)
+        return _ops.clip(y, *_inside(lo, hi, dtype, open_high=False))
+    if _phi(high) - _phi(low) >= _REJECT_ABOVE and not traced:
+        y = _cast(_rejected(shape, mean, std, low, high, work, seed), dtype)
+        return _fit(y, lo, hi, dtype, open_high=False) if dtype in ("float16", "bfloat16") else y
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
-    work = "float64" if dtype == "float64" or max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT else "float32"
+    far = max(abs(low), abs(high)) > _FLOAT32_TRUNCATION_LIMIT
+    work = "float64" if dtype == "float64" or far else "float32"
+    if work == "float64" and not _holds("float64") and not _tracing():
+        # JAX without x64: no float64 to invert in, and float32 would quantize a far tail.
+        # The reference's own sampler on the host (the law is the same), seeded by the call.
+        rng = np.random.default_rng(_host_seed(seed))
+        host = "float16" if dtype == "float16" else "float32"
+        x = (mean + std * truncated_standard_normal(rng, low, high, tuple(shape))).astype(host)
+        y = _from_host(np.clip(x, *_inside(lo, hi, host, open_high=False)), dtype)
+        return _fit(y, lo, hi, dtype, open_high=False) if dtype == "bfloat16" else y
     u = keras.random.uniform(shape, minval=_phi(a), maxval=_phi(b), dtype=work, seed=seed)
     x = _SQRT2 * _ops.erfinv(2.0 * u - 1.0)
     if flip:
         x = -x
     y = _cast(mean + std * x, dtype)
-    # One clip, to the bounds as the output dtype rounds them, catches everything: u on Phi(a)
-    # = 0 (erfinv(-1) = -inf), an inverse that rounds past a bound, and the affine map above
-    # rounding across it (e.g. 0.2133 + 0.7298 * 1.86 in float32).
-    return _ops.clip(y, mean + low * std, mean + high * std)
+    # One clip, to the bounds rounded inward to the output dtype, catches everything: u on
+    # Phi(a) = 0 (erfinv(-1) = -inf), an inverse that rounds past a bound, and the affine map
+    # above rounding across it (e.g. 0.2133 + 0.7298 * 1.86 in float32).
+    return _ops.clip(y, *_inside(lo, hi, dtype, open_high=False))
+
+
+def _rejected(shape: tuple[int, ...], mean: float, std: float, low: float, high: float,
+              work: str, seed: Any) -> Any:
+    """The reference's rejection sampler: normals, the ones outside redrawn until inside."""
+    lo = _inward(mean + low * std, work, up=True)
+    hi = _inward(mean + high * std, work, up=False)
+    x = keras.random.normal(shape, mean=mean, stddev=std, dtype=work, seed=_child(seed, 0))
+    outside = np.flatnonzero(_ops.convert_to_numpy(_ops.logical_or(x < lo, x > hi)))
+    if outside.size == 0:
+        return x
+    inside = _phi(high) - _phi(low)
+    kept: list[np.ndarray] = []
+    missing, round_ = outside.size, 1
+    while missing > 0:
+        # A few more than the expected need, so that one or two rounds suffice.
+        count = int(missing / inside + 6 * math.sqrt(missing) + 16)
+        y = _ops.convert_to_numpy(keras.random.normal((count,), mean=mean, stddev=std, dtype=work,
+                                                      seed=_child(seed, round_)))
+        y = y[(y >= lo) & (y <= hi)]
+        kept.append(y[:missing])
+        missing -= min(missing, y.size)
+        round_ += 1
+    return _replaced(x, outside, np.concatenate(kept), work)
+
+
+def _replaced(x: Any, positions: np.ndarray, values: np.ndarray, work: str) -> Any:
+    """``x`` with the elements at flat ``positions`` replaced by ``values``."""
+    if keras.backend.backend() == "tensorflow":
+        # TF's scatter copies the whole tensor and then scatters slowly (40% of a normal draw
+        # for 2.8M of 16.8M values); on the host it is one copy into an aligned buffer, the
+        # writes, and a tensor TF takes without a copy.
+        host = _aligned_empty(tuple(x.shape), np.dtype(work))
+        np.copyto(host, np.asarray(x))  # np.asarray of a CPU tensor is a read-only view
+        host.reshape(-1)[positions] = values
+        return _from_host(host, work)
+    flat = _ops.scatter_update(_ops.reshape(x, (-1,)), positions.reshape(-1, 1),
+                               _ops.convert_to_tensor(values, dtype=work))
+    return _ops.reshape(flat, tuple(x.shape))
+
+
+# --------------------------------------------------------------------------- elementwise laws
 
 
 def _elementwise(spec: Spec) -> bool:
@@ -121,28 +254,286 @@ def _elementwise(spec: Spec) -> bool:
 
 
 def _draw_elementwise(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None,
-                      dtype: str, seed: int | None) -> Any:
+                      dtype: str, seed: Any) -> Any:
     if isinstance(spec, Constant):
         return _ops.full(shape, spec.value, dtype=dtype)
     work = _work_dtype(dtype)
     if isinstance(spec, Uniform):
-        x = keras.random.uniform(shape, minval=spec.low, maxval=spec.high, dtype=work, seed=seed)
-    elif isinstance(spec, Normal):
+        return _uniform(shape, spec.low, spec.high, dtype, seed)
+    if isinstance(spec, Normal):
         x = keras.random.normal(shape, mean=spec.mean, stddev=spec.std, dtype=work, seed=seed)
     elif isinstance(spec, TruncatedNormal):
         return _truncated(shape, spec.mean, spec.std, spec.low, spec.high, dtype, seed)
     else:
         distribution, number = spec.as_variance_scaling().law(*fans)
         if distribution == "uniform":
-            x = keras.random.uniform(shape, minval=-number, maxval=number, dtype=work, seed=seed)
-        elif distribution == "untruncated_normal":
+            return _uniform(shape, -number, number, dtype, seed)
+        if distribution == "untruncated_normal":
             x = keras.random.normal(shape, mean=0.0, stddev=number, dtype=work, seed=seed)
         else:
             return _truncated(shape, 0.0, number, -2.0, 2.0, dtype, seed)
     return _cast(x, dtype)
 
 
-def _orthogonal(spec: Orthogonal, shape: tuple[int, ...], dtype: str, seed: int | None) -> Any:
+# --------------------------------------------------------------------------- mixtures
+
+
+def _bits_plan(spec: Mixture) -> tuple | None:
+    """How a float32 mixture of uniforms and constants draws from random bits (a hull plan,
+    see ``_plan_hull``, else a bits plan, see ``_plan_bits``), or None for a mixture holding
+    any other law."""
+    live = tuple((w, s) for w, s in spec.components if w > 0)
+    if not all(isinstance(s, (Uniform, Constant)) for _, s in live):
+        return None
+    return _plan_hull(live) or _plan_bits(live)
+
+
+#: A hull draw takes at most this many bits: float32 holds every integer up to 2**24 exactly.
+_HULL_BITS = 25
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
+    """``("hull", half, step, offset, gaps)`` when the mixture is one uniform over the hull of
+    its uniforms with the gaps between them set to constants: its uniforms all have one
+    density, each gap is filled by a constant of exactly the gap's mass, and the boundaries
+    are dyadic fractions of the hull (the seed chapter's 1/4 U(-10, -5) + 1/2 zeros + 1/4
+    U(5, 10) is U(-10, 10) with [-5, 5) set to 0). Then one integer word per element,
+    uniform on [-half, half), is the whole law: ``word * step + offset`` in float32 (the word
+    is exact there), with the words of gap j, ``gaps[j] = (first, end, value)``, set to
+    its constant. ``step`` is at most every uniform's width * 2**-23, the backends' own
+    float32 resolution. The last element, ``(floor, ceiling)``, clamps the hull's own ends
+    where float32 rounding reaches past them (None: it does not; the chapter's centred hull
+    needs no clamp). None when any of that does not hold, or rounding would put an inner
+    piece's end values outside it."""
+    total = math.fsum(w for w, _ in live)
+    uniforms = sorted(((w / total, s) for w, s in live if isinstance(s, Uniform)), key=lambda p: p[1].low)
+    constants = [(w / total, s.value) for w, s in live if isinstance(s, Constant)]
+    if not uniforms:
+        return None
+    density = uniforms[0][0] / (uniforms[0][1].high - uniforms[0][1].low)
+    if any(abs(w / (s.high - s.low) / density - 1) > 1e-12 for w, s in uniforms):
+        return None
+    gaps = []
+    for (_, left), (_, right) in zip(uniforms, uniforms[1:]):
+        if right.low < left.high:
+            return None  # overlapping uniforms
+        if right.low > left.high:
+            mass = density * (right.low - left.high)
+            used = [g[2] for g in gaps]
+            match = next((c for c in constants if abs(c[0] - mass) <= 1e-12 and c not in used), None)
+            if match is None:
+                return None
+            gaps.append((left.high, right.low, match))
+    if len(gaps) != len(constants):
+        return None
+    low, high = uniforms[0][1].low, uniforms[-1][1].high
+    hull = high - low
+    narrowest = min(s.high - s.low for _, s in uniforms)
+    bits = _MANTISSA_BITS + max(0, math.ceil(math.log2(hull / narrowest) - 1e-9))
+    if bits > _HULL_BITS:
+        return None
+    words = 1 << bits
+
+    def word_of(x: float) -> int | None:
+        exact = (x - low) / hull * words
+        return round(exact) if abs(exact - round(exact)) < 1e-6 else None
+
+    edges = [word_of(x) for _, s in uniforms for x in (s.low, s.high)]
+    if any(e is None for e in edges):
+        return None  # a boundary between word values
+    half = words // 2
+    f32 = np.float32
+    step = f32(hull / words)
+    offset = f32(low + half * float(step))
+
+    def value(word: int) -> float:
+        x = f32(f32(word) * step)
+        return float(x if offset == 0 else f32(x + offset))
+
+    clamps = [None, None]
+    for i, (_, s) in enumerate(uniforms):
+        first, end = word_of(s.low) - half, word_of(s.high) - half
+        floor, ceiling = _inside(s.low, s.high, "float32", open_high=True)
+        if value(first) < floor:
+            if i > 0:
+                return None
+            clamps[0] = floor  # the hull's own bottom: one maximum fixes it
+        if value(end - 1) > ceiling:
+            if i < len(uniforms) - 1:
+                return None
+            clamps[1] = ceiling  # the hull's own top (rounded up to it): one minimum
+    return ("hull", half, float(step), float(offset),
+            tuple((word_of(a) - half, word_of(b) - half, c[1]) for a, b, c in gaps), tuple(clamps))
+
+
+def _mixture_hull(plan: tuple, shape: tuple[int, ...], seed: Any) -> Any:
+    """A float32 tensor of the hull plan (see ``_plan_hull``): one word, a product, and a where
+    per gap, on bool masks made of integer comparisons."""
+    _, half, step, offset, gaps, (floor, ceiling) = plan
+    word = keras.random.randint(shape, -half, half, dtype="int32", seed=_child(seed, 0))
+    out = _ops.cast(word, "float32") * step
+    if offset != 0.0:
+        out = out + offset
+    if floor is not None or ceiling is not None:
+        # Only the hull's own ends can round outside (checked when planned); the gap values
+        # written below are the constants themselves.
+        out = _ops.clip(out, -np.inf if floor is None else floor, np.inf if ceiling is None else ceiling)
+    for first, end, value in gaps:
+        out = _ops.where(_ops.logical_and(word >= first, word < end), value, out)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, ...], bool]:
+    """``(pieces, thresholds, one_word)``: piece i is ``("constant", value)`` or ``("uniform",
+    width, offset, floor, ceiling)``, whose values are ``f * width + offset`` for the float32
+    f in [1, 2) made of the word's low 23 bits, clamped to ``floor``/``ceiling`` where float32
+    rounding would leave [low, high) (None: it cannot); an element takes piece i when its
+    choice word lies below ``thresholds[i]`` and above the previous ones; ``one_word`` says
+    the choice is the value's own word (every weight a multiple of 2**-_CHOICE_BITS)."""
+    total = math.fsum(w for w, _ in live)
+    scale = 1 << _CHOICE_BITS
+    one_word = all(abs(w / total * scale - round(w / total * scale)) < 1e-9 for w, _ in live)
+    word = 1 << _WORD_BITS
+    edges, acc = [], 0.0
+    for w, _ in live[:-1]:
+        acc += w / total
+        edges.append(round(acc * scale) << _MANTISSA_BITS if one_word else min(word, round(acc * word)))
+    f32 = np.float32
+    first, last = f32(1.0), f32(2.0) - f32(2.0 ** -_MANTISSA_BITS)
+    pieces = []
+    for _, s in live:
+        if isinstance(s, Constant):
+            pieces.append(("constant", s.value))
+            continue
+        width = f32(s.high - s.low)
+        offset = f32(s.low - float(width))
+        # Exactly the float32 arithmetic the backend does (a product, then a sum), at both
+        # ends of f; rounding is monotone, so the values in between lie between these two.
+        smallest, largest = f32(f32(first * width) + offset), f32(f32(last * width) + offset)
+        floor, ceiling = _inside(s.low, s.high, "float32", open_high=True)
+        pieces.append(("uniform", float(width), float(offset),
+                       floor if smallest < floor else None, ceiling if largest > ceiling else None))
+    return tuple(pieces), tuple(edges), one_word
+
+
+def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, ...], seed: Any) -> Any:
+    """A float32 tensor of the mixture ``plan`` describes (see ``_plan_bits``)."""
+    pieces, edges, one_word = plan
+    word = keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 0))
+    choice = word if one_word else keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32",
+                                                        seed=_child(seed, 1))
+    f = None
+    scaled: dict[float, Any] = {}
+
+    def value(piece: tuple) -> Any:
+        nonlocal f
+        if piece[0] == "constant":
+            return piece[1]
+        _, width, offset, floor, ceiling = piece
+        if f is None:
+            # The float32 in [1, 2) whose mantissa is the word's low 23 bits: how the backends
+            # make a float32 uniform (before they subtract 1).
+            f = _ops.view(_ops.bitwise_or(_ops.bitwise_and(word, (1 << _MANTISSA_BITS) - 1), _ONE_BITS),
+                          "float32")
+        if width not in scaled:
+            scaled[width] = f * width
+        x = scaled[width] if offset == 0.0 else scaled[width] + offset
+        if floor is not None:
+            x = _ops.maximum(x, floor)
+        return x if ceiling is None else _ops.minimum(x, ceiling)
+
+    out = value(pieces[-1])
+    for edge, piece in zip(reversed(edges), reversed(pieces[:-1])):
+        # Later wheres go first, so the first piece whose threshold lies above the word wins.
+        out = _ops.where(choice < edge, value(piece), out)
+    if not hasattr(out, "shape") or tuple(out.shape) != tuple(shape):  # every piece a constant
+        out = _ops.full(shape, out, dtype="float32")
+    return out
+
+
+def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
+             seed: Any) -> Any:
+    plan = _bits_plan(spec) if dtype == "float32" else None
+    if plan is not None and plan[0] == "hull":
+        return _mixture_hull(plan, view.native_shape, seed)
+    if plan is not None:
+        return _mixture_bits(plan, view.native_shape, seed)
+    live = [(w, s, i) for i, (w, s) in enumerate(spec.components) if w > 0]
+    total = math.fsum(w for w, _, _ in live)
+    # Per element, component i wins when u falls in its slice of [0, 1); later wheres go first
+    # so that the smallest such i wins, as a categorical draw does.
+    u = keras.random.uniform(view.native_shape, dtype="float32", seed=_child(seed, 0))
+    weight, component, index = live[-1]
+    out = _draw(component, view, fans, dtype, _child(seed, index + 1))
+    edges = np.cumsum([w / total for w, _, _ in live])
+    for edge, (_, component, index) in reversed(list(zip(edges[:-1], live[:-1]))):
+        draw = _draw(component, view, fans, dtype, _child(seed, index + 1))
+        out = _ops.where(u < float(edge), draw, out)
+    return out
+
+
+# --------------------------------------------------------------------------- supports
+
+
+def _np_dtype(dtype: str) -> np.dtype:
+    if dtype == "bfloat16":
+        import ml_dtypes  # a dependency of Keras 3
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _inside(low: float, high: float, dtype: str, open_high: bool) -> tuple[float, float]:
+    """``(floor, ceiling)``: the smallest value of ``dtype`` >= ``low`` and the largest below
+    ``high`` (or <= it, when the support is closed), as the reference rounds bounds inward."""
+    np_dtype = _np_dtype(dtype)
+    floor = np.array(low, dtype=np_dtype)
+    if float(floor) < low:
+        floor = np.nextafter(floor, np.array(np.inf, dtype=np_dtype))
+    ceiling = np.array(high, dtype=np_dtype)
+    if float(ceiling) > high or (open_high and float(ceiling) == high):
+        ceiling = np.nextafter(ceiling, np.array(-np.inf, dtype=np_dtype))
+    return float(floor), float(ceiling)
+
+
+def _fit(x: Any, low: float, high: float, dtype: str, open_high: bool) -> Any:
+    """``x`` (already in ``dtype``, computed in float32 within [low, high]) with the values its
+    rounding to ``dtype`` pushed onto or past a bound pulled back inside."""
+    floor, ceiling = _inside(low, high, dtype, open_high)
+    np_dtype = _np_dtype(dtype)
+    # Rounding is monotone: only the bounds themselves, rounded, can land outside.
+    below = float(np.array(np.float32(low), dtype=np_dtype)) < floor
+    above = float(np.array(np.float32(high), dtype=np_dtype)) > ceiling
+    if below and above:
+        return _ops.clip(x, floor, ceiling)
+    if below:
+        return _ops.maximum(x, floor)
+    return _ops.minimum(x, ceiling) if above else x
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, dtype: str, seed: Any) -> Any:
+    """U[low, high) with the backend's uniform, never returning ``high`` in ``dtype``."""
+    work = _work_dtype(dtype)
+    x = keras.random.uniform(shape, minval=low, maxval=high, dtype=work, seed=seed)
+    if work == "float32":
+        # The backends compute low + (high - low) * u in float32 with u < 1: at worst the
+        # largest float32 below 1, whose value may round up to high for some bounds.
+        f32 = np.float32
+        largest = f32(f32(f32(1.0) - f32(2.0 ** -24)) * f32(f32(high) - f32(low))) + f32(low)
+        floor, ceiling = _inside(low, high, "float32", open_high=True)
+        if largest > ceiling or f32(low) < floor:
+            x = _ops.clip(x, floor, ceiling)
+    y = _cast(x, dtype)
+    return _fit(y, low, high, dtype, open_high=True) if dtype in ("float16", "bfloat16") else y
+
+
+# --------------------------------------------------------------------------- whole-tensor laws
+
+
+def _orthogonal(spec: Orthogonal, shape: tuple[int, ...], dtype: str, seed: Any) -> Any:
     # Logical (rows=out, cols=in*k), as torch flattens; QR of the tall side, with the sign fix
     # that makes the result Haar-distributed.
     rows = shape[0]
@@ -169,49 +560,120 @@ def _dirac(spec: Dirac, shape: tuple[int, ...], dtype: str) -> Any:
     return _ops.reshape(channels, (out_channels, in_channels) + (1,) * len(kernel)) * centre
 
 
-def _sparse(spec: Sparse, shape: tuple[int, ...], dtype: str, seed: int | None) -> Any:
-    rows, cols = shape
+def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
+    """N(0, std**2) with ceil(sparsity * rows) zeros in every logical column, drawn straight in
+    the native layout (a logical column of a Keras kernel is a native row: no transpose)."""
+    rows, cols = view.logical_shape
     work = _work_dtype(dtype)
+    plain = view.is_plain
+    shape = view.native_shape if plain else view.logical_shape
     values = keras.random.normal(shape, stddev=spec.std, dtype=work, seed=_child(seed, 0))
     zeros_per_column = int(math.ceil(spec.sparsity * rows))
     if zeros_per_column:
-        # A uniformly random set of exactly k rows per column: the top k of iid keys (top_k
-        # returns k distinct indices even on ties), scattered into a mask.
-        keys = keras.random.uniform((cols, rows), dtype="float32", seed=_child(seed, 1))
-        picked = _ops.top_k(keys, zeros_per_column, sorted=False)[1]
-        column = _ops.broadcast_to(_ops.arange(cols, dtype=picked.dtype)[:, None], (cols, zeros_per_column))
-        pairs = _ops.reshape(_ops.stack([picked, column], axis=-1), (-1, 2))
-        hits = _ops.scatter(pairs, _ops.ones((cols * zeros_per_column,), dtype=work), shape)
-        values = _ops.where(hits > 0, _ops.zeros_like(values), values)
-    return _cast(values, dtype)
+        # A uniformly random set of exactly k rows per column: the k smallest of iid 30-bit
+        # keys (ties, 2**-30 apart, are as rare as they are harmless).
+        keys = keras.random.randint((cols, rows), 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))
+        # The native axis a logical column runs along: axis 1 of a Keras (in, out) kernel.
+        along = view.axes[0] if plain else 0
+        if keras.backend.backend() == "jax":
+            # Traceable (model-level draws are jitted there): top_k on the keys' negation.
+            picked = _ops.top_k(-keys, zeros_per_column, sorted=False)[1]
+            column = _ops.arange(cols, dtype=picked.dtype)[:, None]
+            flat = (column * rows + picked) if along == 1 else (picked * cols + column)
+            count = cols * zeros_per_column
+            values = _ops.scatter_update(_ops.reshape(values, (-1,)), _ops.reshape(flat, (count, 1)),
+                                         _ops.zeros((count,), dtype=work))
+            values = _ops.reshape(values, shape)
+        else:
+            # np.argpartition on the host takes a tenth of TF's top_k.
+            picked = np.argpartition(np.asarray(_ops.convert_to_numpy(keys)), zeros_per_column - 1,
+                                     axis=1)[:, :zeros_per_column]
+            column = np.arange(cols)[:, None]
+            flat = (column * rows + picked) if along == 1 else (picked * cols + column)
+            values = _replaced(values, flat.reshape(-1), np.zeros(flat.size, np.dtype(work)), work)
+    out = _cast(values, dtype)
+    return out if plain else _to_native(view, out)
 
 
-def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
-             seed: int | None) -> Any:
-    live = [(w, s, i) for i, (w, s) in enumerate(spec.components) if w > 0]
-    total = math.fsum(w for w, _, _ in live)
-    # Per element, component i wins when u falls in its slice of [0, 1); later wheres go first
-    # so that the smallest such i wins, as a categorical draw does.
-    u = keras.random.uniform(view.native_shape, dtype="float32", seed=_child(seed, 0))
-    weight, component, index = live[-1]
-    out = _draw(component, view, fans, dtype, _child(seed, index + 1))
-    edges = np.cumsum([w / total for w, _, _ in live])
-    for edge, (weight, component, index) in reversed(list(zip(edges[:-1], live[:-1]))):
-        draw = _draw(component, view, fans, dtype, _child(seed, index + 1))
-        out = _ops.where(u < float(edge), draw, out)
+# --------------------------------------------------------------------------- user laws
+
+
+def _host_seed(seed: Any) -> int:
+    """The NumPy seed of a host draw: an int seed itself; otherwise one drawn with Keras' global
+    generator (or the drop-in's SeedGenerator), so ``keras.utils.set_random_seed`` reproduces it."""
+    if seed is not None and isinstance(seed, (int, np.integer)):
+        return int(seed)
+    return int(_ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=seed)))
+
+
+def _tracing() -> bool:
+    """True inside a JAX trace (``jax.jit``), where values cannot go to the host."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax  # the backend Keras runs on: already imported
+
+    return isinstance(_ops.zeros(()), jax.core.Tracer)
+
+
+def _holds(dtype: str) -> bool:
+    """True when the backend makes tensors of ``dtype`` (JAX without x64 makes float64 float32)."""
+    return keras.backend.standardize_dtype(_ops.zeros((1,), dtype=dtype).dtype) == dtype
+
+
+def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
+    host = dtype if dtype in ("float16", "float32", "float64") else "float32"
+    logical = call_law(spec, np.random.default_rng(_host_seed(seed)), view.logical_shape, host, path=path)
+    return _from_host(_host_native(view, logical), dtype)
+
+
+#: Rows of a stripe in the transposing copy: 16 float32 rows of a 4096-wide array are 256 KB,
+#: which stay in cache while every output row takes 16 contiguous values (a cache line).
+_STRIPE = 16
+#: TensorFlow's alignment for tensors it takes without a copy (it aborts on less).
+_ALIGN = 64
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = max(1, math.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN
+    return raw[start:start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _host_native(view: LogicalView, logical: np.ndarray) -> np.ndarray:
+    """``view.to_native(logical)`` as a C-contiguous, 64-byte aligned array, transposed in
+    stripes where the native layout moves the logical array's rows."""
+    out = _aligned_empty(view.native_shape, logical.dtype)
+    if not view.is_plain:
+        out[...] = view.to_native(logical)
+        return out
+    inverse = [0] * len(view.axes)
+    for position, axis in enumerate(view.axes):
+        inverse[axis] = position
+    moved = logical.transpose(inverse)  # a view in the native shape
+    source = inverse[-1]  # the logical axis that becomes the native last axis
+    if source == logical.ndim - 1 or logical.size == 0:
+        out[...] = moved
+        return out
+    # Copy in stripes along the native last axis: each reads _STRIPE slabs of the logical
+    # array's `source` axis, which stay in cache.
+    index = [slice(None)] * logical.ndim
+    for start in range(0, logical.shape[source], _STRIPE):
+        index[-1] = slice(start, start + _STRIPE)
+        out[tuple(index)] = moved[tuple(index)]
     return out
 
 
-def _custom(spec: Custom, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
-            seed: int | None) -> Any:
-    if seed is None:
-        # Keras' global generator picks the NumPy seed, so set_random_seed reproduces it.
-        drawn = keras.random.randint((), 0, 2**31 - 1, dtype="int32", seed=None)
-        seed = int(_ops.convert_to_numpy(drawn))
-    host = dtype if dtype in ("float16", "float32", "float64") else "float32"
-    logical = _reference_sample(spec, view.logical_shape, seed=np.random.default_rng(seed),
-                                dtype=host, fans=fans)
-    return _ops.convert_to_tensor(view.to_native(logical), dtype=dtype)
+def _from_host(array: np.ndarray, dtype: str) -> Any:
+    if keras.backend.backend() == "tensorflow" and array.ctypes.data % _ALIGN == 0 and array.size:
+        import tensorflow as tf  # the backend Keras runs on: already imported
+
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        return _cast(tensor, dtype)
+    return _ops.convert_to_tensor(array, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- dispatch
 
 
 def _to_native(view: LogicalView, logical: Any) -> Any:
@@ -226,8 +688,13 @@ def _to_native(view: LogicalView, logical: Any) -> Any:
 
 
 def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
-          seed: int | None) -> Any:
-    """A native-layout tensor of ``spec`` for ``view`` (fans default to the view's)."""
+          seed: Any, path: str | None = None) -> Any:
+    """A native-layout tensor of ``spec`` for ``view`` (fans default to the view's, or to a
+    ``with_axes`` spec's axes on the native shape)."""
+    if isinstance(spec, WithAxes):
+        if fans is None:
+            fans = spec.fans(view.native_shape)
+        spec = spec.spec
     if spec.uses_fans and fans is None:
         fans = view.fans
     if math.prod(view.native_shape) == 0:
@@ -237,7 +704,7 @@ def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: st
     if _elementwise(spec):
         return _draw_elementwise(spec, view.native_shape, fans, dtype, seed)
     if isinstance(spec, Custom):
-        return _custom(spec, view, fans, dtype, seed)
+        return _custom(spec, view, dtype, seed, path)
     if isinstance(spec, Eye) and view.is_plain:
         # A 2-D plain view is the identity or the transpose, and eye(a, b).T is eye(b, a).
         return _ops.eye(*view.native_shape, dtype=dtype)
@@ -249,7 +716,7 @@ def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: st
     elif isinstance(spec, Dirac):
         logical = _dirac(spec, shape, dtype)
     elif isinstance(spec, Sparse):
-        logical = _sparse(spec, shape, dtype, seed)
+        return _sparse(spec, view, dtype, seed)
     else:  # pragma: no cover - every Spec kind is handled above
         raise SpecError(f"spec={spec!r} is not allowed; it is not a multiinit spec")
     return _to_native(view, logical)
