@@ -113,20 +113,18 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.core import FrozenDict
-from flax.core import meta as _meta
+from flax.core import FrozenDict, meta as _meta
 from jax.sharding import Mesh, PartitionSpec, Sharding
 
-from .. import rules as _rules
-from .. import stream as _stream
+from .. import rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import SPATIAL_IN_OUT, Layout, LogicalView
 from ..layers import lookup_layer, registered_layers
@@ -144,25 +142,44 @@ __all__ = ["Modules", "apply", "modules", "params_of"]
 _LINEN_KINDS: tuple[tuple[type, str], ...] = tuple(
     (cls, kind)
     for name, kind in (
-        ("ConvTranspose", "conv_transpose"), ("Conv", "conv"), ("ConvLocal", "conv"),
-        ("DenseGeneral", "dense"), ("Dense", "dense"), ("Embed", "embedding"),
-        ("BatchNorm", "norm"), ("LayerNorm", "norm"), ("GroupNorm", "norm"),
-        ("RMSNorm", "norm"), ("InstanceNorm", "norm"),
+        ("ConvTranspose", "conv_transpose"),
+        ("Conv", "conv"),
+        ("ConvLocal", "conv"),
+        ("DenseGeneral", "dense"),
+        ("Dense", "dense"),
+        ("Embed", "embedding"),
+        ("BatchNorm", "norm"),
+        ("LayerNorm", "norm"),
+        ("GroupNorm", "norm"),
+        ("RMSNorm", "norm"),
+        ("InstanceNorm", "norm"),
     )
     if (cls := getattr(nn, name, None)) is not None
 )
 _NNX_KINDS: tuple[tuple[type, str], ...] = tuple(
     (cls, kind)
     for name, kind in (
-        ("ConvTranspose", "conv_transpose"), ("Conv", "conv"), ("ConvLocal", "conv"),
-        ("LinearGeneral", "dense"), ("Linear", "dense"), ("Embed", "embedding"),
-        ("BatchNorm", "norm"), ("LayerNorm", "norm"), ("GroupNorm", "norm"),
-        ("RMSNorm", "norm"), ("InstanceNorm", "norm"),
+        ("ConvTranspose", "conv_transpose"),
+        ("Conv", "conv"),
+        ("ConvLocal", "conv"),
+        ("LinearGeneral", "dense"),
+        ("Linear", "dense"),
+        ("Embed", "embedding"),
+        ("BatchNorm", "norm"),
+        ("LayerNorm", "norm"),
+        ("GroupNorm", "norm"),
+        ("RMSNorm", "norm"),
+        ("InstanceNorm", "norm"),
     )
     if (cls := getattr(nnx, name, None)) is not None
 )
-_LINEN_ATTENTION = tuple(c for c in (getattr(nn, n, None) for n in (
-    "MultiHeadDotProductAttention", "MultiHeadAttention", "SelfAttention")) if c is not None)
+_LINEN_ATTENTION = tuple(
+    c
+    for c in (
+        getattr(nn, n, None) for n in ("MultiHeadDotProductAttention", "MultiHeadAttention", "SelfAttention")
+    )
+    if c is not None
+)
 _NNX_ATTENTION = tuple(c for c in (getattr(nnx, "MultiHeadAttention", None),) if c is not None)
 #: The projections of Flax's attention blocks, by child name.
 _PROJECTIONS = ("query", "key", "value", "out")
@@ -238,7 +255,9 @@ def _general_counts(instance: Any) -> tuple[int, int] | str:
     """``(n_in, n_out)`` of a DenseGeneral/LinearGeneral instance's kernel (batch axes count as
     in, as Flax's flat ``(batch * in, out)`` counts them)."""
     if isinstance(instance, nnx.Module):
-        n_in = len(_tuple(getattr(instance, "in_features", ()))) + len(_tuple(getattr(instance, "batch_axis", ())))
+        n_in = len(_tuple(getattr(instance, "in_features", ()))) + len(
+            _tuple(getattr(instance, "batch_axis", ()))
+        )
         n_out = len(_tuple(getattr(instance, "out_features", ())))
     else:
         n_in = len(_tuple(getattr(instance, "axis", -1))) + len(_tuple(getattr(instance, "batch_dims", ())))
@@ -270,7 +289,9 @@ def _registered_by_short_name() -> dict[str, type]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _layout_counts(layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict[str, Any]) -> tuple[int, int]:
+def _layout_counts(
+    layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict[str, Any]
+) -> tuple[int, int]:
     """``(n_in, n_out)`` of a multi-axis kernel of ``shape``."""
     n = len(shape)
     if isinstance(layer.general, tuple) and sum(layer.general) == n:
@@ -293,17 +314,16 @@ def _builtin_view(layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict
         return LogicalView(shape)
     if layer.kind == "embedding" and name in roles_of("embedding"):
         return LogicalView(shape)  # (num, features) is torch's Embedding layout already
-    kernel = leaves.get(next((k for k in leaves if k in _WEIGHT_ROLES), ""), None)
+    kernel = leaves.get(next((k for k in leaves if k in _WEIGHT_ROLES), ""))
     if layer.general is not None:
         if name in _WEIGHT_ROLES:
             n_in, n_out = _layout_counts(layer, name, shape, leaves)
             return Layout(",".join(["in"] * n_in + ["out"] * n_out)).view(shape)
         if kernel is not None:
             return Layout(",".join(["out"] * n)).view(shape)  # a multi-axis bias: the kernel's fans
-    if name in _WEIGHT_ROLES:
-        if layer.kind == "conv_transpose" and layer.attr("transpose_kernel", False):
-            # (*k, out, in) -> (out, in, *k)
-            return LogicalView(shape, axes=(n - 2, n - 1, *range(n - 2)))
+    if name in _WEIGHT_ROLES and layer.kind == "conv_transpose" and layer.attr("transpose_kernel", False):
+        # (*k, out, in) -> (out, in, *k)
+        return LogicalView(shape, axes=(n - 2, n - 1, *range(n - 2)))
     return LogicalView.of(shape, SPATIAL_IN_OUT)
 
 
@@ -363,18 +383,20 @@ def _layer_params(path: tuple[Any, ...], layer: _Layer, slots: dict[str, _Slot],
             if source is not None:
                 fans = views[source].fans
         slot = slots[name]
-        out.append(Param(
-            path="/".join(str(p) for p in (*path, name)),
-            view=views[name],
-            role=str(name),
-            layer=layer.instance,
-            fans=fans,
-            order=start + len(out),
-            dtype=np.dtype(slot.value.dtype).name,
-            handle=slot,
-            kind=layer.kind,
-            known=layer.known if layer.kind is not None else False,
-        ))
+        out.append(
+            Param(
+                path="/".join(str(p) for p in (*path, name)),
+                view=views[name],
+                role=str(name),
+                layer=layer.instance,
+                fans=fans,
+                order=start + len(out),
+                dtype=np.dtype(slot.value.dtype).name,
+                handle=slot,
+                kind=layer.kind,
+                known=layer.known if layer.kind is not None else False,
+            )
+        )
     return out
 
 
@@ -481,7 +503,11 @@ def _auto_layer(name: Any, registered: dict[str, Any]) -> _Layer | None:
 
 def _is_attention_block(layer: _Layer | None, node: Mapping[str, Any]) -> tuple[bool, bool]:
     """``(is attention, known)`` for a linen module holding ``node``."""
-    if layer is not None and layer.cls is not None and issubclass(layer.cls, _LINEN_ATTENTION + _NNX_ATTENTION):
+    if (
+        layer is not None
+        and layer.cls is not None
+        and issubclass(layer.cls, _LINEN_ATTENTION + _NNX_ATTENTION)
+    ):
         return True, True
     if layer is not None and layer.reg is not None:
         return False, True
@@ -489,8 +515,9 @@ def _is_attention_block(layer: _Layer | None, node: Mapping[str, Any]) -> tuple[
     return set(_PROJECTIONS) <= children, False
 
 
-def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = False
-                 ) -> tuple[list[Param], tuple[str, ...]]:
+def _tree_params(
+    tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = False
+) -> tuple[list[Param], tuple[str, ...]]:
     """The Params of a linen tree's learnable collection (or of an nnx State's ``Param``
     variables), and the key path of that collection."""
     if not nnx_state and "params" in tree and isinstance(tree["params"], Mapping):
@@ -535,14 +562,13 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
         layer = layers.find("/".join(str(p) for p in (*prefix, *path)), short)
         if layer is None and path:
             layer = _auto_layer(path[-1], registered)
-        if slots or children:
-            if parent is not None and path and str(path[-1]) in _PROJECTIONS:
-                attention, known = _is_attention_block(*parent)
-                if attention:
-                    if layer is None:
-                        layer = _Layer(cls=_GENERAL[0] if not nnx_state else _GENERAL[-1])
-                        layer.general = "general"
-                    layer.as_projection(str(path[-1]), known and layer.known)
+        if (slots or children) and parent is not None and path and str(path[-1]) in _PROJECTIONS:
+            attention, known = _is_attention_block(*parent)
+            if attention:
+                if layer is None:
+                    layer = _Layer(cls=_GENERAL[0] if not nnx_state else _GENERAL[-1])
+                    layer.general = "general"
+                layer.as_projection(str(path[-1]), known and layer.known)
         if slots:
             module_paths.append(short)
             if layer is None:
@@ -559,7 +585,7 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
     ranks = [layers.rank(short) for short, _ in found]
     if layers.entries and all(r is not None for r in ranks):
         # layers= lists every module (as modules() does, in call order): that is the order.
-        found = [entry for _, entry in sorted(zip(ranks, found), key=lambda pair: pair[0])]
+        found = [entry for _, entry in sorted(zip(ranks, found, strict=True), key=lambda pair: pair[0])]
     params = [p for _, group in found for p in group]
     for i, p in enumerate(params):
         p.order = i
@@ -600,7 +626,11 @@ def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> lis
                 visit(node[name], (*path, name))
             return
         if nnx_state:
-            if isinstance(node, nnx.Variable) and not isinstance(node, nnx.Param) and _is_abstract(node.get_value()):
+            if (
+                isinstance(node, nnx.Variable)
+                and not isinstance(node, nnx.Param)
+                and _is_abstract(node.get_value())
+            ):
                 out.append((path, node.get_value(), node))
             return
         raw = _unbox(node)
@@ -616,7 +646,7 @@ def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> lis
 
 def _nnx_children(node: Any) -> list[tuple[Any, Any]]:
     """A graph node's children in definition (insertion) order."""
-    if isinstance(node, nnx.List) or isinstance(node, (list, tuple)):
+    if isinstance(node, (nnx.List, list, tuple)):
         return list(enumerate(node))
     if isinstance(node, Mapping):
         return list(node.items())
@@ -626,7 +656,9 @@ def _nnx_children(node: Any) -> list[tuple[Any, Any]]:
 
 
 def _is_node(value: Any) -> bool:
-    return isinstance(value, (nnx.Module, nnx.Pytree, list, tuple, Mapping)) and not isinstance(value, nnx.Variable)
+    return isinstance(value, (nnx.Module, nnx.Pytree, list, tuple, Mapping)) and not isinstance(
+        value, nnx.Variable
+    )
 
 
 def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple, Any, Any]]]:
@@ -659,8 +691,12 @@ def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple, Any, Any]]]:
                 others[id(value)] = ((*path, name), value.get_value(), value)
         if slots and first_time:
             layer = _Layer(instance=node) if isinstance(node, nnx.Module) else _Layer()
-            if (isinstance(parent, _NNX_ATTENTION) and path and str(path[-1]) in _PROJECTIONS
-                    and isinstance(node, _GENERAL)):
+            if (
+                isinstance(parent, _NNX_ATTENTION)
+                and path
+                and str(path[-1]) in _PROJECTIONS
+                and isinstance(node, _GENERAL)
+            ):
                 layer.as_projection(str(path[-1]), True)
             if layer.kind is None:
                 layer.kind = _guess_kind({k: s.value for k, s in slots.items()})
@@ -694,7 +730,8 @@ def _kind_of_model(model: Any) -> str:
     if not isinstance(model, Mapping):
         raise RuleError(
             f"model of type {type(model).__name__} is not allowed; the flax backend takes a linen "
-            "variables dict (from model.init or jax.eval_shape(model.init, ...)), an nnx.Module or an nnx.State"
+            "variables dict (from model.init or jax.eval_shape(model.init, ...)), an nnx.Module or an "
+            "nnx.State"
         )
     return "linen"
 
@@ -783,7 +820,7 @@ class _Shardings:
         if self.by_path is None:
             return False, None
         for path in paths:
-            short = path[len(prefix[0]) + 1:] if prefix and path.startswith(f"{prefix[0]}/") else None
+            short = path[len(prefix[0]) + 1 :] if prefix and path.startswith(f"{prefix[0]}/") else None
             for candidate in (path, short):
                 if candidate is not None and candidate in self.by_path:
                     self.used.add(candidate)
@@ -807,7 +844,11 @@ def _names_spec(leaf: Any, value: Any) -> tuple[PartitionSpec | None, Mesh | Non
         if isinstance(leaf, nn.LogicallyPartitioned):
             return PartitionSpec(*nn.logical_to_mesh_axes(leaf.names, leaf.rules)), leaf.mesh
         return leaf.get_partition_spec(), leaf.mesh
-    if isinstance(leaf, nnx.Variable) and leaf.has_metadata("out_sharding") and leaf.get_metadata("out_sharding"):
+    if (
+        isinstance(leaf, nnx.Variable)
+        and leaf.has_metadata("out_sharding")
+        and leaf.get_metadata("out_sharding")
+    ):
         from flax.nnx.spmd import get_var_pspec
 
         mesh = leaf.get_metadata("mesh") if leaf.has_metadata("mesh") else None
@@ -864,7 +905,9 @@ def _bounded_problem(spec: Spec, fans: Any, dtype: np.dtype, where: str) -> str 
 class _Writer:
     """The Flax ``rules.Writer``: check everything, prepare user laws, draw each parameter."""
 
-    def __init__(self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple) -> None:
+    def __init__(
+        self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple
+    ) -> None:
         self.kind = kind
         self.seed = seed
         self.donate = donate
@@ -896,9 +939,9 @@ class _Writer:
         for path, value, leaf in others:
             name = str(path[-1])
             fill = None
-            if self.kind == "linen" and path[0] == "batch_stats" and name in ("mean", "var"):
-                fill = "zeros" if name == "mean" else "ones"
-            elif isinstance(leaf, nnx.BatchStat) and name in ("mean", "var"):
+            if (self.kind == "linen" and path[0] == "batch_stats" and name in ("mean", "var")) or (
+                isinstance(leaf, nnx.BatchStat) and name in ("mean", "var")
+            ):
                 fill = "zeros" if name == "mean" else "ones"
             elif isinstance(leaf, nnx.RngCount):
                 fill = "zeros"
@@ -928,7 +971,9 @@ class _Writer:
                 f"{spec!r} cannot fill {_where(param)}: its array was deleted or donated (e.g. by an "
                 "earlier mi.apply(..., donate=True)); use the tree that call returned"
             )
-        if not (isinstance(value, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)) or _is_tracer(value)):
+        if not (
+            isinstance(value, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)) or _is_tracer(value)
+        ):
             raise ShapeError(
                 f"{spec!r} cannot fill {_where(param)}: it is a {type(value).__name__}; multiinit replaces "
                 "JAX and NumPy arrays and ShapeDtypeStructs"
@@ -940,8 +985,12 @@ class _Writer:
                 f"{spec!r} cannot fill {_where(param)} of dtype {param.dtype}: multiinit fills bfloat16, "
                 "float16, float32 or float64 parameters"
             ) from None
-        problem = _bounded_problem(spec, _rules._given_fans(param, spec) or _safe_fans(param), dtype,
-                                   f"{_where(param)} of dtype {dtype.name}")
+        problem = _bounded_problem(
+            spec,
+            _rules._given_fans(param, spec) or _safe_fans(param),
+            dtype,
+            f"{_where(param)} of dtype {dtype.name}",
+        )
         if problem:
             raise SpecError(problem)
         if slot.variable is not None and not getattr(slot.variable, "_can_update", True):
@@ -970,16 +1019,32 @@ class _Writer:
     def fill(self, param: Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
         slot: _Slot = param.handle
         target = self.targets[id(param)]
-        old = slot.value if (self.donate and isinstance(slot.value, jax.Array) and not _is_tracer(slot.value)
-                             and not slot.value.is_deleted()) else None
+        old = (
+            slot.value
+            if (
+                self.donate
+                and isinstance(slot.value, jax.Array)
+                and not _is_tracer(slot.value)
+                and not slot.value.is_deleted()
+            )
+            else None
+        )
         dtype = _dtype(param.dtype)
         if prepared is not None:
             new = _sharded.place(prepared, target)
         elif draw.portable:
             new = self._portable(param, spec, draw, target, dtype)
         else:
-            new = _sharded.native(_inner(spec), param.view, _rules._given_fans(param, spec), dtype, self.root(),
-                                  param.order, target, old)
+            new = _sharded.native(
+                _inner(spec),
+                param.view,
+                _rules._given_fans(param, spec),
+                dtype,
+                self.root(),
+                param.order,
+                target,
+                old,
+            )
         if old is not None and not old.is_deleted():
             old.delete()  # not donated to the kernel (another sharding, a host draw): given up now
         self.store(slot, new)
@@ -1003,13 +1068,16 @@ class _Writer:
 
     def _portable(self, param: Param, spec: Spec, draw: _rules.Draw, target: Any, dtype: np.dtype) -> Any:
         if self.traced:
-            return _sharded.place(self._callback(lambda: self._portable_host(param, spec, draw), param), target)
+            return _sharded.place(
+                self._callback(lambda: self._portable_host(param, spec, draw), param), target
+            )
 
         def region(box: Any) -> np.ndarray:
             return _rules.portable_values(param, spec, draw, box=box)
 
-        return _sharded.portable(param.view.native_shape, param.view, dtype, target, region,
-                                 _stream.is_elementwise(spec))
+        return _sharded.portable(
+            param.view.native_shape, param.view, dtype, target, region, _stream.is_elementwise(spec)
+        )
 
     def _native_user(self, param: Param, spec: Spec) -> Any:
         """A native draw of a spec holding a user law: the law through the fence, on the host,
@@ -1088,8 +1156,16 @@ def _listed(paths: list[str], limit: int = 8) -> str:
 # --------------------------------------------------------------------------- apply
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, *,
-          layers: Mapping[str, Any] | None = None, donate: bool = False, shardings: Any = None) -> Any:
+def apply(
+    model: Any,
+    rules: Any,
+    seed: int | None = None,
+    portable: bool = False,
+    *,
+    layers: Mapping[str, Any] | None = None,
+    donate: bool = False,
+    shardings: Any = None,
+) -> Any:
     """Initialize a linen variables tree (a new tree is returned), an nnx module (in place) or
     an nnx State (a new one), all or nothing; concrete, abstract or sharded.
 
@@ -1110,7 +1186,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     >>> float(new["params"]["layers_0"]["bias"].sum()), new is variables
     (0.0, False)
     >>> abstract = jax.eval_shape(net.init, jax.random.key(0), jnp.ones((2, 4)))  # nothing allocated
-    >>> apply(abstract, {"kernel": mi.he_normal(), "bias": mi.zeros()}, seed=0)["params"]["layers_2"]["kernel"].shape
+    >>> drawn = apply(abstract, {"kernel": mi.he_normal(), "bias": mi.zeros()}, seed=0)
+    >>> drawn["params"]["layers_2"]["kernel"].shape
     (8, 1)
     """
     if not isinstance(donate, bool):
@@ -1120,11 +1197,13 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     writer = _Writer(kind, seed, donate, given, prefix)
     known_paths = {path for p in params for path in p.paths} | {"/".join(map(str, o[0])) for o in others}
     if kind == "nnx":
-        known_paths |= {"/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
+        known_paths |= {
+            "/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)
+        }
     else:
         known_paths |= _all_leaf_paths(model)
         if prefix:
-            known_paths |= {p[len(prefix[0]) + 1:] for p in known_paths if p.startswith(f"{prefix[0]}/")}
+            known_paths |= {p[len(prefix[0]) + 1 :] for p in known_paths if p.startswith(f"{prefix[0]}/")}
     given.check_used(known_paths)
     _rules._check_seed(seed, portable)
     writer.plan_abstract(params, others, rules)
