@@ -55,9 +55,9 @@ TOX_ENV = {
 
 def gather(
     folder: Path, backends: Sequence[str], kind: str = "matrix"
-) -> tuple[dict[str, list[dict]], list[str]]:
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """The records of each backend found in ``folder``, and the backends with none."""
-    found: dict[str, list[dict]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     missing = []
     for backend in backends:
         path = folder / f"{kind}-{backend}.json"
@@ -83,7 +83,7 @@ def _key_statistic(record: dict[str, Any]) -> tuple[str, str]:
     return (f"std {summary['std']:.4g}", f"{analytic['std']:.4g}")
 
 
-def build_table(found: dict[str, list[dict]], backends: Sequence[str]) -> list[dict[str, Any]]:
+def build_table(found: dict[str, list[dict[str, Any]]], backends: Sequence[str]) -> list[dict[str, Any]]:
     """One row per (spec, case): the law and, per backend, verdict and key statistic."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for backend in backends:
@@ -268,10 +268,10 @@ def _flat(values: Any) -> list[float]:
     return [float(values)]
 
 
-def compare_portable(found: dict[str, list[dict]]) -> tuple[list[dict[str, Any]], list[str]]:
+def compare_portable(found: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Per model: each backend's largest difference from the NumPy network and from the other
     backends; and the failure lines (empty when every framework gave the same outputs)."""
-    models: dict[str, dict[str, dict]] = {}
+    models: dict[str, dict[str, dict[str, Any]]] = {}
     for backend, records in found.items():
         for record in records:
             models.setdefault(record["model"], {})[backend] = record
@@ -341,7 +341,9 @@ def render_portable(rows: list[dict[str, Any]], backends: Sequence[str], markdow
     )
 
 
-def _portable_section(results: Path, backends: Sequence[str], require: bool) -> tuple[int, str, dict]:
+def _portable_section(
+    results: Path, backends: Sequence[str], require: bool
+) -> tuple[int, str, dict[str, Any]]:
     """Print the portable comparison; (status, Markdown, JSON summary)."""
     frameworks = [b for b in backends if b != "numpy"]
     found, missing = gather(results, frameworks, kind="portable")
@@ -439,7 +441,7 @@ def report(
     return status or portable_status
 
 
-def _failure_lines(failures: list[tuple[str, dict]]) -> list[str]:
+def _failure_lines(failures: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = []
     for backend, record in failures:
         failed = [c for c in record.get("checks", []) if not c["passed"]]

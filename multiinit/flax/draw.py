@@ -351,7 +351,7 @@ def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
 
 def _plan_truncated(
     mean: float, std: float, low: float, high: float, dtype: np.dtype, cdtype: np.dtype, clamp: bool = True
-) -> tuple[str, tuple, tuple]:
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     floor, ceiling = _at_least(mean + low * std, dtype), _at_most(mean + high * std, dtype)
     reach = _NORMAL_REACH.get(np.dtype(cdtype).name)
     if reach is not None and low <= -reach and high >= reach:
@@ -376,7 +376,7 @@ def _plan_scaled(
     dtype: np.dtype,
     cdtype: np.dtype,
     bound: float | None,
-) -> tuple[str, tuple, tuple]:
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The plan of ``variance_scaling(scale, mode, distribution)`` on these fans: JAX's variance
     in the drawing dtype, its factor computed in the graph (``_factor``); ``bound`` (the law's
     own limit or sigma, in float64) clamps the values inward in ``dtype`` when given."""
@@ -408,7 +408,7 @@ def _orthogonal_axis(view: LogicalView) -> int | None:
 
 def _plan(
     spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
-) -> tuple[str, tuple, tuple]:
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """``(family, static, numbers)`` of a built-in law: ``_run(family, static, shape, dtype,
     key, *numbers)`` draws it (``_kernel`` compiles that); ``"spec"`` plans draw the spec."""
     if isinstance(spec, Mixture):
@@ -428,7 +428,7 @@ def _plan(
 
 def _plan_law(
     spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
-) -> tuple[str, tuple, tuple]:
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The inner plan of a built-in random law (the numbers not yet split into baked and run-time ones)."""
     cdtype = _compute_dtype(dtype)
     if isinstance(spec, Uniform):
@@ -507,7 +507,9 @@ def _jax_orthogonal(key: Any, shape: tuple[int, ...], column_axis: int, cdtype: 
     return jnp.moveaxis(q, -1, column_axis)
 
 
-def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -> tuple | None:
+def _baked(
+    family: str, dtype: np.dtype, numbers: tuple[Any, ...], always: bool = False
+) -> tuple[Any, ...] | None:
     """The numbers as compile-time constants (hashable ``(value, dtype)`` pairs), or None to
     pass them at run time.
 
@@ -523,14 +525,21 @@ def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -
 
 
 def _planned(
-    family: str, static: tuple, numbers: tuple, dtype: np.dtype, cdtype: Any, always_bake: bool = False
-) -> tuple[str, tuple, tuple]:
+    family: str,
+    static: tuple[Any, ...],
+    numbers: tuple[Any, ...],
+    dtype: np.dtype,
+    cdtype: Any,
+    always_bake: bool = False,
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """A plan ``(family, (cdtype, baked, static), runtime numbers)``: what ``_run`` draws."""
     baked = _baked(family, dtype, numbers, always_bake)
     return family, (np.dtype(cdtype), baked, static), (() if baked is not None else tuple(numbers))
 
 
-def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any) -> Any:
+def _run(
+    family: str, static: tuple[Any, ...], shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any
+) -> Any:
     """Draw a plan (``_plan``, ``_planned``) traced, inside ``jax.jit``."""
     if family == "spec":
         spec, view, fans = static
@@ -592,11 +601,15 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, ke
 
 
 @functools.lru_cache(maxsize=512)
-def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., Any]:
+def _kernel(
+    family: str, static: tuple[Any, ...], shape: tuple[int, ...], dtype: np.dtype
+) -> Callable[..., Any]:
     return jax.jit(functools.partial(_run, family, static, shape, dtype))
 
 
-def _call(plan: tuple[str, tuple, tuple], shape: tuple[int, ...], dtype: np.dtype, key: Any) -> Any:
+def _call(
+    plan: tuple[str, tuple[Any, ...], tuple[Any, ...]], shape: tuple[int, ...], dtype: np.dtype, key: Any
+) -> Any:
     """A plan through its cached kernel: one program, called eagerly or inside a trace (where
     ``jax.jit`` nests it), so jit gives the eager values."""
     family, static, numbers = plan
@@ -698,7 +711,7 @@ def _thresholds(weights: list[float], bits: int) -> list[int]:
     return cuts
 
 
-def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | None:
+def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """The one-draw plan of a mixture of uniforms and constants in a real float dtype, or None.
 
     Each piece is ``(kind, start, shift)``: its bits run over ``[start, next start)``; a
@@ -737,13 +750,13 @@ def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | N
 
 
 def _pieces(
-    pieces: tuple,
+    pieces: tuple[Any, ...],
     bits: int,
     key: Any,
     shape: tuple[int, ...],
     dtype: np.dtype,
     cdtype: np.dtype,
-    numbers: tuple,
+    numbers: tuple[Any, ...],
 ) -> Any:
     """One draw of random bits per element: the piece it falls in, and the value there."""
     udtype = jnp.uint64 if bits == 64 else jnp.uint32
@@ -922,7 +935,7 @@ def _draw(
 # --------------------------------------------------------------------------- JAX's own calls
 
 
-def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def _draw_jax(call: tuple[Any, ...], key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     """What the ``jax.nn.initializers`` call ``call`` draws, with JAX's arithmetic in ``dtype``.
 
     ``call`` is ``(name, *arguments)`` as the drop-in normalized them (``initializers.py``

@@ -257,7 +257,7 @@ def _named(distribution: str, scale: float, mode: str) -> Spec:
 
 def _scaled(
     function: str, scale: Any, mode: Any, distribution: Any, in_axis: Any, out_axis: Any, batch_axis: Any
-) -> tuple[Spec, tuple]:
+) -> tuple[Spec, tuple[Any, ...]]:
     if isinstance(scale, str) or scale is None:
         raise ParameterTypeError(
             f"{function}: scale={shown(scale)} is not allowed; scale must be a real number > 0"
@@ -281,7 +281,7 @@ def _scaled(
     return law, ("variance_scaling", scale_, mode_, distribution_, *axes)
 
 
-def _truncated(stddev: Any, lower: Any, upper: Any) -> tuple[Spec, tuple | None]:
+def _truncated(stddev: Any, lower: Any, upper: Any) -> tuple[Spec, tuple[Any, ...] | None]:
     function = "truncated_normal"
     for name, value in (("lower", lower), ("upper", upper)):
         if isinstance(value, str) or value is None:
@@ -378,7 +378,7 @@ def _flax_shape(logical: tuple[int, ...]) -> tuple[int, ...]:
     return (*logical[2:], logical[1], logical[0])
 
 
-def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple | None, Any]:
+def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple[Any, ...] | None, Any]:
     """``(spec, call, dtype)`` of ``jax.nn.initializers.<name>(*args, **kwargs)``: the law,
     what ``draw._draw_jax`` draws (None: the spec is drawn), and the default dtype."""
     try:
@@ -512,7 +512,7 @@ class JaxInitializer(_compiled.Initializer):
     __slots__ = ("name", "call", "dtype")
     __signature__ = _Signature()
 
-    def __init__(self, name: str, spec: Spec, call: tuple | None, dtype: Any = None) -> None:
+    def __init__(self, name: str, spec: Spec, call: tuple[Any, ...] | None, dtype: Any = None) -> None:
         super().__init__(spec)
         self.name = name
         self.call = call

@@ -243,7 +243,7 @@ def _kind_of(cls: type | None) -> str | None:
     return None
 
 
-def _tuple(value: Any) -> tuple:
+def _tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
     if isinstance(value, Mapping):
@@ -358,7 +358,7 @@ class _Slot:
 
     __slots__ = ("paths", "variable", "value", "box")
 
-    def __init__(self, path: tuple, value: Any, variable: Any = None, box: Any = None) -> None:
+    def __init__(self, path: tuple[Any, ...], value: Any, variable: Any = None, box: Any = None) -> None:
         self.paths = [path]
         self.variable = variable
         self.value = value
@@ -417,7 +417,7 @@ def _is_abstract(value: Any) -> bool:
 # --------------------------------------------------------------------------- linen trees
 
 
-class Modules(dict):
+class Modules(dict[str, Any]):
     """What ``modules()`` returns: module path -> bound linen module, in call order. As
     ``layers=`` it may list modules that hold no parameters (``Dropout``), which a
     hand-written mapping may not (there a key that matches nothing is a typo)."""
@@ -529,7 +529,7 @@ def _tree_params(
     registered = _registered_by_short_name()
     arrays: dict[int, _Slot] = {}  # one jax.Array object at several paths: one tied parameter
 
-    def leaf(value: Any, key: tuple) -> _Slot | None:
+    def leaf(value: Any, key: tuple[Any, ...]) -> _Slot | None:
         if nnx_state:
             if not isinstance(value, nnx.Param):
                 return None
@@ -540,7 +540,9 @@ def _tree_params(
             return None
         return _Slot(key, raw, box=value if value is not raw else None)
 
-    def visit(node: Mapping[str, Any], path: tuple, parent: tuple[_Layer | None, Mapping] | None) -> None:
+    def visit(
+        node: Mapping[str, Any], path: tuple[Any, ...], parent: tuple[_Layer | None, Mapping[str, Any]] | None
+    ) -> None:
         slots: dict[str, _Slot] = {}
         children = []
         for name in node:
@@ -593,7 +595,7 @@ def _tree_params(
     return params, prefix
 
 
-def _rebuild(node: Any, values: dict[tuple, Any], path: tuple = ()) -> Any:
+def _rebuild(node: Any, values: dict[tuple[Any, ...], Any], path: tuple[Any, ...] = ()) -> Any:
     """A new tree like ``node``, with the leaves at ``values``' paths replaced."""
     if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
         built = {name: _rebuild(node[name], values, (*path, name)) for name in node}
@@ -611,14 +613,16 @@ def _rebuild(node: Any, values: dict[tuple, Any], path: tuple = ()) -> Any:
     return node
 
 
-def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> list[tuple[tuple, Any, Any]]:
+def _tree_others(
+    tree: Mapping[str, Any], prefix: tuple[Any, ...], nnx_state: bool
+) -> list[tuple[tuple[Any, ...], Any, Any]]:
     """Every abstract leaf of ``tree`` outside the learnable collection: ``(key path, value,
     leaf)`` (the leaf is the box or the nnx variable)."""
     out = []
     if not nnx_state and not prefix:
         return out  # a bare params tree: every leaf is a parameter
 
-    def visit(node: Any, path: tuple) -> None:
+    def visit(node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             if not nnx_state and path == prefix:
                 return
@@ -661,15 +665,15 @@ def _is_node(value: Any) -> bool:
     )
 
 
-def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple, Any, Any]]]:
+def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple[Any, ...], Any, Any]]]:
     """The Params of an nnx module (each shared variable once, with every path it has), and
     its other variables holding abstract values ``(path, value, variable)``."""
     params: list[Param] = []
     by_variable: dict[int, Param] = {}
-    others: dict[int, tuple[tuple, Any, Any]] = {}
+    others: dict[int, tuple[tuple[Any, ...], Any, Any]] = {}
     visited: set[int] = set()
 
-    def visit(node: Any, path: tuple, parent: Any, stack: tuple[int, ...]) -> None:
+    def visit(node: Any, path: tuple[Any, ...], parent: Any, stack: tuple[int, ...]) -> None:
         first_time = id(node) not in visited
         visited.add(id(node))
         children = _nnx_children(node)
@@ -736,7 +740,9 @@ def _kind_of_model(model: Any) -> str:
     return "linen"
 
 
-def _walk(model: Any, layers: Mapping[str, Any] | None) -> tuple[str, list[Param], tuple, list]:
+def _walk(
+    model: Any, layers: Mapping[str, Any] | None
+) -> tuple[str, list[Param], tuple[Any, ...], list[Any]]:
     kind = _kind_of_model(model)
     if kind == "nnx":
         if layers is not None:
@@ -801,7 +807,7 @@ class _Shardings:
                 "tree like the model's of Sharding, PartitionSpec or None (e.g. from nn.get_partition_spec)"
             )
 
-    def _flatten(self, node: Any, path: tuple) -> None:
+    def _flatten(self, node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             for name in node:
                 self._flatten(node[name], (*path, name))
@@ -816,7 +822,7 @@ class _Shardings:
             )
         self.by_path["/".join(str(p) for p in path)] = value
 
-    def lookup(self, paths: Iterable[str], prefix: tuple) -> tuple[bool, Any]:
+    def lookup(self, paths: Iterable[str], prefix: tuple[Any, ...]) -> tuple[bool, Any]:
         if self.by_path is None:
             return False, None
         for path in paths:
@@ -856,7 +862,9 @@ def _names_spec(leaf: Any, value: Any) -> tuple[PartitionSpec | None, Mesh | Non
     return None, None
 
 
-def _target(value: Any, leaf: Any, paths: Iterable[str], prefix: tuple, given: _Shardings) -> Sharding | None:
+def _target(
+    value: Any, leaf: Any, paths: Iterable[str], prefix: tuple[Any, ...], given: _Shardings
+) -> Sharding | None:
     """Where the new array of a leaf goes (see ``sharded.py``)."""
     path = next(iter(paths))
     if given.one is not None:
@@ -906,22 +914,24 @@ class _Writer:
     """The Flax ``rules.Writer``: check everything, prepare user laws, draw each parameter."""
 
     def __init__(
-        self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple
+        self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple[Any, ...]
     ) -> None:
         self.kind = kind
         self.seed = seed
         self.donate = donate
         self.shardings = shardings
         self.prefix = prefix
-        self.written: dict[tuple, Any] = {}
+        self.written: dict[tuple[Any, ...], Any] = {}
         self.targets: dict[int, Sharding | None] = {}
-        self.extras: list[tuple[Any, str, Sharding | None, tuple]] = []
+        self.extras: list[tuple[Any, str, Sharding | None, tuple[Any, ...]]] = []
         self.traced = _is_tracer(jnp.zeros((), jnp.int8))  # called inside jax.jit (or another transform)
         self._root: Any = None
 
     # ---- before anything
 
-    def plan_abstract(self, params: list[Param], others: list[tuple[tuple, Any, Any]], rules: Any) -> None:
+    def plan_abstract(
+        self, params: list[Param], others: list[tuple[tuple[Any, ...], Any, Any]], rules: Any
+    ) -> None:
         """Abstract parameters that no rule fills, and abstract leaves that are not parameters
         multiinit knows how to fill, are a ``RuleError``; the others are noted (and their
         shardings checked) for ``finish``."""
@@ -1217,7 +1227,7 @@ def apply(
 def _all_leaf_paths(tree: Any) -> set[str]:
     out: set[str] = set()
 
-    def visit(node: Any, path: tuple) -> None:
+    def visit(node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             for name in node:
                 visit(node[name], (*path, name))

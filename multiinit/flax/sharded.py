@@ -188,7 +188,7 @@ def check_sharding(sharding: Sharding | None, shape: tuple[int, ...], path: str)
 @functools.lru_cache(maxsize=1024)
 def _kernel(
     family: str,
-    static: tuple,
+    static: tuple[Any, ...],
     shape: tuple[int, ...],
     dtype: np.dtype,
     sharding: Sharding | None,
@@ -206,7 +206,7 @@ def _kernel(
 
 def _plan_of(
     spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
-) -> tuple[str, tuple, tuple]:
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     if spec.random:
         return _plan(spec, view, fans, dtype)
     return "spec", (spec, view, fans), ()
@@ -219,7 +219,7 @@ def program(
     dtype: np.dtype,
     sharding: Sharding | None,
     donate: bool = False,
-) -> tuple[Callable[..., Any], tuple]:
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """The jitted kernel of ``spec`` on ``view`` with ``out_shardings=sharding``, and the law's
     numbers it takes after ``(root, order)`` (and the donated array first, with ``donate``)."""
     family, static, numbers = _plan_of(spec, view, fans, dtype)
@@ -299,7 +299,7 @@ def from_callback(
     shape = tuple(shape)
     if sharding is None:
         return jnp.asarray(np.asarray(part(tuple(slice(0, n) for n in shape)), dtype=dtype))
-    memo: dict[tuple, np.ndarray] = {}
+    memo: dict[tuple[Any, ...], np.ndarray] = {}
 
     def callback(index: Index) -> np.ndarray:
         index = _norm(index, shape)

@@ -100,7 +100,7 @@ class MultiinitInitializer(keras.initializers.Initializer):
     uniform(low=5.0, high=10.0)
     """
 
-    def __init__(self, spec: Spec | dict, seed: int | None = None) -> None:
+    def __init__(self, spec: Spec | dict[str, Any], seed: int | None = None) -> None:
         if isinstance(spec, dict):
             spec = from_dict(spec)
         if not isinstance(spec, Spec):

@@ -284,7 +284,7 @@ def _draw_elementwise(
 # --------------------------------------------------------------------------- mixtures
 
 
-def _bits_plan(spec: Mixture) -> tuple | None:
+def _bits_plan(spec: Mixture) -> tuple[Any, ...] | None:
     """How a float32 mixture of uniforms and constants draws from random bits (a hull plan,
     see ``_plan_hull``, else a bits plan, see ``_plan_bits``), or None for a mixture holding
     any other law."""
@@ -299,7 +299,7 @@ _HULL_BITS = 25
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
+def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple[Any, ...] | None:
     """``("hull", half, step, offset, gaps)`` when the mixture is one uniform over the hull of
     its uniforms with the gaps between them set to constants: its uniforms all have one
     density, each gap is filled by a constant of exactly the gap's mass, and the boundaries
@@ -379,7 +379,7 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
     )
 
 
-def _mixture_hull(plan: tuple, shape: tuple[int, ...], seed: Any) -> Any:
+def _mixture_hull(plan: tuple[Any, ...], shape: tuple[int, ...], seed: Any) -> Any:
     """A float32 tensor of the hull plan (see ``_plan_hull``): one word, a product, and a where
     per gap, on bool masks made of integer comparisons."""
     _, half, step, offset, gaps, (floor, ceiling) = plan
@@ -397,7 +397,7 @@ def _mixture_hull(plan: tuple, shape: tuple[int, ...], seed: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, ...], bool]:
+def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple[Any, ...], tuple[int, ...], bool]:
     """``(pieces, thresholds, one_word)``: piece i is ``("constant", value)`` or ``("uniform",
     width, offset, floor, ceiling)``, whose values are ``f * width + offset`` for the float32
     f in [1, 2) made of the word's low 23 bits, clamped to ``floor``/``ceiling`` where float32
@@ -437,7 +437,9 @@ def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, 
     return tuple(pieces), tuple(edges), one_word
 
 
-def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, ...], seed: Any) -> Any:
+def _mixture_bits(
+    plan: tuple[tuple[Any, ...], tuple[int, ...], bool], shape: tuple[int, ...], seed: Any
+) -> Any:
     """A float32 tensor of the mixture ``plan`` describes (see ``_plan_bits``)."""
     pieces, edges, one_word = plan
     word = keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 0))
@@ -449,7 +451,7 @@ def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, .
     f = None
     scaled: dict[float, Any] = {}
 
-    def value(piece: tuple) -> Any:
+    def value(piece: tuple[Any, ...]) -> Any:
         nonlocal f
         if piece[0] == "constant":
             return piece[1]

@@ -156,7 +156,7 @@ def sharding_of(variable: Any) -> Any:
 
 # --------------------------------------------------------------------------- native draws
 
-_JITTED: OrderedDict[tuple, Callable[..., Any]] = OrderedDict()
+_JITTED: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 _JITTED_MAX = 256
 
 
@@ -168,7 +168,12 @@ def _splits_seed(spec: Spec) -> bool:
 
 
 def draw(
-    make: Callable[[Any], Any], key: tuple, spec: Spec, shape: tuple[int, ...], seed: int, sharding: Any
+    make: Callable[[Any], Any],
+    key: tuple[Any, ...],
+    spec: Spec,
+    shape: tuple[int, ...],
+    seed: int,
+    sharding: Any,
 ) -> Any:
     """``make(seed)`` (a native tensor of ``shape``): on JAX by one jitted function onto
     ``sharding`` (each device draws its shard), elsewhere eagerly. ``key`` identifies
