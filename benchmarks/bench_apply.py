@@ -173,25 +173,35 @@ def torch_report(args: argparse.Namespace) -> None:
     for layers, size in models:
         results = {name: _subprocess("torch", name, layers, size, rounds) for name in TORCH_CASES}
         params = results["native loop"]["param_bytes"]
-        print(f"\ntorch: {layers} x Linear({size}, {size}), {params / 4 / 1e6:.0f}M parameters "
-              f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s)")
+        print(
+            f"\ntorch: {layers} x Linear({size}, {size}), {params / 4 / 1e6:.0f}M parameters "
+            f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s)"
+        )
         header = f"{'case':<28} {'seconds':>8} {'vs':>24} {'ratio':>6} {'RSS above baseline / params':>28}"
         print(header)
         print("-" * len(header))
         against = {
-            "native loop": "native loop", "mi.apply seed": "native loop", "mi.apply portable": "native loop",
-            "default + re-init": "default + re-init", "meta + to_empty + loop": "default + re-init",
-            "meta + mi.apply": "default + re-init", "meta + mi.apply portable": "default + re-init",
+            "native loop": "native loop",
+            "mi.apply seed": "native loop",
+            "mi.apply portable": "native loop",
+            "default + re-init": "default + re-init",
+            "meta + to_empty + loop": "default + re-init",
+            "meta + mi.apply": "default + re-init",
+            "meta + mi.apply portable": "default + re-init",
         }
         for name in TORCH_CASES:
             r = results[name]
             base = results[against[name]]["seconds"]
-            print(f"{name:<28} {r['seconds']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
-                  f"{r['rss_above'] / params:>28.2f}")
+            print(
+                f"{name:<28} {r['seconds']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
+                f"{r['rss_above'] / params:>28.2f}"
+            )
         native, portable = results["native loop"]["seconds"], results["mi.apply portable"]["seconds"]
-        print(f"portable throughput: {native / portable:.2f}x native (goal >= 0.5); "
-              f"meta + mi.apply: {results['meta + mi.apply']['seconds'] / results['default + re-init']['seconds']:.2f}x "
-              "default + re-init (goal <= 0.7)")
+        meta, reinit = results["meta + mi.apply"]["seconds"], results["default + re-init"]["seconds"]
+        print(
+            f"portable throughput: {native / portable:.2f}x native (goal >= 0.5); "
+            f"meta + mi.apply: {meta / reinit:.2f}x default + re-init (goal <= 0.7)"
+        )
 
 
 # --------------------------------------------------------------------------- keras
@@ -269,8 +279,12 @@ def keras_case(name: str, layers: int, size: int, rounds: int) -> dict:
             block(net)
             times.append(time.perf_counter() - start)
             del net
-    return {"seconds": min(times), "rss_above": peak_rss() - baseline, "param_bytes": param_bytes,
-            "backend": keras.backend.backend()}
+    return {
+        "seconds": min(times),
+        "rss_above": peak_rss() - baseline,
+        "param_bytes": param_bytes,
+        "backend": keras.backend.backend(),
+    }
 
 
 def keras_report(args: argparse.Namespace) -> None:
@@ -279,21 +293,28 @@ def keras_report(args: argparse.Namespace) -> None:
     rounds = 1 if args.small else args.rounds
     results = {name: _subprocess("keras", name, layers, size, rounds) for name in KERAS_CASES}
     params = results["native loop"]["param_bytes"]
-    print(f"\nkeras ({results['native loop']['backend']}): {layers} x Dense({size}) on {size} features, "
-          f"{params / 4 / 1e6:.0f}M parameters ({params / 2**20:.0f} MiB), fastest of {rounds} round(s)")
+    print(
+        f"\nkeras ({results['native loop']['backend']}): {layers} x Dense({size}) on {size} features, "
+        f"{params / 4 / 1e6:.0f}M parameters ({params / 2**20:.0f} MiB), fastest of {rounds} round(s)"
+    )
     header = f"{'case':<30} {'seconds':>8} {'vs':>20} {'ratio':>6} {'RSS above baseline / params':>28}"
     print(header)
     print("-" * len(header))
     against = {
-        "native loop": "native loop", "mi.apply seed": "native loop", "mi.apply portable": "native loop",
-        "default + re-init": "default + re-init", "deferred + mi.apply": "default + re-init",
+        "native loop": "native loop",
+        "mi.apply seed": "native loop",
+        "mi.apply portable": "native loop",
+        "default + re-init": "default + re-init",
+        "deferred + mi.apply": "default + re-init",
         "deferred + mi.apply portable": "default + re-init",
     }
     for name in KERAS_CASES:
         r = results[name]
         base = results[against[name]]["seconds"]
-        print(f"{name:<30} {r['seconds']:>8.3f} {against[name]:>20} {r['seconds'] / base:>6.2f} "
-              f"{r['rss_above'] / params:>28.2f}")
+        print(
+            f"{name:<30} {r['seconds']:>8.3f} {against[name]:>20} {r['seconds'] / base:>6.2f} "
+            f"{r['rss_above'] / params:>28.2f}"
+        )
 
 
 # --------------------------------------------------------------------------- JAX / Flax
@@ -323,7 +344,9 @@ def flax_case(name: str, layers: int, size: int, rounds: int) -> dict:
     def build(default: bool = False) -> nn.Module:
         if default:
             return nn.Sequential([nn.Dense(size) for _ in range(layers)])
-        return nn.Sequential([nn.Dense(size, kernel_init=nn.initializers.normal(0.02)) for _ in range(layers)])
+        return nn.Sequential(
+            [nn.Dense(size, kernel_init=nn.initializers.normal(0.02)) for _ in range(layers)]
+        )
 
     key, x = jax.random.key(0), jnp.ones((1, size))
 
@@ -343,8 +366,9 @@ def flax_case(name: str, layers: int, size: int, rounds: int) -> dict:
     if name in ("mi.apply seed", "mi.apply seed donate", "mi.apply portable"):
         # an initialized tree of the model's arrays, made without random temporaries (JAX's
         # random programs need 3x their output in temporaries, which would set the peak here)
-        variables = jax.jit(lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                                 jax.eval_shape(build().init, key, x)))()
+        variables = jax.jit(
+            lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(build().init, key, x))
+        )()
         ready(variables)
     for _ in range(rounds + 1):  # the first round compiles
         start = time.perf_counter()
@@ -364,8 +388,12 @@ def flax_case(name: str, layers: int, size: int, rounds: int) -> dict:
         ready(out)
         times.append(time.perf_counter() - start)
         del out
-    return {"seconds": min(times[1:]), "first": times[0], "rss_above": peak_rss() - baseline,
-            "param_bytes": param_bytes}
+    return {
+        "seconds": min(times[1:]),
+        "first": times[0],
+        "rss_above": peak_rss() - baseline,
+        "param_bytes": param_bytes,
+    }
 
 
 def flax_report(args: argparse.Namespace) -> None:
@@ -374,34 +402,56 @@ def flax_report(args: argparse.Namespace) -> None:
     rounds = 1 if args.small else args.rounds
     results = {name: _subprocess("flax", name, layers, size, rounds) for name in FLAX_CASES}
     params = results["flax init"]["param_bytes"]
-    print(f"\nJAX/Flax: {layers} x nn.Dense({size}), {params / 4 / 1e6:.0f}M parameters "
-          f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s) after a compiling one")
-    header = (f"{'case':<30} {'seconds':>8} {'first':>8} {'vs':>24} {'ratio':>6} "
-              f"{'RSS above baseline / params':>28}")
+    print(
+        f"\nJAX/Flax: {layers} x nn.Dense({size}), {params / 4 / 1e6:.0f}M parameters "
+        f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s) after a compiling one"
+    )
+    header = (
+        f"{'case':<30} {'seconds':>8} {'first':>8} {'vs':>24} {'ratio':>6} "
+        f"{'RSS above baseline / params':>28}"
+    )
     print(header)
     print("-" * len(header))
-    against = {name: "flax init" for name in FLAX_CASES}
-    against.update({"abstract + mi.apply": "default init + re-init",
-                    "abstract + mi.apply portable": "default init + re-init"})
+    against = dict.fromkeys(FLAX_CASES, "flax init")
+    against.update(
+        {
+            "abstract + mi.apply": "default init + re-init",
+            "abstract + mi.apply portable": "default init + re-init",
+        }
+    )
     for name in FLAX_CASES:
         r = results[name]
         base = results[against[name]]["seconds"]
-        print(f"{name:<30} {r['seconds']:>8.3f} {r['first']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
-              f"{r['rss_above'] / params:>28.2f}")
+        print(
+            f"{name:<30} {r['seconds']:>8.3f} {r['first']:>8.3f} {against[name]:>24} "
+            f"{r['seconds'] / base:>6.2f} {r['rss_above'] / params:>28.2f}"
+        )
     native = results["flax init"]["seconds"]
-    print(f"mi.apply donate: {results['mi.apply seed donate']['seconds'] / native:.2f}x flax init (goal <= 1.05); "
-          f"portable throughput: {results['mi.apply seed donate']['seconds'] / results['mi.apply portable']['seconds']:.2f}x "
-          f"native (goal >= 0.5); abstract + mi.apply: "
-          f"{results['abstract + mi.apply']['seconds'] / results['default init + re-init']['seconds']:.2f}x "
-          "default init + re-init (goal <= 0.7)")
+    donate, portable = results["mi.apply seed donate"]["seconds"], results["mi.apply portable"]["seconds"]
+    abstract, reinit = results["abstract + mi.apply"]["seconds"], results["default init + re-init"]["seconds"]
+    print(
+        f"mi.apply donate: {donate / native:.2f}x flax init (goal <= 1.05); "
+        f"portable throughput: {donate / portable:.2f}x native (goal >= 0.5); "
+        f"abstract + mi.apply: {abstract / reinit:.2f}x default init + re-init (goal <= 0.7)"
+    )
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def _subprocess(framework: str, name: str, layers: int, size: int, rounds: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--case", f"{framework}:{name}",
-               "--layers", str(layers), "--size", str(size), "--rounds", str(rounds)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--case",
+        f"{framework}:{name}",
+        "--layers",
+        str(layers),
+        "--size",
+        str(size),
+        "--rounds",
+        str(rounds),
+    ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)

@@ -30,14 +30,18 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-import multiinit as mi  # noqa: E402
-from common import CHAPTER_LAW as _CHAPTER_LAW  # noqa: E402
-from common import SPECS, d2l_my_init  # noqa: E402
-from multiinit import flax as mif  # noqa: E402,F401  (the adapter)
-from multiinit.flax import initializers as dropin  # noqa: E402
+import multiinit as mi
+from multiinit import flax as mif  # noqa: F401  (the adapter)
+from multiinit.flax import initializers as dropin
+
+from common import (
+    CHAPTER_LAW as _CHAPTER_LAW,
+    SPECS,
+    d2l_my_init,
+)
 
 
 def my_init(key, shape, dtype=jnp.float32):
@@ -46,18 +50,18 @@ def my_init(key, shape, dtype=jnp.float32):
     return data * (jnp.abs(data) >= 5)
 
 
-
-
 def native_for(spec: mi.Spec, shape: tuple[int, ...]):
     """``(label, init)`` of JAX's own equivalent (or the idiom a JAX user writes), or ``(None, None)``."""
     if isinstance(spec, _CHAPTER_LAW):
         return "my_init (d2l, JAX)", my_init
     if isinstance(spec, mi.spec.Uniform):
         return "jax.random.uniform(k, s, d, low, high)", (
-            lambda k, s, d: jax.random.uniform(k, s, d, spec.low, spec.high))
+            lambda k, s, d: jax.random.uniform(k, s, d, spec.low, spec.high)
+        )
     if isinstance(spec, mi.spec.Normal):
         return "mean + std * jax.random.normal(k, s, d)", (
-            lambda k, s, d: spec.mean + spec.std * jax.random.normal(k, s, d))
+            lambda k, s, d: spec.mean + spec.std * jax.random.normal(k, s, d)
+        )
     if isinstance(spec, mi.spec.Eye):
         return "jnp.eye(*s, dtype=d)", lambda k, s, d: jnp.eye(*s, dtype=d)
     code = mi.explain(spec, shape, "flax").native["flax"]
@@ -86,15 +90,24 @@ def timed(fns: list, repeats: int) -> list[float]:
 
 
 def _row(label: str, native_label: str, ours: float, theirs: float) -> None:
-    print(f"  {label:<56.56} {native_label:<40.40} {ours * 1e3:>9.1f} {theirs * 1e3:>9.1f} {ours / theirs:>6.2f}")
+    print(
+        f"  {label:<56.56} {native_label:<40.40} {ours * 1e3:>9.1f} {theirs * 1e3:>9.1f} "
+        f"{ours / theirs:>6.2f}"
+    )
 
 
 def against_normal(size: int, repeats: int) -> None:
     """The truncated family and sparse against ``jax.random.normal`` with the same std."""
     print("\ntruncated normals and sparse against jax.random.normal with the same std (jitted)")
     shape = (size, size)
-    for spec in [s for s in SPECS if isinstance(s, (mi.spec.TruncatedNormal, mi.spec.Sparse))
-                 or (s.as_variance_scaling() is not None and s.as_variance_scaling().distribution == "truncated_normal")]:
+    for spec in [
+        s
+        for s in SPECS
+        if isinstance(s, (mi.spec.TruncatedNormal, mi.spec.Sparse))
+        or (
+            s.as_variance_scaling() is not None and s.as_variance_scaling().distribution == "truncated_normal"
+        )
+    ]:
         if isinstance(spec, (mi.spec.TruncatedNormal, mi.spec.Sparse)):
             std = spec.std
         else:
@@ -132,8 +145,14 @@ def dropin_against_jax(size: int, repeats: int) -> None:
     the ratio is the noise floor (and any overhead of the drop-in)."""
     print("\nmultiinit.flax.initializers against jax.nn.initializers (jitted)")
     shape = (size, size)
-    for name, args in (("glorot_uniform", ()), ("he_normal", ()), ("normal", (0.02,)), ("uniform", (0.5,)),
-                       ("truncated_normal", (0.02,)), ("orthogonal", ())):
+    for name, args in (
+        ("glorot_uniform", ()),
+        ("he_normal", ()),
+        ("normal", (0.02,)),
+        ("uniform", (0.5,)),
+        ("truncated_normal", (0.02,)),
+        ("orthogonal", ()),
+    ):
         ours_init, native_init = getattr(dropin, name)(*args), getattr(jax.nn.initializers, name)(*args)
         ours = jax.jit(lambda key, f=ours_init: f(key, shape, jnp.float32))
         native = jax.jit(lambda key, f=native_init: f(key, shape, jnp.float32))
@@ -146,30 +165,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=4096)
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.size}x{args.size} float32, "
-          f"jitted, median of {args.repeats} after a compiling warm-up\n")
-    header = (f"{'spec':<58} {'native':<42} {'adapter ms':>10} {'native ms':>9} {'ratio':>6} "
-              f"{'eager ms':>9} {'eager ratio':>11}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.size}x{args.size} float32, "
+        f"jitted, median of {args.repeats} after a compiling warm-up\n"
+    )
+    header = (
+        f"{'spec':<58} {'native':<42} {'adapter ms':>10} {'native ms':>9} {'ratio':>6} "
+        f"{'eager ms':>9} {'eager ratio':>11}"
+    )
     print(header)
     print("-" * len(header))
     for spec in SPECS:
         shape = (1, args.size, args.size) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
         init = mi.compile(spec, "flax")
-        adapter = jax.jit(lambda key, init=init: init(key, shape, jnp.float32))
+        adapter = jax.jit(lambda key, init=init, shape=shape: init(key, shape, jnp.float32))
 
-        def eager(key, init=init):
+        def eager(key, init=init, shape=shape):
             return init(key, shape, jnp.float32)
 
         label, native_init = native_for(spec, shape)
         if native_init is None:
             ours, ours_eager = timed([adapter, eager], args.repeats)
-            print(f"{spec!r:<58.58} {'no native equivalent':<42} {ours * 1e3:>10.1f} {'-':>9} {'-':>6} "
-                  f"{ours_eager * 1e3:>9.1f} {'-':>11}")
+            print(
+                f"{spec!r:<58.58} {'no native equivalent':<42} {ours * 1e3:>10.1f} {'-':>9} {'-':>6} "
+                f"{ours_eager * 1e3:>9.1f} {'-':>11}"
+            )
             continue
-        native = jax.jit(lambda key, f=native_init: f(key, shape, jnp.float32))
+        native = jax.jit(lambda key, f=native_init, shape=shape: f(key, shape, jnp.float32))
         ours, theirs, ours_eager = timed([adapter, native, eager], args.repeats)
-        print(f"{spec!r:<58.58} {label:<42.42} {ours * 1e3:>10.1f} {theirs * 1e3:>9.1f} "
-              f"{ours / theirs:>6.2f} {ours_eager * 1e3:>9.1f} {ours_eager / theirs:>11.2f}")
+        print(
+            f"{spec!r:<58.58} {label:<42.42} {ours * 1e3:>10.1f} {theirs * 1e3:>9.1f} "
+            f"{ours / theirs:>6.2f} {ours_eager * 1e3:>9.1f} {ours_eager / theirs:>11.2f}"
+        )
     against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     dropin_against_jax(args.size, args.repeats)

@@ -2,8 +2,9 @@
 
 Run in the tensorflow env: ``python benchmarks/bench_keras.py [--repeats 5] [--size 4096]``.
 Each row is the median of ``--repeats`` calls after one warm-up call, each call followed by
-reading one element back (so the draw has finished); adapter and native calls alternate. The adapter is called as users call it,
-``mi.compile(spec, "keras", seed=0)(shape, dtype="float32")``; the native call is the one
+reading one element back (so the draw has finished); adapter and native calls alternate. The
+adapter is called as users call it, ``mi.compile(spec, "keras", seed=0)(shape, dtype="float32")``;
+the native call is the one
 ``multiinit.explain`` names for the spec (Keras' stateless int-seeded initializer), or, for the
 seed chapter's custom law, the chapter's TensorFlow ``MyInit`` subclass. Dirac fills a
 (1, size, size) conv kernel (it needs 3-5 dimensions): the same number of values.
@@ -24,15 +25,19 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import multiinit as mi  # noqa: E402
-from common import CHAPTER_LAW as _CHAPTER_LAW  # noqa: E402
-from common import SPECS, d2l_my_init  # noqa: E402
-from multiinit import keras as mik  # noqa: E402,F401  (registers the adapter)
-from multiinit.keras import initializers as dropins  # noqa: E402
+import multiinit as mi
+from multiinit import keras as mik  # noqa: F401  (registers the adapter)
+from multiinit.keras import initializers as dropins
+
+from common import (
+    CHAPTER_LAW as _CHAPTER_LAW,
+    SPECS,
+    d2l_my_init,
+)
 
 
 class MyInit(tf.keras.initializers.Initializer):
@@ -42,8 +47,6 @@ class MyInit(tf.keras.initializers.Initializer):
         data = tf.random.uniform(shape, -10, 10, dtype=dtype)
         factor = tf.cast(tf.abs(data) >= 5, tf.float32)
         return data * factor
-
-
 
 
 def _once(initializer, shape: tuple[int, ...]) -> float:
@@ -94,8 +97,13 @@ def truncated_against_normal(size: int, repeats: int) -> None:
     """The truncated family against the backend's own normal draw with the same mean and std."""
     print("\ntruncated normals against keras.random.normal(mean, std) on the same shape")
     fans = mi.compute_fans((size, size))
-    for spec in (mi.he_normal(), mi.glorot_normal(), mi.truncated_normal(std=0.02),
-                 mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5), mi.trunc_normal(std=0.02)):
+    for spec in (
+        mi.he_normal(),
+        mi.glorot_normal(),
+        mi.truncated_normal(std=0.02),
+        mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+        mi.trunc_normal(std=0.02),
+    ):
         scaled = spec.as_variance_scaling()
         mean, std = (0.0, scaled.law(*fans)[1]) if scaled is not None else (spec.mean, spec.std)
         a, b = timed([mi.compile(spec, "keras", seed=0), _Normal(mean, std)], (size, size), repeats)
@@ -111,18 +119,29 @@ def custom_against_numpy(size: int, repeats: int) -> None:
         logical = d2l_my_init(np.random.default_rng(0), tuple(reversed(shape)), np.float32).astype(np.float32)
         return keras.ops.transpose(keras.ops.convert_to_tensor(logical))
 
-    a, b = timed([mi.compile(mi.custom(d2l_my_init, name="bench.my_init"), "keras", seed=0), by_hand],
-                 (size, size), repeats)
+    a, b = timed(
+        [mi.compile(mi.custom(d2l_my_init, name="bench.my_init"), "keras", seed=0), by_hand],
+        (size, size),
+        repeats,
+    )
     print(f"  {'custom(my_init)':<60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
 
 def dropins_against_keras(size: int, repeats: int) -> None:
     """``multiinit.keras.initializers`` against ``keras.initializers``, same class, same seed."""
     print("\nkeras.initializers drop-ins against Keras' own (same seed)")
-    for name, kwargs in (("GlorotUniform", {}), ("HeNormal", {}), ("RandomNormal", {"stddev": 0.02}),
-                         ("TruncatedNormal", {"stddev": 0.02}), ("Orthogonal", {})):
-        a, b = timed([getattr(dropins, name)(seed=0, **kwargs), getattr(keras.initializers, name)(seed=0, **kwargs)],
-                     (size, size), repeats)
+    for name, kwargs in (
+        ("GlorotUniform", {}),
+        ("HeNormal", {}),
+        ("RandomNormal", {"stddev": 0.02}),
+        ("TruncatedNormal", {"stddev": 0.02}),
+        ("Orthogonal", {}),
+    ):
+        a, b = timed(
+            [getattr(dropins, name)(seed=0, **kwargs), getattr(keras.initializers, name)(seed=0, **kwargs)],
+            (size, size),
+            repeats,
+        )
         print(f"  {name:<60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
 
@@ -131,8 +150,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=4096)
     args = parser.parse_args()
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, tensorflow {tf.__version__}; "
-          f"{args.size}x{args.size} float32, median of {args.repeats} after a warm-up\n")
+    print(
+        f"keras {keras.__version__}, backend {keras.backend.backend()}, tensorflow {tf.__version__}; "
+        f"{args.size}x{args.size} float32, median of {args.repeats} after a warm-up\n"
+    )
     header = f"{'spec':<62} {'native':<48} {'adapter ms':>10} {'native ms':>10} {'ratio':>7}"
     print(header)
     print("-" * len(header))
@@ -145,7 +166,9 @@ def main() -> None:
             print(f"{spec!r:<62.62} {'no native equivalent':<48} {ours * 1e3:>10.1f} {'-':>10} {'-':>7}")
             continue
         ours, theirs = timed([adapter, native], shape, args.repeats)
-        print(f"{spec!r:<62.62} {label:<48.48} {ours * 1e3:>10.1f} {theirs * 1e3:>10.1f} {ours / theirs:>7.2f}")
+        print(
+            f"{spec!r:<62.62} {label:<48.48} {ours * 1e3:>10.1f} {theirs * 1e3:>10.1f} {ours / theirs:>7.2f}"
+        )
     truncated_against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     dropins_against_keras(args.size, args.repeats)

@@ -74,8 +74,9 @@ def _sequence_numbers() -> list[int]:
 def torch_unsharded(layers: int, size: int, rounds: int) -> dict:
     """The unsharded draw in this process: seconds (fastest round) and peak RSS above the
     baseline."""
-    import multiinit as mi
     from torch import nn
+
+    import multiinit as mi
 
     mi.apply(nn.Linear(8, 8), RULES_TEXT, seed=0)
     baseline = peak_rss()
@@ -86,8 +87,11 @@ def torch_unsharded(layers: int, size: int, rounds: int) -> dict:
         mi.apply(model, RULES_TEXT, seed=0, device="cpu")
         times.append(time.perf_counter() - start)
         del model
-    return {"seconds": min(times), "rss_above": peak_rss() - baseline,
-            "param_bytes": layers * (size * size + size) * 4}
+    return {
+        "seconds": min(times),
+        "rss_above": peak_rss() - baseline,
+        "param_bytes": layers * (size * size + size) * 4,
+    }
 
 
 def torch_rank(rank: int, world: int, store: str, strategy: str, layers: int, size: int, rounds: int) -> dict:
@@ -112,8 +116,11 @@ def torch_rank(rank: int, world: int, store: str, strategy: str, layers: int, si
                 fully_shard(layer, mesh=mesh)
             fully_shard(model, mesh=mesh)
         else:
-            parallelize_module(model, mesh, {str(i): ColwiseParallel() if i % 2 == 0 else RowwiseParallel()
-                                             for i in range(len(model))})
+            parallelize_module(
+                model,
+                mesh,
+                {str(i): ColwiseParallel() if i % 2 == 0 else RowwiseParallel() for i in range(len(model))},
+            )
         return model
 
     # The same steps on a tiny model first: imports and caches are in the baseline.
@@ -134,30 +141,41 @@ def torch_rank(rank: int, world: int, store: str, strategy: str, layers: int, si
         local_bytes = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
         del model
     dist.destroy_process_group()
-    return {"seconds": min(times), "rss_above": peak_rss() - baseline, "local_bytes": local_bytes,
-            "collectives": collectives}
+    return {
+        "seconds": min(times),
+        "rss_above": peak_rss() - baseline,
+        "local_bytes": local_bytes,
+        "collectives": collectives,
+    }
 
 
 def torch_report(args: argparse.Namespace) -> None:
     layers, size = (4, 1024) if args.small else (8, 4096)
     rounds = 1 if args.small else args.rounds
-    unsharded = _run(["--case", "torch-unsharded", "--layers", str(layers), "--size", str(size),
-                      "--rounds", str(rounds)])
+    unsharded = _run(
+        ["--case", "torch-unsharded", "--layers", str(layers), "--size", str(size), "--rounds", str(rounds)]
+    )
     total = unsharded["param_bytes"]
-    print(f"\ntorch: {layers} x Linear({size}, {size}) on meta, {total / 4 / 1e6:.0f}M parameters; "
-          f"unsharded draw {unsharded['seconds']:.3f} s, RSS above baseline "
-          f"{unsharded['rss_above'] / total:.2f}x the parameters")
-    header = (f"{'strategy':<8} {'ranks':>5} {'rank':>4} {'shard':>7} {'seconds':>8} "
-              f"{'time / (unsharded x share)':>27} {'RSS above / shard':>18} {'collectives':>11}")
+    print(
+        f"\ntorch: {layers} x Linear({size}, {size}) on meta, {total / 4 / 1e6:.0f}M parameters; "
+        f"unsharded draw {unsharded['seconds']:.3f} s, RSS above baseline "
+        f"{unsharded['rss_above'] / total:.2f}x the parameters"
+    )
+    header = (
+        f"{'strategy':<8} {'ranks':>5} {'rank':>4} {'shard':>7} {'seconds':>8} "
+        f"{'time / (unsharded x share)':>27} {'RSS above / shard':>18} {'collectives':>11}"
+    )
     print(header)
     print("-" * len(header))
     for strategy in ("fsdp", "tp"):
         for world in (2, 4):
             for rank, r in enumerate(_launch(strategy, world, layers, size, rounds)):
                 share = r["local_bytes"] / total
-                print(f"{strategy:<8} {world:>5} {rank:>4} {share:>7.1%} {r['seconds']:>8.3f} "
-                      f"{r['seconds'] / (unsharded['seconds'] * share):>27.2f} "
-                      f"{r['rss_above'] / r['local_bytes']:>18.2f} {r['collectives']:>11}")
+                print(
+                    f"{strategy:<8} {world:>5} {rank:>4} {share:>7.1%} {r['seconds']:>8.3f} "
+                    f"{r['seconds'] / (unsharded['seconds'] * share):>27.2f} "
+                    f"{r['rss_above'] / r['local_bytes']:>18.2f} {r['collectives']:>11}"
+                )
 
 
 # --------------------------------------------------------------------------- JAX / Flax
@@ -183,14 +201,16 @@ def flax_case(devices: int, portable: bool, layers: int, size: int, rounds: int)
     abstract = jax.eval_shape(model.init, key, x)
     spec = {"kernel": P(None, "model"), "bias": P("model")}
     shardings = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), abstract)
+        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), abstract
+    )
 
     def ready(tree) -> None:
         jax.block_until_ready(jax.tree.leaves(tree))
 
     small = jax.eval_shape(nn.Sequential([nn.Dense(8 * devices)]).init, key, jnp.ones((1, 8)))
     small_shardings = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), small)
+        lambda path, leaf: NamedSharding(mesh, spec[path[-1].key]), small
+    )
     ready(mi.apply(small, rules, seed=0, portable=portable, shardings=small_shardings))
     baseline = peak_rss()
     times = []
@@ -199,43 +219,73 @@ def flax_case(devices: int, portable: bool, layers: int, size: int, rounds: int)
         out = mi.apply(abstract, rules, seed=0, portable=portable, shardings=shardings)
         ready(out)
         times.append(time.perf_counter() - start)
-        local = sum(s.data.nbytes for leaf in jax.tree.leaves(out) for s in leaf.addressable_shards
-                    if s.device == jax.devices()[0])
+        local = sum(
+            s.data.nbytes
+            for leaf in jax.tree.leaves(out)
+            for s in leaf.addressable_shards
+            if s.device == jax.devices()[0]
+        )
         del out
     view = LogicalView.of((size, size), "...,in,out")
-    kernel, numbers = sharded.program(mi.normal(std=0.02), view, None, np.dtype("float32"),
-                                      NamedSharding(mesh, P(None, "model")))
+    kernel, numbers = sharded.program(
+        mi.normal(std=0.02), view, None, np.dtype("float32"), NamedSharding(mesh, P(None, "model"))
+    )
     with jax.threefry_partitionable(True):
         compiled = kernel.lower(key, np.uint32(0), *numbers).compile()
     memory = compiled.memory_analysis()
     shard = size * size * 4 // devices
-    return {"seconds": min(times[1:]), "rss_above": peak_rss() - baseline,
-            "param_bytes": layers * (size * size + size) * 4, "device0_bytes": local,
-            "out_per_shard": memory.output_size_in_bytes / shard, "temp_per_shard": memory.temp_size_in_bytes / shard,
-            "collectives": sharded.collectives(mi.normal(std=0.02), view, None, np.dtype("float32"),
-                                               NamedSharding(mesh, P(None, "model")))}
+    return {
+        "seconds": min(times[1:]),
+        "rss_above": peak_rss() - baseline,
+        "param_bytes": layers * (size * size + size) * 4,
+        "device0_bytes": local,
+        "out_per_shard": memory.output_size_in_bytes / shard,
+        "temp_per_shard": memory.temp_size_in_bytes / shard,
+        "collectives": sharded.collectives(
+            mi.normal(std=0.02), view, None, np.dtype("float32"), NamedSharding(mesh, P(None, "model"))
+        ),
+    }
 
 
 def flax_report(args: argparse.Namespace) -> None:
     layers, size = (4, 1024) if args.small else (8, 4096)
     rounds = 1 if args.small else args.rounds
-    print(f"\nJAX/Flax: {layers} x nn.Dense({size}) abstract, {layers * size * size / 1e6:.0f}M parameters, "
-          "kernels P(None, 'model'), biases P('model'); simulated CPU devices")
-    header = (f"{'mode':<9} {'devices':>7} {'seconds':>8} {'time / unsharded':>17} {'RSS above / params':>19} "
-              f"{'device 0 / params':>18} {'out / shard':>12} {'temp / shard':>13} {'collectives':>12}")
+    print(
+        f"\nJAX/Flax: {layers} x nn.Dense({size}) abstract, {layers * size * size / 1e6:.0f}M parameters, "
+        "kernels P(None, 'model'), biases P('model'); simulated CPU devices"
+    )
+    header = (
+        f"{'mode':<9} {'devices':>7} {'seconds':>8} {'time / unsharded':>17} {'RSS above / params':>19} "
+        f"{'device 0 / params':>18} {'out / shard':>12} {'temp / shard':>13} {'collectives':>12}"
+    )
     print(header)
     print("-" * len(header))
     for portable in (False, True):
         results = {}
         for devices in (1, 2, 4, 8):
-            results[devices] = _run(["--case", "flax", "--world", str(devices), "--layers", str(layers),
-                                     "--size", str(size), "--rounds", str(rounds)] + (["--portable"] if portable else []),
-                                    devices=devices)
+            results[devices] = _run(
+                [
+                    "--case",
+                    "flax",
+                    "--world",
+                    str(devices),
+                    "--layers",
+                    str(layers),
+                    "--size",
+                    str(size),
+                    "--rounds",
+                    str(rounds),
+                ]
+                + (["--portable"] if portable else []),
+                devices=devices,
+            )
         for devices, r in results.items():
-            print(f"{'portable' if portable else 'native':<9} {devices:>7} {r['seconds']:>8.3f} "
-                  f"{r['seconds'] / results[1]['seconds']:>17.2f} {r['rss_above'] / r['param_bytes']:>19.2f} "
-                  f"{r['device0_bytes'] / r['param_bytes']:>18.3f} {r['out_per_shard']:>12.2f} "
-                  f"{r['temp_per_shard']:>13.2f} {len(r['collectives']):>12}")
+            print(
+                f"{'portable' if portable else 'native':<9} {devices:>7} {r['seconds']:>8.3f} "
+                f"{r['seconds'] / results[1]['seconds']:>17.2f} {r['rss_above'] / r['param_bytes']:>19.2f} "
+                f"{r['device0_bytes'] / r['param_bytes']:>18.3f} {r['out_per_shard']:>12.2f} "
+                f"{r['temp_per_shard']:>13.2f} {len(r['collectives']):>12}"
+            )
 
 
 # --------------------------------------------------------------------------- driver
@@ -244,7 +294,9 @@ def flax_report(args: argparse.Namespace) -> None:
 def _env(devices: int | None = None) -> dict:
     env = dict(os.environ)
     if devices is not None:  # JAX: simulated CPU devices, set before jax is imported
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+        env["XLA_FLAGS"] = (
+            f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+        )
         env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])
     env["MULTIINIT_THREADS"] = "1"
@@ -255,8 +307,14 @@ def _env(devices: int | None = None) -> dict:
 
 
 def _run(arguments: list[str], devices: int | None = None) -> dict:
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *arguments], capture_output=True,
-                          text=True, env=_env(devices), check=False, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *arguments],
+        capture_output=True,
+        text=True,
+        env=_env(devices),
+        check=False,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{arguments} failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -265,11 +323,35 @@ def _run(arguments: list[str], devices: int | None = None) -> dict:
 def _launch(strategy: str, world: int, layers: int, size: int, rounds: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         store = os.path.join(folder, "store")
-        procs = [subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--case", "torch-rank", "--rank", str(rank),
-             "--world", str(world), "--store", store, "--strategy", strategy, "--layers", str(layers),
-             "--size", str(size), "--rounds", str(rounds)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()) for rank in range(world)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--case",
+                    "torch-rank",
+                    "--rank",
+                    str(rank),
+                    "--world",
+                    str(world),
+                    "--store",
+                    store,
+                    "--strategy",
+                    strategy,
+                    "--layers",
+                    str(layers),
+                    "--size",
+                    str(size),
+                    "--rounds",
+                    str(rounds),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(),
+            )
+            for rank in range(world)
+        ]
         results = []
         for proc in procs:
             out, err = proc.communicate(timeout=3600)
@@ -296,8 +378,13 @@ def main() -> None:
         print(json.dumps(torch_unsharded(args.layers, args.size, args.rounds)))
         return
     if args.case == "torch-rank":
-        print(json.dumps(torch_rank(args.rank, args.world, args.store, args.strategy, args.layers, args.size,
-                                    args.rounds)))
+        print(
+            json.dumps(
+                torch_rank(
+                    args.rank, args.world, args.store, args.strategy, args.layers, args.size, args.rounds
+                )
+            )
+        )
         return
     if args.case == "flax":
         print(json.dumps(flax_case(args.world, args.portable, args.layers, args.size, args.rounds)))

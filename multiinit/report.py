@@ -25,22 +25,39 @@ import math
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["main", "gather", "build_table", "render_text", "render_markdown", "compare_portable",
-           "BACKEND_ORDER"]
+__all__ = [
+    "main",
+    "gather",
+    "build_table",
+    "render_text",
+    "render_markdown",
+    "compare_portable",
+    "BACKEND_ORDER",
+]
 
 #: Keras is one adapter on three backends: ``keras`` (TensorFlow), ``keras-jax``, ``keras-torch``.
 BACKEND_ORDER = ("numpy", "torch", "keras", "keras-jax", "keras-torch", "flax", "mxnet")
 #: The tox env that produces each backend's results, for the "missing" message.
-TOX_ENV = {"numpy": "core", "torch": "torch", "keras": "tensorflow", "keras-jax": "keras-jax",
-           "keras-torch": "keras-torch", "flax": "jax", "mxnet": "mxnet"}
+TOX_ENV = {
+    "numpy": "core",
+    "torch": "torch",
+    "keras": "tensorflow",
+    "keras-jax": "keras-jax",
+    "keras-torch": "keras-torch",
+    "flax": "jax",
+    "mxnet": "mxnet",
+}
 
 
-def gather(folder: Path, backends: Sequence[str], kind: str = "matrix") -> tuple[dict[str, list[dict]], list[str]]:
+def gather(
+    folder: Path, backends: Sequence[str], kind: str = "matrix"
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """The records of each backend found in ``folder``, and the backends with none."""
-    found: dict[str, list[dict]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     missing = []
     for backend in backends:
         path = folder / f"{kind}-{backend}.json"
@@ -66,17 +83,22 @@ def _key_statistic(record: dict[str, Any]) -> tuple[str, str]:
     return (f"std {summary['std']:.4g}", f"{analytic['std']:.4g}")
 
 
-def build_table(found: dict[str, list[dict]], backends: Sequence[str]) -> list[dict[str, Any]]:
+def build_table(found: dict[str, list[dict[str, Any]]], backends: Sequence[str]) -> list[dict[str, Any]]:
     """One row per (spec, case): the law and, per backend, verdict and key statistic."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for backend in backends:
         for record in found.get(backend, []):
             key = (record["spec"], record["case"])
-            row = rows.setdefault(key, {"spec": record["spec"], "case": record["case"], "law": record["law"],
-                                        "cells": {}})
+            row = rows.setdefault(
+                key, {"spec": record["spec"], "case": record["case"], "law": record["law"], "cells": {}}
+            )
             measured, analytic = _key_statistic(record)
-            row["cells"][backend] = {"verdict": record["verdict"], "measured": measured, "analytic": analytic,
-                                     "record": record}
+            row["cells"][backend] = {
+                "verdict": record["verdict"],
+                "measured": measured,
+                "analytic": analytic,
+                "record": record,
+            }
             if analytic not in ("ShapeError",):
                 row["analytic"] = analytic
             row.setdefault("analytic", analytic)
@@ -93,12 +115,15 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
 def render_text(rows: list[dict[str, Any]], backends: Sequence[str], width: int = 28) -> str:
     """The table for a terminal: spec | shape | analytic | one column per backend."""
     header = ["spec", "shape", "analytic std", *backends]
-    lines = [[r["spec"], r["case"], r["analytic"], *(_cell_text(r["cells"].get(b)) for b in backends)] for r in rows]
+    lines = [
+        [r["spec"], r["case"], r["analytic"], *(_cell_text(r["cells"].get(b)) for b in backends)]
+        for r in rows
+    ]
     clipped = [[c if len(c) <= width else c[: width - 1] + "~" for c in line] for line in [header, *lines]]
     widths = [max(len(line[i]) for line in clipped) for i in range(len(header))]
     out = []
     for i, line in enumerate(clipped):
-        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -115,8 +140,14 @@ def render_markdown(rows: list[dict[str, Any]], backends: Sequence[str], picture
         cells = []
         for b in backends:
             cell = r["cells"].get(b)
-            cells.append("missing" if cell is None else ("✅ " if cell["verdict"] == "pass" else "❌ ") + cell["measured"])
-        out.append("| " + " | ".join([spec, r["case"], r["law"].replace("|", "\\|"), r["analytic"], *cells]) + " |")
+            cells.append(
+                "missing"
+                if cell is None
+                else ("✅ " if cell["verdict"] == "pass" else "❌ ") + cell["measured"]
+            )
+        out.append(
+            "| " + " | ".join([spec, r["case"], r["law"].replace("|", "\\|"), r["analytic"], *cells]) + " |"
+        )
     return "\n".join(out)
 
 
@@ -161,7 +192,7 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
         if bar is not None:
             bar.set_postfix_str(spec_text[:40], refresh=False)
         fig, axes = plt.subplots(1, len(spec_rows), figsize=(6 * len(spec_rows), 3.6), squeeze=False)
-        for ax, row in zip(axes[0], spec_rows):
+        for ax, row in zip(axes[0], spec_rows, strict=True):
             some = next(iter(row["cells"].values()))["record"]
             ax.set_title(f"{row['case']} {tuple(some['logical_shape'])} (logical)", fontsize=9)
             drawn = False
@@ -189,8 +220,12 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
                         ax.set_ylim(0, 1.6 * top)
                     for value, mass in (the_law.atoms or {}).items():
                         ax.axvline(value, color="gray", linewidth=0.8)
-                        ax.annotate(f"P(x={value:g})={mass:.3g}", (value, 1.45 * top if top else 1),
-                                    fontsize=7, ha="center")
+                        ax.annotate(
+                            f"P(x={value:g})={mass:.3g}",
+                            (value, 1.45 * top if top else 1),
+                            fontsize=7,
+                            ha="center",
+                        )
                 ax.legend(fontsize=7)
             else:
                 names, heights = [], []
@@ -201,7 +236,9 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
                         heights.append(1.0 if cell["verdict"] == "pass" else 0.0)
                 ax.bar(names, heights, color=["tab:green" if h else "tab:red" for h in heights])
                 ax.set_ylim(0, 1.2)
-                ax.set_ylabel("agrees exactly" if "refused" not in some or not some.get("refused") else "refuses shape")
+                ax.set_ylabel(
+                    "agrees exactly" if "refused" not in some or not some.get("refused") else "refuses shape"
+                )
             ax.tick_params(labelsize=7)
         fig.suptitle(spec_text, fontsize=10)
         fig.tight_layout()
@@ -218,9 +255,9 @@ def draw_pictures(rows: list[dict[str, Any]], backends: Sequence[str], folder: P
 
 def _close(a: Sequence[float], b: Sequence[float], tolerance: float) -> tuple[bool, float]:
     """(``a`` equals ``b`` within ``|a - b| <= tol + tol * |b|``, the largest ``|a - b|``)."""
-    pairs = list(zip(a, b))
     if len(a) != len(b):
         return False, math.inf
+    pairs = list(zip(a, b, strict=True))
     worst = max((abs(x - y) for x, y in pairs), default=0.0)
     return all(abs(x - y) <= tolerance * (1 + abs(y)) for x, y in pairs), worst
 
@@ -231,10 +268,10 @@ def _flat(values: Any) -> list[float]:
     return [float(values)]
 
 
-def compare_portable(found: dict[str, list[dict]]) -> tuple[list[dict[str, Any]], list[str]]:
+def compare_portable(found: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Per model: each backend's largest difference from the NumPy network and from the other
     backends; and the failure lines (empty when every framework gave the same outputs)."""
-    models: dict[str, dict[str, dict]] = {}
+    models: dict[str, dict[str, dict[str, Any]]] = {}
     for backend, records in found.items():
         for record in records:
             models.setdefault(record["model"], {})[backend] = record
@@ -248,38 +285,65 @@ def compare_portable(found: dict[str, list[dict]]) -> tuple[list[dict[str, Any]]
             ok, worst = _close(_flat(record["output"]), reference, tolerance)
             cells[backend] = {"ok": ok, "vs_reference": worst}
             if not ok:
-                failures.append(f"PORTABLE DIFFERS: backend {backend}, model {model}: outputs differ from "
-                                f"the NumPy network by up to {worst:.3g} (tolerance {tolerance:g})")
+                failures.append(
+                    f"PORTABLE DIFFERS: backend {backend}, model {model}: outputs differ from "
+                    f"the NumPy network by up to {worst:.3g} (tolerance {tolerance:g})"
+                )
         names = list(by_backend)
         across = 0.0
         for i, a in enumerate(names):
-            for b in names[i + 1:]:
+            for b in names[i + 1 :]:
                 ok, worst = _close(_flat(by_backend[a]["output"]), _flat(by_backend[b]["output"]), tolerance)
                 across = max(across, worst)
                 if not ok:
-                    failures.append(f"PORTABLE DIFFERS: model {model}: {a} and {b} outputs differ by up to "
-                                    f"{worst:.3g} (tolerance {tolerance:g})")
-        rows.append({"model": model, "seed": first["seed"], "rules": first["rules"],
-                     "shape": f"{len(first['output'])}x{len(_flat(first['output'])) // max(len(first['output']), 1)}",
-                     "first": reference[0], "cells": cells, "across": across})
+                    failures.append(
+                        f"PORTABLE DIFFERS: model {model}: {a} and {b} outputs differ by up to "
+                        f"{worst:.3g} (tolerance {tolerance:g})"
+                    )
+        n_rows = len(first["output"])
+        rows.append(
+            {
+                "model": model,
+                "seed": first["seed"],
+                "rules": first["rules"],
+                "shape": f"{n_rows}x{len(_flat(first['output'])) // max(n_rows, 1)}",
+                "first": reference[0],
+                "cells": cells,
+                "across": across,
+            }
+        )
     return rows, failures
 
 
 def render_portable(rows: list[dict[str, Any]], backends: Sequence[str], markdown: bool = False) -> str:
     """The portable comparison as a text (or Markdown) table."""
     head = ["model", "outputs", *backends, "max |diff| between frameworks"]
-    body = [[r["model"], r["shape"],
-             *(("ok" if r["cells"][b]["ok"] else "DIFFERS") + f" {r['cells'][b]['vs_reference']:.1e}"
-               if b in r["cells"] else "missing" for b in backends),
-             f"{r['across']:.1e}"] for r in rows]
+    body = [
+        [
+            r["model"],
+            r["shape"],
+            *(
+                ("ok" if r["cells"][b]["ok"] else "DIFFERS") + f" {r['cells'][b]['vs_reference']:.1e}"
+                if b in r["cells"]
+                else "missing"
+                for b in backends
+            ),
+            f"{r['across']:.1e}",
+        ]
+        for r in rows
+    ]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    widths = [max(len(str(x)) for x in column) for column in zip(head, *body)]
-    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *body])
+    widths = [max(len(str(x)) for x in column) for column in zip(head, *body, strict=True)]
+    return "\n".join(
+        "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in [head, *body]
+    )
 
 
-def _portable_section(results: Path, backends: Sequence[str], require: bool) -> tuple[int, str, dict]:
+def _portable_section(
+    results: Path, backends: Sequence[str], require: bool
+) -> tuple[int, str, dict[str, Any]]:
     """Print the portable comparison; (status, Markdown, JSON summary)."""
     frameworks = [b for b in backends if b != "numpy"]
     found, missing = gather(results, frameworks, kind="portable")
@@ -287,26 +351,38 @@ def _portable_section(results: Path, backends: Sequence[str], require: bool) -> 
         return 0, "", {}
     status = 0
     for backend in missing:
-        print(f"multiinit report: no portable results for backend {backend!r} in {results} "
-              f"(run: tox -e {TOX_ENV[backend]} -- tests/test_portable.py, or tox -e report)", file=sys.stderr)
+        print(
+            f"multiinit report: no portable results for backend {backend!r} in {results} "
+            f"(run: tox -e {TOX_ENV[backend]} -- tests/test_portable.py, or tox -e report)",
+            file=sys.stderr,
+        )
         status = 1
     rows, failures = compare_portable(found)
     shown = [b for b in frameworks if b in found]
     if rows:
-        print(f"\nportable mode: one architecture per row built natively in each framework, "
-              f"mi.apply(..., seed={rows[0]['seed']}, portable=True);\neach cell: largest |output - "
-              f"NumPy network output|")
+        print(
+            f"\nportable mode: one architecture per row built natively in each framework, "
+            f"mi.apply(..., seed={rows[0]['seed']}, portable=True);\neach cell: largest |output - "
+            f"NumPy network output|"
+        )
         print(render_portable(rows, shown))
     if failures:
         print("\n".join(failures), file=sys.stderr)
         status = 1
-    markdown = ("\n\n## Portable mode\n\nEach cell: the largest difference between the framework's "
-                "outputs and the NumPy network's.\n\n" + render_portable(rows, shown, markdown=True)) if rows else ""
+    markdown = (
+        (
+            "\n\n## Portable mode\n\nEach cell: the largest difference between the framework's "
+            "outputs and the NumPy network's.\n\n" + render_portable(rows, shown, markdown=True)
+        )
+        if rows
+        else ""
+    )
     return status, markdown, {"backends": shown, "missing": missing, "rows": rows, "failures": len(failures)}
 
 
-def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = True,
-           require_portable: bool = False) -> int:
+def report(
+    results: Path, out: Path, backends: Sequence[str], pictures: bool = True, require_portable: bool = False
+) -> int:
     """Gather, print, write; returns the exit status (0 only when every cell agrees)."""
     found, missing = gather(results, backends)
     status = 0
@@ -320,10 +396,10 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
     rows = build_table(found, backends)
     shown = [b for b in backends if b in found]
     print(render_text(rows, shown))
-    portable_status, portable_markdown, portable_summary = _portable_section(results, backends, require_portable)
-    failures = [
-        (b, c["record"]) for r in rows for b, c in r["cells"].items() if c["verdict"] != "pass"
-    ]
+    portable_status, portable_markdown, portable_summary = _portable_section(
+        results, backends, require_portable
+    )
+    failures = [(b, c["record"]) for r in rows for b, c in r["cells"].items() if c["verdict"] != "pass"]
     out.mkdir(parents=True, exist_ok=True)
     names = draw_pictures(rows, shown, out) if pictures and rows else {}
     (out / "report.md").write_text(
@@ -338,8 +414,15 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
         "missing": missing,
         "versions": versions,
         "rows": [
-            {"spec": r["spec"], "case": r["case"], "law": r["law"], "analytic": r["analytic"],
-             "cells": {b: {"verdict": c["verdict"], "measured": c["measured"]} for b, c in r["cells"].items()}}
+            {
+                "spec": r["spec"],
+                "case": r["case"],
+                "law": r["law"],
+                "analytic": r["analytic"],
+                "cells": {
+                    b: {"verdict": c["verdict"], "measured": c["measured"]} for b, c in r["cells"].items()
+                },
+            }
             for r in rows
         ],
         "failures": len(failures),
@@ -347,8 +430,10 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     cells = sum(len(r["cells"]) for r in rows)
-    print(f"\n{cells - len(failures)}/{cells} cells agree across {', '.join(shown) or 'no backend'}; "
-          f"wrote {out / 'report.md'}, {out / 'report.json'} and {len(names)} pictures")
+    print(
+        f"\n{cells - len(failures)}/{cells} cells agree across {', '.join(shown) or 'no backend'}; "
+        f"wrote {out / 'report.md'}, {out / 'report.json'} and {len(names)} pictures"
+    )
     if failures:
         from_matrix = _failure_lines(failures)
         print("\n".join(from_matrix), file=sys.stderr)
@@ -356,12 +441,13 @@ def report(results: Path, out: Path, backends: Sequence[str], pictures: bool = T
     return status or portable_status
 
 
-def _failure_lines(failures: list[tuple[str, dict]]) -> list[str]:
+def _failure_lines(failures: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = []
     for backend, record in failures:
         failed = [c for c in record.get("checks", []) if not c["passed"]]
         detail = "; ".join(
-            f"{c['name']}: got {c['value']:.6g}, expected {c['expected']:.6g}" + (f" (p={c['p']:.3g})" if c["p"] is not None else "")
+            f"{c['name']}: got {c['value']:.6g}, expected {c['expected']:.6g}"
+            + (f" (p={c['p']:.3g})" if c["p"] is not None else "")
             for c in failed
         ) or record.get("refused", "")
         lines.append(f"DISAGREES: backend {backend}, spec {record['spec']}, {record['case']}: {detail}")
@@ -376,24 +462,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="multiinit", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="gather every backend's matrix results into one table and pictures")
-    rep.add_argument("--results", type=Path, default=Path(os.environ.get("MULTIINIT_RESULTS", "results")),
-                     help="folder holding matrix-<backend>.json (default: $MULTIINIT_RESULTS or ./results)")
-    rep.add_argument("--out", type=Path, default=None, help="where to write report.md, report.json and PNGs "
-                     "(default: <results>/report)")
-    rep.add_argument("--backends", default=",".join(BACKEND_ORDER),
-                     help=f"comma-separated backends expected (default: {','.join(BACKEND_ORDER)})")
+    rep.add_argument(
+        "--results",
+        type=Path,
+        default=Path(os.environ.get("MULTIINIT_RESULTS", "results")),
+        help="folder holding matrix-<backend>.json (default: $MULTIINIT_RESULTS or ./results)",
+    )
+    rep.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write report.md, report.json and PNGs (default: <results>/report)",
+    )
+    rep.add_argument(
+        "--backends",
+        default=",".join(BACKEND_ORDER),
+        help=f"comma-separated backends expected (default: {','.join(BACKEND_ORDER)})",
+    )
     rep.add_argument("--no-pictures", action="store_true", help="skip the PNGs (no matplotlib needed)")
-    rep.add_argument("--require-portable", action="store_true",
-                     help="fail unless every framework backend wrote portable-<backend>.json "
-                     "(without it, portable results are compared when there are any)")
+    rep.add_argument(
+        "--require-portable",
+        action="store_true",
+        help="fail unless every framework backend wrote portable-<backend>.json "
+        "(without it, portable results are compared when there are any)",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKEND_ORDER]
     if unknown:
         parser.error(f"--backends={args.backends!r}: {unknown} unknown; allowed: {', '.join(BACKEND_ORDER)}")
     out = args.out or args.results / "report"
-    return report(args.results, out, backends, pictures=not args.no_pictures,
-                  require_portable=args.require_portable)
+    return report(
+        args.results, out, backends, pictures=not args.no_pictures, require_portable=args.require_portable
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,9 +9,11 @@ Frameworks are imported inside the drawing functions, so this module loads in ev
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -142,8 +144,13 @@ DRAW: dict[str, Callable[[mi.Spec, tuple[int, ...], int], np.ndarray]] = {
 
 def cells(backends: list[str]) -> list[Cell]:
     cases = [*SHAPES, "attention"]
-    return [Cell(b, spec, case) for b in backends for spec in SPECS for case in cases
-            if case != "attention" or spec in ATTENTION_SPECS]
+    return [
+        Cell(b, spec, case)
+        for b in backends
+        for spec in SPECS
+        for case in cases
+        if case != "attention" or spec in ATTENTION_SPECS
+    ]
 
 
 def native_layout(backend: str) -> str:
@@ -164,21 +171,26 @@ def attention_form(spec: mi.Spec, backend: str) -> tuple[mi.Layout, tuple[int, .
     shape = tuple(sizes[role].pop(0) for role in layout.roles)
     ins = tuple(i for i, role in enumerate(layout.roles) if role == "in")
     outs = tuple(i for i, role in enumerate(layout.roles) if role == "out")
-    stated = mi.with_axes(spec, in_axis=ins[0] if len(ins) == 1 else ins, out_axis=outs[0] if len(outs) == 1 else outs)
+    stated = mi.with_axes(
+        spec, in_axis=ins[0] if len(ins) == 1 else ins, out_axis=outs[0] if len(outs) == 1 else outs
+    )
     return layout, shape, stated
 
 
 def framework_versions(backend: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"numpy": ["numpy"], "torch": ["torch"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch"],
-                "flax": ["jax", "jaxlib", "flax"], "mxnet": ["mxnet"]}[backend]
+    packages = {
+        "numpy": ["numpy"],
+        "torch": ["torch"],
+        "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch"],
+        "flax": ["jax", "jaxlib", "flax"],
+        "mxnet": ["mxnet"],
+    }[backend]
     found = {"numpy": version("numpy")}
     for package in packages:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     return found
 
 
@@ -226,11 +238,19 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         except mi.ShapeError as raised:
             record.update(verdict="pass", refused=str(raised), checks=[], law=f"refused: {expected}")
         except Exception as other:  # noqa: BLE001 - any other outcome is the failure to report
-            record.update(verdict="fail", refused=f"{type(other).__name__}: {other}", checks=[],
-                          law=f"refused: {expected}")
+            record.update(
+                verdict="fail",
+                refused=f"{type(other).__name__}: {other}",
+                checks=[],
+                law=f"refused: {expected}",
+            )
         else:
-            record.update(verdict="fail", refused="drew values instead of raising ShapeError",
-                          checks=[], law=f"refused: {expected}")
+            record.update(
+                verdict="fail",
+                refused="drew values instead of raising ShapeError",
+                checks=[],
+                law=f"refused: {expected}",
+            )
         return record
     native = DRAW[cell.backend](cell.spec, native_shape, BACKEND_SEED)
     if tuple(native.shape) != native_shape:
@@ -260,8 +280,12 @@ def _run_attention_cell(cell: Cell) -> dict[str, Any]:
     try:
         native = DRAW[cell.backend](stated, native_shape, BACKEND_SEED)
     except Exception as raised:  # noqa: BLE001 - a backend that cannot draw it is the failure to report
-        record.update(verdict="fail", checks=[], law=f"{cell.spec!r} with fans {ATTENTION_FANS}",
-                      refused=f"{type(raised).__name__}: {raised}")
+        record.update(
+            verdict="fail",
+            checks=[],
+            law=f"{cell.spec!r} with fans {ATTENTION_FANS}",
+            refused=f"{type(raised).__name__}: {raised}",
+        )
         return record
     if tuple(native.shape) != native_shape:
         record.update(verdict="fail", checks=[], law="", refused=f"drew shape {native.shape}")
@@ -272,31 +296,56 @@ def _run_attention_cell(cell: Cell) -> dict[str, Any]:
     return record
 
 
-def _judge(record: dict[str, Any], cell: Cell, logical: np.ndarray, verdict: stats.Verdict,
-           fans: tuple[int, int] | None) -> None:
+def _judge(
+    record: dict[str, Any],
+    cell: Cell,
+    logical: np.ndarray,
+    verdict: stats.Verdict,
+    fans: tuple[int, int] | None,
+) -> None:
     """Fill ``record`` with the verdict, the summary, the analytic law (with ``fans`` when the
     cell states them) and the histogram."""
     values = logical.astype(np.float64).ravel()
-    summary = {"mean": float(values.mean()), "std": float(values.std()),
-               "min": float(values.min()), "max": float(values.max()),
-               "zeros": float((values == 0).mean())}
+    summary = {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "zeros": float((values == 0).mean()),
+    }
     the_law = stats.law(cell.spec, cell.logical_shape, fans)
     analytic = None
     if the_law is not None:
-        analytic = {"mean": the_law.mean, "std": math.sqrt(the_law.variance),
-                    "zeros": the_law.atoms.get(0.0, 0.0) if the_law.exact is None
-                    else float((the_law.exact == 0).mean())}
+        analytic = {
+            "mean": the_law.mean,
+            "std": math.sqrt(the_law.variance),
+            "zeros": the_law.atoms.get(0.0, 0.0)
+            if the_law.exact is None
+            else float((the_law.exact == 0).mean()),
+        }
     bins = histogram_range(cell.spec, cell.logical_shape)
     histogram = None
     if bins is not None:
         counts, edges = np.histogram(values, bins=60, range=bins)
-        histogram = {"counts": counts.tolist(), "edges": edges.tolist(),
-                     "outside": int(values.size - counts.sum())}
+        histogram = {
+            "counts": counts.tolist(),
+            "edges": edges.tolist(),
+            "outside": int(values.size - counts.sum()),
+        }
     record.update(
         verdict="pass" if verdict.passed else "fail",
         law=verdict.law,
-        checks=[{"name": c.name, "value": c.value, "expected": c.expected, "tolerance": c.tolerance,
-                 "p": c.p, "passed": c.passed} for c in verdict.checks],
+        checks=[
+            {
+                "name": c.name,
+                "value": c.value,
+                "expected": c.expected,
+                "tolerance": c.tolerance,
+                "p": c.p,
+                "passed": c.passed,
+            }
+            for c in verdict.checks
+        ],
         summary=summary,
         analytic=analytic,
         histogram=histogram,
@@ -306,7 +355,10 @@ def _judge(record: dict[str, Any], cell: Cell, logical: np.ndarray, verdict: sta
 
 def failure_message(record: dict[str, Any]) -> str:
     """Names the backend, the spec, the statistic and the two values."""
-    head = f"backend {record['backend']}, spec {record.get('stated', record['spec'])}, {record['case']} shape {tuple(record['shape'])}"
+    head = (
+        f"backend {record['backend']}, spec {record.get('stated', record['spec'])}, "
+        f"{record['case']} shape {tuple(record['shape'])}"
+    )
     if record.get("refused") is not None and not record["checks"]:
         return f"{head}: {record['law']}; the backend: {record['refused']}"
     failed = [c for c in record["checks"] if not c["passed"]]
@@ -315,7 +367,9 @@ def failure_message(record: dict[str, Any]) -> str:
         if c["p"] is not None:
             parts.append(f"{c['name']}: D={c['value']:.4g} with p={c['p']:.3g} < alpha {c['tolerance']:g}")
         else:
-            parts.append(f"{c['name']}: got {c['value']:.6g}, expected {c['expected']:.6g} +- {c['tolerance']:.3g}")
+            parts.append(
+                f"{c['name']}: got {c['value']:.6g}, expected {c['expected']:.6g} +- {c['tolerance']:.3g}"
+            )
     return f"{head} disagrees with {record['law']}: " + "; ".join(parts)
 
 
@@ -352,7 +406,7 @@ def _native_mxnet(code: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     import mxnet as mx
 
     mx.random.seed(seed)
-    np.random.seed(seed)  # some mx.init classes draw with NumPy's global generator
+    np.random.seed(seed)  # noqa: NPY002 - some mx.init classes draw with NumPy's global generator
     array = mx.nd.zeros(shape, dtype="float32")
     eval(code, {"mx": mx})._init_weight("matrix_weight", array)
     return array.asnumpy()

@@ -15,8 +15,7 @@ from flax import nnx
 from flax.core import FrozenDict
 
 import multiinit as mi
-from multiinit import flax as mif
-from multiinit import stats
+from multiinit import flax as mif, stats
 from multiinit.reference import sample
 from multiinit.rules import portable_rng
 
@@ -25,13 +24,16 @@ X4 = jnp.ones((2, 4))
 
 
 def snapshot(tree) -> list[tuple[str, np.ndarray]]:
-    return [(jax.tree_util.keystr(path), np.array(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+    return [
+        (jax.tree_util.keystr(path), np.array(leaf))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    ]
 
 
 def assert_same(tree, before) -> None:
     after = snapshot(tree)
     assert [p for p, _ in after] == [p for p, _ in before]
-    for (path, a), (_, b) in zip(after, before):
+    for (path, a), (_, b) in zip(after, before, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=path)
 
 
@@ -77,21 +79,27 @@ def test_linen_returns_a_new_tree_and_leaves_the_input_unchanged() -> None:
     np.testing.assert_array_equal(np.asarray(new["params"]["Dense_0"]["bias"]), 0.5)
     assert not np.array_equal(np.asarray(new["params"]["Conv_0"]["kernel"]), np.asarray(kernel))
     # batch statistics are not parameters: copied, never drawn, never selectable
-    np.testing.assert_array_equal(np.asarray(new["batch_stats"]["BatchNorm_0"]["var"]),
-                                  np.asarray(variables["batch_stats"]["BatchNorm_0"]["var"]))
+    np.testing.assert_array_equal(
+        np.asarray(new["batch_stats"]["BatchNorm_0"]["var"]),
+        np.asarray(variables["batch_stats"]["BatchNorm_0"]["var"]),
+    )
     assert new["batch_stats"] is not variables["batch_stats"]
-    with pytest.raises(mi.RuleError, match="'mean'.* matches no parameter"):
+    with pytest.raises(mi.RuleError, match=r"'mean'.* matches no parameter"):
         mi.apply(variables, {"mean": mi.zeros()}, seed=0)
 
 
 def test_linen_paths_roles_and_kinds_select() -> None:
     _, variables = chapter()
-    new = mi.apply(variables, [
-        ("params/layers_0/kernel", mi.constant(1)),
-        ("weight", mi.constant(2)),  # "weight" also selects a flax kernel
-        ("*/layers_2/bias", mi.constant(3)),
-        ("bias", mi.constant(4)),
-    ], seed=0)["params"]
+    new = mi.apply(
+        variables,
+        [
+            ("params/layers_0/kernel", mi.constant(1)),
+            ("weight", mi.constant(2)),  # "weight" also selects a flax kernel
+            ("*/layers_2/bias", mi.constant(3)),
+            ("bias", mi.constant(4)),
+        ],
+        seed=0,
+    )["params"]
     np.testing.assert_array_equal(np.asarray(new["layers_0"]["kernel"]), 1.0)
     np.testing.assert_array_equal(np.asarray(new["layers_2"]["kernel"]), 2.0)
     np.testing.assert_array_equal(np.asarray(new["layers_2"]["bias"]), 3.0)
@@ -177,8 +185,12 @@ def test_conv_transpose_with_transpose_kernel_needs_its_module() -> None:
 def test_conv_transpose_bias_gets_the_logical_kernel_fans() -> None:
     variables = variables_of(Up(), UP_X)
     torch_linear = mi.variance_scaling(1 / 3, "fan_in", "uniform")
-    new = mif.apply(variables, {"bias": torch_linear}, seed=0,
-                    layers={"ConvTranspose_*": nn.ConvTranspose(16, (3, 3), transpose_kernel=True)})
+    new = mif.apply(
+        variables,
+        {"bias": torch_linear},
+        seed=0,
+        layers={"ConvTranspose_*": nn.ConvTranspose(16, (3, 3), transpose_kernel=True)},
+    )
     bias = np.asarray(new["params"]["ConvTranspose_0"]["bias"])
     assert np.abs(bias).max() < 1 / math.sqrt(576)
 
@@ -188,15 +200,19 @@ def test_layer_types_select_on_linen_only_when_instances_are_known() -> None:
     variables = variables_of(model, UP_X)
     new = mif.apply(variables, {nn.ConvTranspose: mi.constant(3)}, seed=0, layers=mif.modules(model, UP_X))
     np.testing.assert_array_equal(np.asarray(new["params"]["ConvTranspose_0"]["kernel"]), 3.0)
-    with pytest.raises(mi.RuleError, match="ConvTranspose.*matches no parameter.*none known"):
+    with pytest.raises(mi.RuleError, match=r"ConvTranspose.*matches no parameter.*none known"):
         mif.apply(variables, {nn.ConvTranspose: mi.constant(3)}, seed=0)
 
 
 def test_layers_mapping_errors() -> None:
     variables = variables_of(Up(), UP_X)
-    with pytest.raises(mi.RuleError, match=r"layers key 'ConvTranspose_9' matches no module.*'ConvTranspose_0'"):
+    with pytest.raises(
+        mi.RuleError, match=r"layers key 'ConvTranspose_9' matches no module.*'ConvTranspose_0'"
+    ):
         mif.apply(variables, {"kernel": mi.zeros()}, layers={"ConvTranspose_9": "conv_transpose"})
-    with pytest.raises(mi.RuleError, match=r"layers\['ConvTranspose_0'\]='deconv' is not allowed; a kind is one of"):
+    with pytest.raises(
+        mi.RuleError, match=r"layers\['ConvTranspose_0'\]='deconv' is not allowed; a kind is one of"
+    ):
         mif.apply(variables, {"kernel": mi.zeros()}, layers={"ConvTranspose_0": "deconv"})
     with pytest.raises(mi.RuleError, match=r"layers\['ConvTranspose_0'\]=3 is not allowed"):
         mif.apply(variables, {"kernel": mi.zeros()}, layers={"ConvTranspose_0": 3})
@@ -226,7 +242,9 @@ def test_depthwise_general_dense_and_embedding_views() -> None:
 def test_torch_default_preset_on_linen_draws_the_bias_from_the_kernel_fans() -> None:
     variables = variables_of(nn.Dense(20000), X4)
     # The preset's dense/conv rules (its embedding rule would select nothing here: a RuleError).
-    rules = [(selector, spec) for selector, spec in mi.presets.torch_default if "dense" in (selector.kind or ())]
+    rules = [
+        (selector, spec) for selector, spec in mi.presets.torch_default if "dense" in (selector.kind or ())
+    ]
     new = mi.apply(variables, rules, seed=0)["params"]
     bias, kernel = np.asarray(new["bias"]), np.asarray(new["kernel"])
     spec = mi.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -261,8 +279,9 @@ def test_order_is_definition_order_even_from_a_sorted_tree() -> None:
     b = mi.apply(jitted, spec, seed=3, portable=True)
     for i in range(12):
         for leaf in ("kernel", "bias"):
-            np.testing.assert_array_equal(np.asarray(a["params"][f"Dense_{i}"][leaf]),
-                                          np.asarray(b["params"][f"Dense_{i}"][leaf]))
+            np.testing.assert_array_equal(
+                np.asarray(a["params"][f"Dense_{i}"][leaf]), np.asarray(b["params"][f"Dense_{i}"][leaf])
+            )
 
 
 def test_modules_order_repairs_a_sorted_tree_of_mixed_layers() -> None:
@@ -275,8 +294,12 @@ def test_modules_order_repairs_a_sorted_tree_of_mixed_layers() -> None:
 
     model = Mixed()
     expected = [
-        "params/Dense_0/kernel", "params/Dense_0/bias", "params/LayerNorm_0/scale",
-        "params/LayerNorm_0/bias", "params/Dense_1/kernel", "params/Dense_1/bias",
+        "params/Dense_0/kernel",
+        "params/Dense_0/bias",
+        "params/LayerNorm_0/scale",
+        "params/LayerNorm_0/bias",
+        "params/Dense_1/kernel",
+        "params/Dense_1/bias",
     ]
     eager = model.init(KEY, X4)
     params = mif.params_of(eager)
@@ -293,12 +316,15 @@ def test_portable_mode_writes_the_reference_draw_in_flax_layout() -> None:
     new = mi.apply(variables, rules, seed=11, portable=True)["params"]
     # order: layers_0 kernel 0, bias 1, layers_2 kernel 2, bias 3 (by hand); kernels are
     # logical (out, in), so the flax kernel is the transpose of the reference draw.
-    np.testing.assert_array_equal(np.asarray(new["layers_0"]["kernel"]),
-                                  sample(mi.xavier_uniform(), (8, 4), seed=portable_rng(11, 0)).T)
-    np.testing.assert_array_equal(np.asarray(new["layers_0"]["bias"]),
-                                  sample(mi.uniform(-1, 1), (8,), seed=portable_rng(11, 1)))
-    np.testing.assert_array_equal(np.asarray(new["layers_2"]["kernel"]),
-                                  sample(mi.xavier_uniform(), (1, 8), seed=portable_rng(11, 2)).T)
+    np.testing.assert_array_equal(
+        np.asarray(new["layers_0"]["kernel"]), sample(mi.xavier_uniform(), (8, 4), seed=portable_rng(11, 0)).T
+    )
+    np.testing.assert_array_equal(
+        np.asarray(new["layers_0"]["bias"]), sample(mi.uniform(-1, 1), (8,), seed=portable_rng(11, 1))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(new["layers_2"]["kernel"]), sample(mi.xavier_uniform(), (1, 8), seed=portable_rng(11, 2)).T
+    )
 
 
 def test_portable_linen_and_nnx_of_one_architecture_hold_the_same_numbers() -> None:
@@ -309,8 +335,9 @@ def test_portable_linen_and_nnx_of_one_architecture_hold_the_same_numbers() -> N
     mi.apply(module, rules, seed=5, portable=True)
     for i, name in ((0, "layers_0"), (2, "layers_2")):
         for leaf in ("kernel", "bias"):
-            np.testing.assert_array_equal(np.asarray(getattr(module.layers[i], leaf).get_value()),
-                                          np.asarray(linen[name][leaf]))
+            np.testing.assert_array_equal(
+                np.asarray(getattr(module.layers[i], leaf).get_value()), np.asarray(linen[name][leaf])
+            )
 
 
 def test_seeds() -> None:
@@ -319,7 +346,7 @@ def test_seeds() -> None:
     a = snapshot(mi.apply(variables, rules, seed=1))
     assert_same(mi.apply(variables, rules, seed=1), a)
     different = snapshot(mi.apply(variables, rules, seed=2))
-    assert all(not np.array_equal(x, y) for (_, x), (_, y) in zip(a, different))
+    assert all(not np.array_equal(x, y) for (_, x), (_, y) in zip(a, different, strict=True))
     unseeded = [snapshot(mi.apply(variables, rules)) for _ in range(2)]
     assert not np.array_equal(unseeded[0][0][1], unseeded[1][0][1])
     with pytest.raises(mi.RuleError, match="portable=True needs seed"):
@@ -336,13 +363,21 @@ def failing_law(rng, shape, dtype):
 def test_linen_errors_change_nothing() -> None:
     _, variables = chapter()
     before = snapshot(variables)
-    with pytest.raises(mi.RuleError, match=r"'layer_0/kernel'.*matches no parameter.*closest paths: 'params/layers_0/kernel'"):
+    with pytest.raises(
+        mi.RuleError, match=r"'layer_0/kernel'.*matches no parameter.*closest paths: 'params/layers_0/kernel'"
+    ):
         mi.apply(variables, {"layer_0/kernel": mi.zeros()}, seed=0)
     with pytest.raises(mi.ShapeError, match=r"eye\(\) cannot fill 'params/layers_0/bias'"):
         mi.apply(variables, {"kernel": mi.zeros(), "bias": mi.eye()}, seed=0)
     with pytest.raises(mi.LawError, match="this law fails"):
-        mi.apply(variables, {"params/layers_2/kernel": mi.custom(failing_law, name="apply_tests.failing"),
-                             "kernel": mi.zeros()}, seed=0)
+        mi.apply(
+            variables,
+            {
+                "params/layers_2/kernel": mi.custom(failing_law, name="apply_tests.failing"),
+                "kernel": mi.zeros(),
+            },
+            seed=0,
+        )
     assert_same(variables, before)
 
 
@@ -374,12 +409,22 @@ def test_nnx_paths_order_views_and_tied_parameters() -> None:
     net = Net(nnx.Rngs(0))
     params = mif.params_of(net)
     assert [p.path for p in params] == [
-        "first/kernel", "first/bias", "norm/scale", "norm/bias", "blocks/layers/0/kernel",
-        "blocks/layers/0/bias", "blocks/layers/2/kernel", "blocks/layers/2/bias", "up/kernel", "up/bias",
+        "first/kernel",
+        "first/bias",
+        "norm/scale",
+        "norm/bias",
+        "blocks/layers/0/kernel",
+        "blocks/layers/0/bias",
+        "blocks/layers/2/kernel",
+        "blocks/layers/2/bias",
+        "up/kernel",
+        "up/bias",
     ]
     assert [p.order for p in params] == list(range(10))
     up = params[8]
-    assert up.kind == "conv_transpose" and up.view.logical_shape == (16, 64, 3, 3) and up.view.fans == (576, 144)
+    assert (
+        up.kind == "conv_transpose" and up.view.logical_shape == (16, 64, 3, 3) and up.view.fans == (576, 144)
+    )
     assert params[9].fans == (576, 144) and params[1].fans == (4, 8)
     new = mi.apply(net, {"up/kernel": mi.he_uniform()}, seed=0)
     assert np.abs(np.asarray(new.up.kernel.get_value())).max() < math.sqrt(6 / 576)
@@ -395,6 +440,8 @@ def test_nnx_errors_change_nothing() -> None:
     with pytest.raises(mi.ShapeError, match=r"cannot fill 'up/kernel'"):
         mi.apply(net, {"kernel": mi.eye()}, seed=0)
     with pytest.raises(mi.LawError, match="this law fails"):
-        mi.apply(net, {"bias": mi.zeros(), "up/kernel": mi.custom(failing_law, name="apply_tests.failing")}, seed=0)
-    for a, b in zip(nnx_values(net), before):
+        mi.apply(
+            net, {"bias": mi.zeros(), "up/kernel": mi.custom(failing_law, name="apply_tests.failing")}, seed=0
+        )
+    for a, b in zip(nnx_values(net), before, strict=True):
         np.testing.assert_array_equal(a, b)

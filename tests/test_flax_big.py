@@ -35,15 +35,18 @@ RULES = {"kernel": mi.he_normal(), "bias": mi.zeros(), "scale": mi.ones()}
 def concrete() -> dict:
     """Net's variables, filled by NumPy (no init to compile): shapes from eval_shape."""
     rng = np.random.default_rng(0)
-    return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype),
-                        jax.eval_shape(Net().init, KEY, X))
+    return jax.tree.map(
+        lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), jax.eval_shape(Net().init, KEY, X)
+    )
 
 
 def snapshot(tree) -> list[tuple[str, int, object]]:
     """Every leaf: its path, its object, and its values (None for a ShapeDtypeStruct)."""
     out = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        values = np.array(leaf) if isinstance(leaf, (jax.Array, np.ndarray)) and not leaf.is_deleted() else None
+        values = (
+            np.array(leaf) if isinstance(leaf, (jax.Array, np.ndarray)) and not leaf.is_deleted() else None
+        )
         out.append((jax.tree_util.keystr(path), id(leaf), values))
     return out
 
@@ -51,7 +54,7 @@ def snapshot(tree) -> list[tuple[str, int, object]]:
 def assert_unchanged(tree, before) -> None:
     after = snapshot(tree)
     assert [(p, i) for p, i, _ in after] == [(p, i) for p, i, _ in before]
-    for (path, _, a), (_, _, b) in zip(after, before):
+    for (path, _, a), (_, _, b) in zip(after, before, strict=True):
         assert (a is None) == (b is None), path
         if a is not None:
             np.testing.assert_array_equal(a, b, err_msg=path)
@@ -78,16 +81,41 @@ def test_every_fault_is_found_before_anything_is_produced(donate: bool) -> None:
     variables = concrete()
     before = snapshot(variables)
     faults = [
-        ({"kernel": mi.he_normal(), "nowhere/*": mi.zeros()}, mi.RuleError, "'nowhere/\\*'.* matches no parameter"),
-        ({"params/Dense_1/bias": mi.eye(), **RULES}, mi.ShapeError, "eye\\(\\) cannot fill 'params/Dense_1/bias'"),
-        ({"params/Dense_1/kernel": mi.custom(raises, name="t.big.raises"), **RULES}, mi.LawError,
-         "custom law 't.big.raises' at 'params/Dense_1/kernel' raised ZeroDivisionError"),
-        ({"params/Dense_0/bias": mi.custom(nan_law, name="t.big.nan"), **RULES}, mi.LawError,
-         "'t.big.nan' at 'params/Dense_0/bias' returned 64 NaN"),
-        ({"params/Dense_0/kernel": mi.custom(wrong_shape, name="t.big.shape"), **RULES}, mi.LawShapeError,
-         "'t.big.shape' at 'params/Dense_0/kernel' returned an array of shape"),
-        ({"params/Dense_0/kernel": mi.mixture([(0.5, mi.zeros()), (0.5, mi.custom(raises, name="t.big.mix"))]),
-          **RULES}, mi.LawError, "'t.big.mix' at 'params/Dense_0/kernel'"),
+        (
+            {"kernel": mi.he_normal(), "nowhere/*": mi.zeros()},
+            mi.RuleError,
+            "'nowhere/\\*'.* matches no parameter",
+        ),
+        (
+            {"params/Dense_1/bias": mi.eye(), **RULES},
+            mi.ShapeError,
+            "eye\\(\\) cannot fill 'params/Dense_1/bias'",
+        ),
+        (
+            {"params/Dense_1/kernel": mi.custom(raises, name="t.big.raises"), **RULES},
+            mi.LawError,
+            "custom law 't.big.raises' at 'params/Dense_1/kernel' raised ZeroDivisionError",
+        ),
+        (
+            {"params/Dense_0/bias": mi.custom(nan_law, name="t.big.nan"), **RULES},
+            mi.LawError,
+            "'t.big.nan' at 'params/Dense_0/bias' returned 64 NaN",
+        ),
+        (
+            {"params/Dense_0/kernel": mi.custom(wrong_shape, name="t.big.shape"), **RULES},
+            mi.LawShapeError,
+            "'t.big.shape' at 'params/Dense_0/kernel' returned an array of shape",
+        ),
+        (
+            {
+                "params/Dense_0/kernel": mi.mixture(
+                    [(0.5, mi.zeros()), (0.5, mi.custom(raises, name="t.big.mix"))]
+                ),
+                **RULES,
+            },
+            mi.LawError,
+            "'t.big.mix' at 'params/Dense_0/kernel'",
+        ),
     ]
     for rules, error, text in faults:
         for portable in (False, True):
@@ -100,23 +128,31 @@ def test_unwritable_leaves_are_refused_before_any_draw() -> None:
     variables = concrete()
     variables["params"]["Dense_0"]["bias"] = jnp.arange(64, dtype=jnp.int32)
     before = snapshot(variables)
-    with pytest.raises(mi.ShapeError, match="he_normal.*cannot fill 'params/Dense_0/bias' of dtype int32.*bfloat16"):
-        mi.apply(variables, {"params/Dense_0/bias": mi.he_normal(), "kernel": mi.he_normal()}, seed=0, donate=True)
+    with pytest.raises(
+        mi.ShapeError, match=r"he_normal.*cannot fill 'params/Dense_0/bias' of dtype int32.*bfloat16"
+    ):
+        mi.apply(
+            variables, {"params/Dense_0/bias": mi.he_normal(), "kernel": mi.he_normal()}, seed=0, donate=True
+        )
     assert_unchanged(variables, before)
     half = jax.tree.map(lambda a: a.astype(jnp.float16), concrete())
     before = snapshot(half)
-    with pytest.raises(mi.SpecError, match="uniform.*'params/Dense_1/kernel'.*float16"):
-        mi.apply(half, {"params/Dense_1/kernel": mi.uniform(-1e6, 1e6), "kernel": mi.zeros()}, seed=0, donate=True)
+    with pytest.raises(mi.SpecError, match=r"uniform.*'params/Dense_1/kernel'.*float16"):
+        mi.apply(
+            half, {"params/Dense_1/kernel": mi.uniform(-1e6, 1e6), "kernel": mi.zeros()}, seed=0, donate=True
+        )
     assert_unchanged(half, before)
     gone = concrete()
     gone["params"]["Dense_1"]["kernel"].delete()
     before = snapshot(gone)
-    with pytest.raises(mi.ShapeError, match="'params/Dense_1/kernel'.*deleted or donated.*returned"):
+    with pytest.raises(mi.ShapeError, match=r"'params/Dense_1/kernel'.*deleted or donated.*returned"):
         mi.apply(gone, RULES, seed=0, donate=True)
     assert not gone["params"]["Dense_0"]["kernel"].is_deleted()
     assert [(p, i) for p, i, _ in snapshot(gone)] == [(p, i) for p, i, _ in before]
     bad = concrete()
-    bad["params"]["Dense_1"]["kernel"] = type("Fake", (), {"shape": (64, 32), "dtype": np.dtype(np.float32)})()
+    bad["params"]["Dense_1"]["kernel"] = type(
+        "Fake", (), {"shape": (64, 32), "dtype": np.dtype(np.float32)}
+    )()
     with pytest.raises(mi.ShapeError, match="'params/Dense_1/kernel': it is a Fake"):
         mi.apply(bad, RULES, seed=0)
 
@@ -130,7 +166,9 @@ def test_an_nnx_variable_of_another_trace_is_refused_and_nothing_is_set() -> Non
         mi.apply(model, {"kernel": mi.ones(), "bias": mi.zeros()}, seed=0)
         return x
 
-    with pytest.raises(mi.ShapeError, match="'kernel' \\(Linear\\): the nnx variable cannot be set here.*nnx.jit"):
+    with pytest.raises(
+        mi.ShapeError, match=r"'kernel' \(Linear\): the nnx variable cannot be set here.*nnx\.jit"
+    ):
         inside(jnp.ones(()))
     assert model.kernel.get_value() is before[0] and model.bias.get_value() is before[1]
 
@@ -148,13 +186,18 @@ def test_an_nnx_variable_of_another_trace_is_refused_and_nothing_is_set() -> Non
 def test_donation_gives_up_each_drawn_input_array() -> None:
     variables = concrete()
     kept = mi.apply(variables, RULES, seed=5)
-    drawn = [variables["params"]["Dense_0"]["kernel"], variables["params"]["Dense_1"]["bias"],
-             variables["params"]["LayerNorm_0"]["scale"]]
+    drawn = [
+        variables["params"]["Dense_0"]["kernel"],
+        variables["params"]["Dense_1"]["bias"],
+        variables["params"]["LayerNorm_0"]["scale"],
+    ]
     stats_mean = variables["batch_stats"]["BatchNorm_0"]["mean"]
     new = mi.apply(variables, RULES, seed=5, donate=True)
     assert all(leaf.is_deleted() for leaf in drawn)
     assert not stats_mean.is_deleted() and new["batch_stats"]["BatchNorm_0"]["mean"] is stats_mean
-    for (path, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(new), jax.tree_util.tree_leaves_with_path(kept)):
+    for (path, a), (_, b) in zip(
+        jax.tree_util.tree_leaves_with_path(new), jax.tree_util.tree_leaves_with_path(kept), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
     with pytest.raises(mi.RuleError, match="donate='yes' is not allowed"):
         mi.apply(new, RULES, seed=5, donate="yes")
@@ -164,11 +207,14 @@ def test_donation_on_nnx_and_portable_mode() -> None:
     model = nnx.Sequential(nnx.Linear(8, 16, rngs=nnx.Rngs(0)), nnx.Linear(16, 4, rngs=nnx.Rngs(1)))
     old = model.layers[0].kernel.get_value()
     twin = nnx.Sequential(nnx.Linear(8, 16, rngs=nnx.Rngs(0)), nnx.Linear(16, 4, rngs=nnx.Rngs(1)))
-    mi.apply(model, {"kernel": mi.xavier_uniform(), "bias": mi.uniform(-1, 1)}, seed=9, portable=True, donate=True)
+    mi.apply(
+        model, {"kernel": mi.xavier_uniform(), "bias": mi.uniform(-1, 1)}, seed=9, portable=True, donate=True
+    )
     mi.apply(twin, {"kernel": mi.xavier_uniform(), "bias": mi.uniform(-1, 1)}, seed=9, portable=True)
     assert old.is_deleted()
-    np.testing.assert_array_equal(np.asarray(model.layers[2 - 1].kernel.get_value()),
-                                  np.asarray(twin.layers[1].kernel.get_value()))
+    np.testing.assert_array_equal(
+        np.asarray(model.layers[2 - 1].kernel.get_value()), np.asarray(twin.layers[1].kernel.get_value())
+    )
 
 
 # --------------------------------------------------------------------------- abstract trees
@@ -182,7 +228,9 @@ def test_an_abstract_linen_tree_is_drawn_directly_with_the_right_law() -> None:
     np.testing.assert_array_equal(np.asarray(new["batch_stats"]["BatchNorm_0"]["var"]), 1.0)
     same = mi.apply(concrete(), RULES, seed=3)  # the same values as a concrete tree of the same shapes
     for leaf in ("Dense_0", "Dense_1"):
-        np.testing.assert_array_equal(np.asarray(new["params"][leaf]["kernel"]), np.asarray(same["params"][leaf]["kernel"]))
+        np.testing.assert_array_equal(
+            np.asarray(new["params"][leaf]["kernel"]), np.asarray(same["params"][leaf]["kernel"])
+        )
     kernel = np.asarray(new["params"]["Dense_0"]["kernel"])  # flax (16, 64): logical (64, 16), fan_in 16
     verdict = stats.check(kernel.T, mi.he_normal())
     assert verdict.passed, str(verdict)
@@ -192,8 +240,11 @@ def test_an_abstract_linen_tree_is_drawn_directly_with_the_right_law() -> None:
 
 def test_abstract_leaves_nothing_fills_are_refused() -> None:
     abstract = jax.eval_shape(Net().init, KEY, X)
-    with pytest.raises(mi.RuleError, match=r"abstract parameters 'params/BatchNorm_0/scale', 'params/BatchNorm_0/bias', "
-                                           r"'params/LayerNorm_0/scale', 'params/LayerNorm_0/bias' .*not initialized"):
+    with pytest.raises(
+        mi.RuleError,
+        match=r"abstract parameters 'params/BatchNorm_0/scale', 'params/BatchNorm_0/bias', "
+        r"'params/LayerNorm_0/scale', 'params/LayerNorm_0/bias' .*not initialized",
+    ):
         mi.apply(abstract, {"kernel": mi.he_normal(), "params/Dense_*/bias": mi.zeros()}, seed=0)
     extra = dict(abstract, cache={"index": jax.ShapeDtypeStruct((), jnp.int32)})
     with pytest.raises(mi.RuleError, match=r"abstract leaves 'cache/index' .*only the model knows"):
@@ -212,8 +263,12 @@ class Model(nnx.Module):
         return self.down(self.drop(self.norm(self.up(self.embed(ids)))))
 
 
-NNX_RULES = {"embedding": mi.normal(std=0.02), "kernel": mi.kaiming_uniform(a=5 ** 0.5), "bias": mi.zeros(),
-             "scale": mi.ones()}
+NNX_RULES = {
+    "embedding": mi.normal(std=0.02),
+    "kernel": mi.kaiming_uniform(a=5**0.5),
+    "bias": mi.zeros(),
+    "scale": mi.ones(),
+}
 
 
 def test_nnx_eval_shape_then_apply_materializes_the_module() -> None:
@@ -221,7 +276,7 @@ def test_nnx_eval_shape_then_apply_materializes_the_module() -> None:
     assert isinstance(model.up.kernel.get_value(), jax.ShapeDtypeStruct)
     mi.apply(model, NNX_RULES, seed=1)
     up = np.asarray(model.up.kernel.get_value())
-    verdict = stats.check(up.T, mi.kaiming_uniform(a=5 ** 0.5))  # logical (128, 32): torch's Linear(32, 128)
+    verdict = stats.check(up.T, mi.kaiming_uniform(a=5**0.5))  # logical (128, 32): torch's Linear(32, 128)
     assert verdict.passed, str(verdict)
     np.testing.assert_array_equal(np.asarray(model.norm.var.get_value()), 1.0)
     assert model.drop.rngs.count.get_value() == 0
@@ -230,12 +285,17 @@ def test_nnx_eval_shape_then_apply_materializes_the_module() -> None:
     assert np.isfinite(np.asarray(first)).all() and int(model.drop.rngs.count.get_value()) == 1
     again = nnx.eval_shape(lambda: Model(nnx.Rngs(0)))
     mi.apply(again, NNX_RULES, seed=1)
-    for (path, a), (_, b) in zip(nnx.iter_graph(model), nnx.iter_graph(again)):
+    for (path, a), (_, b) in zip(nnx.iter_graph(model), nnx.iter_graph(again), strict=True):
         if isinstance(a, nnx.Param):
-            np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path))
+            np.testing.assert_array_equal(
+                np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path)
+            )
     with pytest.raises(mi.RuleError, match=r"abstract parameters 'embed/embedding'"):
-        mi.apply(nnx.eval_shape(lambda: Model(nnx.Rngs(0))), {"kernel": mi.zeros(), "bias": mi.zeros(),
-                                                             "scale": mi.ones()}, seed=0)
+        mi.apply(
+            nnx.eval_shape(lambda: Model(nnx.Rngs(0))),
+            {"kernel": mi.zeros(), "bias": mi.zeros(), "scale": mi.ones()},
+            seed=0,
+        )
 
 
 def test_nnx_split_state_is_drawn_as_a_tree_and_merged() -> None:
@@ -245,9 +305,11 @@ def test_nnx_split_state_is_drawn_as_a_tree_and_merged() -> None:
     model = nnx.merge(graphdef, new)
     reference = nnx.eval_shape(lambda: Model(nnx.Rngs(0)))
     mi.apply(reference, NNX_RULES, seed=1)
-    for (path, a), (_, b) in zip(nnx.iter_graph(model), nnx.iter_graph(reference)):
+    for (path, a), (_, b) in zip(nnx.iter_graph(model), nnx.iter_graph(reference), strict=True):
         if isinstance(a, nnx.Param):
-            np.testing.assert_array_equal(np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path))
+            np.testing.assert_array_equal(
+                np.asarray(a.get_value()), np.asarray(b.get_value()), err_msg=str(path)
+            )
     np.testing.assert_array_equal(np.asarray(model.norm.mean.get_value()), 0.0)
 
 
@@ -255,8 +317,12 @@ def test_nnx_split_state_is_drawn_as_a_tree_and_merged() -> None:
 
 
 def test_the_native_stream_is_fold_in_of_the_seed_key_and_the_order() -> None:
-    tree = {"params": {"a": {"kernel": jax.ShapeDtypeStruct((8, 64), jnp.float32)},
-                       "b": {"kernel": jax.ShapeDtypeStruct((64, 8), jnp.float32)}}}
+    tree = {
+        "params": {
+            "a": {"kernel": jax.ShapeDtypeStruct((8, 64), jnp.float32)},
+            "b": {"kernel": jax.ShapeDtypeStruct((64, 8), jnp.float32)},
+        }
+    }
     new = mi.apply(tree, {"params/a/kernel": mi.normal(), "params/b/kernel": mi.uniform(-1, 1)}, seed=7)
     with jax.threefry_partitionable(True):
         a = jax.random.normal(jax.random.fold_in(jax.random.key(7), 0), (8, 64))
@@ -267,7 +333,9 @@ def test_the_native_stream_is_fold_in_of_the_seed_key_and_the_order() -> None:
         again = mi.apply(tree, {"params/a/kernel": mi.normal(), "params/b/kernel": mi.uniform(-1, 1)}, seed=7)
     np.testing.assert_array_equal(np.asarray(again["params"]["a"]["kernel"]), np.asarray(a))
     seeds = [0, 2**32, 2**40 + 5, 5, 2**64 + 1]
-    draws = [np.asarray(mi.apply(tree, {"kernel": mi.normal()}, seed=s)["params"]["a"]["kernel"]) for s in seeds]
+    draws = [
+        np.asarray(mi.apply(tree, {"kernel": mi.normal()}, seed=s)["params"]["a"]["kernel"]) for s in seeds
+    ]
     assert all(not np.array_equal(draws[i], draws[j]) for i in range(len(seeds)) for j in range(i))
 
 
@@ -276,18 +344,21 @@ def test_apply_under_jit_gives_the_eager_values_and_fences_user_laws() -> None:
     for portable in (False, True):
         eager = mi.apply(variables, RULES, seed=2, portable=portable)
         jitted = jax.jit(lambda v, p=portable: mi.apply(v, RULES, seed=2, portable=p))(variables)
-        for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     law = mi.custom(raises, name="t.big.jitted")
     for portable in (False, True):
         with pytest.raises(Exception, match=r"custom law 't.big.jitted' at 'params/Dense_1/kernel' raised"):
-            jax.jit(lambda v, p=portable: mi.apply(v, {"params/Dense_1/kernel": law, **RULES}, seed=2,
-                                                   portable=p))(variables)
+            jax.jit(
+                lambda v, p=portable: mi.apply(v, {"params/Dense_1/kernel": law, **RULES}, seed=2, portable=p)
+            )(variables)
 
 
 def test_options_other_backends_do_not_take_are_refused_by_name() -> None:
     variables = concrete()
     with pytest.raises(mi.SpecError, match=r"device='cpu' is not allowed for a flax model.*takes no device="):
         mi.apply(variables, RULES, seed=0, device="cpu")
-    with pytest.raises(mi.SpecError, match=r"donated=True is not allowed for a flax model.*donate=, shardings="):
+    with pytest.raises(
+        mi.SpecError, match=r"donated=True is not allowed for a flax model.*donate=, shardings="
+    ):
         mi.apply(variables, RULES, seed=0, donated=True)

@@ -9,7 +9,10 @@ import pkgutil
 import multiinit.flax
 
 #: The package and each of its files: doctest finds only what a module itself defines.
-MODULES = ["multiinit.flax", *(f"multiinit.flax.{m.name}" for m in pkgutil.iter_modules(multiinit.flax.__path__))]
+MODULES = [
+    "multiinit.flax",
+    *(f"multiinit.flax.{m.name}" for m in pkgutil.iter_modules(multiinit.flax.__path__)),
+]
 
 
 def test_docstring_examples() -> None:

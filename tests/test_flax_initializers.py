@@ -20,11 +20,11 @@ import pytest
 from flax import nnx
 
 import multiinit as mi
-from matrix import SPECS, seed_chapter_my_init
-from multiinit import flax as mif
-from multiinit import stats
+from multiinit import flax as mif, stats
 from multiinit.fans import SPATIAL_IN_OUT, LogicalView
 from multiinit.reference import check_shape
+
+from matrix import SPECS, seed_chapter_my_init
 
 KEY = jax.random.key(7)
 CONV = (3, 3, 32, 64)  # flax kernel 3x3, 32 -> 64: logical (64, 32, 3, 3), n = 18,432
@@ -85,7 +85,8 @@ PATHS = [
 
 
 HALF = [(spec, "bfloat16") for spec in PATHS] + [
-    (spec, "float16") for spec in (PATHS[1], PATHS[3], PATHS[7], PATHS[-1])  # uniform, truncated, he, custom
+    (spec, "float16")
+    for spec in (PATHS[1], PATHS[3], PATHS[7], PATHS[-1])  # uniform, truncated, he, custom
 ]
 
 
@@ -121,8 +122,16 @@ def test_jit_gives_the_eager_values(spec) -> None:
 
 
 #: float64 has its own code (52-bit uniforms, the tail inverse CDF in float64): one spec per path.
-WIDE = [mi.uniform(-0.5, 0.25), mi.normal(0.5, 0.01), mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
-        mi.trunc_normal(std=0.02), mi.he_normal(), mi.orthogonal(gain=2.0), PATHS[-2], PATHS[-1]]
+WIDE = [
+    mi.uniform(-0.5, 0.25),
+    mi.normal(0.5, 0.01),
+    mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+    mi.trunc_normal(std=0.02),
+    mi.he_normal(),
+    mi.orthogonal(gain=2.0),
+    PATHS[-2],
+    PATHS[-1],
+]
 
 
 @pytest.mark.parametrize("spec", WIDE, ids=repr)
@@ -133,8 +142,9 @@ def test_float64_with_x64_draws_the_law_in_float64(spec) -> None:
         x = init(KEY, shape, jnp.float64)
         assert x.dtype == jnp.float64
         if isinstance(spec, mi.spec.Normal):
-            np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: init(k, shape, jnp.float64))(KEY)),
-                                          np.asarray(x))
+            np.testing.assert_array_equal(
+                np.asarray(jax.jit(lambda k: init(k, shape, jnp.float64))(KEY)), np.asarray(x)
+            )
     verdict = stats.check(logical(x), spec)
     assert verdict.passed, f"{spec!r} in float64: {verdict}"
 
@@ -147,7 +157,9 @@ def test_float64_without_x64_is_what_jax_gives() -> None:
 
 
 def test_other_dtypes_are_refused() -> None:
-    with pytest.raises(mi.SpecError, match=r"dtype=int32 is not allowed for normal\(\).*bfloat16, float16, float32, float64"):
+    with pytest.raises(
+        mi.SpecError, match=r"dtype=int32 is not allowed for normal\(\).*bfloat16, float16, float32, float64"
+    ):
         mif.normal()(KEY, (2, 2), jnp.int32)
     with pytest.raises(TypeError, match=r"dtype='foo' is not allowed"):  # a SpecError and JAX's TypeError
         mif.zeros()(KEY, (2, 2), "foo")
@@ -165,16 +177,27 @@ def test_other_dtypes_are_refused() -> None:
 def test_an_initializer_is_jittable_itself_with_a_static_shape() -> None:
     """Failed on main: "cannot create weak reference to 'Initializer' object" (jax.jit keeps
     a weak reference to what it wraps); a jax.nn.initializers function jits fine."""
-    for init in (mi.compile(mi.xavier_uniform(), "flax"), mif.custom(seed_chapter_my_init, name="flax_tests.my_init")):
+    for init in (
+        mi.compile(mi.xavier_uniform(), "flax"),
+        mif.custom(seed_chapter_my_init, name="flax_tests.my_init"),
+    ):
         jitted = jax.jit(init, static_argnums=(1,))
         np.testing.assert_array_equal(np.asarray(jitted(KEY, (4, 8))), np.asarray(init(KEY, (4, 8))))
 
 
-@pytest.mark.parametrize("init, shape", [
-    (mif.orthogonal(gain=2.0), (3, 3, 4, 8)), (mif.orthogonal(), (16, 4)), (mif.dirac(groups=2), (3, 3, 2, 4)),
-    (mif.dirac(), (3, 4, 4)), (mif.sparse(0.3), (40, 6)), (mif.eye(), (3, 5)),
-    (mif.mixture([(0.3, mi.orthogonal()), (0.7, mi.normal())]), (8, 8)),
-], ids=repr)
+@pytest.mark.parametrize(
+    "init, shape",
+    [
+        (mif.orthogonal(gain=2.0), (3, 3, 4, 8)),
+        (mif.orthogonal(), (16, 4)),
+        (mif.dirac(groups=2), (3, 3, 2, 4)),
+        (mif.dirac(), (3, 4, 4)),
+        (mif.sparse(0.3), (40, 6)),
+        (mif.eye(), (3, 5)),
+        (mif.mixture([(0.3, mi.orthogonal()), (0.7, mi.normal())]), (8, 8)),
+    ],
+    ids=repr,
+)
 def test_no_implicit_rank_promotion(init, shape) -> None:
     """Failed on main for orthogonal, dirac and sparse: code that sets
     jax_numpy_rank_promotion="raise" could not use them (nnx.Linear(kernel_init=mif.orthogonal())
@@ -230,7 +253,10 @@ def test_complex_dtypes_follow_jaxs_convention(dtype) -> None:
         # normal(0.5, 2): real part N(0.5, 2), imaginary part N(0, 2) (the mean is real).
         re, im = _complex_parts(mif.normal(0.5, 2.0)(KEY, DENSE, dtype))
         for part, mean in ((re, 0.5), (im, 0.0)):
-            assert scipy_stats.kstest(part.ravel(), scipy_stats.norm(mean, math.sqrt(2.0)).cdf).pvalue > stats.ALPHA
+            assert (
+                scipy_stats.kstest(part.ravel(), scipy_stats.norm(mean, math.sqrt(2.0)).cdf).pvalue
+                > stats.ALPHA
+            )
         fan = 3 * 3 * 32  # he on the conv kernel: fan_in, variance 2 / fan
         variance = 2.0 / fan
         re, im = _complex_parts(mif.he_uniform()(KEY, CONV, dtype))
@@ -255,17 +281,24 @@ def test_complex_dtypes_follow_jaxs_convention(dtype) -> None:
 
 
 def test_complex_draws_are_jaxs_numbers() -> None:
-    native = [(mi.he_normal(), jax.nn.initializers.he_normal()), (mi.glorot_uniform(), jax.nn.initializers.glorot_uniform()),
-              (mi.lecun_normal(), jax.nn.initializers.lecun_normal()), (mi.normal(std=0.3), jax.nn.initializers.normal(0.3)),
-              (mi.orthogonal(), jax.nn.initializers.orthogonal())]
+    native = [
+        (mi.he_normal(), jax.nn.initializers.he_normal()),
+        (mi.glorot_uniform(), jax.nn.initializers.glorot_uniform()),
+        (mi.lecun_normal(), jax.nn.initializers.lecun_normal()),
+        (mi.normal(std=0.3), jax.nn.initializers.normal(0.3)),
+        (mi.orthogonal(), jax.nn.initializers.orthogonal()),
+    ]
     for spec, init in native:
         ours = mi.compile(spec, "flax")(KEY, CONV, jnp.complex64)
         theirs = jax.jit(lambda k, init=init: init(k, CONV, jnp.complex64))(KEY)
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=repr(spec))
 
 
-@pytest.mark.parametrize("spec", [mi.uniform(-1, 1), mi.truncated_normal(), mi.trunc_normal(std=0.02),
-                                  PATHS[-2], PATHS[-1]], ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [mi.uniform(-1, 1), mi.truncated_normal(), mi.trunc_normal(std=0.02), PATHS[-2], PATHS[-1]],
+    ids=repr,
+)
 def test_laws_without_a_complex_form_in_jax_are_refused(spec) -> None:
     with pytest.raises(mi.SpecError, match=r"dtype=complex64 is not allowed for .*: "):
         mi.compile(spec, "flax")(KEY, (4, 4), jnp.complex64)
@@ -299,7 +332,7 @@ def _lying(kind):
         if kind == "raise":
             raise RuntimeError("the law broke")
         if kind == "shape":
-            return np.zeros((1,) + tuple(shape))
+            return np.zeros((1, *shape))
         if kind == "nan":
             x = np.ones(shape)
             x.flat[3] = np.nan
@@ -345,7 +378,10 @@ NATIVE = [
     (mi.uniform(0, 0.3), jax.nn.initializers.uniform(0.3)),
     (mi.normal(std=0.01), jax.nn.initializers.normal(0.01)),
     (mi.truncated_normal(std=0.02), jax.nn.initializers.truncated_normal(0.02)),
-    (mi.truncated_normal(std=0.5, low=-1.0, high=3.0), jax.nn.initializers.truncated_normal(0.5, lower=-1.0, upper=3.0)),
+    (
+        mi.truncated_normal(std=0.5, low=-1.0, high=3.0),
+        jax.nn.initializers.truncated_normal(0.5, lower=-1.0, upper=3.0),
+    ),
     (mi.glorot_uniform(), jax.nn.initializers.glorot_uniform()),
     (mi.glorot_normal(), jax.nn.initializers.glorot_normal()),
     (mi.he_uniform(), jax.nn.initializers.he_uniform()),
@@ -354,12 +390,19 @@ NATIVE = [
     (mi.lecun_normal(), jax.nn.initializers.lecun_normal()),
     (mi.xavier_normal(gain=2.0), jax.nn.initializers.variance_scaling(4.0, "fan_avg", "normal")),
     (mi.kaiming_uniform(a=math.sqrt(5)), jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")),
-    (mi.variance_scaling(0.5, "fan_out", "truncated_normal"),
-     jax.nn.initializers.variance_scaling(0.5, "fan_out", "truncated_normal")),
-    (mi.variance_scaling(2.0, "fan_geo_avg", "untruncated_normal"),
-     jax.nn.initializers.variance_scaling(2.0, "fan_geo_avg", "normal")),
+    (
+        mi.variance_scaling(0.5, "fan_out", "truncated_normal"),
+        jax.nn.initializers.variance_scaling(0.5, "fan_out", "truncated_normal"),
+    ),
+    (
+        mi.variance_scaling(2.0, "fan_geo_avg", "untruncated_normal"),
+        jax.nn.initializers.variance_scaling(2.0, "fan_geo_avg", "normal"),
+    ),
     (mi.orthogonal(gain=2.0), jax.nn.initializers.orthogonal(2.0)),
-    (mi.truncated_normal(std=0.3, low=0.5, high=1.5), jax.nn.initializers.truncated_normal(0.3, lower=0.5, upper=1.5)),
+    (
+        mi.truncated_normal(std=0.3, low=0.5, high=1.5),
+        jax.nn.initializers.truncated_normal(0.3, lower=0.5, upper=1.5),
+    ),
 ]
 
 
@@ -373,7 +416,9 @@ def test_same_key_same_values_as_jax_nn_initializers(spec, native) -> None:
             ours = mi.compile(spec, "flax")
             theirs = np.asarray(jax.jit(lambda k: native(k, CONV, jnp.dtype(dtype)))(KEY))
             np.testing.assert_array_equal(np.asarray(ours(KEY, CONV, jnp.dtype(dtype))), theirs)
-            np.testing.assert_array_equal(np.asarray(jax.jit(lambda k: ours(k, CONV, jnp.dtype(dtype)))(KEY)), theirs)
+            np.testing.assert_array_equal(
+                np.asarray(jax.jit(lambda k: ours(k, CONV, jnp.dtype(dtype)))(KEY)), theirs
+            )
 
 
 def test_uniform_is_low_high_not_jax_zero_scale() -> None:
@@ -410,11 +455,15 @@ def test_truncated_variance_scaling_stays_within_two_sigma(dtype) -> None:
     assert np.abs(x).max() > 1.99 * sigma
 
 
-@pytest.mark.parametrize("spec", [
-    mi.truncated_normal(low=3.0, high=5.0),
-    mi.truncated_normal(mean=1.0, std=2.0, low=-6.0, high=-4.5),
-    mi.truncated_normal(low=-1.0, high=30.0),
-], ids=repr)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        mi.truncated_normal(low=3.0, high=5.0),
+        mi.truncated_normal(mean=1.0, std=2.0, low=-6.0, high=-4.5),
+        mi.truncated_normal(low=-1.0, high=30.0),
+    ],
+    ids=repr,
+)
 def test_truncated_normal_far_in_a_tail(spec) -> None:
     """Bounds beyond 4 std use the inverse CDF in the lower tail (JAX's erf sampler loses
     its resolution there)."""
@@ -543,7 +592,9 @@ def test_custom_errors_eagerly_and_under_jit() -> None:
         raise ValueError("my_init cannot do this")
 
     failing = mif.custom(broken, name="flax_tests.broken")
-    with pytest.raises(mi.LawError, match="custom law 'flax_tests.broken' raised ValueError: my_init cannot do this"):
+    with pytest.raises(
+        mi.LawError, match=r"custom law 'flax_tests\.broken' raised ValueError: my_init cannot do this"
+    ):
         failing(KEY, (3, 4))
     with pytest.raises(Exception, match="my_init cannot do this"):
         jax.block_until_ready(jax.jit(lambda k: failing(k, (3, 4)))(KEY))
@@ -588,8 +639,11 @@ def test_initializers_plug_into_linen_and_nnx() -> None:
     w = np.asarray(linear.kernel.get_value())
     np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-5)
     np.testing.assert_array_equal(np.asarray(linear.bias.get_value()), np.full(8, 0.5))
-    abstract = jax.eval_shape(lambda: nn.Dense(8, kernel_init=mif.custom(seed_chapter_my_init, name="flax_tests.my_init"))
-                              .init(KEY, jnp.ones((1, 4))))
+    abstract = jax.eval_shape(
+        lambda: nn.Dense(8, kernel_init=mif.custom(seed_chapter_my_init, name="flax_tests.my_init")).init(
+            KEY, jnp.ones((1, 4))
+        )
+    )
     assert abstract["params"]["kernel"].shape == (4, 8)
 
 
@@ -600,7 +654,10 @@ def test_errors_name_what_was_given() -> None:
         mif.normal()(0, (2, 2))
     with pytest.raises(mi.ShapeError, match=r"shape=\(2, -1\) is not allowed"):
         mif.normal()(KEY, (2, -1))
-    with pytest.raises(mi.ShapeError, match=r"eye\(\) cannot fill a tensor of shape \(4, 2, 3\).*flax array of shape \(3, 2, 4\)"):
+    with pytest.raises(
+        mi.ShapeError,
+        match=r"eye\(\) cannot fill a tensor of shape \(4, 2, 3\).*flax array of shape \(3, 2, 4\)",
+    ):
         mif.eye()(KEY, (3, 2, 4))
     with pytest.raises(mi.ShapeError, match="fewer than 2 dimensions"):
         mif.glorot_uniform()(KEY, (5,))

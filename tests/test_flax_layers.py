@@ -62,7 +62,12 @@ def test_a_linen_layer_registered_by_class_or_name_gets_its_kind_and_layout(by: 
         plan = mi.plan(tree, {"kernel": mi.he_uniform(), "offset": mi.zeros()})
         rows = {row.path: row for row in plan}
         mystery = rows["params/Mystery_0/kernel"]
-        assert (mystery.kind, mystery.known, mystery.fans, mystery.guessed) == ("dense", True, (16, 48), False)
+        assert (mystery.kind, mystery.known, mystery.fans, mystery.guessed) == (
+            "dense",
+            True,
+            (16, 48),
+            False,
+        )
         assert rows["params/Mystery_0/offset"].fans == (16, 48)  # a bias: its kernel's fans
         new = mi.apply(tree, {"kernel": mi.he_uniform(), "bias": mi.zeros(), "offset": mi.zeros()}, seed=0)
         bound = math.sqrt(6 / 16)
@@ -90,7 +95,9 @@ def test_an_nnx_layer_registered_by_class() -> None:
     rows = {row.path: row for row in plan}
     assert (rows["gate/w"].kind, rows["gate/w"].known, rows["gate/w"].guessed) == ("unknown", False, True)
     with mi.layers.isolated():
-        mi.register_layer(Gate, kind="dense", layout={"w": "batch,in,out", "b": "batch,out"}, fans_from={"b": "w"})
+        mi.register_layer(
+            Gate, kind="dense", layout={"w": "batch,in,out", "b": "batch,out"}, fans_from={"b": "w"}
+        )
         rows = {row.path: row for row in mi.plan(model, {"w": mi.glorot_uniform(), "b": mi.he_uniform()})}
         assert (rows["gate/w"].kind, rows["gate/w"].known, rows["gate/w"].fans) == ("dense", True, (16, 8))
         assert (rows["gate/b"].fans, rows["gate/b"].guessed) == ((16, 8), False)
@@ -101,7 +108,7 @@ def test_an_nnx_layer_registered_by_class() -> None:
         assert mi.plan(model, {mi.select(kind="dense", role="w"): mi.zeros()})[0].rule == 0
 
 
-# --------------------------------------------------------------------------- multi-axis kernels: Flax's own fans
+# ---------------------------------------------------------------- multi-axis kernels: Flax's own fans
 
 
 def recording(store: dict, name: str):
@@ -127,10 +134,16 @@ def linen_cases(seen: dict):
         def __call__(self, x):
             y = nn.DenseGeneral((4, 6), kernel_init=recording(seen, "DenseGeneral_0"))(x)
             y = nn.DenseGeneral(5, axis=(-2, -1), kernel_init=recording(seen, "DenseGeneral_1"))(y)
-            z = nn.DenseGeneral((3, 2), axis=-1, batch_dims=(0,), kernel_init=recording(seen, "DenseGeneral_2"),
-                                use_bias=False)(x)
-            a = nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=32, out_features=12,
-                                                kernel_init=recording(seen, "attention"))(x[None])
+            z = nn.DenseGeneral(
+                (3, 2),
+                axis=-1,
+                batch_dims=(0,),
+                kernel_init=recording(seen, "DenseGeneral_2"),
+                use_bias=False,
+            )(x)
+            a = nn.MultiHeadDotProductAttention(
+                num_heads=4, qkv_features=32, out_features=12, kernel_init=recording(seen, "attention")
+            )(x[None])
             return y, z, a
 
     return Blocks(), (jnp.ones((2, 16)),)
@@ -168,12 +181,15 @@ def test_nnx_general_and_attention_kernels_get_the_fans_flax_hands_their_init() 
 
     class Blocks(nnx.Module):
         def __init__(self, rngs):
-            self.general = nnx.LinearGeneral((2, 8), (3, 5), axis=(-2, -1), rngs=rngs,
-                                             kernel_init=recording(seen, "general"))
-            self.batched = nnx.LinearGeneral(8, (3, 5), batch_axis={0: 4}, rngs=rngs,
-                                             kernel_init=recording(seen, "batched"))
-            self.attention = nnx.MultiHeadAttention(4, 16, 32, out_features=12, rngs=rngs, decode=False,
-                                                    kernel_init=recording(seen, "attention"))
+            self.general = nnx.LinearGeneral(
+                (2, 8), (3, 5), axis=(-2, -1), rngs=rngs, kernel_init=recording(seen, "general")
+            )
+            self.batched = nnx.LinearGeneral(
+                8, (3, 5), batch_axis={0: 4}, rngs=rngs, kernel_init=recording(seen, "batched")
+            )
+            self.attention = nnx.MultiHeadAttention(
+                4, 16, 32, out_features=12, rngs=rngs, decode=False, kernel_init=recording(seen, "attention")
+            )
 
     model = Blocks(nnx.Rngs(0))
     params = {p.path: p for p in mif.params_of(model)}
@@ -203,7 +219,10 @@ def test_an_attention_block_of_another_name_is_a_guess() -> None:
     query = params["params/attn/query/kernel"]
     assert (query.kind, query.known, query.view.fans) == ("attention", False, (8, 8))
     known = {p.path: p for p in mif.params_of(tree, layers=mif.modules(Encoder(), jnp.ones((1, 3, 8))))}
-    assert (known["params/attn/query/kernel"].kind, known["params/attn/query/kernel"].known) == ("attention", True)
+    assert (known["params/attn/query/kernel"].kind, known["params/attn/query/kernel"].known) == (
+        "attention",
+        True,
+    )
 
 
 # --------------------------------------------------------------------------- tied parameters
@@ -222,7 +241,9 @@ def test_tied_nnx_parameters_are_one_parameter_selectable_by_any_path() -> None:
     model = Tied(nnx.Rngs(0))
     params = mif.params_of(model)
     assert [(p.path, p.aliases) for p in params] == [
-        ("embed/embedding", ()), ("body/kernel", ("again/kernel", "head/kernel")), ("body/bias", ("again/bias",)),
+        ("embed/embedding", ()),
+        ("body/kernel", ("again/kernel", "head/kernel")),
+        ("body/bias", ("again/bias",)),
     ]
     for path in ("body/kernel", "again/kernel", "head/kernel"):
         mi.apply(model, {path: mi.constant(3), "*": mi.zeros()}, seed=0)
@@ -238,7 +259,9 @@ def test_one_array_at_two_paths_of_a_linen_tree_is_tied() -> None:
     tree = {"params": {"Dense_0": {"kernel": shared}, "Dense_1": {"kernel": shared, "bias": jnp.ones(4)}}}
     params = mif.params_of(tree)
     assert [(p.path, p.aliases) for p in params] == [
-        ("params/Dense_0/kernel", ("params/Dense_1/kernel",)), ("params/Dense_1/bias", ())]
+        ("params/Dense_0/kernel", ("params/Dense_1/kernel",)),
+        ("params/Dense_1/bias", ()),
+    ]
     new = mi.apply(tree, {"params/Dense_1/kernel": mi.he_normal(), "bias": mi.zeros()}, seed=0, donate=True)
     assert new["params"]["Dense_0"]["kernel"] is new["params"]["Dense_1"]["kernel"]
     assert shared.is_deleted()

@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import multiinit as mi
@@ -31,20 +30,29 @@ from multiinit import flax as mif
 
 # The suite's profiles live in tests/conftest.py ("ci": derandomized, 200 examples; "long").
 if not settings.default.derandomize and os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci":
-    settings.register_profile("multiinit-ci", derandomize=True, database=None, max_examples=200,
-                              deadline=None, print_blob=False)
+    settings.register_profile(
+        "multiinit-ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=False
+    )
     settings.load_profile("multiinit-ci")
 
 
 # --------------------------------------------------------------------------- models
 
 _KINDS = ("dense", "conv", "convt", "general", "layernorm", "batchnorm", "embed")
-_LINEN = {"dense": "Dense", "conv": "Conv", "convt": "ConvTranspose", "general": "DenseGeneral",
-          "layernorm": "LayerNorm", "batchnorm": "BatchNorm", "embed": "Embed"}
+_LINEN = {
+    "dense": "Dense",
+    "conv": "Conv",
+    "convt": "ConvTranspose",
+    "general": "DenseGeneral",
+    "layernorm": "LayerNorm",
+    "batchnorm": "BatchNorm",
+    "embed": "Embed",
+}
 
 layer_lists = st.lists(
     st.tuples(st.sampled_from(_KINDS), st.integers(2, 4), st.integers(2, 4), st.booleans()),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 )
 
 
@@ -59,16 +67,22 @@ def linen_tree(layers: list) -> dict:
         name = f"{_LINEN[kind]}_{counts[kind]}"
         counts[kind] += 1
         shapes = {
-            "dense": {"kernel": (a, b)}, "conv": {"kernel": (3, a, b)}, "convt": {"kernel": (3, a, b)},
-            "general": {"kernel": (a, 2, b)}, "layernorm": {"scale": (a,), "bias": (a,)},
-            "batchnorm": {"scale": (a,), "bias": (a,)}, "embed": {"embedding": (a + 3, b)},
+            "dense": {"kernel": (a, b)},
+            "conv": {"kernel": (3, a, b)},
+            "convt": {"kernel": (3, a, b)},
+            "general": {"kernel": (a, 2, b)},
+            "layernorm": {"scale": (a,), "bias": (a,)},
+            "batchnorm": {"scale": (a,), "bias": (a,)},
+            "embed": {"embedding": (a + 3, b)},
         }[kind]
         if bias and kind in ("dense", "conv", "convt", "general"):
             shapes["bias"] = (2, b) if kind == "general" else (b,)
         params[name] = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()}
         if kind == "batchnorm":
-            batch_stats[name] = {"mean": jnp.asarray(rng.standard_normal(a), jnp.float32),
-                                 "var": jnp.asarray(rng.uniform(0.5, 1.5, a), jnp.float32)}
+            batch_stats[name] = {
+                "mean": jnp.asarray(rng.standard_normal(a), jnp.float32),
+                "var": jnp.asarray(rng.uniform(0.5, 1.5, a), jnp.float32),
+            }
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
@@ -78,30 +92,50 @@ class _Linen(nn.Module):
     @nn.compact
     def __call__(self, *inputs):
         outs = []
-        for (kind, a, b, bias), x in zip(self.layers, inputs):
+        for (kind, a, b, bias), x in zip(self.layers, inputs, strict=True):
             layer = {
-                "dense": lambda: nn.Dense(b, use_bias=bias), "conv": lambda: nn.Conv(b, (3,), use_bias=bias),
+                "dense": lambda: nn.Dense(b, use_bias=bias),
+                "conv": lambda: nn.Conv(b, (3,), use_bias=bias),
                 "convt": lambda: nn.ConvTranspose(b, (3,), use_bias=bias),
-                "general": lambda: nn.DenseGeneral((2, b), use_bias=bias), "layernorm": nn.LayerNorm,
-                "batchnorm": lambda: nn.BatchNorm(use_running_average=True), "embed": lambda: nn.Embed(a + 3, b),
+                "general": lambda: nn.DenseGeneral((2, b), use_bias=bias),
+                "layernorm": nn.LayerNorm,
+                "batchnorm": lambda: nn.BatchNorm(use_running_average=True),
+                "embed": lambda: nn.Embed(a + 3, b),
             }[kind]()
             outs.append(layer(x))
         return outs
 
 
 def _inputs(layers: list) -> list:
-    return [jnp.zeros((1,), jnp.int32) if kind == "embed" else jnp.ones((1, 5, a) if kind in ("conv", "convt") else (1, a))
-            for kind, a, _, _ in layers]
+    return [
+        jnp.zeros((1,), jnp.int32)
+        if kind == "embed"
+        else jnp.ones((1, 5, a) if kind in ("conv", "convt") else (1, a))
+        for kind, a, _, _ in layers
+    ]
 
 
 def test_the_linen_builder_is_what_flax_init_gives() -> None:
-    layers = [("dense", 2, 3, True), ("conv", 3, 4, False), ("convt", 2, 2, True), ("general", 4, 3, True),
-              ("layernorm", 3, 2, True), ("batchnorm", 4, 2, False), ("embed", 2, 4, True), ("dense", 4, 2, False),
-              ("conv", 2, 2, True), ("convt", 3, 3, False), ("general", 2, 2, False)]
+    layers = [
+        ("dense", 2, 3, True),
+        ("conv", 3, 4, False),
+        ("convt", 2, 2, True),
+        ("general", 4, 3, True),
+        ("layernorm", 3, 2, True),
+        ("batchnorm", 4, 2, False),
+        ("embed", 2, 4, True),
+        ("dense", 4, 2, False),
+        ("conv", 2, 2, True),
+        ("convt", 3, 3, False),
+        ("general", 2, 2, False),
+    ]
     flax_tree = jax.eval_shape(_Linen(tuple(layers)).init, jax.random.key(0), *_inputs(layers))
 
     def shapes(tree):
-        return {jax.tree_util.keystr(p): (leaf.shape, leaf.dtype) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+        return {
+            jax.tree_util.keystr(p): (leaf.shape, leaf.dtype)
+            for p, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        }
 
     assert shapes(linen_tree(layers)) == shapes(flax_tree)
 
@@ -136,15 +170,17 @@ def _build(layers: list, tied: bool) -> nnx.Module:
     zero = nnx.initializers.zeros_init()
     made = []
     for kind, a, b, bias in layers:
-        made.append({
-            "dense": lambda: nnx.Linear(a, b, use_bias=bias, kernel_init=zero, rngs=rngs),
-            "conv": lambda: nnx.Conv(a, b, (3,), use_bias=bias, kernel_init=zero, rngs=rngs),
-            "convt": lambda: nnx.ConvTranspose(a, b, (3,), use_bias=bias, kernel_init=zero, rngs=rngs),
-            "general": lambda: nnx.LinearGeneral(a, (2, b), use_bias=bias, kernel_init=zero, rngs=rngs),
-            "layernorm": lambda: nnx.LayerNorm(a, rngs=rngs),
-            "batchnorm": lambda: nnx.BatchNorm(a, rngs=rngs),
-            "embed": lambda: nnx.Embed(a + 3, b, embedding_init=zero, rngs=rngs),
-        }[kind]())
+        made.append(
+            {
+                "dense": lambda: nnx.Linear(a, b, use_bias=bias, kernel_init=zero, rngs=rngs),
+                "conv": lambda: nnx.Conv(a, b, (3,), use_bias=bias, kernel_init=zero, rngs=rngs),
+                "convt": lambda: nnx.ConvTranspose(a, b, (3,), use_bias=bias, kernel_init=zero, rngs=rngs),
+                "general": lambda: nnx.LinearGeneral(a, (2, b), use_bias=bias, kernel_init=zero, rngs=rngs),
+                "layernorm": lambda: nnx.LayerNorm(a, rngs=rngs),
+                "batchnorm": lambda: nnx.BatchNorm(a, rngs=rngs),
+                "embed": lambda: nnx.Embed(a + 3, b, embedding_init=zero, rngs=rngs),
+            }[kind]()
+        )
     body = nnx.Sequential(*made)
     rng = np.random.default_rng(0)
     for _, variable in nnx.iter_graph(body):
@@ -157,8 +193,15 @@ def _build(layers: list, tied: bool) -> nnx.Module:
 
 
 def _fitting(param) -> list:
-    specs = [mi.zeros(), mi.constant(0.3), mi.uniform(-1, 1), mi.normal(std=0.5), mi.truncated_normal(),
-             mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]), mi.custom(_good, name="t.fprops.good")]
+    specs = [
+        mi.zeros(),
+        mi.constant(0.3),
+        mi.uniform(-1, 1),
+        mi.normal(std=0.5),
+        mi.truncated_normal(),
+        mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]),
+        mi.custom(_good, name="t.fprops.good"),
+    ]
     shape = param.logical_shape
     if len(shape) >= 2 or param.fans is not None:
         specs += [mi.he_normal(), mi.xavier_uniform(), mi.variance_scaling(1 / 3, "fan_in", "uniform")]
@@ -231,9 +274,10 @@ def _nnx_snapshot(model) -> list:
 
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(
-        x[:-1] == y[:-1] and ((x[-1] is None) == (y[-1] is None))
+        x[:-1] == y[:-1]
+        and ((x[-1] is None) == (y[-1] is None))
         and (x[-1] is None or (x[-1].dtype == y[-1].dtype and np.array_equal(x[-1], y[-1], equal_nan=True)))
-        for x, y in zip(a, b)
+        for x, y in zip(a, b, strict=True)
     )
 
 
@@ -245,18 +289,36 @@ def cases(draw, framework: str):
     layers = draw(layer_lists)
     model = linen_tree(layers) if framework == "linen" else nnx_model(layers, draw(st.booleans()))
     params = mif.params_of(model)
-    chosen = draw(st.lists(st.sampled_from(range(len(params))), min_size=1, max_size=len(params), unique=True))
+    chosen = draw(
+        st.lists(st.sampled_from(range(len(params))), min_size=1, max_size=len(params), unique=True)
+    )
     rules = []
     for i in chosen:
         param = params[i]
         rules.append((draw(st.sampled_from(param.paths)), draw(st.sampled_from(_fitting(param)))))
     if draw(st.booleans()):
-        broad = draw(st.sampled_from([mi.select(role="bias", optional=True), mi.select(kind="norm", optional=True),
-                                      mi.select(path="*/bias", optional=True)]))
+        broad = draw(
+            st.sampled_from(
+                [
+                    mi.select(role="bias", optional=True),
+                    mi.select(kind="norm", optional=True),
+                    mi.select(path="*/bias", optional=True),
+                ]
+            )
+        )
         rules.append((broad, mi.zeros()))
     fault = draw(st.sampled_from(FAULTS))
     target = params[draw(st.sampled_from(chosen))]
-    return model, params, rules, fault, target, draw(st.integers(0, 2**40)), draw(st.booleans()), draw(st.booleans())
+    return (
+        model,
+        params,
+        rules,
+        fault,
+        target,
+        draw(st.integers(0, 2**40)),
+        draw(st.booleans()),
+        draw(st.booleans()),
+    )
 
 
 def _replace(model, target, make) -> None:
@@ -334,7 +396,15 @@ def test_one_fault_leaves_every_leaf_and_variable_identical(framework: str, data
 def test_without_the_fault_the_same_rules_succeed(framework: str, data) -> None:
     model, _, rules, _, _, seed, portable, donate = data.draw(cases(framework))
     first = mi.apply(model, rules, seed=seed, portable=portable, donate=donate)
-    values = [np.array(v) for v in jax.tree.leaves(first if framework == "linen" else nnx.state(first, nnx.Param))]
+    values = [
+        np.array(v) for v in jax.tree.leaves(first if framework == "linen" else nnx.state(first, nnx.Param))
+    ]
     again = mi.apply(first, rules, seed=seed, portable=portable, donate=donate)
-    assert all(np.array_equal(a, np.array(b), equal_nan=True)
-               for a, b in zip(values, jax.tree.leaves(again if framework == "linen" else nnx.state(again, nnx.Param))))
+    assert all(
+        np.array_equal(a, np.array(b), equal_nan=True)
+        for a, b in zip(
+            values,
+            jax.tree.leaves(again if framework == "linen" else nnx.state(again, nnx.Param)),
+            strict=True,
+        )
+    )

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import multiinit as mi
-from multiinit import flax as mif
-from multiinit import stats
+from multiinit import flax as mif, stats
 
 X = jax.random.uniform(jax.random.key(1), (2, 4))
 KEYS = jax.random.split(jax.random.key(0), 500)
@@ -40,11 +39,13 @@ def chapter_my_init(key, shape, dtype=jnp.float32):
 
 
 def chapter_net(kernel_init, bias_init, second_kernel=None, second_bias=None) -> nn.Module:
-    return nn.Sequential([
-        nn.Dense(8, kernel_init=kernel_init, bias_init=bias_init),
-        nn.relu,
-        nn.Dense(1, kernel_init=second_kernel or kernel_init, bias_init=second_bias or bias_init),
-    ])
+    return nn.Sequential(
+        [
+            nn.Dense(8, kernel_init=kernel_init, bias_init=bias_init),
+            nn.relu,
+            nn.Dense(1, kernel_init=second_kernel or kernel_init, bias_init=second_bias or bias_init),
+        ]
+    )
 
 
 def init_many(net: nn.Module) -> dict:
@@ -60,17 +61,25 @@ def test_normal_kernels_and_zero_biases() -> None:
         assert verdict.passed, f"{layer}: {verdict}"
         np.testing.assert_array_equal(np.asarray(params[layer]["bias"]), 0.0)
     native = init_many(chapter_net(nn.initializers.normal(0.01), nn.initializers.zeros))
-    np.testing.assert_allclose(np.asarray(params["layers_0"]["kernel"]), np.asarray(native["layers_0"]["kernel"]),
-                               rtol=2.5e-7, atol=0)
+    np.testing.assert_allclose(
+        np.asarray(params["layers_0"]["kernel"]),
+        np.asarray(native["layers_0"]["kernel"]),
+        rtol=2.5e-7,
+        atol=0,
+    )
 
 
 def test_constant_one() -> None:
     params = chapter_net(mif.constant(1), mif.zeros()).init(jax.random.key(0), X)["params"]
-    native = chapter_net(nn.initializers.constant(1), nn.initializers.zeros).init(jax.random.key(0), X)["params"]
+    native = chapter_net(nn.initializers.constant(1), nn.initializers.zeros).init(jax.random.key(0), X)[
+        "params"
+    ]
     for layer in ("layers_0", "layers_2"):
         np.testing.assert_array_equal(np.asarray(params[layer]["kernel"]), 1.0)
         np.testing.assert_array_equal(np.asarray(params[layer]["bias"]), 0.0)
-        np.testing.assert_array_equal(np.asarray(params[layer]["kernel"]), np.asarray(native[layer]["kernel"]))
+        np.testing.assert_array_equal(
+            np.asarray(params[layer]["kernel"]), np.asarray(native[layer]["kernel"])
+        )
 
 
 def test_xavier_on_the_first_layer_and_42_on_the_next() -> None:
@@ -82,16 +91,24 @@ def test_xavier_on_the_first_layer_and_42_on_the_next() -> None:
     assert 0.99 * bound < np.abs(first).max() < bound
     verdict = stats.check(first.ravel(), mi.xavier_uniform(), fans=(4, 8))
     assert verdict.passed, str(verdict)
-    native = init_many(chapter_net(nn.initializers.xavier_uniform(), nn.initializers.zeros,
-                                   second_kernel=nn.initializers.constant(42)))
+    native = init_many(
+        chapter_net(
+            nn.initializers.xavier_uniform(),
+            nn.initializers.zeros,
+            second_kernel=nn.initializers.constant(42),
+        )
+    )
     np.testing.assert_allclose(first, np.asarray(native["layers_0"]["kernel"]), rtol=2.5e-7, atol=0)
 
 
 def test_my_init_as_a_custom_numpy_function_and_as_a_mixture() -> None:
     custom = mi.custom(my_init, name="seed_chapter.my_init")
     pooled = {}
-    for name, init in (("custom", mif.compile(custom)), ("mixture", mif.compile(MY_INIT_LAW)),
-                       ("chapter", chapter_my_init)):
+    for name, init in (
+        ("custom", mif.compile(custom)),
+        ("mixture", mif.compile(MY_INIT_LAW)),
+        ("chapter", chapter_my_init),
+    ):
         params = init_many(nn.Sequential([nn.Dense(8, kernel_init=init), nn.relu, nn.Dense(1)]))
         pooled[name] = np.asarray(params["layers_0"]["kernel"]).ravel()
     # The custom function is checked against the mixture's analytic law (an independent
@@ -121,8 +138,11 @@ def test_the_chapter_by_rules() -> None:
         assert stats.check(np.asarray(new[layer]["kernel"]).ravel(), mi.normal(std=0.01)).passed
         np.testing.assert_array_equal(np.asarray(new[layer]["bias"]), 0.0)
 
-    rules = {"params/layers_0/kernel": mi.xavier_uniform(), "params/layers_2/kernel": mi.constant(42),
-             "bias": mi.zeros()}
+    rules = {
+        "params/layers_0/kernel": mi.xavier_uniform(),
+        "params/layers_2/kernel": mi.constant(42),
+        "bias": mi.zeros(),
+    }
     new = mi.apply(params, rules, seed=0)["params"]
     np.testing.assert_array_equal(np.asarray(new["layers_2"]["kernel"]), 42.0)
     verdict = stats.check(np.asarray(new["layers_0"]["kernel"]).T, mi.xavier_uniform())  # logical (256, 64)

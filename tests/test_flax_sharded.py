@@ -78,10 +78,15 @@ NAMES = [f"p{i}" for i in range(len(CASES))]
 
 def abstract_tree(dtype=jnp.float32) -> dict:
     """A params tree of ShapeDtypeStructs, one kernel per case (what eval_shape gives)."""
-    return {"params": {name: {"kernel": jax.ShapeDtypeStruct(shape, dtype)} for name, (_, shape) in zip(NAMES, CASES)}}
+    return {
+        "params": {
+            name: {"kernel": jax.ShapeDtypeStruct(shape, dtype)}
+            for name, (_, shape) in zip(NAMES, CASES, strict=True)
+        }
+    }
 
 
-RULES = [(f"params/{name}/kernel", spec) for name, (spec, _) in zip(NAMES, CASES)]
+RULES = [(f"params/{name}/kernel", spec) for name, (spec, _) in zip(NAMES, CASES, strict=True)]
 
 
 def mesh_of(shape: tuple[int, ...], names: tuple[str, ...]) -> Mesh:
@@ -101,7 +106,7 @@ def leaves(tree) -> list[tuple[str, jax.Array]]:
 def assert_equal_trees(a, b) -> None:
     la, lb = leaves(a), leaves(b)
     assert [p for p, _ in la] == [p for p, _ in lb]
-    for (path, x), (_, y) in zip(la, lb):
+    for (path, x), (_, y) in zip(la, lb, strict=True):
         assert x.dtype == y.dtype, path
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=path)
 
@@ -135,8 +140,12 @@ def check_sharded(result, shardings: dict, portable: bool) -> None:
 def test_every_spec_on_a_2d_mesh(portable: bool) -> None:
     mesh = mesh_of((2, 4), ("data", "model"))
     choices = [P("data", "model"), P("model", "data"), P(None, "model"), P(("data", "model"), None), P()]
-    shardings = {"params": {name: {"kernel": NamedSharding(mesh, spec_for(shape, choices, i))}
-                            for i, (name, (_, shape)) in enumerate(zip(NAMES, CASES))}}
+    shardings = {
+        "params": {
+            name: {"kernel": NamedSharding(mesh, spec_for(shape, choices, i))}
+            for i, (name, (_, shape)) in enumerate(zip(NAMES, CASES, strict=True))
+        }
+    }
     result = mi.apply(abstract_tree(), RULES, seed=11, portable=portable, shardings=shardings)
     check_sharded(result, shardings, portable)
 
@@ -153,25 +162,30 @@ def test_1d_meshes_of_1_2_4_and_8_devices(devices: int, portable: bool) -> None:
     choices = [P("x", None), P(None, "x")]
     tree = {"params": {name: abstract_tree()["params"][name] for name in FAMILIES}}
     rules = [rule for rule in RULES if rule[0].split("/")[1] in FAMILIES]
-    shardings = {"params": {name: {"kernel": NamedSharding(mesh, spec_for(tree["params"][name]["kernel"].shape,
-                                                                          choices, i))}
-                            for i, name in enumerate(FAMILIES)}}
+    shardings = {
+        "params": {
+            name: {"kernel": NamedSharding(mesh, spec_for(tree["params"][name]["kernel"].shape, choices, i))}
+            for i, name in enumerate(FAMILIES)
+        }
+    }
     result = mi.apply(tree, rules, seed=11, portable=portable, shardings=shardings)
     assert list(result["params"]) == FAMILIES
     for name in FAMILIES:
         array = result["params"][name]["kernel"]
         expected = shardings["params"][name]["kernel"]
         reference = unsharded(portable, tuple(FAMILIES))["params"][name]["kernel"]
-        np.testing.assert_array_equal(np.asarray(array), np.asarray(reference),
-                                      err_msg=name)
+        np.testing.assert_array_equal(np.asarray(array), np.asarray(reference), err_msg=name)
         assert array.sharding == expected, name
         assert all(s.data.shape == expected.shard_shape(array.shape) for s in array.addressable_shards), name
 
 
 def test_concrete_sharded_arrays_keep_their_sharding_and_donate_their_buffers() -> None:
     mesh = mesh_of((2, 4), ("data", "model"))
-    rules = [("params/p3/kernel", mi.uniform(-0.5, 0.25)), ("params/p17/kernel", mi.he_normal()),
-             ("params/p20/kernel", mi.orthogonal())]
+    rules = [
+        ("params/p3/kernel", mi.uniform(-0.5, 0.25)),
+        ("params/p17/kernel", mi.he_normal()),
+        ("params/p20/kernel", mi.orthogonal()),
+    ]
     reference = unsharded(False, ("p3", "p17", "p20"))
     tree = {"params": {}}
     for name, spec in (("p3", P("data", "model")), ("p17", P(None, "model")), ("p20", P("model", None))):
@@ -180,11 +194,14 @@ def test_concrete_sharded_arrays_keep_their_sharding_and_donate_their_buffers() 
     kept = mi.apply(tree, rules, seed=11)
     for name in expected:
         assert kept["params"][name]["kernel"].sharding == expected[name]
-        np.testing.assert_array_equal(np.asarray(kept["params"][name]["kernel"]),
-                                      np.asarray(reference["params"][name]["kernel"]))
+        np.testing.assert_array_equal(
+            np.asarray(kept["params"][name]["kernel"]), np.asarray(reference["params"][name]["kernel"])
+        )
         np.testing.assert_array_equal(np.asarray(tree["params"][name]["kernel"]), 1.0)  # the input: untouched
-    buffers = {name: [s.data.unsafe_buffer_pointer() for s in leaf["kernel"].addressable_shards]
-               for name, leaf in tree["params"].items()}
+    buffers = {
+        name: [s.data.unsafe_buffer_pointer() for s in leaf["kernel"].addressable_shards]
+        for name, leaf in tree["params"].items()
+    }
     donated = mi.apply(tree, rules, seed=11, donate=True)
     for name in expected:
         old, new = tree["params"][name]["kernel"], donated["params"][name]["kernel"]
@@ -195,25 +212,39 @@ def test_concrete_sharded_arrays_keep_their_sharding_and_donate_their_buffers() 
 
 def test_resharding_by_shardings_and_portable_donation_delete_the_old_arrays() -> None:
     mesh = mesh_of((2, 4), ("data", "model"))
-    tree = {"params": {"p3": {"kernel": jax.device_put(jnp.ones((16, 32)), NamedSharding(mesh, P("data", "model")))}}}
+    tree = {
+        "params": {
+            "p3": {"kernel": jax.device_put(jnp.ones((16, 32)), NamedSharding(mesh, P("data", "model")))}
+        }
+    }
     target = NamedSharding(mesh, P("model", "data"))
     new = mi.apply(tree, {"kernel": mi.uniform(-0.5, 0.25)}, seed=11, shardings=target, donate=True)
     assert tree["params"]["p3"]["kernel"].is_deleted() and new["params"]["p3"]["kernel"].sharding == target
-    np.testing.assert_array_equal(np.asarray(new["params"]["p3"]["kernel"]),
-                                  np.asarray(unsharded(False, ("p3",))["params"]["p3"]["kernel"]))
+    np.testing.assert_array_equal(
+        np.asarray(new["params"]["p3"]["kernel"]),
+        np.asarray(unsharded(False, ("p3",))["params"]["p3"]["kernel"]),
+    )
     tree = {"params": {"p3": {"kernel": jax.device_put(jnp.ones((16, 32)), target)}}}
     new = mi.apply(tree, {"kernel": mi.uniform(-0.5, 0.25)}, seed=11, portable=True, donate=True)
     assert tree["params"]["p3"]["kernel"].is_deleted() and new["params"]["p3"]["kernel"].sharding == target
-    np.testing.assert_array_equal(np.asarray(new["params"]["p3"]["kernel"]),
-                                  np.asarray(unsharded(True, ("p3",))["params"]["p3"]["kernel"]))
+    np.testing.assert_array_equal(
+        np.asarray(new["params"]["p3"]["kernel"]),
+        np.asarray(unsharded(True, ("p3",))["params"]["p3"]["kernel"]),
+    )
 
 
 # --------------------------------------------------------------------------- each device its shard
 
 
 #: A law of each elementwise program: constant, uniform, normal, truncated, lower tail, mixture.
-ELEMENTWISE = [mi.constant(0.25), mi.he_uniform(), mi.normal(0.5, 0.01), mi.truncated_normal(std=0.02),
-               mi.trunc_normal(std=0.02), CASES[24][0]]
+ELEMENTWISE = [
+    mi.constant(0.25),
+    mi.he_uniform(),
+    mi.normal(0.5, 0.01),
+    mi.truncated_normal(std=0.02),
+    mi.trunc_normal(std=0.02),
+    CASES[24][0],
+]
 
 
 @pytest.mark.parametrize("spec", ELEMENTWISE, ids=repr)
@@ -249,7 +280,9 @@ def test_portable_draws_only_each_shards_logical_box(monkeypatch) -> None:
         assert cols == 256 and rows <= 1024 - 48  # the bounding rows of one head_dim quarter
     monkeypatch.setattr(mi_rules, "portable_values", original)
     whole = mi.apply(tree, {"kernel": mi.he_normal()}, seed=3, portable=True, layers=layers)
-    np.testing.assert_array_equal(np.asarray(new["params"]["q"]["kernel"]), np.asarray(whole["params"]["q"]["kernel"]))
+    np.testing.assert_array_equal(
+        np.asarray(new["params"]["q"]["kernel"]), np.asarray(whole["params"]["q"]["kernel"])
+    )
     assert new["params"]["q"]["kernel"].sharding == target
 
 
@@ -275,10 +308,15 @@ def test_logical_box_of_a_merged_axis_picks_the_elements_of_the_native_block() -
 class Partitioned(nn.Module):
     @nn.compact
     def __call__(self, x):
-        x = nn.Dense(16, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("data", "model")),
-                     bias_init=nn.with_partitioning(nn.initializers.zeros, ("model",)))(x)
+        x = nn.Dense(
+            16,
+            kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("data", "model")),
+            bias_init=nn.with_partitioning(nn.initializers.zeros, ("model",)),
+        )(x)
         x = nn.LayerNorm()(x)
-        return nn.Dense(8, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("model", "data")))(x)
+        return nn.Dense(
+            8, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("model", "data"))
+        )(x)
 
 
 def test_linen_abstract_tree_with_partition_specs_materializes_sharded() -> None:
@@ -291,7 +329,7 @@ def test_linen_abstract_tree_with_partition_specs_materializes_sharded() -> None
     plain = mi.apply(abstract, rules, seed=2)
     for given in (shardings, mesh):
         new = mi.apply(abstract, rules, seed=2, shardings=given)
-        for (path, a), (_, b) in zip(leaves(new), leaves(native)):
+        for (path, a), (_, b) in zip(leaves(new), leaves(native), strict=True):
             assert a.sharding == b.sharding, path
         assert_equal_trees(new, plain)
         assert isinstance(new["params"]["Dense_0"]["kernel"], nn.Partitioned)
@@ -300,8 +338,11 @@ def test_linen_abstract_tree_with_partition_specs_materializes_sharded() -> None
         new = mi.apply(abstract, rules, seed=2, shardings=nn.get_partition_spec(abstract))
     assert new["params"]["Dense_1"]["kernel"].unbox().sharding == NamedSharding(mesh, P("model", "data"))
     # a box's own mesh
-    boxed = jax.tree.map(lambda b: b.replace(mesh=mesh) if isinstance(b, nn.Partitioned) else b, abstract,
-                         is_leaf=lambda b: isinstance(b, nn.Partitioned))
+    boxed = jax.tree.map(
+        lambda b: b.replace(mesh=mesh) if isinstance(b, nn.Partitioned) else b,
+        abstract,
+        is_leaf=lambda b: isinstance(b, nn.Partitioned),
+    )
     new = mi.apply(boxed, rules, seed=2)
     assert new["params"]["Dense_0"]["kernel"].unbox().sharding == NamedSharding(mesh, P("data", "model"))
     assert_equal_trees(new, plain)
@@ -309,12 +350,21 @@ def test_linen_abstract_tree_with_partition_specs_materializes_sharded() -> None
 
 def test_shapedtypestruct_shardings_are_kept_and_abstract_meshes_need_one() -> None:
     mesh = mesh_of((2, 4), ("data", "model"))
-    tree = {"params": {"p0": {"kernel": jax.ShapeDtypeStruct((16, 32), jnp.float32,
-                                                             sharding=NamedSharding(mesh, P(None, "data")))}}}
+    tree = {
+        "params": {
+            "p0": {
+                "kernel": jax.ShapeDtypeStruct(
+                    (16, 32), jnp.float32, sharding=NamedSharding(mesh, P(None, "data"))
+                )
+            }
+        }
+    }
     new = mi.apply(tree, {"kernel": mi.he_uniform()}, seed=11)
     assert new["params"]["p0"]["kernel"].sharding == NamedSharding(mesh, P(None, "data"))
     with jax.set_mesh(mesh):
-        model = nnx.eval_shape(lambda: nnx.Linear(16, 32, rngs=nnx.Rngs(0), kernel_metadata={"out_sharding": ("data", "model")}))
+        model = nnx.eval_shape(
+            lambda: nnx.Linear(16, 32, rngs=nnx.Rngs(0), kernel_metadata={"out_sharding": ("data", "model")})
+        )
     assert isinstance(model.kernel.get_value().sharding.mesh, jax.sharding.AbstractMesh)
     before = model.kernel.get_value()
     with pytest.raises(mi.RuleError, match=r"'kernel' is sharded over an abstract mesh.*jax.set_mesh"):
@@ -327,10 +377,22 @@ def test_shapedtypestruct_shardings_are_kept_and_abstract_meshes_need_one() -> N
 
 class Block(nnx.Module):
     def __init__(self, rngs: nnx.Rngs, sharded_init: bool) -> None:
-        wrap = (lambda init, names: nnx.with_partitioning(init, names)) if sharded_init else (lambda init, _: init)
-        self.up = nnx.Linear(16, 32, kernel_init=wrap(nnx.initializers.lecun_normal(), ("data", "model")), rngs=rngs)
-        self.attention = nnx.MultiHeadAttention(4, 32, 32, rngs=rngs, decode=False,
-                                                kernel_init=wrap(nnx.initializers.lecun_normal(), (None, "model", None)))
+        wrap = (
+            (lambda init, names: nnx.with_partitioning(init, names))
+            if sharded_init
+            else (lambda init, _: init)
+        )
+        self.up = nnx.Linear(
+            16, 32, kernel_init=wrap(nnx.initializers.lecun_normal(), ("data", "model")), rngs=rngs
+        )
+        self.attention = nnx.MultiHeadAttention(
+            4,
+            32,
+            32,
+            rngs=rngs,
+            decode=False,
+            kernel_init=wrap(nnx.initializers.lecun_normal(), (None, "model", None)),
+        )
         self.norm = nnx.BatchNorm(32, rngs=rngs)
         self.drop = nnx.Dropout(0.1, rngs=rngs)
 
@@ -358,7 +420,7 @@ def test_nnx_with_partitioning_concrete_and_abstract(portable: bool) -> None:
     merged = nnx.merge(*nnx.split(Block(nnx.Rngs(0), sharded_init=False)))
     mi.apply(merged, rules, seed=4, portable=portable)
     for module, reference in ((concrete, plain), (abstract, merged)):
-        for (path, a), (_, b) in zip(nnx_arrays(module), nnx_arrays(reference)):
+        for (path, a), (_, b) in zip(nnx_arrays(module), nnx_arrays(reference), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path))
             assert a.sharding == shardings[path], path
     assert abstract.norm.var.get_value().sharding.mesh == mesh
@@ -375,13 +437,19 @@ def test_sharding_faults_leave_the_tree_as_it_was() -> None:
     rules = {"kernel": mi.he_normal()}
     with pytest.raises(mi.ShapeError, match=r"'params/b/kernel' of shape \(6, 10\) cannot be sharded.*"):
         mi.apply(tree, rules, seed=0, donate=True, shardings=mesh_sharding_tree(mesh))
-    with pytest.raises(mi.ShapeError, match=r"'params/a/kernel' of shape \(16, 32\) cannot be sharded by .*names 3"):
+    with pytest.raises(
+        mi.ShapeError, match=r"'params/a/kernel' of shape \(16, 32\) cannot be sharded by .*names 3"
+    ):
         mi.apply(tree, rules, seed=0, donate=True, shardings=NamedSharding(mesh, P("data", "model", None)))
     with pytest.raises(mi.RuleError, match=r"shardings has an entry at 'params/c/kernel'"):
         mi.apply(tree, rules, seed=0, donate=True, shardings={"params": {"c": {"kernel": None}}})
     with pytest.raises(mi.RuleError, match=r"needs a mesh"):
         mi.apply(tree, rules, seed=0, donate=True, shardings={"params": {"a": {"kernel": P("data")}}})
-    boxed = {"params": {"a": {"kernel": nn.Partitioned(jax.ShapeDtypeStruct((16, 32), jnp.float32), ("rows", None))}}}
+    boxed = {
+        "params": {
+            "a": {"kernel": nn.Partitioned(jax.ShapeDtypeStruct((16, 32), jnp.float32), ("rows", None))}
+        }
+    }
     with pytest.raises(mi.RuleError, match=r"partitioned by .*'rows'.*mesh has no axis 'rows'"):
         mi.apply(boxed, rules, seed=0, shardings=mesh)
     assert not array.is_deleted()
@@ -390,8 +458,12 @@ def test_sharding_faults_leave_the_tree_as_it_was() -> None:
 
 
 def mesh_sharding_tree(mesh: Mesh) -> dict:
-    return {"params": {"a": {"kernel": NamedSharding(mesh, P("data", "model"))},
-                       "b": {"kernel": NamedSharding(mesh, P("data", "model"))}}}
+    return {
+        "params": {
+            "a": {"kernel": NamedSharding(mesh, P("data", "model"))},
+            "b": {"kernel": NamedSharding(mesh, P("data", "model"))},
+        }
+    }
 
 
 # --------------------------------------------------------------------------- run with 8 devices
@@ -404,10 +476,18 @@ if not IN_PROCESS:
 
     def test_the_mesh_tests_in_a_process_with_8_simulated_devices() -> None:
         env = dict(os.environ)
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}".strip()
+        env["XLA_FLAGS"] = (
+            f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}".strip()
+        )
         env["JAX_PLATFORMS"] = "cpu"
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
         assert " passed" in done.stdout and "skipped" not in done.stdout

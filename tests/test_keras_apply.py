@@ -40,16 +40,19 @@ def mlp(name: str = "net") -> keras.Model:
 
 
 def convnet() -> keras.Model:
-    return keras.Sequential([
-        keras.Input((8, 8, 3)),
-        L.Conv2D(4, 3, name="conv"),
-        L.BatchNormalization(name="bn"),
-        L.Dropout(0.1, name="drop"),
-        L.Conv2DTranspose(6, 3, name="up"),
-        L.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
-        L.Flatten(name="flat"),
-        L.Dense(3, name="head"),
-    ], name="cnn")
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            L.Conv2D(4, 3, name="conv"),
+            L.BatchNormalization(name="bn"),
+            L.Dropout(0.1, name="drop"),
+            L.Conv2DTranspose(6, 3, name="up"),
+            L.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            L.Flatten(name="flat"),
+            L.Dense(3, name="head"),
+        ],
+        name="cnn",
+    )
 
 
 # --------------------------------------------------------------------------- paths and order
@@ -57,7 +60,11 @@ def convnet() -> keras.Model:
 
 def test_paths_are_keras_variable_paths() -> None:
     assert [p.path for p in mik.params_of(mlp())] == [
-        "net/hidden/kernel", "net/hidden/bias", "net/out/kernel", "net/out/bias"]
+        "net/hidden/kernel",
+        "net/hidden/bias",
+        "net/out/kernel",
+        "net/out/bias",
+    ]
     inputs = keras.Input((6,))
     outputs = L.Dense(2, name="b")(L.Dense(5, name="a")(inputs))
     functional = keras.Model(inputs, outputs, name="f")
@@ -66,7 +73,13 @@ def test_paths_are_keras_variable_paths() -> None:
     nested_in = keras.Input((6,))
     nested = keras.Model(nested_in, L.Dense(1, name="top")(inner(nested_in)), name="outer")
     assert [p.path for p in mik.params_of(nested)] == [
-        "inner/hidden/kernel", "inner/hidden/bias", "inner/out/kernel", "inner/out/bias", "top/kernel", "top/bias"]
+        "inner/hidden/kernel",
+        "inner/hidden/bias",
+        "inner/out/kernel",
+        "inner/out/bias",
+        "top/kernel",
+        "top/bias",
+    ]
 
 
 def test_order_counts_learnable_parameters_weight_before_bias() -> None:
@@ -74,9 +87,16 @@ def test_order_counts_learnable_parameters_weight_before_bias() -> None:
     model.get_layer("bn").trainable = False  # frozen weights are still parameters
     params = mik.params_of(model)
     assert [(p.path, p.order) for p in params] == [
-        ("cnn/conv/kernel", 0), ("cnn/conv/bias", 1), ("cnn/bn/gamma", 2), ("cnn/bn/beta", 3),
-        ("cnn/up/kernel", 4), ("cnn/up/bias", 5), ("cnn/dw/kernel", 6), ("cnn/dw/bias", 7),
-        ("cnn/head/kernel", 8), ("cnn/head/bias", 9),
+        ("cnn/conv/kernel", 0),
+        ("cnn/conv/bias", 1),
+        ("cnn/bn/gamma", 2),
+        ("cnn/bn/beta", 3),
+        ("cnn/up/kernel", 4),
+        ("cnn/up/bias", 5),
+        ("cnn/dw/kernel", 6),
+        ("cnn/dw/bias", 7),
+        ("cnn/head/kernel", 8),
+        ("cnn/head/bias", 9),
     ]  # no moving mean/variance, no dropout seed state
     assert [p.kind for p in params[::2]] == ["conv", "norm", "conv_transpose", "depthwise_conv", "dense"]
 
@@ -101,8 +121,15 @@ def test_globs_roles_types_and_kinds_select_first_match_wins() -> None:
     assert np.array_equal(after["net/out/bias"], before["net/out/bias"])  # None: left alone
 
     model = convnet()
-    mi.apply(model, [(L.Conv2D, mi.constant(3)), ((L.Conv2DTranspose, L.DepthwiseConv2D), mi.constant(4)),
-                     ("dense", mi.constant(5)), ("kernel", mi.zeros())])
+    mi.apply(
+        model,
+        [
+            (L.Conv2D, mi.constant(3)),
+            ((L.Conv2DTranspose, L.DepthwiseConv2D), mi.constant(4)),
+            ("dense", mi.constant(5)),
+            ("kernel", mi.zeros()),
+        ],
+    )
     got = snapshot(model)
     assert (got["cnn/conv/kernel"] == 3).all() and (got["cnn/conv/bias"] == 3).all()
     assert (got["cnn/up/kernel"] == 4).all() and (got["cnn/dw/bias"] == 4).all()
@@ -139,7 +166,9 @@ def test_a_custom_function_that_raises_changes_nothing() -> None:
     model = convnet()
     before = snapshot(model)
     with pytest.raises(mi.LawError, match="user law failed"):
-        mi.apply(model, [("kernel", mi.normal()), ("cnn/head/bias", mi.custom(broken, name="tests.keras.broken"))])
+        mi.apply(
+            model, [("kernel", mi.normal()), ("cnn/head/bias", mi.custom(broken, name="tests.keras.broken"))]
+        )
     assert_unchanged(model, before)
 
 
@@ -188,8 +217,12 @@ def test_transposed_conv_fans_are_logical_where_keras_uses_its_storage_order() -
     assert np.abs(kernel).max() <= _bound(2, 576) and np.abs(kernel).max() > 0.999 * _bound(2, 576)
     verdict = stats.check(logical, mi.he_uniform(), reference_seed=7)
     assert verdict.passed, str(verdict)
-    theirs = keras.Sequential([keras.Input((4, 4, 64)),
-                               L.Conv2DTranspose(128, 3, kernel_initializer=keras.initializers.HeUniform(seed=0))])
+    theirs = keras.Sequential(
+        [
+            keras.Input((4, 4, 64)),
+            L.Conv2DTranspose(128, 3, kernel_initializer=keras.initializers.HeUniform(seed=0)),
+        ]
+    )
     assert np.abs(value(theirs.layers[0].kernel)).max() <= _bound(2, 1152)
 
 
@@ -202,13 +235,21 @@ def test_depthwise_conv_fans_are_logical_where_keras_counts_every_channel() -> N
     assert np.abs(kernel).max() <= _bound(2, 9) and np.abs(kernel).max() > 0.999 * _bound(2, 9)
     verdict = stats.check(logical, mi.he_uniform(), reference_seed=7)
     assert verdict.passed, str(verdict)
-    theirs = keras.Sequential([keras.Input((5, 5, 256)), L.DepthwiseConv2D(
-        3, depth_multiplier=8, depthwise_initializer=keras.initializers.HeUniform(seed=0))])
+    theirs = keras.Sequential(
+        [
+            keras.Input((5, 5, 256)),
+            L.DepthwiseConv2D(
+                3, depth_multiplier=8, depthwise_initializer=keras.initializers.HeUniform(seed=0)
+            ),
+        ]
+    )
     assert np.abs(value(theirs.layers[0].kernel)).max() <= _bound(2, 256 * 9)
 
 
 def test_separable_conv_has_a_depthwise_and_a_pointwise_view() -> None:
-    model = keras.Sequential([keras.Input((5, 5, 16)), L.SeparableConv2D(32, 3, depth_multiplier=4, name="sep")])
+    model = keras.Sequential(
+        [keras.Input((5, 5, 16)), L.SeparableConv2D(32, 3, depth_multiplier=4, name="sep")]
+    )
     params = {p.role: p for p in mik.params_of(model)}
     assert params["depthwise_kernel"].view.logical_shape == (64, 1, 3, 3)
     assert params["depthwise_kernel"].kind == "depthwise_conv"
@@ -224,11 +265,14 @@ def test_embeddings_are_already_logical() -> None:
     assert stats.check(table, mi.lecun_uniform(), reference_seed=7).passed
 
 
-@pytest.mark.parametrize("make, groups", [
-    (lambda: L.Conv2D(8, 3, padding="same"), 1),
-    (lambda: L.Conv2DTranspose(8, 3, padding="same"), 1),
-    (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), 4),
-])
+@pytest.mark.parametrize(
+    "make, groups",
+    [
+        (lambda: L.Conv2D(8, 3, padding="same"), 1),
+        (lambda: L.Conv2DTranspose(8, 3, padding="same"), 1),
+        (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), 4),
+    ],
+)
 def test_dirac_makes_each_conv_pass_its_input_through(make, groups) -> None:
     # 4 input channels. Conv and transposed conv (out 8): output channel d < 4 copies input d,
     # the others are 0. Depthwise with multiplier 2 and groups=4: output channel 2c copies input c.
@@ -282,7 +326,9 @@ def test_keras_default_preset_draws_what_keras_draws() -> None:
 
 def test_an_explicit_seed_reproduces_and_every_parameter_has_its_own_stream() -> None:
     def build() -> keras.Model:
-        return keras.Sequential([keras.Input((32,)), L.Dense(32, name="a"), L.Dense(32, name="b")], name="twin")
+        return keras.Sequential(
+            [keras.Input((32,)), L.Dense(32, name="a"), L.Dense(32, name="b")], name="twin"
+        )
 
     first, second, other = build(), build(), build()
     rules = {"kernel": mi.he_normal(), "bias": mi.uniform(-1, 1)}
@@ -300,21 +346,31 @@ def test_seed_none_follows_keras_set_random_seed() -> None:
     for _ in range(2):
         net = mlp()
         keras.utils.set_random_seed(11)
-        mi.apply(net, {"kernel": mi.normal(), "bias": mi.custom(
-            lambda rng, shape, dtype: rng.normal(size=shape), name="tests.keras.seeded_bias")})
+        mi.apply(
+            net,
+            {
+                "kernel": mi.normal(),
+                "bias": mi.custom(
+                    lambda rng, shape, dtype: rng.normal(size=shape), name="tests.keras.seeded_bias"
+                ),
+            },
+        )
         results.append(snapshot(net))
     assert all(np.array_equal(results[0][k], results[1][k]) for k in results[0])
 
 
 def test_portable_mode_writes_the_reference_numbers_in_keras_layout() -> None:
-    model = keras.Sequential([
-        keras.Input((6, 6, 4)),
-        L.Conv2D(5, 3, name="conv"),
-        L.Conv2DTranspose(6, 3, name="up"),
-        L.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
-        L.Flatten(),
-        L.Dense(7, name="head"),
-    ], name="port")
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 4)),
+            L.Conv2D(5, 3, name="conv"),
+            L.Conv2DTranspose(6, 3, name="up"),
+            L.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            L.Flatten(),
+            L.Dense(7, name="head"),
+        ],
+        name="port",
+    )
     spec = mi.mixture([(0.5, mi.he_uniform()), (0.5, mi.normal())])
     bias_spec = mi.variance_scaling(1 / 3, "fan_in", "uniform")
     mi.apply(model, {"kernel": spec, "bias": bias_spec}, seed=5, portable=True)

@@ -25,7 +25,9 @@ def snapshot(model) -> dict[str, object]:
     while it is deferred."""
     out = {}
     for v in model.variables:
-        out[v.path + f"#{id(v)}"] = None if sharded.is_deferred(v) else np.array(keras.ops.convert_to_numpy(v.value))
+        out[v.path + f"#{id(v)}"] = (
+            None if sharded.is_deferred(v) else np.array(keras.ops.convert_to_numpy(v.value))
+        )
     return out
 
 
@@ -40,15 +42,18 @@ def assert_identical(model, before) -> None:
 
 
 def model(name: str = "big") -> keras.Model:
-    return keras.Sequential([
-        keras.Input((6, 6, 3)),
-        L.Conv2D(4, 3, name="conv"),
-        L.BatchNormalization(name="bn"),
-        L.Dropout(0.2, seed=1, name="drop"),
-        L.Flatten(),
-        L.Dense(5, name="hidden"),
-        L.Dense(2, name="out"),
-    ], name=name)
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            L.Conv2D(4, 3, name="conv"),
+            L.BatchNormalization(name="bn"),
+            L.Dropout(0.2, seed=1, name="drop"),
+            L.Flatten(),
+            L.Dense(5, name="hidden"),
+            L.Dense(2, name="out"),
+        ],
+        name=name,
+    )
 
 
 RULES = [("kernel", mi.he_normal()), ("bias", mi.uniform(-0.1, 0.1)), ("gamma", mi.constant(0.5))]
@@ -90,7 +95,9 @@ def test_a_user_law_that_fails_or_lies_changes_nothing(liar, portable) -> None:
     rules = [("big/out/bias", spec), *RULES]
     with pytest.raises(mi.LawError) as info:
         mi.apply(net, rules, seed=0, portable=portable)
-    assert "big/out/bias" in str(info.value) and f"tests.keras_big.{liar.replace(' ', '_')}" in str(info.value)
+    assert "big/out/bias" in str(info.value) and f"tests.keras_big.{liar.replace(' ', '_')}" in str(
+        info.value
+    )
     assert_identical(net, before)
 
 
@@ -123,9 +130,8 @@ def test_inside_a_stateless_scope_nothing_is_assigned_nor_recorded() -> None:
     # holds no update either.
     net = model()
     before = snapshot(net)
-    with keras.StatelessScope() as scope:
-        with pytest.raises(mi.ShapeError, match="StatelessScope"):
-            mi.apply(net, RULES, seed=0)
+    with keras.StatelessScope() as scope, pytest.raises(mi.ShapeError, match="StatelessScope"):
+        mi.apply(net, RULES, seed=0)
     assert all(scope.get_current_value(v) is None for v in net.variables)
     assert_identical(net, before)
 
@@ -163,6 +169,7 @@ def test_float8_statistics_are_not_parameters() -> None:
 
 
 if BACKEND == "torch":
+
     def test_a_torch_inference_tensor_is_refused_before_anything_is_written() -> None:
         import torch
 
@@ -172,7 +179,7 @@ if BACKEND == "torch":
             late.build((None, 2))
         wrapper = keras.Sequential([keras.Input((2,)), late], name="wrap")
         before, before_late = snapshot(net), snapshot(wrapper)
-        with pytest.raises(mi.ShapeError, match="'late/kernel'.*inference"):
+        with pytest.raises(mi.ShapeError, match=r"'late/kernel'.*inference"):
             mi.apply(wrapper, {"kernel": mi.normal(), "bias": mi.zeros()}, seed=0)
         assert_identical(wrapper, before_late)
         with torch.inference_mode():  # where torch allows it, it is written
@@ -182,6 +189,7 @@ if BACKEND == "torch":
 
 
 if BACKEND == "jax":
+
     def test_inside_a_jax_trace_nothing_is_written() -> None:
         import jax
 
@@ -223,8 +231,9 @@ def test_each_variable_is_drawn_and_assigned_once(monkeypatch) -> None:
     mi.apply(net, [("kernel", mi.he_normal()), ("bias", mi.normal())], seed=0)
     kinds = [kind for kind, _ in events]
     assert kinds == ["draw", "write"] * 6
-    assert [shape for _, shape in events[1::2]] == [tuple(p.handle.shape) for p in mik.params_of(net)
-                                                     if p.role in ("kernel", "bias")]
+    assert [shape for _, shape in events[1::2]] == [
+        tuple(p.handle.shape) for p in mik.params_of(net) if p.role in ("kernel", "bias")
+    ]
 
 
 # --------------------------------------------------------------------------- deferred initialization
@@ -245,7 +254,9 @@ def functional() -> keras.Model:
 
 
 def subclassed_sequential() -> keras.Model:
-    net = keras.Sequential([L.Dense(8, name="a"), L.LayerNormalization(name="ln"), L.Dense(3, name="b")], name="seq")
+    net = keras.Sequential(
+        [L.Dense(8, name="a"), L.LayerNormalization(name="ln"), L.Dense(3, name="b")], name="seq"
+    )
     net.build((None, 5))
     return net
 
@@ -259,14 +270,15 @@ def test_a_deferred_model_gets_the_values_of_the_built_one(make, portable) -> No
     assert all(sharded.is_deferred(v) for v in lazy.variables)  # no value, no memory yet
     assert mi.apply(lazy, rules, seed=3, portable=portable) is lazy
     assert not any(sharded.is_deferred(v) for v in lazy.variables)
-    for a, b in zip(eager.variables, lazy.variables):
+    for a, b in zip(eager.variables, lazy.variables, strict=True):
         va, vb = keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value)
         if "seed_generator" in a.path:
             continue  # Dropout's state: Keras' own initializer, not a rule's
         assert np.array_equal(va, vb), a.path
     x = np.ones((2, *lazy.input_shape[1:]), np.float32)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(lazy(x)), keras.ops.convert_to_numpy(eager(x)),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(lazy(x)), keras.ops.convert_to_numpy(eager(x)), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_deferred_variables_no_rule_selects_get_their_own_initializers_once() -> None:

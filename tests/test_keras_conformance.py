@@ -48,8 +48,9 @@ import inspect
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -147,26 +148,49 @@ SHAPES = {"dense": (128, 256), "conv": (3, 3, 32, 64), "attention": (32, 8, 16),
 
 #: Constructor arguments per class (the first set is the defaults); the shapes each fills.
 ARGS: dict[str, list[dict[str, Any]]] = {
-    "RandomNormal": [{}, {"mean": 0.5, "stddev": 0.01}, {"mean": 1.0, "stddev": -2.0}, {"mean": 3.0, "stddev": 0.0}],
+    "RandomNormal": [
+        {},
+        {"mean": 0.5, "stddev": 0.01},
+        {"mean": 1.0, "stddev": -2.0},
+        {"mean": 3.0, "stddev": 0.0},
+    ],
     "RandomUniform": [{}, {"minval": -0.5, "maxval": 0.25}, {"minval": 2.0, "maxval": 2.0}],
     "TruncatedNormal": [{}, {"mean": 0.1, "stddev": 0.02}, {"mean": -1.0, "stddev": -3.0}],
-    "VarianceScaling": [{}, {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"},
-                        {"scale": 0.5, "mode": "fan_avg", "distribution": "untruncated_normal"},
-                        {"scale": 1.5, "distribution": "NORMAL"},
-                        {"input_axes": [0], "output_axes": [1, 2]}],
+    "VarianceScaling": [
+        {},
+        {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"},
+        {"scale": 0.5, "mode": "fan_avg", "distribution": "untruncated_normal"},
+        {"scale": 1.5, "distribution": "NORMAL"},
+        {"input_axes": [0], "output_axes": [1, 2]},
+    ],
     "Orthogonal": [{}, {"gain": 2.0}, {"gain": -1.0}],
     "Constant": [{}, {"value": 2.5}, {"value": 7}, {"value": True}],
     "Identity": [{}, {"gain": 2.0}, {"gain": 0.0}],
     "Zeros": [{}],
     "Ones": [{}],
-    "STFT": [{}, {"side": "imag", "window": None}, {"window": "hamming", "scaling": "spectrum", "periodic": True},
-             {"window": np.linspace(0.5, 1.0, 16)}],
+    "STFT": [
+        {},
+        {"side": "imag", "window": None},
+        {"window": "hamming", "scaling": "spectrum", "periodic": True},
+        {"window": np.linspace(0.5, 1.0, 16)},
+    ],
 }
 for _named in ("GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform"):
     ARGS[_named] = [{}, {"input_axes": [0], "output_axes": [1, 2]}]
 
-RANDOM = {"RandomNormal", "RandomUniform", "TruncatedNormal", "VarianceScaling", "Orthogonal", "GlorotNormal",
-          "GlorotUniform", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform"}
+RANDOM = {
+    "RandomNormal",
+    "RandomUniform",
+    "TruncatedNormal",
+    "VarianceScaling",
+    "Orthogonal",
+    "GlorotNormal",
+    "GlorotUniform",
+    "HeNormal",
+    "HeUniform",
+    "LecunNormal",
+    "LecunUniform",
+}
 
 
 def _canonical(name: str) -> str:
@@ -182,7 +206,11 @@ def _shapes(name: str, kwargs: dict[str, Any]) -> list[tuple[int, ...]]:
         return [SHAPES["dense"], (64, 64)]
     if "input_axes" in kwargs:
         return [SHAPES["attention"]]
-    if base in ("Zeros", "Ones", "Constant") and "value" in kwargs and isinstance(kwargs["value"], np.ndarray):
+    if (
+        base in ("Zeros", "Ones", "Constant")
+        and "value" in kwargs
+        and isinstance(kwargs["value"], np.ndarray)
+    ):
         return [SHAPES["dense"]]
     shapes = [SHAPES["dense"], SHAPES["conv"]]
     if base not in ("Orthogonal",):
@@ -200,7 +228,9 @@ def _numpy(x: Any) -> np.ndarray:
 
 
 def _as64(x: Any) -> np.ndarray:
-    return _numpy(keras.ops.cast(x, "float64") if keras.backend.standardize_dtype(x.dtype) != "float64" else x)
+    return _numpy(
+        keras.ops.cast(x, "float64") if keras.backend.standardize_dtype(x.dtype) != "float64" else x
+    )
 
 
 def _outcome(build: Callable[[], Any], call: Callable[[Any], Any] | None = None) -> tuple[str | None, Any]:
@@ -219,8 +249,11 @@ def _outcome(build: Callable[[], Any], call: Callable[[Any], Any] | None = None)
 
 def _builtins(error: BaseException) -> list[type]:
     """The builtin exception classes ``error`` is an instance of (beyond Exception)."""
-    return [c for c in type(error).__mro__
-            if c.__module__ == "builtins" and issubclass(c, Exception) and c is not Exception]
+    return [
+        c
+        for c in type(error).__mro__
+        if c.__module__ == "builtins" and issubclass(c, Exception) and c is not Exception
+    ]
 
 
 def _compare_outcomes(where: str, theirs: tuple[str | None, Any], ours: tuple[str | None, Any]) -> list[str]:
@@ -236,8 +269,10 @@ def _compare_outcomes(where: str, theirs: tuple[str | None, Any], ours: tuple[st
         differences.append(f"{where}: Keras raises when {t_stage}ing, multiinit when {o_stage}ing")
     missing = [c.__name__ for c in _builtins(t) if not isinstance(o, c)]
     if missing:
-        differences.append(f"{where}: Keras raises {type(t).__name__}, multiinit {type(o).__name__} (not a "
-                           f"{', '.join(missing)}): {o}")
+        differences.append(
+            f"{where}: Keras raises {type(t).__name__}, multiinit {type(o).__name__} (not a "
+            f"{', '.join(missing)}): {o}"
+        )
     return differences
 
 
@@ -254,8 +289,10 @@ def test_name(name) -> None:
         # Aliases are the same objects where Keras' are.
         for other in NAMES:
             if hasattr(MI, other) and (getattr(KI, other) is theirs) != (getattr(MI, other) is ours):
-                differences.append(f"{name} and {other} are {'' if getattr(KI, other) is theirs else 'not '}"
-                                   "one object in Keras, but not in the drop-in")
+                differences.append(
+                    f"{name} and {other} are {'' if getattr(KI, other) is theirs else 'not '}"
+                    "one object in Keras, but not in the drop-in"
+                )
         if name in FILLERS:
             made = _outcome(lambda: ours(**_args(name)[0]))[1]
             if not isinstance(made, theirs):
@@ -287,13 +324,18 @@ def test_signature(name) -> None:
 LAW_DTYPES = ["float32", "float64", "float16", "bfloat16"]
 
 
-def _bounds(name: str, kwargs: dict[str, Any], shape: tuple[int, ...], init: Any) -> tuple[float, float] | None:
+def _bounds(
+    name: str, kwargs: dict[str, Any], shape: tuple[int, ...], init: Any
+) -> tuple[float, float] | None:
     """The closed support of a truncated normal, else None."""
     base = _canonical(name)
     if base == "TruncatedNormal":
         mean, std = kwargs.get("mean", 0.0), abs(kwargs.get("stddev", 0.05))
         return mean - 2 * std, mean + 2 * std
-    if base in RANDOM - {"RandomNormal", "RandomUniform", "Orthogonal"} and init.distribution == "truncated_normal":
+    if (
+        base in RANDOM - {"RandomNormal", "RandomUniform", "Orthogonal"}
+        and init.distribution == "truncated_normal"
+    ):
         fan_in, fan_out = MI.VarianceScaling.fans(init, shape)
         fan = {"fan_in": fan_in, "fan_out": fan_out}.get(init.mode, (fan_in + fan_out) / 2)
         sigma = math.sqrt(init.scale / max(1.0, fan)) / 0.87962566103423978
@@ -306,10 +348,11 @@ def _law_differences(name: str) -> list[str]:
     base = _canonical(name)
     for i, kwargs in enumerate(_args(name)):
         for shape in _shapes(name, kwargs):
-            for dtype in (LAW_DTYPES if i == 0 else ["float32"]):
+            for dtype in LAW_DTYPES if i == 0 else ["float32"]:
                 where = f"{name}(**{kwargs})({shape}, {dtype})"
-                t_stage, theirs = _outcome(lambda: getattr(KI, name)(seed=2, **kwargs),
-                                           lambda init: init(shape, dtype=dtype))
+                t_stage, theirs = _outcome(
+                    lambda: getattr(KI, name)(seed=2, **kwargs), lambda init: init(shape, dtype=dtype)
+                )
                 if t_stage is not None:
                     continue  # Keras refuses: the dtype and error aspects
                 init = getattr(MI, name)(seed=1, **kwargs)
@@ -324,11 +367,15 @@ def _law_differences(name: str) -> list[str]:
                 bounds = _bounds(base, kwargs, shape, init)
                 if bounds is not None:
                     # The bounds as this dtype rounds them (to nearest), the promise of both.
-                    lo, hi = (float(_as64(keras.ops.cast(keras.ops.convert_to_tensor(v, "float64"), dtype)))
-                              for v in bounds)
+                    lo, hi = (
+                        float(_as64(keras.ops.cast(keras.ops.convert_to_tensor(v, "float64"), dtype)))
+                        for v in bounds
+                    )
                     for label, x in (("ours", a), ("Keras'", b)):
                         if x.min() < lo or x.max() > hi:
-                            differences.append(f"{where}: {label} values leave [{lo}, {hi}]: {x.min()}..{x.max()}")
+                            differences.append(
+                                f"{where}: {label} values leave [{lo}, {hi}]: {x.min()}..{x.max()}"
+                            )
     return differences
 
 
@@ -365,12 +412,16 @@ def test_the_spec_is_the_law(name) -> None:
             if isinstance(spec, mi.spec.WithAxes):
                 # The spec's axes on Keras' shape give Keras' fans...
                 if spec.fans(shape) != init.fans(shape):
-                    failures.append(f"{name}(**{kwargs}) on {shape}: with_axes fans {spec.fans(shape)} != "
-                                    f"Keras' {init.fans(shape)}")
+                    failures.append(
+                        f"{name}(**{kwargs}) on {shape}: with_axes fans {spec.fans(shape)} != "
+                        f"Keras' {init.fans(shape)}"
+                    )
                 spec = spec.spec  # ...and the law is the inner spec's with those fans.
             logical = view.to_logical(x)
             if isinstance(spec, mi.spec.Custom):
-                expected = mi.reference.call_law(spec, np.random.default_rng(0), view.logical_shape, "float64")
+                expected = mi.reference.call_law(
+                    spec, np.random.default_rng(0), view.logical_shape, "float64"
+                )
                 # Keras computes in float32 (STFT's phases reach 50 radians): 1e-5 absolute.
                 if not np.allclose(logical, expected, rtol=1e-4, atol=1e-5):
                     failures.append(f"{name}(**{kwargs}) on {shape}: differs from its law {spec!r}")
@@ -383,8 +434,19 @@ def test_the_spec_is_the_law(name) -> None:
 
 # --------------------------------------------------------------------------- dtype
 
-ALL_DTYPES = ["float16", "bfloat16", "float32", "float64", "int8", "int32", "int64", "uint8", "bool",
-              "complex64", "complex128"]
+ALL_DTYPES = [
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "int8",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+]
 
 
 def _result_dtype(x: Any) -> str:
@@ -396,8 +458,12 @@ def test_dtype(name) -> None:
     kwargs = _args(name)[0]
     differences = []
     # A small kernel too: its bounds exceed 1, where TensorFlow's integer uniform has a range.
-    cases = [(shape, dtype) for shape in (_shapes(name, kwargs)[0], (3, 3) if name not in ("STFT",) else None)
-             if shape is not None for dtype in ALL_DTYPES]
+    cases = [
+        (shape, dtype)
+        for shape in (_shapes(name, kwargs)[0], (3, 3) if name not in ("STFT",) else None)
+        if shape is not None
+        for dtype in ALL_DTYPES
+    ]
     for shape, dtype in cases:
         where = f"{name}()({shape}, {dtype})"
         seed = {"seed": 1} if name in RANDOM else {}
@@ -417,35 +483,76 @@ inf, nan = math.inf, math.nan
 
 #: Keras' own bad inputs, one fault each: (constructor kwargs, call shape, call dtype).
 BAD: dict[str, list[tuple[dict[str, Any], Any, Any]]] = {
-    "RandomNormal": [({"stddev": "x"}, (3, 3), None), ({"stddev": None}, (3, 3), None), ({"mean": nan}, (3, 3), None),
-                     ({"mean": inf}, (3, 3), None), ({"seed": 1.5}, (3, 3), None), ({"seed": "x"}, (3, 3), None),
-                     ({}, (-1, 3), None), ({}, (2.5, 3), None), ({}, None, None), ({}, (3, 3), "x")],
-    "RandomUniform": [({"minval": "x"}, (3, 3), None), ({"maxval": None}, (3, 3), None),
-                      ({"minval": -inf}, (3, 3), None), ({"minval": 1.0, "maxval": 0.0}, (3, 3), None)],
+    "RandomNormal": [
+        ({"stddev": "x"}, (3, 3), None),
+        ({"stddev": None}, (3, 3), None),
+        ({"mean": nan}, (3, 3), None),
+        ({"mean": inf}, (3, 3), None),
+        ({"seed": 1.5}, (3, 3), None),
+        ({"seed": "x"}, (3, 3), None),
+        ({}, (-1, 3), None),
+        ({}, (2.5, 3), None),
+        ({}, None, None),
+        ({}, (3, 3), "x"),
+    ],
+    "RandomUniform": [
+        ({"minval": "x"}, (3, 3), None),
+        ({"maxval": None}, (3, 3), None),
+        ({"minval": -inf}, (3, 3), None),
+        ({"minval": 1.0, "maxval": 0.0}, (3, 3), None),
+    ],
     "TruncatedNormal": [({"stddev": "x"}, (3, 3), None), ({"mean": nan}, (3, 3), None)],
-    "VarianceScaling": [({"scale": 0}, (3, 3), None), ({"scale": -1}, (3, 3), None), ({"scale": "x"}, (3, 3), None),
-                        ({"scale": None}, (3, 3), None), ({"scale": nan}, (3, 3), None), ({"scale": inf}, (3, 3), None),
-                        ({"mode": "x"}, (3, 3), None), ({"mode": "FAN_IN"}, (3, 3), None),
-                        ({"mode": "fan_geo_avg"}, (3, 3), None), ({"mode": None}, (3, 3), None),
-                        ({"distribution": "x"}, (3, 3), None), ({"distribution": None}, (3, 3), None),
-                        ({"distribution": 3}, (3, 3), None), ({"seed": 1.5}, (3, 3), None),
-                        ({"input_axes": [5], "output_axes": [1]}, (3, 4, 5), None),
-                        ({"input_axes": "x", "output_axes": [1]}, (3, 4, 5), None),
-                        ({"input_axes": 0, "output_axes": 1}, (3, 4, 5), None),
-                        ({"input_axes": [0, 0], "output_axes": [1]}, (3, 4, 5), None)],
+    "VarianceScaling": [
+        ({"scale": 0}, (3, 3), None),
+        ({"scale": -1}, (3, 3), None),
+        ({"scale": "x"}, (3, 3), None),
+        ({"scale": None}, (3, 3), None),
+        ({"scale": nan}, (3, 3), None),
+        ({"scale": inf}, (3, 3), None),
+        ({"mode": "x"}, (3, 3), None),
+        ({"mode": "FAN_IN"}, (3, 3), None),
+        ({"mode": "fan_geo_avg"}, (3, 3), None),
+        ({"mode": None}, (3, 3), None),
+        ({"distribution": "x"}, (3, 3), None),
+        ({"distribution": None}, (3, 3), None),
+        ({"distribution": 3}, (3, 3), None),
+        ({"seed": 1.5}, (3, 3), None),
+        ({"input_axes": [5], "output_axes": [1]}, (3, 4, 5), None),
+        ({"input_axes": "x", "output_axes": [1]}, (3, 4, 5), None),
+        ({"input_axes": 0, "output_axes": 1}, (3, 4, 5), None),
+        ({"input_axes": [0, 0], "output_axes": [1]}, (3, 4, 5), None),
+    ],
     "Orthogonal": [({}, (5,), None), ({"gain": "x"}, (3, 3), None), ({"gain": nan}, (3, 3), None)],
-    "Identity": [({}, (3, 3, 3), None), ({}, (3,), None), ({"gain": "x"}, (3, 3), None), ({"gain": inf}, (3, 3), None)],
-    "Constant": [({"value": "x"}, (3, 3), None), ({"value": None}, (3, 3), None), ({"value": inf}, (3, 3), None),
-                 ({"value": 2**70}, (3, 3), None), ({"value": np.arange(3.0)}, (2, 4), None),
-                 ({"value": 1 + 2j}, (3, 3), None)],
+    "Identity": [
+        ({}, (3, 3, 3), None),
+        ({}, (3,), None),
+        ({"gain": "x"}, (3, 3), None),
+        ({"gain": inf}, (3, 3), None),
+    ],
+    "Constant": [
+        ({"value": "x"}, (3, 3), None),
+        ({"value": None}, (3, 3), None),
+        ({"value": inf}, (3, 3), None),
+        ({"value": 2**70}, (3, 3), None),
+        ({"value": np.arange(3.0)}, (2, 4), None),
+        ({"value": 1 + 2j}, (3, 3), None),
+    ],
     "Zeros": [({}, (-1, 2), None), ({}, (3, 3), "nope")],
     "Ones": [({}, (-1, 2), None), ({}, (3, 3), "nope")],
-    "STFT": [({"side": "x"}, (16, 1, 9), None), ({"window": "nope"}, (16, 1, 9), None),
-             ({"scaling": "x"}, (16, 1, 9), None), ({}, (16, 9), None), ({"window": np.ones(5)}, (16, 1, 9), None)],
+    "STFT": [
+        ({"side": "x"}, (16, 1, 9), None),
+        ({"window": "nope"}, (16, 1, 9), None),
+        ({"scaling": "x"}, (16, 1, 9), None),
+        ({}, (16, 9), None),
+        ({"window": np.ones(5)}, (16, 1, 9), None),
+    ],
 }
 for _named in ("GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "LecunNormal", "LecunUniform"):
-    BAD[_named] = [({"input_axes": "x", "output_axes": [1]}, (3, 4, 5), None), ({"seed": "x"}, (3, 3), None),
-                   ({"input_axes": [0, 9], "output_axes": [1]}, (3, 4, 5), None)]
+    BAD[_named] = [
+        ({"input_axes": "x", "output_axes": [1]}, (3, 4, 5), None),
+        ({"seed": "x"}, (3, 3), None),
+        ({"input_axes": [0, 9], "output_axes": [1]}, (3, 4, 5), None),
+    ]
 
 
 @pytest.mark.parametrize("name", [n for n in FILLERS if n == _canonical(n)])
@@ -472,8 +579,9 @@ def test_every_bad_input_is_bad_somewhere() -> None:
             theirs = _outcome(lambda: getattr(KI, name)(**kwargs), lambda init: init(shape, dtype=dtype))
             ours = _outcome(lambda: getattr(MI, name)(**kwargs), lambda init: init(shape, dtype=dtype))
             if theirs[0] is None and ours[0] is None:
-                assert any((name, k, v) in backend_only for k, v in kwargs.items() if not isinstance(v, np.ndarray)), (
-                    f"{name}(**{kwargs})({shape}, {dtype}) is not a bad input: take it out of BAD")
+                assert any(
+                    (name, k, v) in backend_only for k, v in kwargs.items() if not isinstance(v, np.ndarray)
+                ), f"{name}(**{kwargs})({shape}, {dtype}) is not a bad input: take it out of BAD"
 
 
 GET_BAD = ["nope", 3, {"class_name": "Nope", "config": {}}, 2.5]
@@ -512,26 +620,34 @@ def _number_differences(name: str) -> list[str]:
         for shape in _shapes(name, kwargs):
             for dtype in NUMBER_DTYPES:
                 where = f"{name}(**{kwargs})({shape}, {dtype})"
-                seeds: list[Callable[[], Any]] = [lambda: {}]
+                seeds: list[Callable[[], Any]] = [dict]
                 if random:
-                    seeds = [lambda: {"seed": 9}, lambda: {"seed": keras.random.SeedGenerator(4)}, lambda: None]
+                    seeds = [
+                        lambda: {"seed": 9},
+                        lambda: {"seed": keras.random.SeedGenerator(4)},
+                        lambda: None,
+                    ]
                 for make_seed in seeds:
                     seed = make_seed()
                     if seed is None:  # unseeded: Keras picks the seed from Python's random
                         keras.utils.set_random_seed(21)
-                    theirs = _outcome(lambda: getattr(KI, name)(**(seed or {}), **kwargs),
-                                      lambda init: [init(shape, dtype=dtype), init(shape, dtype=dtype)])
+                    theirs = _outcome(
+                        lambda: getattr(KI, name)(**(seed or {}), **kwargs),
+                        lambda init: [init(shape, dtype=dtype), init(shape, dtype=dtype)],
+                    )
                     if theirs[0] is not None:
                         continue  # Keras refuses: the dtype and error aspects
                     seed = make_seed()
                     if seed is None:
                         keras.utils.set_random_seed(21)
-                    ours = _outcome(lambda: getattr(MI, name)(**(seed or {}), **kwargs),
-                                    lambda init: [init(shape, dtype=dtype), init(shape, dtype=dtype)])
+                    ours = _outcome(
+                        lambda: getattr(MI, name)(**(seed or {}), **kwargs),
+                        lambda init: [init(shape, dtype=dtype), init(shape, dtype=dtype)],
+                    )
                     label = "unseeded" if seed is None else f"seed {seed.get('seed')!r}" if seed else ""
                     if ours[0] is not None:
                         differences.append(f"{where} {label}: raises {ours[1]!r}")
-                    elif not all(_equal(a, b) for a, b in zip(ours[1], theirs[1])):
+                    elif not all(_equal(a, b) for a, b in zip(ours[1], theirs[1], strict=True)):
                         differences.append(f"{where} {label}: other values")
     return differences
 
@@ -547,8 +663,11 @@ def test_seed(name) -> None:
     # initializer returns the same values every call and a SeedGenerator new ones.
     differences = []
     shape = (64, 32)
-    for label, make in (("int", lambda: {"seed": 5}), ("SeedGenerator", lambda: {"seed": keras.random.SeedGenerator(5)}),
-                        ("None", lambda: {})):
+    for label, make in (
+        ("int", lambda: {"seed": 5}),
+        ("SeedGenerator", lambda: {"seed": keras.random.SeedGenerator(5)}),
+        ("None", dict),
+    ):
         pattern = []
         for module in (KI, MI):
             init = getattr(module, name)(**make())
@@ -562,8 +681,13 @@ def test_an_int_seeded_dropin_shared_by_two_layers_gives_both_the_same_weights()
     # Keras' documented (and trap-laden) rule, kept by the drop-in; the neutral namespace
     # (mik.glorot_uniform(seed=1)) advances instead.
     def kernels(initializer):
-        net = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, kernel_initializer=initializer),
-                                keras.layers.Dense(16, kernel_initializer=initializer)])
+        net = keras.Sequential(
+            [
+                keras.Input((16,)),
+                keras.layers.Dense(16, kernel_initializer=initializer),
+                keras.layers.Dense(16, kernel_initializer=initializer),
+            ]
+        )
         return [layer.kernel.numpy() for layer in net.layers]
 
     a, b = kernels(MI.GlorotUniform(seed=1))
@@ -591,14 +715,18 @@ def test_config(name) -> None:
         t_config, o_config = _jsonable(theirs.get_config()), _jsonable(ours.get_config())
         if t_config != o_config:
             differences.append(f"{name}(**{kwargs}).get_config() = {o_config}, Keras' {t_config}")
-        for label, rebuilt in (("from_config", type(ours).from_config(ours.get_config())),
-                               ("serialize/deserialize", MI.deserialize(json.loads(json.dumps(MI.serialize(ours))))),
-                               ("keras.initializers.deserialize", KI.deserialize(MI.serialize(ours))),
-                               ("clone", ours.clone())):
+        for label, rebuilt in (
+            ("from_config", type(ours).from_config(ours.get_config())),
+            ("serialize/deserialize", MI.deserialize(json.loads(json.dumps(MI.serialize(ours))))),
+            ("keras.initializers.deserialize", KI.deserialize(MI.serialize(ours))),
+            ("clone", ours.clone()),
+        ):
             if type(rebuilt) is not type(ours):
                 differences.append(f"{name}(**{kwargs}): {label} gives {type(rebuilt).__name__}")
             elif _jsonable(rebuilt.get_config()) != o_config:
-                differences.append(f"{name}(**{kwargs}): {label} changes the config to {rebuilt.get_config()}")
+                differences.append(
+                    f"{name}(**{kwargs}): {label} changes the config to {rebuilt.get_config()}"
+                )
         # The round trip of Keras' own class keeps what Keras keeps (the drop-in's config must
         # not lose more than Keras' does; it may keep more, a listed difference).
         round_trip = _jsonable(type(theirs).from_config(theirs.get_config()).get_config())
@@ -634,11 +762,13 @@ def test_keras_own_configs_and_names_give_the_dropins() -> None:
 
 
 def test_a_model_saved_with_dropins_loads_with_them(tmp_path) -> None:
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(4, kernel_initializer=MI.HeNormal(seed=3), bias_initializer=MI.Constant(0.5)),
-        keras.layers.Dense(2, kernel_initializer=MI.VarianceScaling(2.0, "fan_out", "uniform", seed=1)),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(4, kernel_initializer=MI.HeNormal(seed=3), bias_initializer=MI.Constant(0.5)),
+            keras.layers.Dense(2, kernel_initializer=MI.VarianceScaling(2.0, "fan_out", "uniform", seed=1)),
+        ]
+    )
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -647,7 +777,7 @@ def test_a_model_saved_with_dropins_loads_with_them(tmp_path) -> None:
     assert type(first.bias_initializer) is MI.Constant and first.bias_initializer.spec == mi.constant(0.5)
     assert type(second.kernel_initializer) is MI.VarianceScaling
     assert second.kernel_initializer.spec == mi.variance_scaling(2.0, "fan_out", "uniform")
-    for a, b in zip(model.get_weights(), loaded.get_weights()):
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         assert np.array_equal(a, b)
     # A clone draws new weights from the reloaded initializers: Keras' int-seeded rule.
     clone = keras.models.clone_model(loaded)

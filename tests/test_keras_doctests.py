@@ -10,7 +10,10 @@ import pkgutil
 import multiinit.keras
 
 #: The package and each of its files: doctest finds only what a module itself defines.
-MODULES = ["multiinit.keras", *(f"multiinit.keras.{m.name}" for m in pkgutil.iter_modules(multiinit.keras.__path__))]
+MODULES = [
+    "multiinit.keras",
+    *(f"multiinit.keras.{m.name}" for m in pkgutil.iter_modules(multiinit.keras.__path__)),
+]
 
 
 def test_docstring_examples() -> None:

@@ -31,26 +31,43 @@ def test_docstring_examples() -> None:
 # --------------------------------------------------------------------------- the table
 
 
-@pytest.mark.parametrize("name, args, kwargs, expected", [
-    ("Zeros", (), {}, mi.zeros()),
-    ("ones", (), {}, mi.ones()),
-    ("Constant", (3,), {}, mi.constant(3.0)),
-    ("Identity", (), {}, mi.eye()),
-    ("Identity", (0.0,), {}, mi.zeros()),
-    ("RandomNormal", (0.5, -0.01), {}, mi.normal(0.5, 0.01)),
-    ("random_uniform", (-1, 1), {}, mi.uniform(-1, 1)),
-    ("RandomUniform", (2, 2), {}, mi.constant(2.0)),
-    ("TruncatedNormal", (), {"stddev": 0.02}, mi.truncated_normal(std=0.02)),
-    ("TruncatedNormal", (1.0, 0.0), {}, mi.constant(1.0)),
-    ("VarianceScaling", (2.0, "fan_out", "uniform"), {}, mi.variance_scaling(2.0, "fan_out", "uniform")),
-    ("VarianceScaling", (), {"distribution": "Normal"}, mi.variance_scaling()),  # Keras: "normal" is truncated
-    ("VarianceScaling", (), {"input_axes": [0]}, mi.variance_scaling()),  # one list alone: Keras ignores it
-    ("GlorotNormal", (), {}, mi.glorot_normal()),
-    ("he_uniform", (), {"input_axes": [0], "output_axes": [1, 2]},
-     mi.with_axes(mi.he_uniform(), in_axis=(0,), out_axis=(1, 2))),
-    ("Orthogonal", (), {"gain": -3}, mi.orthogonal(3.0)),
-    ("OrthogonalInitializer", (0,), {}, mi.zeros()),
-])
+@pytest.mark.parametrize(
+    "name, args, kwargs, expected",
+    [
+        ("Zeros", (), {}, mi.zeros()),
+        ("ones", (), {}, mi.ones()),
+        ("Constant", (3,), {}, mi.constant(3.0)),
+        ("Identity", (), {}, mi.eye()),
+        ("Identity", (0.0,), {}, mi.zeros()),
+        ("RandomNormal", (0.5, -0.01), {}, mi.normal(0.5, 0.01)),
+        ("random_uniform", (-1, 1), {}, mi.uniform(-1, 1)),
+        ("RandomUniform", (2, 2), {}, mi.constant(2.0)),
+        ("TruncatedNormal", (), {"stddev": 0.02}, mi.truncated_normal(std=0.02)),
+        ("TruncatedNormal", (1.0, 0.0), {}, mi.constant(1.0)),
+        ("VarianceScaling", (2.0, "fan_out", "uniform"), {}, mi.variance_scaling(2.0, "fan_out", "uniform")),
+        (
+            "VarianceScaling",
+            (),
+            {"distribution": "Normal"},
+            mi.variance_scaling(),
+        ),  # Keras: "normal" is truncated
+        (
+            "VarianceScaling",
+            (),
+            {"input_axes": [0]},
+            mi.variance_scaling(),
+        ),  # one list alone: Keras ignores it
+        ("GlorotNormal", (), {}, mi.glorot_normal()),
+        (
+            "he_uniform",
+            (),
+            {"input_axes": [0], "output_axes": [1, 2]},
+            mi.with_axes(mi.he_uniform(), in_axis=(0,), out_axis=(1, 2)),
+        ),
+        ("Orthogonal", (), {"gain": -3}, mi.orthogonal(3.0)),
+        ("OrthogonalInitializer", (0,), {}, mi.zeros()),
+    ],
+)
 def test_spec_of_is_the_table_from_keras_names_to_specs(name, args, kwargs, expected) -> None:
     assert MI.spec_of(name, *args, **kwargs) == expected
     cls = getattr(MI, name)
@@ -69,8 +86,11 @@ def test_spec_of_refuses_what_keras_does_not_name_or_take() -> None:
 
 def test_laws_without_a_neutral_constructor_are_named_custom_laws_with_keras_values() -> None:
     # Constant of an array, Identity(gain), STFT: custom laws whose NumPy values are Keras'.
-    cases = [(MI.Constant(np.arange(4.0)), (3, 4)), (MI.Identity(2.5), (4, 6)),
-             (MI.STFT("imag", "hamming", "spectrum", True), (16, 1, 9))]
+    cases = [
+        (MI.Constant(np.arange(4.0)), (3, 4)),
+        (MI.Identity(2.5), (4, 6)),
+        (MI.STFT("imag", "hamming", "spectrum", True), (16, 1, 9)),
+    ]
     for init, shape in cases:
         assert isinstance(init.spec, mi.spec.Custom) and init.spec.name.startswith("keras.initializers.")
         view = LogicalView.of(shape, SPATIAL_IN_OUT)
@@ -78,7 +98,9 @@ def test_laws_without_a_neutral_constructor_are_named_custom_laws_with_keras_val
         np.testing.assert_allclose(view.to_native(ours), values(init, shape), rtol=1e-4, atol=1e-5)
     # Equal arguments make one law (the same registered name); other arguments another.
     assert MI.Identity(2.5).spec == MI.Identity(2.5).spec != MI.Identity(3.0).spec
-    assert MI.Constant([1.0, 2.0]).spec == MI.Constant(np.array([1.0, 2.0])).spec != MI.Constant([2.0, 1.0]).spec
+    assert (
+        MI.Constant([1.0, 2.0]).spec == MI.Constant(np.array([1.0, 2.0])).spec != MI.Constant([2.0, 1.0]).spec
+    )
 
 
 def test_a_dropins_spec_is_understood_by_explain_and_the_reference() -> None:
@@ -93,7 +115,9 @@ def test_a_dropins_spec_is_understood_by_explain_and_the_reference() -> None:
 
 
 def test_dtype_errors_are_every_builtin_keras_backends_raise() -> None:
-    with pytest.raises(MI.SpecDtypeError, match="dtype='complex64' is not allowed.*complex weights") as caught:
+    with pytest.raises(
+        MI.SpecDtypeError, match=r"dtype='complex64' is not allowed.*complex weights"
+    ) as caught:
         MI.GlorotUniform(seed=0)((3, 3), dtype="complex64")
     for builtin in (TypeError, ValueError, NotImplementedError, mi.MultiinitError, mi.SpecError):
         assert isinstance(caught.value, builtin)
@@ -138,15 +162,29 @@ def inexact_backend(monkeypatch):
     monkeypatch.setattr(MI, "_exact_truncation", lambda: False)
 
 
-@pytest.mark.parametrize("init, shape, spec, fans", [
-    (MI.TruncatedNormal(0.1, 0.02, seed=4), (160, 200), mi.truncated_normal(0.1, 0.02), None),
-    (MI.TruncatedNormal(0.0, -1.5, seed=4), (160, 200), mi.truncated_normal(0.0, 1.5), None),
-    (MI.HeNormal(seed=4), (3, 3, 32, 64), mi.he_normal(), (288, 576)),
-    (MI.VarianceScaling(3.0, "fan_avg", seed=4), (32000,), mi.variance_scaling(3.0, "fan_avg"), (32000, 32000)),
-    (MI.LecunNormal(seed=4, input_axes=[0], output_axes=[1, 2]), (32, 8, 128), mi.lecun_normal(), (32, 1024)),
-])
-def test_where_keras_is_not_exact_the_dropin_draws_the_exact_truncated_law(inexact_backend, init, shape, spec,
-                                                                           fans) -> None:
+@pytest.mark.parametrize(
+    "init, shape, spec, fans",
+    [
+        (MI.TruncatedNormal(0.1, 0.02, seed=4), (160, 200), mi.truncated_normal(0.1, 0.02), None),
+        (MI.TruncatedNormal(0.0, -1.5, seed=4), (160, 200), mi.truncated_normal(0.0, 1.5), None),
+        (MI.HeNormal(seed=4), (3, 3, 32, 64), mi.he_normal(), (288, 576)),
+        (
+            MI.VarianceScaling(3.0, "fan_avg", seed=4),
+            (32000,),
+            mi.variance_scaling(3.0, "fan_avg"),
+            (32000, 32000),
+        ),
+        (
+            MI.LecunNormal(seed=4, input_axes=[0], output_axes=[1, 2]),
+            (32, 8, 128),
+            mi.lecun_normal(),
+            (32, 1024),
+        ),
+    ],
+)
+def test_where_keras_is_not_exact_the_dropin_draws_the_exact_truncated_law(
+    inexact_backend, init, shape, spec, fans
+) -> None:
     first, again = values(init, shape), values(init, shape)
     assert np.array_equal(first, again)  # Keras' rule: an int seed gives the same values every call
     x = first if len(shape) < 2 else LogicalView.of(shape, SPATIAL_IN_OUT).to_logical(first)
@@ -161,10 +199,15 @@ def test_on_an_inexact_backend_a_seed_generator_still_advances(inexact_backend) 
 
 
 def test_where_keras_is_exact_the_dropin_is_keras_itself() -> None:
-    pairs = [(MI.GlorotUniform(seed=5), KI.GlorotUniform(seed=5)), (MI.RandomNormal(seed=5), KI.RandomNormal(seed=5))]
+    pairs = [
+        (MI.GlorotUniform(seed=5), KI.GlorotUniform(seed=5)),
+        (MI.RandomNormal(seed=5), KI.RandomNormal(seed=5)),
+    ]
     if MI._exact_truncation():  # TensorFlow and JAX; on torch the drop-in draws its own exact law
-        pairs += [(MI.TruncatedNormal(0.1, 0.02, seed=5), KI.TruncatedNormal(0.1, 0.02, seed=5)),
-                  (MI.GlorotNormal(seed=5), KI.GlorotNormal(seed=5))]
+        pairs += [
+            (MI.TruncatedNormal(0.1, 0.02, seed=5), KI.TruncatedNormal(0.1, 0.02, seed=5)),
+            (MI.GlorotNormal(seed=5), KI.GlorotNormal(seed=5)),
+        ]
     for dropin, native in pairs:
         assert np.array_equal(values(dropin, (30, 40)), values(native, (30, 40)))
 
@@ -190,7 +233,11 @@ def test_a_backend_error_of_several_builtins_is_each_of_them() -> None:
     class Lookup(KeyError):
         pass
 
-    for error, builtins in ((Both("x"), (ValueError, TypeError)), (Lookup("k"), (KeyError, LookupError)),
-                            (RuntimeError("r"), (RuntimeError,)), (OSError("o"), ())):
+    for error, builtins in (
+        (Both("x"), (ValueError, TypeError)),
+        (Lookup("k"), (KeyError, LookupError)),
+        (RuntimeError("r"), (RuntimeError,)),
+        (OSError("o"), ()),
+    ):
         typed = MI._as_multiinit(error, "message")
         assert isinstance(typed, mi.MultiinitError) and all(isinstance(typed, b) for b in builtins), error

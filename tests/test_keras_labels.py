@@ -7,8 +7,9 @@ from __future__ import annotations
 import keras
 import pytest
 
-from conftest import result_label
 from multiinit import report
+
+from conftest import result_label
 from test_report import numpy_records, write, write_portable  # noqa: F401  (fixture)
 
 EXPECTED = {"tensorflow": "keras", "jax": "keras-jax", "torch": "keras-torch"}
@@ -20,14 +21,25 @@ def test_this_env_records_keras_under_its_backend_label() -> None:
     assert result_label("numpy") == "numpy" and result_label("torch") == "torch"
 
 
-def test_the_report_has_a_column_per_keras_backend_and_checks_each(tmp_path, numpy_records, capsys) -> None:
+def test_the_report_has_a_column_per_keras_backend_and_checks_each(
+    tmp_path,
+    numpy_records,  # noqa: F811 - the fixture imported above
+    capsys,
+) -> None:
     backends = ["numpy", *KERAS_COLUMNS]
     for backend in backends:
         write(tmp_path, backend, numpy_records)
     for backend in KERAS_COLUMNS:
         write_portable(tmp_path, backend)
-    args = ["report", "--results", str(tmp_path), "--backends", ",".join(backends), "--no-pictures",
-            "--require-portable"]
+    args = [
+        "report",
+        "--results",
+        str(tmp_path),
+        "--backends",
+        ",".join(backends),
+        "--no-pictures",
+        "--require-portable",
+    ]
     assert report.main(args) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[-3:] == list(KERAS_COLUMNS)
@@ -39,8 +51,17 @@ def test_the_report_has_a_column_per_keras_backend_and_checks_each(tmp_path, num
 
 
 @pytest.mark.parametrize("backend, env", [("keras-jax", "keras-jax"), ("keras-torch", "keras-torch")])
-def test_a_missing_keras_backend_names_its_tox_env(tmp_path, numpy_records, capsys, backend, env) -> None:
+def test_a_missing_keras_backend_names_its_tox_env(
+    tmp_path,
+    numpy_records,  # noqa: F811 - the fixture imported above
+    capsys,
+    backend,
+    env,
+) -> None:
     write(tmp_path, "numpy", numpy_records)
-    assert report.main(["report", "--results", str(tmp_path), "--backends", f"numpy,{backend}", "--no-pictures"]) == 1
+    assert (
+        report.main(["report", "--results", str(tmp_path), "--backends", f"numpy,{backend}", "--no-pictures"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert f"no results for backend {backend!r}" in err and f"tox -e {env}" in err

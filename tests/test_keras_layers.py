@@ -45,8 +45,13 @@ def test_the_attention_query_kernel_gets_keras_fans_not_the_spatial_reading() ->
     assert query.kind == "attention" and query.layer is mha and query.known
     assert query.view.logical_shape == (128, 32) and query.view.fans == (32, 128)
     assert params["mha/attention_output/kernel"].view.fans == (128, 32)  # (heads, key_dim, dim)
-    assert params["mha/query/bias"].fans == (32, 128) and params["mha/attention_output/bias"].fans == (128, 32)
-    mi.apply(model, {mi.select(kind="attention", role="kernel"): mi.lecun_normal(), "bias": mi.zeros()}, seed=0)
+    assert params["mha/query/bias"].fans == (32, 128) and params["mha/attention_output/bias"].fans == (
+        128,
+        32,
+    )
+    mi.apply(
+        model, {mi.select(kind="attention", role="kernel"): mi.lecun_normal(), "bias": mi.zeros()}, seed=0
+    )
     kernel = value(mha.query_dense.kernel)
     assert abs(kernel.std() - 1 / math.sqrt(32)) < 0.01  # 4096 values: the std's own error is ~0.002
     logical = kernel.reshape(32, 128).T  # (heads * key_dim, dim), by hand
@@ -59,7 +64,9 @@ def test_the_attention_query_kernel_gets_keras_fans_not_the_spatial_reading() ->
     assert stats.check_same(value(mha.output_dense.kernel), value(theirs.output_dense.kernel)).passed
 
 
-@pytest.mark.parametrize("spec", [mi.glorot_uniform(), mi.he_normal(), mi.variance_scaling(2.0, "fan_out", "uniform")])
+@pytest.mark.parametrize(
+    "spec", [mi.glorot_uniform(), mi.he_normal(), mi.variance_scaling(2.0, "fan_out", "uniform")]
+)
 def test_one_spec_on_an_attention_layer_is_keras_own_law(spec) -> None:
     # Keras hands EinsumDense's input/output axes to a VarianceScaling initializer: the same
     # spec through mi.apply and through Keras' own initializer is one law, kernel by kernel.
@@ -69,8 +76,11 @@ def test_one_spec_on_an_attention_layer_is_keras_own_law(spec) -> None:
     native = keras.initializers.VarianceScaling(form.scale, form.mode, form.distribution, seed=2)
     theirs = L.MultiHeadAttention(4, 32, kernel_initializer=native)
     theirs.build((None, 10, 64), (None, 10, 64))
-    for ours, keras_own in ((mha.query_dense, theirs.query_dense), (mha.value_dense, theirs.value_dense),
-                            (mha.output_dense, theirs.output_dense)):
+    for ours, keras_own in (
+        (mha.query_dense, theirs.query_dense),
+        (mha.value_dense, theirs.value_dense),
+        (mha.output_dense, theirs.output_dense),
+    ):
         check = stats.check_same(value(ours.kernel), value(keras_own.kernel))
         assert check.passed, (ours.name, check)
 
@@ -86,23 +96,28 @@ def test_grouped_query_attention_kernels_and_a_type_selector() -> None:
     assert all((value(v) == 0.25).all() for v in gqa.trainable_variables)
 
 
-@pytest.mark.parametrize("equation, bias_axes, input_shape, output_shape", [
-    ("ab,bc->ac", "c", (None, 12), 7),
-    ("abc,cde->abde", "de", (None, 5, 12), (5, 3, 4)),
-    ("abcd,cde->abe", "e", (None, 5, 3, 4), (5, 12)),
-    ("abc,bcd->abd", "d", (None, 5, 12), (5, 6)),        # b shared by input and output: Keras says out
-    ("...b,bc->...c", None, (None, 5, 12), 7),
-    ("ab...,bc->ac...", "c", (None, 12, 5), (7, 5)),
-])
-def test_einsum_dense_fans_are_the_ones_keras_hands_its_initializer(equation, bias_axes, input_shape,
-                                                                       output_shape) -> None:
+@pytest.mark.parametrize(
+    "equation, bias_axes, input_shape, output_shape",
+    [
+        ("ab,bc->ac", "c", (None, 12), 7),
+        ("abc,cde->abde", "de", (None, 5, 12), (5, 3, 4)),
+        ("abcd,cde->abe", "e", (None, 5, 3, 4), (5, 12)),
+        ("abc,bcd->abd", "d", (None, 5, 12), (5, 6)),  # b shared by input and output: Keras says out
+        ("...b,bc->...c", None, (None, 5, 12), 7),
+        ("ab...,bc->ac...", "c", (None, 12, 5), (7, 5)),
+    ],
+)
+def test_einsum_dense_fans_are_the_ones_keras_hands_its_initializer(
+    equation, bias_axes, input_shape, output_shape
+) -> None:
     from keras.src.initializers.random_initializers import compute_fans
     from keras.src.layers.core.einsum_dense import _analyze_einsum_string
 
     layer = L.EinsumDense(equation, output_shape, bias_axes=bias_axes, name="ed")
     layer.build(input_shape)
     kernel_shape, _, _, input_axes, output_axes = _analyze_einsum_string(
-        equation, bias_axes, input_shape, layer.partial_output_shape)
+        equation, bias_axes, input_shape, layer.partial_output_shape
+    )
     keras_fans = tuple(int(f) for f in compute_fans(kernel_shape, input_axes, output_axes))
     params = {p.role: p for p in mik.params_of(layer)}
     assert params["kernel"].kind == "dense"
@@ -118,8 +133,12 @@ def test_portable_attention_kernels_are_the_reference_in_keras_layout_as_flax_st
     # of the same spec are those reference draws, reshaped by hand here.
     model, mha = attention()
     spec = mi.he_uniform()
-    mi.apply(model, {"kernel": spec, "bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")}, seed=11,
-             portable=True)
+    mi.apply(
+        model,
+        {"kernel": spec, "bias": mi.variance_scaling(1 / 3, "fan_in", "uniform")},
+        seed=11,
+        portable=True,
+    )
     order = {p.path: p.order for p in mik.params_of(model)}
 
     def reference(shape, path, s=spec, fans=None):
@@ -162,7 +181,9 @@ class Mystery(L.Layer):
 
 
 def projection_model() -> keras.Model:
-    return keras.Sequential([keras.Input((64,)), Projection(256, name="proj"), L.Dense(4, name="head")], name="reg")
+    return keras.Sequential(
+        [keras.Input((64,)), Projection(256, name="proj"), L.Dense(4, name="head")], name="reg"
+    )
 
 
 def test_a_layer_registered_by_class_gets_its_kind_layout_and_bias_fans() -> None:
@@ -181,8 +202,9 @@ def test_a_layer_registered_by_class_gets_its_kind_layout_and_bias_fans() -> Non
         assert not plan.guesses and {row.path: row.rule for row in plan}["reg/proj/kernel"] is not None
         mi.apply(model, mi.presets.torch_default, seed=0)
         weight = value(model.get_layer("proj").kernel)  # stored (out, in): logical as it is
-        verdict = stats.check(weight, mi.variance_scaling(1 / 3, "fan_in", "uniform"), fans=(64, 256),
-                              reference_seed=7)
+        verdict = stats.check(
+            weight, mi.variance_scaling(1 / 3, "fan_in", "uniform"), fans=(64, 256), reference_seed=7
+        )
         assert verdict.passed, str(verdict)
         assert np.abs(value(model.get_layer("proj").bias)).max() <= 1 / 8  # U(+-1/sqrt(64)), by hand
 

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 import multiinit as mi
-from multiinit import keras as mik
-from multiinit import stats
+from multiinit import keras as mik, stats
+
 from matrix import seed_chapter_my_init
 
 MIXTURE = mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))])
@@ -29,7 +29,7 @@ class MyInit(tf.keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         data = tf.random.uniform(shape, -10, 10, dtype=dtype)
-        factor = (tf.abs(data) >= 5)
+        factor = tf.abs(data) >= 5
         factor = tf.cast(factor, tf.float32)
         return data * factor
 
@@ -42,11 +42,13 @@ def chapter_net(width: int = 4, features: int = 4, first=None, first_bias=None, 
     if first_bias is not None:
         first_kwargs["bias_initializer"] = first_bias
     second_kwargs = {} if second is None else {"kernel_initializer": second}
-    net = tf.keras.models.Sequential([
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(width, activation=tf.nn.relu, **first_kwargs),
-        tf.keras.layers.Dense(1, **second_kwargs),
-    ])
+    net = tf.keras.models.Sequential(
+        [
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(width, activation=tf.nn.relu, **first_kwargs),
+            tf.keras.layers.Dense(1, **second_kwargs),
+        ]
+    )
     X = tf.random.uniform((2, features))
     assert tuple(net(X).shape) == (2, 1)
     return net
@@ -83,14 +85,16 @@ def assert_law(values: np.ndarray, spec: mi.Spec, native: np.ndarray) -> None:
 
 
 def test_normal_kernels_and_zero_biases() -> None:
-    native = chapter_net(first=tf.random_normal_initializer(mean=0, stddev=0.01),
-                         first_bias=tf.zeros_initializer())
+    native = chapter_net(
+        first=tf.random_normal_initializer(mean=0, stddev=0.01), first_bias=tf.zeros_initializer()
+    )
     ours = chapter_net(first=mik.normal(mean=0, std=0.01, seed=0), first_bias=mik.zeros())
     assert kernel(ours).shape == kernel(native).shape == (4, 4)
     assert (bias(ours) == 0).all() and (bias(native) == 0).all()
 
-    wide_native = chapter_net(256, 128, first=tf.random_normal_initializer(mean=0, stddev=0.01),
-                              first_bias=tf.zeros_initializer())
+    wide_native = chapter_net(
+        256, 128, first=tf.random_normal_initializer(mean=0, stddev=0.01), first_bias=tf.zeros_initializer()
+    )
     wide = chapter_net(256, 128, first=mik.normal(mean=0, std=0.01, seed=0), first_bias=mik.zeros())
     assert_law(kernel(wide), mi.normal(0, 0.01), kernel(wide_native))
     applied = chapter_net(256, 128)
@@ -116,7 +120,9 @@ def test_constant_one() -> None:
 
 
 def test_glorot_uniform_on_one_layer_and_42_on_the_next() -> None:
-    native = chapter_net(first=tf.keras.initializers.GlorotUniform(), second=tf.keras.initializers.Constant(42))
+    native = chapter_net(
+        first=tf.keras.initializers.GlorotUniform(), second=tf.keras.initializers.Constant(42)
+    )
     ours = chapter_net(first=mik.glorot_uniform(), second=mik.constant(42))
     applied = chapter_net()
     mi.apply(applied, rules_for(applied, first=mi.glorot_uniform(), second=mi.constant(42)))

@@ -14,6 +14,7 @@ import pytest
 
 import multiinit as mi
 import multiinit.keras as mik
+
 from matrix import SPECS
 
 
@@ -38,14 +39,19 @@ def test_keras_serializes_it_under_its_registered_name() -> None:
     assert serialized["registered_name"] == "multiinit>Initializer"
     assert serialized["module"] == "multiinit.keras"
     assert keras.saving.get_registered_object("multiinit>Initializer") is mik.MultiinitInitializer
-    for restored in (keras.initializers.deserialize(serialized), keras.initializers.get(json.loads(json.dumps(serialized))),
-                     init.clone()):
+    for restored in (
+        keras.initializers.deserialize(serialized),
+        keras.initializers.get(json.loads(json.dumps(serialized))),
+        init.clone(),
+    ):
         assert isinstance(restored, mik.MultiinitInitializer)
         assert restored.spec == init.spec and restored.seed == 2
 
 
 def test_a_cloned_model_keeps_the_initializers() -> None:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, kernel_initializer=mik.he_uniform(seed=1))])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, kernel_initializer=mik.he_uniform(seed=1))]
+    )
     clone = keras.models.clone_model(model)
     assert clone.layers[0].kernel_initializer.spec == mi.he_uniform()
 
@@ -54,8 +60,10 @@ def test_bad_configs_are_refused_without_running_anything() -> None:
     with pytest.raises(mi.SpecError, match="'spec' key"):
         mik.MultiinitInitializer.from_config({"seed": 1})
     with pytest.raises(mi.SpecError, match=r"\['extra'\]"):
-        mik.MultiinitInitializer.from_config({"spec": {"kind": "constant", "value": 0.0}, "seed": None, "extra": 1})
-    with pytest.raises(mi.SpecError, match="'never.registered' is not registered"):
+        mik.MultiinitInitializer.from_config(
+            {"spec": {"kind": "constant", "value": 0.0}, "seed": None, "extra": 1}
+        )
+    with pytest.raises(mi.SpecError, match=r"'never\.registered' is not registered"):
         mik.MultiinitInitializer.from_config({"spec": {"kind": "custom", "name": "never.registered"}})
     with pytest.raises(mi.SpecError, match="kind="):
         mik.MultiinitInitializer.from_config({"spec": {"kind": "__import__", "name": "os"}})
@@ -76,7 +84,8 @@ _BUILD = textwrap.dedent(f"""
     custom = mik.custom(seed_chapter_my_init, name={_CUSTOM_NAME!r}, seed=5)
     model = keras.Sequential([
         keras.Input((8,)),
-        keras.layers.Dense(16, kernel_initializer=mik.he_normal(seed=3), bias_initializer=mik.zeros(), name="a"),
+        keras.layers.Dense(16, kernel_initializer=mik.he_normal(seed=3), bias_initializer=mik.zeros(),
+                           name="a"),
         keras.layers.Dense(16, kernel_initializer=mik.mixture(
             [(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]), name="b"),
         keras.layers.Dense(4, kernel_initializer=mik.trunc_normal(std=0.02, seed=1), name="c"),
@@ -85,7 +94,10 @@ _BUILD = textwrap.dedent(f"""
     model.save(sys.argv[1] + "/m.keras")
     np.savez(sys.argv[1] + "/weights.npz", *[v.numpy() for v in model.weights])
     configs = {{l.name: l.kernel_initializer.get_config() for l in model.layers}}
-    fresh = {{name: keras.ops.convert_to_numpy(mik.MultiinitInitializer.from_config(c)((5, 4))).tolist() for name, c in configs.items()}}
+    fresh = {{
+        name: keras.ops.convert_to_numpy(mik.MultiinitInitializer.from_config(c)((5, 4))).tolist()
+        for name, c in configs.items()
+    }}
     json.dump({{"configs": configs, "fresh": fresh}}, open(sys.argv[1] + "/expected.json", "w"))
 """)
 
@@ -124,8 +136,9 @@ _LOAD = textwrap.dedent(f"""
 
 def _run(code: str, *args: str, cwd) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_a_saved_model_loads_in_a_fresh_process(tmp_path) -> None:
@@ -142,7 +155,6 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path) -> None:
     assert f"name={_CUSTOM_NAME!r} is not registered in this process" in refused.stderr
 
 
-
 # --------------------------------------------------------------------------- the drop-ins
 
 _BUILD_DROPINS = textwrap.dedent("""
@@ -155,7 +167,8 @@ _BUILD_DROPINS = textwrap.dedent("""
         keras.Input((8,)),
         keras.layers.Dense(16, kernel_initializer=initializers.HeNormal(seed=3),
                            bias_initializer=initializers.Constant(np.linspace(0, 1, 16)), name="a"),
-        keras.layers.Dense(8, kernel_initializer=initializers.VarianceScaling(2.0, "fan_out", "uniform", seed=1),
+        keras.layers.Dense(8,
+                           kernel_initializer=initializers.VarianceScaling(2.0, "fan_out", "uniform", seed=1),
                            bias_initializer="zeros", name="b"),
         keras.layers.Dense(8, kernel_initializer=initializers.Identity(gain=3.0), name="c"),
     ], name="saved")
@@ -194,9 +207,12 @@ def test_a_model_saved_with_dropins_loads_in_a_fresh_process_that_imported_multi
     config = json.loads(__import__("zipfile").ZipFile(tmp_path / "dropins.keras").read("config.json"))
     saved = config["config"]["layers"][1]["config"]["kernel_initializer"]
     # What the file names: the drop-in's module and registered name, with Keras' own config.
-    assert saved == {"module": "multiinit.keras.initializers", "class_name": "HeNormal",
-                     "config": {"seed": 3, "input_axes": None, "output_axes": None},
-                     "registered_name": "multiinit>HeNormal"}
+    assert saved == {
+        "module": "multiinit.keras.initializers",
+        "class_name": "HeNormal",
+        "config": {"seed": 3, "input_axes": None, "output_axes": None},
+        "registered_name": "multiinit>HeNormal",
+    }
     loaded = _run(_LOAD_DROPINS, str(tmp_path), cwd=tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert loaded.stdout.strip() == "loaded 6"
@@ -205,11 +221,18 @@ def test_a_model_saved_with_dropins_loads_in_a_fresh_process_that_imported_multi
 def test_dropin_configs_round_trip_through_json_and_keras() -> None:
     from multiinit.keras import initializers as MI
 
-    for init in (MI.GlorotUniform(seed=2, input_axes=[0], output_axes=[1, 2]), MI.Constant([1.0, 2.0]),
-                 MI.STFT(window=np.hanning(8)), MI.Orthogonal(gain=2.0, seed=keras.random.SeedGenerator(4)),
-                 MI.Identity(0.5)):
+    for init in (
+        MI.GlorotUniform(seed=2, input_axes=[0], output_axes=[1, 2]),
+        MI.Constant([1.0, 2.0]),
+        MI.STFT(window=np.hanning(8)),
+        MI.Orthogonal(gain=2.0, seed=keras.random.SeedGenerator(4)),
+        MI.Identity(0.5),
+    ):
         text = json.dumps(keras.initializers.serialize(init))
-        for restored in (MI.deserialize(json.loads(text)), keras.initializers.deserialize(json.loads(text)),
-                         keras.initializers.get(json.loads(text))):
+        for restored in (
+            MI.deserialize(json.loads(text)),
+            keras.initializers.deserialize(json.loads(text)),
+            keras.initializers.get(json.loads(text)),
+        ):
             assert type(restored) is type(init)
             assert restored.spec == init.spec

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import multiinit as mi
-import multiinit.keras  # noqa: F401  (mi.keras.MultiinitInitializer)
+import multiinit.keras
 
 if keras.backend.backend() == "jax":
     import jax
@@ -36,7 +36,8 @@ if keras.backend.backend() == "jax":
         count = jax.device_count()
         assert count >= DEVICES, (
             f"Keras distribution tests need {DEVICES} devices and JAX has {count}: set "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count={DEVICES} before JAX starts (tox -e keras-jax does)"
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={DEVICES} before JAX starts "
+            "(tox -e keras-jax does)"
         )
 
     def build(name: str = "dist") -> keras.Model:
@@ -45,7 +46,7 @@ if keras.backend.backend() == "jax":
         embedded = L.Flatten()(L.Embedding(40, 16, name="emb")(tokens))
         return keras.Model([features, tokens], [hidden, embedded], name=name)
 
-    def distribution(mesh_shape: tuple[int, ...], placement: str) -> "kd.ModelParallel":
+    def distribution(mesh_shape: tuple[int, ...], placement: str) -> kd.ModelParallel:
         names = ("data", "model") if len(mesh_shape) == 2 else ("model",)
         mesh = kd.DeviceMesh(mesh_shape, names, devices=kd.list_devices()[: int(np.prod(mesh_shape))])
         layout = kd.LayoutMap(mesh)
@@ -63,7 +64,14 @@ if keras.backend.backend() == "jax":
             layout[".*bias"] = (None,)
         return kd.ModelParallel(layout_map=layout, batch_dim_name=names[0])
 
-    MESHES = [((1,), "rows"), ((2,), "rows"), ((4,), "columns"), ((8,), "rows"), ((8,), "columns"), ((2, 4), "2-D")]
+    MESHES = [
+        ((1,), "rows"),
+        ((2,), "rows"),
+        ((4,), "columns"),
+        ((8,), "rows"),
+        ((8,), "columns"),
+        ((2, 4), "2-D"),
+    ]
 
     def custom_law(rng, shape, dtype):
         return rng.standard_normal(shape).astype(dtype)
@@ -87,7 +95,9 @@ if keras.backend.backend() == "jax":
         return request.param, values(mi.apply(build(), RULES, seed=5, portable=request.param))
 
     @pytest.mark.parametrize("mesh_shape, placement", MESHES, ids=[f"{m}-{p}" for m, p in MESHES])
-    def test_apply_keeps_every_layout_and_gives_the_unsharded_values(unsharded, mesh_shape, placement) -> None:
+    def test_apply_keeps_every_layout_and_gives_the_unsharded_values(
+        unsharded, mesh_shape, placement
+    ) -> None:
         portable, expected = unsharded
         dist = distribution(mesh_shape, placement)
         with dist.scope():
@@ -100,7 +110,9 @@ if keras.backend.backend() == "jax":
             assert sharding.is_equivalent_to(before[v.path], v.ndim), v.path
             assert np.array_equal(np.asarray(v.value), expected[v.path]), v.path
 
-    def test_a_deferred_model_under_distribution_is_created_sharded_with_the_unsharded_values(unsharded) -> None:
+    def test_a_deferred_model_under_distribution_is_created_sharded_with_the_unsharded_values(
+        unsharded,
+    ) -> None:
         portable, expected = unsharded
         dist = distribution((2, 4), "2-D")
         with dist.scope():
@@ -125,7 +137,13 @@ if keras.backend.backend() == "jax":
         assert compiled, "the sharded kernel was not drawn by a jitted draw onto its sharding"
         for fn in compiled:
             text = fn.lower(jax.numpy.zeros(2, "uint32")).compile().as_text()
-            for collective in ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter"):
+            for collective in (
+                "all-gather",
+                "all-reduce",
+                "collective-permute",
+                "all-to-all",
+                "reduce-scatter",
+            ):
                 assert collective not in text
         assert [s.data.shape for s in kernel.addressable_shards] == [(16, 8)] * 8
 
@@ -137,12 +155,18 @@ if keras.backend.backend() == "jax":
         outputs = [L.Dense(units, kernel_initializer=init, name=name)(inputs) for name in ("a", "b")]
         return keras.Model(inputs, outputs, name="init")
 
-    @pytest.mark.parametrize("make_init", [
-        lambda: mi.compile(mi.normal(std=0.02), "keras", seed=3),
-        lambda: keras.initializers.RandomNormal(stddev=0.02, seed=3),
-    ], ids=["multiinit", "keras"])
+    @pytest.mark.parametrize(
+        "make_init",
+        [
+            lambda: mi.compile(mi.normal(std=0.02), "keras", seed=3),
+            lambda: keras.initializers.RandomNormal(stddev=0.02, seed=3),
+        ],
+        ids=["multiinit", "keras"],
+    )
     @pytest.mark.parametrize("units, features", [(64, 32), (4096, 2048)], ids=["eager", "jitted"])
-    def test_seeded_initializers_keep_the_layout_and_give_the_unsharded_values(make_init, units, features) -> None:
+    def test_seeded_initializers_keep_the_layout_and_give_the_unsharded_values(
+        make_init, units, features
+    ) -> None:
         # Keras draws a variable eagerly and then distributes it, unless it is at least 250 MiB
         # counted over the mesh (here 4096 x 2048 on 8 devices): then it jits the initializer
         # onto the layout, and XLA's fused multiply-add may round the last bit differently.
@@ -152,14 +176,16 @@ if keras.backend.backend() == "jax":
         with kd.ModelParallel(layout_map=layout, batch_dim_name="model").scope():
             ours = seeded_model(make_init, units, features)
         plain = seeded_model(make_init, units, features)
-        for a, b in zip(ours.layers[1:], plain.layers[1:]):
+        for a, b in zip(ours.layers[1:], plain.layers[1:], strict=True):
             got, want = a.kernel.value, np.asarray(b.kernel.value)
             assert tuple(got.sharding.spec) == (None, "model") and len(got.addressable_shards) == 8
             got = np.asarray(got)
             if units == 64:
                 assert np.array_equal(got, want), a.name
             else:
-                np.testing.assert_allclose(got, want, rtol=0, atol=4 * np.finfo(np.float32).eps * np.abs(want).max())
+                np.testing.assert_allclose(
+                    got, want, rtol=0, atol=4 * np.finfo(np.float32).eps * np.abs(want).max()
+                )
         # A multiinit initializer advances per call, sharded or not (two layers differ); Keras'
         # int-seeded one returns the same values on every call.
         first, second = (np.asarray(layer.kernel.value) for layer in ours.layers[1:])

@@ -61,8 +61,7 @@ try:
     import jax
     import jax.numpy
     from flax import nnx
-    from flax.core import FrozenDict
-    from flax.core import meta
+    from flax.core import FrozenDict, meta
     from jax.scipy.special import ndtri
 except ImportError as e:
     raise BackendUnavailable.missing("flax", "JAX and Flax", "jax", e) from e
@@ -80,7 +79,19 @@ from .compiled import (  # noqa: E402
 )
 from .model import Modules, apply, modules, params_of  # noqa: E402
 
-__all__ = ["LAYOUT", "Initializer", "Modules", "compile", "apply", "modules", "params_of", "AxisError",
-           "DtypeError", "DtypeTypeError", "KeyTypeError", "ShapeTypeError"]
+__all__ = [
+    "LAYOUT",
+    "Initializer",
+    "Modules",
+    "compile",
+    "apply",
+    "modules",
+    "params_of",
+    "AxisError",
+    "DtypeError",
+    "DtypeTypeError",
+    "KeyTypeError",
+    "ShapeTypeError",
+]
 
 globals().update(namespace("flax", compile))

@@ -36,7 +36,8 @@ Errors
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,16 @@ from ..reference import check_shape
 from ..spec import Spec, WithAxes
 from .draw import DtypeError, DtypeTypeError, _any_dtype, _draw
 
-__all__ = ["LAYOUT", "Initializer", "compile", "DtypeError", "DtypeTypeError", "KeyTypeError", "ShapeTypeError",
-           "AxisError"]
+__all__ = [
+    "LAYOUT",
+    "Initializer",
+    "compile",
+    "DtypeError",
+    "DtypeTypeError",
+    "KeyTypeError",
+    "ShapeTypeError",
+    "AxisError",
+]
 
 #: Flax kernels are (*spatial, in, out).
 LAYOUT = SPATIAL_IN_OUT
@@ -79,8 +88,9 @@ def _shape(shape: Any) -> tuple[int, ...]:
     except TypeError:
         dims = (shape,)
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims):
-        raise ShapeTypeError(f"shape={shown(shape)} is not allowed; shape must be a sequence of non-negative "
-                             "integers")
+        raise ShapeTypeError(
+            f"shape={shown(shape)} is not allowed; shape must be a sequence of non-negative integers"
+        )
     return tuple(int(d) for d in dims)
 
 
@@ -173,6 +183,8 @@ def compile(spec: Spec, fans: tuple[int, int] | None = None) -> Initializer:
             or len(fans) != 2
             or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f >= 0 for f in fans)
         ):
-            raise SpecError(f"fans={fans!r} is not allowed; fans must be (fan_in, fan_out), two integers >= 0")
+            raise SpecError(
+                f"fans={fans!r} is not allowed; fans must be (fan_in, fan_out), two integers >= 0"
+            )
         fans = (int(fans[0]), int(fans[1]))
     return Initializer(spec, fans)

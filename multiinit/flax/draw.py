@@ -94,7 +94,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -132,6 +133,7 @@ class DtypeError(SpecError):
 
 class DtypeTypeError(DtypeError, SpecTypeError):
     """Not a dtype at all (a ``TypeError`` too, as ``jnp.dtype`` raises for one)."""
+
 
 #: Both truncation bounds within this many std: JAX's erf-based sampler is accurate there.
 _ERF_SAFE = 4.0
@@ -174,8 +176,10 @@ def _dtype(dtype: Any) -> np.dtype:
     ``SpecError``: the dtypes a parameter of a model is drawn in (``model.py``)."""
     resolved = _any_dtype(dtype)
     if resolved.name not in _FLOATS:
-        raise DtypeError(f"dtype={dtype!r} is not allowed; a multiinit flax initializer fills one of "
-                         f"{', '.join(_FLOATS)} here")
+        raise DtypeError(
+            f"dtype={dtype!r} is not allowed; a multiinit flax initializer fills one of "
+            f"{', '.join(_FLOATS)} here"
+        )
     return resolved
 
 
@@ -197,12 +201,16 @@ def complex_problem(spec: Spec) -> str | None:
     if isinstance(spec, WithAxes):
         return complex_problem(spec.spec)
     if isinstance(spec, Uniform):
-        return ("jax.random.uniform draws no complex numbers, and a complex uniform on an interval has "
-                "no one meaning (JAX's variance-scaling uniform is a disk: mi.variance_scaling(..., "
-                "'uniform') has it)")
+        return (
+            "jax.random.uniform draws no complex numbers, and a complex uniform on an interval has "
+            "no one meaning (JAX's variance-scaling uniform is a disk: mi.variance_scaling(..., "
+            "'uniform') has it)"
+        )
     if isinstance(spec, TruncatedNormal):
-        return ("jax.random.truncated_normal draws no complex numbers (JAX's variance-scaling truncated "
-                "normal has a complex form: mi.he_normal(), mi.variance_scaling(...) have it)")
+        return (
+            "jax.random.truncated_normal draws no complex numbers (JAX's variance-scaling truncated "
+            "normal has a complex form: mi.he_normal(), mi.variance_scaling(...) have it)"
+        )
     if isinstance(spec, Mixture):
         for weight, component in spec.components:
             problem = complex_problem(component) if weight > 0 else None
@@ -341,13 +349,14 @@ def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
 # execution; this way jit gives exactly the eager values).
 
 
-def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.dtype,
-                    cdtype: np.dtype, clamp: bool = True) -> tuple[str, tuple, tuple]:
+def _plan_truncated(
+    mean: float, std: float, low: float, high: float, dtype: np.dtype, cdtype: np.dtype, clamp: bool = True
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     floor, ceiling = _at_least(mean + low * std, dtype), _at_most(mean + high * std, dtype)
     reach = _NORMAL_REACH.get(np.dtype(cdtype).name)
     if reach is not None and low <= -reach and high >= reach:
         return "normal", (mean != 0.0, None, True), (*_scalars(cdtype, std, mean), floor, ceiling)
-    if -_ERF_SAFE <= low and high <= _ERF_SAFE:
+    if low >= -_ERF_SAFE and high <= _ERF_SAFE:
         numbers = (*_scalars(cdtype, low, high, std, mean), floor, ceiling)
         return "truncated", (mean != 0.0, clamp, None), numbers
     # Inverse CDF in the lower tail (as multiinit.reference), where it keeps its precision.
@@ -358,8 +367,16 @@ def _plan_truncated(mean: float, std: float, low: float, high: float, dtype: np.
     return "tail", (), (*numbers, floor, ceiling)
 
 
-def _plan_scaled(distribution: str, mode: str, scale: float, fan_in: float, fan_out: float,
-                 dtype: np.dtype, cdtype: np.dtype, bound: float | None) -> tuple[str, tuple, tuple]:
+def _plan_scaled(
+    distribution: str,
+    mode: str,
+    scale: float,
+    fan_in: float,
+    fan_out: float,
+    dtype: np.dtype,
+    cdtype: np.dtype,
+    bound: float | None,
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The plan of ``variance_scaling(scale, mode, distribution)`` on these fans: JAX's variance
     in the drawing dtype, its factor computed in the graph (``_factor``); ``bound`` (the law's
     own limit or sigma, in float64) clamps the values inward in ``dtype`` when given."""
@@ -389,7 +406,9 @@ def _orthogonal_axis(view: LogicalView) -> int | None:
     return None
 
 
-def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
+def _plan(
+    spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """``(family, static, numbers)`` of a built-in law: ``_run(family, static, shape, dtype,
     key, *numbers)`` draws it (``_kernel`` compiles that); ``"spec"`` plans draw the spec."""
     if isinstance(spec, Mixture):
@@ -400,17 +419,29 @@ def _plan(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np
     if not spec.random:
         return "spec", (spec, view, fans), ()
     family, static, numbers = _plan_law(spec, view, fans, dtype)
-    return (family, static, numbers) if family == "spec" else _planned(family, static, numbers, dtype,
-                                                                        _compute_dtype(dtype))
+    return (
+        (family, static, numbers)
+        if family == "spec"
+        else _planned(family, static, numbers, dtype, _compute_dtype(dtype))
+    )
 
 
-def _plan_law(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
+def _plan_law(
+    spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The inner plan of a built-in random law (the numbers not yet split into baked and run-time ones)."""
     cdtype = _compute_dtype(dtype)
     if isinstance(spec, Uniform):
         # Rounding (to bfloat16 above all) can reach ``high``: U[low, high) must not.
-        return "uniform", (True, None), (*_scalars(cdtype, spec.low, spec.high, 1.0), _at_least(spec.low, dtype),
-                                    _below(spec.high, dtype))
+        return (
+            "uniform",
+            (True, None),
+            (
+                *_scalars(cdtype, spec.low, spec.high, 1.0),
+                _at_least(spec.low, dtype),
+                _below(spec.high, dtype),
+            ),
+        )
     if isinstance(spec, Normal):
         return "normal", (spec.mean != 0.0, None), _scalars(cdtype, spec.std, spec.mean)
     if isinstance(spec, TruncatedNormal):
@@ -421,8 +452,16 @@ def _plan_law(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype
         # The law's own numbers: its checks (a number that overflows is the spec's SpecError),
         # and the bounds no value may leave in any dtype.
         _, number = scaled.law(fan_in, fan_out)
-        return _plan_scaled(scaled.distribution, scaled.mode, scaled.scale, float(fan_in), float(fan_out),
-                            dtype, cdtype, None if _is_complex(dtype) else number)
+        return _plan_scaled(
+            scaled.distribution,
+            scaled.mode,
+            scaled.scale,
+            float(fan_in),
+            float(fan_out),
+            dtype,
+            cdtype,
+            None if _is_complex(dtype) else number,
+        )
     if isinstance(spec, Orthogonal):
         axis = _orthogonal_axis(view)
         if axis is not None:
@@ -452,8 +491,9 @@ def _complex_truncated_normal(key: Any, upper: float, shape: tuple[int, ...], dt
     """``jax._src.nn.initializers._complex_truncated_normal``: modulus cut at ``upper``."""
     key_r, key_theta = jax.random.split(key)
     real_dtype = np.array(0, dtype).real.dtype
-    t = ((1 - jnp.exp(jnp.array(-(upper ** 2), dtype)))
-         * jax.random.uniform(key_r, shape, real_dtype).astype(dtype))
+    t = (1 - jnp.exp(jnp.array(-(upper**2), dtype))) * jax.random.uniform(key_r, shape, real_dtype).astype(
+        dtype
+    )
     r = jnp.sqrt(-jnp.log(1 - t))
     theta = 2 * np.pi * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
     return r * jnp.exp(1j * theta)
@@ -463,11 +503,13 @@ def _jax_orthogonal(key: Any, shape: tuple[int, ...], column_axis: int, cdtype: 
     """``jax.nn.initializers.orthogonal``'s matrix (before its scale), in ``cdtype``."""
     n_rows, n_cols = math.prod(shape) // shape[column_axis], shape[column_axis]
     q = jax.random.orthogonal(key, n_rows, (), cdtype, n_cols)
-    q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (shape[column_axis],))
+    q = jnp.reshape(q, (*np.delete(shape, column_axis), shape[column_axis]))
     return jnp.moveaxis(q, -1, column_axis)
 
 
-def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -> tuple | None:
+def _baked(
+    family: str, dtype: np.dtype, numbers: tuple[Any, ...], always: bool = False
+) -> tuple[Any, ...] | None:
     """The numbers as compile-time constants (hashable ``(value, dtype)`` pairs), or None to
     pass them at run time.
 
@@ -482,14 +524,22 @@ def _baked(family: str, dtype: np.dtype, numbers: tuple, always: bool = False) -
     return tuple((np.asarray(v).item(), np.asarray(v).dtype) for v in numbers)
 
 
-def _planned(family: str, static: tuple, numbers: tuple, dtype: np.dtype, cdtype: Any,
-             always_bake: bool = False) -> tuple[str, tuple, tuple]:
+def _planned(
+    family: str,
+    static: tuple[Any, ...],
+    numbers: tuple[Any, ...],
+    dtype: np.dtype,
+    cdtype: Any,
+    always_bake: bool = False,
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """A plan ``(family, (cdtype, baked, static), runtime numbers)``: what ``_run`` draws."""
     baked = _baked(family, dtype, numbers, always_bake)
     return family, (np.dtype(cdtype), baked, static), (() if baked is not None else tuple(numbers))
 
 
-def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any) -> Any:
+def _run(
+    family: str, static: tuple[Any, ...], shape: tuple[int, ...], dtype: np.dtype, key: Any, *numbers: Any
+) -> Any:
     """Draw a plan (``_plan``, ``_planned``) traced, inside ``jax.jit``."""
     if family == "spec":
         spec, view, fans = static
@@ -503,7 +553,9 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, ke
         numbers = jax.lax.optimization_barrier(numbers)
     if family == "uniform":
         (clamp, expression), (minval, maxval, factor, floor, ceiling) = static, numbers
-        x = (_jax_uniform(key, shape, cdtype, minval, maxval) * _factor(expression, factor, cdtype)).astype(dtype)
+        x = (_jax_uniform(key, shape, cdtype, minval, maxval) * _factor(expression, factor, cdtype)).astype(
+            dtype
+        )
         return jnp.clip(x, floor, ceiling) if clamp else x
     if family == "normal":
         (shifted, expression, *clamped), (std, mean, *bounds) = static, numbers
@@ -527,8 +579,9 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, ke
         return (_complex_uniform(key, shape, cdtype) * _factor("normal", variance, cdtype)).astype(dtype)
     if family == "complex_truncated":
         (variance,) = numbers
-        return (_complex_truncated_normal(key, 2, shape, cdtype)
-                * _factor("complex_truncated", variance, cdtype)).astype(dtype)
+        return (
+            _complex_truncated_normal(key, 2, shape, cdtype) * _factor("complex_truncated", variance, cdtype)
+        ).astype(dtype)
     if family == "orthogonal":
         (native, axis), (gain,) = static, numbers
         return (gain * _jax_orthogonal(key, native, axis, cdtype)).astype(dtype)
@@ -548,11 +601,15 @@ def _run(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, ke
 
 
 @functools.lru_cache(maxsize=512)
-def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype) -> Callable[..., Any]:
+def _kernel(
+    family: str, static: tuple[Any, ...], shape: tuple[int, ...], dtype: np.dtype
+) -> Callable[..., Any]:
     return jax.jit(functools.partial(_run, family, static, shape, dtype))
 
 
-def _call(plan: tuple[str, tuple, tuple], shape: tuple[int, ...], dtype: np.dtype, key: Any) -> Any:
+def _call(
+    plan: tuple[str, tuple[Any, ...], tuple[Any, ...]], shape: tuple[int, ...], dtype: np.dtype, key: Any
+) -> Any:
     """A plan through its cached kernel: one program, called eagerly or inside a trace (where
     ``jax.jit`` nests it), so jit gives the eager values."""
     family, static, numbers = plan
@@ -654,7 +711,7 @@ def _thresholds(weights: list[float], bits: int) -> list[int]:
     return cuts
 
 
-def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | None:
+def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """The one-draw plan of a mixture of uniforms and constants in a real float dtype, or None.
 
     Each piece is ``(kind, start, shift)``: its bits run over ``[start, next start)``; a
@@ -670,7 +727,7 @@ def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | N
     bits, mantissa = (64, 52) if cdtype == np.float64 else (32, 23)
     cuts = _thresholds([w for w, _ in live], bits)
     pieces, numbers = [], []
-    for (_, component), start, stop in zip(live, cuts[:-1], cuts[1:]):
+    for (_, component), start, stop in zip(live, cuts[:-1], cuts[1:], strict=True):
         width = stop - start
         if width == 0:
             continue
@@ -684,13 +741,23 @@ def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple, tuple] | N
         shift = width.bit_length() - 1 - mantissa
         scale = 2.0**shift / width  # offset >> shift is below width / 2**shift: the fraction is < 1
         pieces.append(("uniform", start, shift))
-        numbers += [*_scalars(cdtype, component.low, component.high - component.low, scale),
-                    _at_least(component.low, dtype), _below(component.high, dtype)]
+        numbers += [
+            *_scalars(cdtype, component.low, component.high - component.low, scale),
+            _at_least(component.low, dtype),
+            _below(component.high, dtype),
+        ]
     return "pieces", (tuple(pieces), bits), tuple(numbers)
 
 
-def _pieces(pieces: tuple, bits: int, key: Any, shape: tuple[int, ...], dtype: np.dtype, cdtype: np.dtype,
-            numbers: tuple) -> Any:
+def _pieces(
+    pieces: tuple[Any, ...],
+    bits: int,
+    key: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    cdtype: np.dtype,
+    numbers: tuple[Any, ...],
+) -> Any:
     """One draw of random bits per element: the piece it falls in, and the value there."""
     udtype = jnp.uint64 if bits == 64 else jnp.uint32
     r = jax.random.bits(key, shape, udtype)
@@ -703,7 +770,7 @@ def _pieces(pieces: tuple, bits: int, key: Any, shape: tuple[int, ...], dtype: n
         if i == 0:
             start, shift = jnp.asarray(piece_start, udtype), jnp.asarray(piece_shift, udtype)
             continue
-        p_low, p_width, p_scale, p_floor, p_ceiling = numbers[5 * i:5 * i + 5]
+        p_low, p_width, p_scale, p_floor, p_ceiling = numbers[5 * i : 5 * i + 5]
         on = r >= jnp.asarray(piece_start, udtype)
         start = jnp.where(on, jnp.asarray(piece_start, udtype), start)
         shift = jnp.where(on, jnp.asarray(piece_shift, udtype), shift)
@@ -727,8 +794,14 @@ def _choice(key: Any, shape: tuple[int, ...], weights: list[float]) -> Any:
     return index
 
 
-def _mixture(spec: Mixture, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-             component: Callable[..., Any]) -> Any:
+def _mixture(
+    spec: Mixture,
+    key: Any,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    component: Callable[..., Any],
+) -> Any:
     """Every live component drawn by ``component(spec, key, view, fans, dtype)`` and one
     draw of bits picking among them per element."""
     live = _live(spec)
@@ -752,7 +825,9 @@ def _has_custom(spec: Spec) -> bool:
 # --------------------------------------------------------------------------- custom laws
 
 
-def _custom_host(spec: Custom, view: LogicalView, dtype: np.dtype, path: str | None, words: Any) -> np.ndarray:
+def _custom_host(
+    spec: Custom, view: LogicalView, dtype: np.dtype, path: str | None, words: Any
+) -> np.ndarray:
     """The user's law behind the fence, on the host: the logical array in ``asked`` dtype."""
     rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in np.asarray(words).ravel()]))
     return _call_law(spec, rng, view.logical_shape, _asked(dtype), path)
@@ -762,14 +837,16 @@ def _asked(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.name in ("float16", "float32", "float64") else np.dtype(np.float32)
 
 
-def _custom(spec: Custom, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-            path: str | None) -> Any:
+def _custom(
+    spec: Custom, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype, path: str | None
+) -> Any:
     words = _key_words(key)
     asked = _asked(dtype)
     if _is_tracer(words):
         result = jax.ShapeDtypeStruct(view.logical_shape, asked)
-        logical = jax.pure_callback(lambda w: _custom_host(spec, view, dtype, path, w), result, words,
-                                    vmap_method="sequential")
+        logical = jax.pure_callback(
+            lambda w: _custom_host(spec, view, dtype, path, w), result, words, vmap_method="sequential"
+        )
     else:
         logical = jnp.asarray(_custom_host(spec, view, dtype, path, words))
     return _to_native(view, logical).astype(dtype)
@@ -796,12 +873,22 @@ def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
         # eye(out, in) seen in (in, out) is eye(in, out): no transpose to materialize.
         return jnp.eye(native[0], native[1], dtype=dtype)
     cdtype = _compute_dtype(dtype) if _is_float(dtype) or _is_complex(dtype) else dtype
-    drawn = jnp.eye(logical[0], logical[1], dtype=cdtype) if isinstance(spec, Eye) else _dirac(spec, logical, cdtype)
+    drawn = (
+        jnp.eye(logical[0], logical[1], dtype=cdtype)
+        if isinstance(spec, Eye)
+        else _dirac(spec, logical, cdtype)
+    )
     return view.to_native(drawn).astype(dtype)
 
 
-def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-                 path: str | None = None) -> Any:
+def _draw_traced(
+    spec: Spec,
+    key: Any,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> Any:
     """``spec`` drawn inside a trace (a kernel of a "spec" plan)."""
     if isinstance(spec, Custom):
         return _custom(spec, key, view, fans, dtype, path)
@@ -812,8 +899,14 @@ def _draw_traced(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] 
     return _call(_plan(spec, view, fans, dtype), view.native_shape, dtype, key)
 
 
-def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-          path: str | None = None) -> Any:
+def _draw(
+    spec: Spec,
+    key: Any,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    path: str | None = None,
+) -> Any:
     """``spec`` drawn for a native array of ``view.native_shape``, in ``dtype``.
 
     A ``with_axes`` spec takes its fans from its axes on the native shape (unless ``fans``
@@ -842,7 +935,7 @@ def _draw(spec: Spec, key: Any, view: LogicalView, fans: tuple[int, int] | None,
 # --------------------------------------------------------------------------- JAX's own calls
 
 
-def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def _draw_jax(call: tuple[Any, ...], key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     """What the ``jax.nn.initializers`` call ``call`` draws, with JAX's arithmetic in ``dtype``.
 
     ``call`` is ``(name, *arguments)`` as the drop-in normalized them (``initializers.py``
@@ -863,7 +956,11 @@ def _draw_jax(call: tuple, key: Any, shape: tuple[int, ...], dtype: np.dtype) ->
         family, static, numbers = "normal", (False, None), _scalars(dtype, args[0], 0.0)
     elif name == "truncated_normal":
         stddev, lower, upper = args
-        family, static, numbers = "truncated", (False, False, None), (*_scalars(dtype, lower, upper, stddev, 0.0, 0, 0),)
+        family, static, numbers = (
+            "truncated",
+            (False, False, None),
+            (*_scalars(dtype, lower, upper, stddev, 0.0, 0, 0),),
+        )
     elif name == "variance_scaling":
         scale, mode, distribution, fan_in, fan_out = args
         family, static, numbers = _plan_scaled(distribution, mode, scale, fan_in, fan_out, dtype, dtype, None)

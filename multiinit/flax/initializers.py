@@ -67,11 +67,11 @@ import flax.typing
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.nn.initializers import Initializer
 
 # JAX's own reading of ``out_sharding`` (a PartitionSpec needs a mesh context; a concrete mesh
 # becomes abstract under a trace), so that the drop-in takes exactly what JAX takes.
 from jax._src.sharding_impls import canonicalize_sharding as _canonicalize_sharding
+from jax.nn.initializers import Initializer
 
 from .. import spec as _spec
 from ..errors import ShapeError, SpecError, SpecTypeError, shown
@@ -152,17 +152,21 @@ def _real(function: str, name: str, value: Any) -> float:
         if value.ndim != 0:
             raise ParameterTypeError(
                 f"{function}: {name}={shown(original)} is not allowed; {name} must be a real number "
-                "(an array of them has no single law)")
+                "(an array of them has no single law)"
+            )
         value = value.item()
     if isinstance(value, (bool, np.bool_)):
         value = int(value)
     if not isinstance(value, numbers.Real):
         raise ParameterTypeError(
-            f"{function}: {name}={shown(original)} is not allowed; {name} must be a real number")
+            f"{function}: {name}={shown(original)} is not allowed; {name} must be a real number"
+        )
     number = float(value)
     if not math.isfinite(number):
-        raise SpecError(f"{function}: {name}={shown(original)} is not allowed; {name} must be a finite number "
-                        "(JAX would fill NaN or infinities)")
+        raise SpecError(
+            f"{function}: {name}={shown(original)} is not allowed; {name} must be a finite number "
+            "(JAX would fill NaN or infinities)"
+        )
     return number
 
 
@@ -170,27 +174,39 @@ def _axes(function: str, name: str, value: Any) -> int | tuple[int, ...]:
     """An axis argument as JAX reads it: an int, or a sequence of ints."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, Sequence) and not isinstance(value, str) and all(
-            isinstance(a, int) and not isinstance(a, bool) for a in value):
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in value)
+    ):
         return tuple(value)
     raise ParameterTypeError(
-        f"{function}: {name}={shown(value)} is not allowed; {name} must be an int or a sequence of ints")
+        f"{function}: {name}={shown(value)} is not allowed; {name} must be an int or a sequence of ints"
+    )
 
 
 def _column_axis(function: str, value: Any) -> int:
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return int(value)
-    raise ParameterTypeError(f"{function}: column_axis={shown(value)} is not allowed; column_axis must be an int")
+    raise ParameterTypeError(
+        f"{function}: column_axis={shown(value)} is not allowed; column_axis must be an int"
+    )
 
 
 _MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
-_DISTRIBUTIONS = {"truncated_normal": "truncated_normal", "normal": "untruncated_normal", "uniform": "uniform"}
+_DISTRIBUTIONS = {
+    "truncated_normal": "truncated_normal",
+    "normal": "untruncated_normal",
+    "uniform": "uniform",
+}
 
 
 def _choice(function: str, name: str, value: Any, allowed: Sequence[str]) -> str:
     if not (isinstance(value, str) and value in allowed):
-        raise SpecError(f"{function}: {name}={shown(value)} is not allowed; {name} must be one of "
-                        f"{', '.join(repr(a) for a in allowed)} (invalid {name} for variance scaling initializer)")
+        raise SpecError(
+            f"{function}: {name}={shown(value)} is not allowed; {name} must be one of "
+            f"{', '.join(repr(a) for a in allowed)} (invalid {name} for variance scaling initializer)"
+        )
     return value
 
 
@@ -200,15 +216,22 @@ def _jax_fans(shape: tuple[int, ...], in_axis: Any, out_axis: Any, batch_axis: A
     if isinstance(in_axis, int) and in_axis == -2 and len(shape) <= 1:
         raise ShapeError(
             f"Can't compute input and output sizes of a {len(shape)}-dimensional weights tensor with default "
-            "in_axis. Must be at least 2D or specify in_axis explicitly.")
+            "in_axis. Must be at least 2D or specify in_axis explicitly."
+        )
 
     def size(axes: int | tuple[int, ...], name: str) -> int:
         try:
             return shape[axes] if isinstance(axes, int) else math.prod(shape[i] for i in axes)
         except IndexError:
-            raise AxisError(f"{name}={axes!r} is not allowed for shape {shape}: an axis out of range") from None
+            raise AxisError(
+                f"{name}={axes!r} is not allowed for shape {shape}: an axis out of range"
+            ) from None
 
-    in_size, out_size, batch_size = size(in_axis, "in_axis"), size(out_axis, "out_axis"), size(batch_axis, "batch_axis")
+    in_size, out_size, batch_size = (
+        size(in_axis, "in_axis"),
+        size(out_axis, "out_axis"),
+        size(batch_axis, "batch_axis"),
+    )
     if 0 in (in_size, out_size, batch_size):
         return 0.0, 0.0
     receptive_field_size = math.prod(shape) / in_size / out_size / batch_size
@@ -221,42 +244,57 @@ def _jax_fans(shape: tuple[int, ...], in_axis: Any, out_axis: Any, batch_axis: A
 def _named(distribution: str, scale: float, mode: str) -> Spec:
     """The named spec of a variance-scaling form, or ``variance_scaling`` itself."""
     names = {
-        (1.0, "fan_avg", "uniform"): _spec.glorot_uniform, (1.0, "fan_avg", "truncated_normal"): _spec.glorot_normal,
-        (1.0, "fan_in", "uniform"): _spec.lecun_uniform, (1.0, "fan_in", "truncated_normal"): _spec.lecun_normal,
-        (2.0, "fan_in", "uniform"): _spec.he_uniform, (2.0, "fan_in", "truncated_normal"): _spec.he_normal,
+        (1.0, "fan_avg", "uniform"): _spec.glorot_uniform,
+        (1.0, "fan_avg", "truncated_normal"): _spec.glorot_normal,
+        (1.0, "fan_in", "uniform"): _spec.lecun_uniform,
+        (1.0, "fan_in", "truncated_normal"): _spec.lecun_normal,
+        (2.0, "fan_in", "uniform"): _spec.he_uniform,
+        (2.0, "fan_in", "truncated_normal"): _spec.he_normal,
     }
     named = names.get((scale, mode, distribution))
     return named() if named is not None else _spec.variance_scaling(scale, mode, distribution)
 
 
-def _scaled(function: str, scale: Any, mode: Any, distribution: Any, in_axis: Any, out_axis: Any,
-            batch_axis: Any) -> tuple[Spec, tuple]:
+def _scaled(
+    function: str, scale: Any, mode: Any, distribution: Any, in_axis: Any, out_axis: Any, batch_axis: Any
+) -> tuple[Spec, tuple[Any, ...]]:
     if isinstance(scale, str) or scale is None:
-        raise ParameterTypeError(f"{function}: scale={shown(scale)} is not allowed; scale must be a real number > 0")
+        raise ParameterTypeError(
+            f"{function}: scale={shown(scale)} is not allowed; scale must be a real number > 0"
+        )
     scale_ = _real(function, "scale", scale)
     mode_ = _choice(function, "mode", mode, _MODES)
     distribution_ = _DISTRIBUTIONS[_choice(function, "distribution", distribution, tuple(_DISTRIBUTIONS))]
-    axes = (_axes(function, "in_axis", in_axis), _axes(function, "out_axis", out_axis),
-            _axes(function, "batch_axis", batch_axis))
+    axes = (
+        _axes(function, "in_axis", in_axis),
+        _axes(function, "out_axis", out_axis),
+        _axes(function, "batch_axis", batch_axis),
+    )
     if scale_ < 0:
-        raise SpecError(f"{function}: scale={shown(scale)} is not allowed; scale must be >= 0 (JAX takes the "
-                        "square root of a negative variance: NaN)")
+        raise SpecError(
+            f"{function}: scale={shown(scale)} is not allowed; scale must be >= 0 (JAX takes the "
+            "square root of a negative variance: NaN)"
+        )
     law = _spec.zeros() if scale_ == 0 else _named(distribution_, scale_, mode_)
     if axes != (-2, -1, ()) and scale_ != 0:
         law = _spec.with_axes(law, in_axis=axes[0], out_axis=axes[1], batch_axis=axes[2])
     return law, ("variance_scaling", scale_, mode_, distribution_, *axes)
 
 
-def _truncated(stddev: Any, lower: Any, upper: Any) -> tuple[Spec, tuple | None]:
+def _truncated(stddev: Any, lower: Any, upper: Any) -> tuple[Spec, tuple[Any, ...] | None]:
     function = "truncated_normal"
     for name, value in (("lower", lower), ("upper", upper)):
         if isinstance(value, str) or value is None:
-            raise ParameterTypeError(f"{function}: {name}={shown(value)} is not allowed; {name} must be a number")
+            raise ParameterTypeError(
+                f"{function}: {name}={shown(value)} is not allowed; {name} must be a number"
+            )
     std = _real(function, "stddev", stddev)
     low, high = (float(_real_or_inf(function, n, v)) for n, v in (("lower", lower), ("upper", upper)))
     if not low < high:
-        raise SpecError(f"{function}: upper={shown(upper)} is not allowed; upper must be > lower={shown(lower)} "
-                        "(JAX fills a constant otherwise)")
+        raise SpecError(
+            f"{function}: upper={shown(upper)} is not allowed; upper must be > lower={shown(lower)} "
+            "(JAX fills a constant otherwise)"
+        )
     both = low == -math.inf and high == math.inf
     if low == -math.inf:
         low = min(high, 0.0) - _FAR
@@ -270,7 +308,7 @@ def _truncated(stddev: Any, lower: Any, upper: Any) -> tuple[Spec, tuple | None]
         law = _spec.truncated_normal(0.0, std, low, high)
     else:  # -|s| T with T in [low, high] is |s| T' with T' in [-high, -low]
         law = _spec.truncated_normal(0.0, -std, -high, -low)
-    if -_ERF_SAFE <= low and high <= _ERF_SAFE:
+    if low >= -_ERF_SAFE and high <= _ERF_SAFE:
         return law, ("truncated_normal", std, low, high)
     return law, None  # drawn exactly, from the spec
 
@@ -290,7 +328,9 @@ def _orthogonal_law(function: str, scale: float, column_axis: int) -> Spec:
     if function == "orthogonal":
         name = f"jax.nn.initializers.orthogonal(scale={scale!r}, column_axis={column_axis})"
         return _spec.custom(_numpy_orthogonal(scale, column_axis), name=name)
-    return _spec.custom(_numpy_delta_orthogonal(scale), name=f"jax.nn.initializers.delta_orthogonal(scale={scale!r})")
+    return _spec.custom(
+        _numpy_delta_orthogonal(scale), name=f"jax.nn.initializers.delta_orthogonal(scale={scale!r})"
+    )
 
 
 def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -310,7 +350,7 @@ def _numpy_orthogonal(scale: float, column_axis: int):
         axis = column_axis % len(native)
         cols = native[axis]
         q = _haar(rng, math.prod(native) // cols, cols)
-        q = np.moveaxis(q.reshape(tuple(np.delete(native, axis)) + (cols,)), -1, axis)
+        q = np.moveaxis(q.reshape((*np.delete(native, axis), cols)), -1, axis)
         return view.to_logical(scale * q)
 
     return law
@@ -321,9 +361,11 @@ def _numpy_delta_orthogonal(scale: float):
         """JAX's ``delta_orthogonal(scale)`` in logical layout: a Haar (out, in) matrix at the
         spatial centre ``(k - 1) // 2``, zeros elsewhere."""
         if len(shape) not in (3, 4, 5) or shape[0] < shape[1]:
-            raise ValueError(f"delta_orthogonal needs a 3-D to 5-D kernel with in <= out, not logical {shape}")
+            raise ValueError(
+                f"delta_orthogonal needs a 3-D to 5-D kernel with in <= out, not logical {shape}"
+            )
         out = np.zeros(shape)
-        out[(slice(None), slice(None)) + tuple((k - 1) // 2 for k in shape[2:])] = scale * _haar(rng, *shape[:2])
+        out[(slice(None), slice(None), *((k - 1) // 2 for k in shape[2:]))] = scale * _haar(rng, *shape[:2])
         return out
 
     return law
@@ -333,16 +375,18 @@ def _flax_shape(logical: tuple[int, ...]) -> tuple[int, ...]:
     """The Flax ``(*spatial, in, out)`` shape of a logical ``(out, in, *spatial)`` one."""
     if len(logical) < 2:
         raise ValueError(f"orthogonal needs at least 2 dimensions, not {logical}")
-    return tuple(logical[2:]) + (logical[1], logical[0])
+    return (*logical[2:], logical[1], logical[0])
 
 
-def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple | None, Any]:
+def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple[Any, ...] | None, Any]:
     """``(spec, call, dtype)`` of ``jax.nn.initializers.<name>(*args, **kwargs)``: the law,
     what ``draw._draw_jax`` draws (None: the spec is drawn), and the default dtype."""
     try:
         bound = inspect.signature(_SIGNATURES[name]).bind(*args, **kwargs)
     except KeyError:
-        raise SpecError(f"name={shown(name)} is not allowed; name must be one of {', '.join(_SIGNATURES)}") from None
+        raise SpecError(
+            f"name={shown(name)} is not allowed; name must be one of {', '.join(_SIGNATURES)}"
+        ) from None
     except TypeError as e:
         raise SpecTypeError(f"{name}: {e}") from None
     bound.apply_defaults()
@@ -360,24 +404,30 @@ def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple | None, An
         return _spec.constant(number), ("constant", raw), dtype
     if name == "uniform":
         if isinstance(a["scale"], str) or a["scale"] is None:
-            raise ParameterTypeError(f"uniform: scale={shown(a['scale'])} is not allowed; scale must be a real number")
+            raise ParameterTypeError(
+                f"uniform: scale={shown(a['scale'])} is not allowed; scale must be a real number"
+            )
         scale = _real(name, "scale", a["scale"])
         law = _spec.zeros() if scale == 0 else _spec.uniform(min(0.0, scale), max(0.0, scale))
         return law, ("uniform", scale), dtype
     if name == "normal":
         if isinstance(a["stddev"], str) or a["stddev"] is None:
-            raise ParameterTypeError(f"normal: stddev={shown(a['stddev'])} is not allowed; stddev must be a real number")
+            raise ParameterTypeError(
+                f"normal: stddev={shown(a['stddev'])} is not allowed; stddev must be a real number"
+            )
         std = _real(name, "stddev", a["stddev"])
         return (_spec.zeros() if std == 0 else _spec.normal(0.0, abs(std))), ("normal", std), dtype
     if name == "truncated_normal":
         if isinstance(a["stddev"], str) or a["stddev"] is None:
-            raise ParameterTypeError(f"truncated_normal: stddev={shown(a['stddev'])} is not allowed; stddev must "
-                                     "be a real number")
+            raise ParameterTypeError(
+                f"truncated_normal: stddev={shown(a['stddev'])} is not allowed; stddev must be a real number"
+            )
         law, call = _truncated(a["stddev"], a["lower"], a["upper"])
         return law, call, dtype
     if name == "variance_scaling":
-        law, call = _scaled(name, a["scale"], a["mode"], a["distribution"], a["in_axis"], a["out_axis"],
-                            a["batch_axis"])
+        law, call = _scaled(
+            name, a["scale"], a["mode"], a["distribution"], a["in_axis"], a["out_axis"], a["batch_axis"]
+        )
         return law, call, dtype
     if name in _SCALED:
         scale, mode, distribution = _SCALED[name]
@@ -385,7 +435,9 @@ def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple | None, An
         return law, call, dtype
     # orthogonal, delta_orthogonal
     if isinstance(a["scale"], str) or a["scale"] is None:
-        raise ParameterTypeError(f"{name}: scale={shown(a['scale'])} is not allowed; scale must be a real number")
+        raise ParameterTypeError(
+            f"{name}: scale={shown(a['scale'])} is not allowed; scale must be a real number"
+        )
     scale = _real(name, "scale", a["scale"])
     column_axis = _column_axis(name, a["column_axis"])
     return _orthogonal_law(name, scale, column_axis), (name, scale, column_axis), dtype
@@ -401,7 +453,7 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
     with_axes(variance_scaling(scale=2.0, mode='fan_geo_avg', distribution='untruncated_normal'), in_axis=0, out_axis=(1, 2))
     >>> spec_of("uniform", 0.5), spec_of("normal", -0.1)
     (uniform(low=0.0, high=0.5), normal(std=0.1))
-    """
+    """  # noqa: E501 - doctest output lines, as printed
     return _build(name, *args, **kwargs)[0]
 
 
@@ -409,15 +461,22 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
 
 
 def _parameter(name: str, annotation: str, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation
+    )
 
 
 def _call_signature(dtype: Any) -> inspect.Signature:
     """The signature of JAX's ``init(key, shape, dtype=dtype, out_sharding=None)``."""
     return inspect.Signature(
-        [_parameter("key", "Array"), _parameter("shape", "core.Shape"),
-         _parameter("dtype", "DTypeLikeInexact | None", dtype), _parameter("out_sharding", "OutShardingType", None)],
-        return_annotation="Array")
+        [
+            _parameter("key", "Array"),
+            _parameter("shape", "core.Shape"),
+            _parameter("dtype", "DTypeLikeInexact | None", dtype),
+            _parameter("out_sharding", "OutShardingType", None),
+        ],
+        return_annotation="Array",
+    )
 
 
 class _Default:
@@ -453,7 +512,7 @@ class JaxInitializer(_compiled.Initializer):
     __slots__ = ("name", "call", "dtype")
     __signature__ = _Signature()
 
-    def __init__(self, name: str, spec: Spec, call: tuple | None, dtype: Any = None) -> None:
+    def __init__(self, name: str, spec: Spec, call: tuple[Any, ...] | None, dtype: Any = None) -> None:
         super().__init__(spec)
         self.name = name
         self.call = call
@@ -463,13 +522,22 @@ class JaxInitializer(_compiled.Initializer):
     def __name__(self) -> str:  # code that names a kernel_init reads it
         return self.name if self.name in ("zeros", "ones") else "init"
 
-    def __call__(self, key: Array, shape: core.Shape, dtype: DTypeLikeInexact | None = _DEFAULT,
-                 out_sharding: OutShardingType = None) -> Array:
+    def __call__(
+        self,
+        key: Array,
+        shape: core.Shape,
+        dtype: DTypeLikeInexact | None = _DEFAULT,
+        out_sharding: OutShardingType = None,
+    ) -> Array:
         return _fill(self, key, shape, self.dtype if dtype is _DEFAULT else dtype, out_sharding)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JaxInitializer) and (self.name, self.spec, self.call, self.dtype) == (
-            other.name, other.spec, other.call, other.dtype)
+            other.name,
+            other.spec,
+            other.call,
+            other.dtype,
+        )
 
     def __hash__(self) -> int:
         return hash((JaxInitializer, self.name, self.spec, self.call, _hashable(self.dtype)))
@@ -505,10 +573,14 @@ def _fill(init: JaxInitializer, key: Any, shape: Any, dtype: Any, out_sharding: 
         _compiled._check_key(key)
         if not (_is_float(resolved) or ("c" in kinds and _is_complex(resolved))):
             allowed = "a float" + (" or complex" if "c" in kinds else "")
-            raise DtypeError(f"{name}: dtype={resolved.name} is not allowed; JAX's {name} fills {allowed} dtype")
+            raise DtypeError(
+                f"{name}: dtype={resolved.name} is not allowed; JAX's {name} fills {allowed} dtype"
+            )
     if out_sharding is not None and name in ("orthogonal", "delta_orthogonal"):
-        raise NotImplementedHere(f"{name}: out_sharding={shown(out_sharding)} is not allowed; JAX's {name} "
-                                 "does not implement out_sharding")
+        raise NotImplementedHere(
+            f"{name}: out_sharding={shown(out_sharding)} is not allowed; JAX's {name} "
+            "does not implement out_sharding"
+        )
     sharding = _sharding(name, out_sharding)
     if name == "constant" or name in ("zeros", "ones"):
         try:
@@ -516,8 +588,9 @@ def _fill(init: JaxInitializer, key: Any, shape: Any, dtype: Any, out_sharding: 
                 return jnp.full(shape, call[1], dtype=resolved, device=sharding)
             return _draw_jax(call, key, shape, resolved)
         except OverflowError:  # a Python int beyond int64, as JAX converts it
-            raise ParameterOverflowError(f"constant: value={shown(call[1])} is not allowed for {resolved.name}: "
-                                         "it does not fit") from None
+            raise ParameterOverflowError(
+                f"constant: value={shown(call[1])} is not allowed for {resolved.name}: it does not fit"
+            ) from None
     x = _random(init, key, shape, resolved)
     # JAX draws with the explicit mesh axes made automatic, then reshards (random.maybe_auto_axes):
     # the values do not depend on the sharding (threefry is partitionable).
@@ -540,23 +613,29 @@ def _random(init: JaxInitializer, key: Any, shape: tuple[int, ...], dtype: np.dt
     name, call = init.name, init.call
     if name in ("orthogonal", "delta_orthogonal"):
         if dtype.name in ("float16", "bfloat16"):
-            raise NotImplementedHere(f"{name}: dtype={dtype.name} is not allowed; JAX's QR has no {dtype.name} "
-                                     "kernel (Unsupported dtype)")
+            raise NotImplementedHere(
+                f"{name}: dtype={dtype.name} is not allowed; JAX's QR has no {dtype.name} "
+                "kernel (Unsupported dtype)"
+            )
         _, scale, column_axis = call
         if name == "orthogonal":
             if len(shape) < 2:
                 raise ShapeError("orthogonal initializer requires at least a 2D shape")
             if not -len(shape) <= column_axis < len(shape):
-                raise AxisError(f"orthogonal: column_axis={column_axis} is not allowed for shape {shape}: "
-                                "tuple index out of range")
+                raise AxisError(
+                    f"orthogonal: column_axis={column_axis} is not allowed for shape {shape}: "
+                    "tuple index out of range"
+                )
         else:
             if len(shape) not in (3, 4, 5):
                 raise ShapeError("Delta orthogonal initializer requires a 3D, 4D or 5D shape.")
             if shape[-1] < shape[-2]:
                 raise ShapeError("`fan_in` must be less or equal than `fan_out`. ")
             if not -2 <= column_axis < 2:
-                raise AxisError(f"delta_orthogonal: column_axis={column_axis} is not allowed: it indexes the "
-                                "kernel's last two axes (tuple index out of range)")
+                raise AxisError(
+                    f"delta_orthogonal: column_axis={column_axis} is not allowed: it indexes the "
+                    "kernel's last two axes (tuple index out of range)"
+                )
         return _draw_jax(call, key, shape, dtype)
     if call is not None and call[0] == "variance_scaling":
         _, scale, mode, distribution, in_axis, out_axis, batch_axis = call
@@ -590,8 +669,7 @@ ones = JaxInitializer("ones", _spec.ones(), ("constant", 1.0))
 """An initializer that returns a constant array full of ones (the ``key`` is ignored)."""
 
 
-def constant(value: ArrayLike,
-             dtype: DTypeLikeInexact | None = None) -> Initializer:
+def constant(value: ArrayLike, dtype: DTypeLikeInexact | None = None) -> Initializer:
     """Builds an initializer that returns arrays full of a constant ``value`` (any dtype).
 
     >>> import jax, jax.numpy as jnp
@@ -601,8 +679,7 @@ def constant(value: ArrayLike,
     return _make("constant", value, dtype)
 
 
-def uniform(scale: RealNumeric = 1e-2,
-            dtype: DTypeLikeInexact | None = None) -> Initializer:
+def uniform(scale: RealNumeric = 1e-2, dtype: DTypeLikeInexact | None = None) -> Initializer:
     """Builds an initializer of values uniformly distributed in ``[0, scale)`` (JAX's meaning;
     ``multiinit.flax.uniform(low, high)`` is U[low, high)).
 
@@ -614,8 +691,7 @@ def uniform(scale: RealNumeric = 1e-2,
     return _make("uniform", scale, dtype)
 
 
-def normal(stddev: RealNumeric = 1e-2,
-           dtype: DTypeLikeInexact | None = None) -> Initializer:
+def normal(stddev: RealNumeric = 1e-2, dtype: DTypeLikeInexact | None = None) -> Initializer:
     """Builds an initializer of normally distributed values with mean 0 and std ``stddev``
     (circular complex normals for complex dtypes, as JAX draws them).
 
@@ -626,10 +702,12 @@ def normal(stddev: RealNumeric = 1e-2,
     return _make("normal", stddev, dtype)
 
 
-def truncated_normal(stddev: RealNumeric = 1e-2,
-                     dtype: DTypeLikeInexact | None = None,
-                     lower: RealNumeric = -2.0,
-                     upper: RealNumeric = 2.0) -> Initializer:
+def truncated_normal(
+    stddev: RealNumeric = 1e-2,
+    dtype: DTypeLikeInexact | None = None,
+    lower: RealNumeric = -2.0,
+    upper: RealNumeric = 2.0,
+) -> Initializer:
     """Builds an initializer of truncated-normal values: ``stddev * t`` with ``t`` a standard
     normal truncated to ``(lower, upper)`` (no variance correction, as in JAX).
 
@@ -667,18 +745,21 @@ def variance_scaling(
 
 
 def _scaled_constructor(name: str, scale: float, mode: str, distribution: str, aka: str = ""):
-    def constructor(in_axis: int | Sequence[int] = -2,
-                    out_axis: int | Sequence[int] = -1,
-                    batch_axis: int | Sequence[int] = (),
-                    dtype: DTypeLikeInexact | None = None) -> Initializer:
+    def constructor(
+        in_axis: int | Sequence[int] = -2,
+        out_axis: int | Sequence[int] = -1,
+        batch_axis: int | Sequence[int] = (),
+        dtype: DTypeLikeInexact | None = None,
+    ) -> Initializer:
         return _make(name, in_axis, out_axis, batch_axis, dtype)
 
     constructor.__name__ = constructor.__qualname__ = name
     constructor.__module__ = __name__
     constructor.__doc__ = (
-        f"Builds a {name.replace('_', ' ')} initializer{aka}: ``variance_scaling({scale}, \"{mode}\", "
-        f"\"{distribution}\")`` with the given axes.\n\n"
-        f">>> import jax\n>>> {name}()(jax.random.key(0), (3, 3, 16, 32)).shape\n(3, 3, 16, 32)\n")
+        f'Builds a {name.replace("_", " ")} initializer{aka}: ``variance_scaling({scale}, "{mode}", '
+        f'"{distribution}")`` with the given axes.\n\n'
+        f">>> import jax\n>>> {name}()(jax.random.key(0), (3, 3, 16, 32)).shape\n(3, 3, 16, 32)\n"
+    )
     return constructor
 
 
@@ -705,9 +786,9 @@ kaiming_uniform = he_uniform
 kaiming_normal = he_normal
 
 
-def orthogonal(scale: RealNumeric = 1.0,
-               column_axis: int = -1,
-               dtype: DTypeLikeInexact | None = None) -> Initializer:
+def orthogonal(
+    scale: RealNumeric = 1.0, column_axis: int = -1, dtype: DTypeLikeInexact | None = None
+) -> Initializer:
     """Builds an initializer of uniformly distributed (Haar) orthogonal matrices times
     ``scale``: the array flattened to (everything else, ``shape[column_axis]``) has orthonormal
     columns, or rows when it is wider than tall (unitary for complex dtypes).
@@ -720,9 +801,9 @@ def orthogonal(scale: RealNumeric = 1.0,
     return _make("orthogonal", scale, column_axis, dtype)
 
 
-def delta_orthogonal(scale: RealNumeric = 1.0,
-                     column_axis: int = -1,
-                     dtype: DTypeLikeInexact | None = None) -> Initializer:
+def delta_orthogonal(
+    scale: RealNumeric = 1.0, column_axis: int = -1, dtype: DTypeLikeInexact | None = None
+) -> Initializer:
     """Builds an initializer for delta orthogonal kernels: an orthogonal ``(in, out)`` matrix
     (``in <= out``) at the spatial centre ``(k - 1) // 2`` of a 3-D to 5-D kernel, zeros
     elsewhere.
@@ -762,13 +843,26 @@ ones_init.__annotations__ = {"return": flax.typing.Initializer}
 
 #: The signature each name's arguments are bound with (``_build``).
 _SIGNATURES = {
-    "zeros": lambda: None, "ones": lambda: None, "constant": constant, "uniform": uniform, "normal": normal,
-    "truncated_normal": truncated_normal, "variance_scaling": variance_scaling,
+    "zeros": lambda: None,
+    "ones": lambda: None,
+    "constant": constant,
+    "uniform": uniform,
+    "normal": normal,
+    "truncated_normal": truncated_normal,
+    "variance_scaling": variance_scaling,
     **{name: globals()[name] for name in _SCALED},
-    "xavier_uniform": glorot_uniform, "xavier_normal": glorot_normal, "kaiming_uniform": he_uniform,
-    "kaiming_normal": he_normal, "orthogonal": orthogonal, "delta_orthogonal": delta_orthogonal,
+    "xavier_uniform": glorot_uniform,
+    "xavier_normal": glorot_normal,
+    "kaiming_uniform": he_uniform,
+    "kaiming_normal": he_normal,
+    "orthogonal": orthogonal,
+    "delta_orthogonal": delta_orthogonal,
 }
-for _alias, _name in (("xavier_uniform", "glorot_uniform"), ("xavier_normal", "glorot_normal"),
-                      ("kaiming_uniform", "he_uniform"), ("kaiming_normal", "he_normal")):
+for _alias, _name in (
+    ("xavier_uniform", "glorot_uniform"),
+    ("xavier_normal", "glorot_normal"),
+    ("kaiming_uniform", "he_uniform"),
+    ("kaiming_normal", "he_normal"),
+):
     _SCALED[_alias] = _SCALED[_name]
 del _alias, _name

@@ -113,20 +113,18 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.core import FrozenDict
-from flax.core import meta as _meta
+from flax.core import FrozenDict, meta as _meta
 from jax.sharding import Mesh, PartitionSpec, Sharding
 
-from .. import rules as _rules
-from .. import stream as _stream
+from .. import rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import SPATIAL_IN_OUT, Layout, LogicalView
 from ..layers import lookup_layer, registered_layers
@@ -144,25 +142,44 @@ __all__ = ["Modules", "apply", "modules", "params_of"]
 _LINEN_KINDS: tuple[tuple[type, str], ...] = tuple(
     (cls, kind)
     for name, kind in (
-        ("ConvTranspose", "conv_transpose"), ("Conv", "conv"), ("ConvLocal", "conv"),
-        ("DenseGeneral", "dense"), ("Dense", "dense"), ("Embed", "embedding"),
-        ("BatchNorm", "norm"), ("LayerNorm", "norm"), ("GroupNorm", "norm"),
-        ("RMSNorm", "norm"), ("InstanceNorm", "norm"),
+        ("ConvTranspose", "conv_transpose"),
+        ("Conv", "conv"),
+        ("ConvLocal", "conv"),
+        ("DenseGeneral", "dense"),
+        ("Dense", "dense"),
+        ("Embed", "embedding"),
+        ("BatchNorm", "norm"),
+        ("LayerNorm", "norm"),
+        ("GroupNorm", "norm"),
+        ("RMSNorm", "norm"),
+        ("InstanceNorm", "norm"),
     )
     if (cls := getattr(nn, name, None)) is not None
 )
 _NNX_KINDS: tuple[tuple[type, str], ...] = tuple(
     (cls, kind)
     for name, kind in (
-        ("ConvTranspose", "conv_transpose"), ("Conv", "conv"), ("ConvLocal", "conv"),
-        ("LinearGeneral", "dense"), ("Linear", "dense"), ("Embed", "embedding"),
-        ("BatchNorm", "norm"), ("LayerNorm", "norm"), ("GroupNorm", "norm"),
-        ("RMSNorm", "norm"), ("InstanceNorm", "norm"),
+        ("ConvTranspose", "conv_transpose"),
+        ("Conv", "conv"),
+        ("ConvLocal", "conv"),
+        ("LinearGeneral", "dense"),
+        ("Linear", "dense"),
+        ("Embed", "embedding"),
+        ("BatchNorm", "norm"),
+        ("LayerNorm", "norm"),
+        ("GroupNorm", "norm"),
+        ("RMSNorm", "norm"),
+        ("InstanceNorm", "norm"),
     )
     if (cls := getattr(nnx, name, None)) is not None
 )
-_LINEN_ATTENTION = tuple(c for c in (getattr(nn, n, None) for n in (
-    "MultiHeadDotProductAttention", "MultiHeadAttention", "SelfAttention")) if c is not None)
+_LINEN_ATTENTION = tuple(
+    c
+    for c in (
+        getattr(nn, n, None) for n in ("MultiHeadDotProductAttention", "MultiHeadAttention", "SelfAttention")
+    )
+    if c is not None
+)
 _NNX_ATTENTION = tuple(c for c in (getattr(nnx, "MultiHeadAttention", None),) if c is not None)
 #: The projections of Flax's attention blocks, by child name.
 _PROJECTIONS = ("query", "key", "value", "out")
@@ -226,7 +243,7 @@ def _kind_of(cls: type | None) -> str | None:
     return None
 
 
-def _tuple(value: Any) -> tuple:
+def _tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
     if isinstance(value, Mapping):
@@ -238,7 +255,9 @@ def _general_counts(instance: Any) -> tuple[int, int] | str:
     """``(n_in, n_out)`` of a DenseGeneral/LinearGeneral instance's kernel (batch axes count as
     in, as Flax's flat ``(batch * in, out)`` counts them)."""
     if isinstance(instance, nnx.Module):
-        n_in = len(_tuple(getattr(instance, "in_features", ()))) + len(_tuple(getattr(instance, "batch_axis", ())))
+        n_in = len(_tuple(getattr(instance, "in_features", ()))) + len(
+            _tuple(getattr(instance, "batch_axis", ()))
+        )
         n_out = len(_tuple(getattr(instance, "out_features", ())))
     else:
         n_in = len(_tuple(getattr(instance, "axis", -1))) + len(_tuple(getattr(instance, "batch_dims", ())))
@@ -270,7 +289,9 @@ def _registered_by_short_name() -> dict[str, type]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _layout_counts(layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict[str, Any]) -> tuple[int, int]:
+def _layout_counts(
+    layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict[str, Any]
+) -> tuple[int, int]:
     """``(n_in, n_out)`` of a multi-axis kernel of ``shape``."""
     n = len(shape)
     if isinstance(layer.general, tuple) and sum(layer.general) == n:
@@ -293,17 +314,16 @@ def _builtin_view(layer: _Layer, name: str, shape: tuple[int, ...], leaves: dict
         return LogicalView(shape)
     if layer.kind == "embedding" and name in roles_of("embedding"):
         return LogicalView(shape)  # (num, features) is torch's Embedding layout already
-    kernel = leaves.get(next((k for k in leaves if k in _WEIGHT_ROLES), ""), None)
+    kernel = leaves.get(next((k for k in leaves if k in _WEIGHT_ROLES), ""))
     if layer.general is not None:
         if name in _WEIGHT_ROLES:
             n_in, n_out = _layout_counts(layer, name, shape, leaves)
             return Layout(",".join(["in"] * n_in + ["out"] * n_out)).view(shape)
         if kernel is not None:
             return Layout(",".join(["out"] * n)).view(shape)  # a multi-axis bias: the kernel's fans
-    if name in _WEIGHT_ROLES:
-        if layer.kind == "conv_transpose" and layer.attr("transpose_kernel", False):
-            # (*k, out, in) -> (out, in, *k)
-            return LogicalView(shape, axes=(n - 2, n - 1, *range(n - 2)))
+    if name in _WEIGHT_ROLES and layer.kind == "conv_transpose" and layer.attr("transpose_kernel", False):
+        # (*k, out, in) -> (out, in, *k)
+        return LogicalView(shape, axes=(n - 2, n - 1, *range(n - 2)))
     return LogicalView.of(shape, SPATIAL_IN_OUT)
 
 
@@ -338,7 +358,7 @@ class _Slot:
 
     __slots__ = ("paths", "variable", "value", "box")
 
-    def __init__(self, path: tuple, value: Any, variable: Any = None, box: Any = None) -> None:
+    def __init__(self, path: tuple[Any, ...], value: Any, variable: Any = None, box: Any = None) -> None:
         self.paths = [path]
         self.variable = variable
         self.value = value
@@ -363,18 +383,20 @@ def _layer_params(path: tuple[Any, ...], layer: _Layer, slots: dict[str, _Slot],
             if source is not None:
                 fans = views[source].fans
         slot = slots[name]
-        out.append(Param(
-            path="/".join(str(p) for p in (*path, name)),
-            view=views[name],
-            role=str(name),
-            layer=layer.instance,
-            fans=fans,
-            order=start + len(out),
-            dtype=np.dtype(slot.value.dtype).name,
-            handle=slot,
-            kind=layer.kind,
-            known=layer.known if layer.kind is not None else False,
-        ))
+        out.append(
+            Param(
+                path="/".join(str(p) for p in (*path, name)),
+                view=views[name],
+                role=str(name),
+                layer=layer.instance,
+                fans=fans,
+                order=start + len(out),
+                dtype=np.dtype(slot.value.dtype).name,
+                handle=slot,
+                kind=layer.kind,
+                known=layer.known if layer.kind is not None else False,
+            )
+        )
     return out
 
 
@@ -395,7 +417,7 @@ def _is_abstract(value: Any) -> bool:
 # --------------------------------------------------------------------------- linen trees
 
 
-class Modules(dict):
+class Modules(dict[str, Any]):
     """What ``modules()`` returns: module path -> bound linen module, in call order. As
     ``layers=`` it may list modules that hold no parameters (``Dropout``), which a
     hand-written mapping may not (there a key that matches nothing is a typo)."""
@@ -481,7 +503,11 @@ def _auto_layer(name: Any, registered: dict[str, Any]) -> _Layer | None:
 
 def _is_attention_block(layer: _Layer | None, node: Mapping[str, Any]) -> tuple[bool, bool]:
     """``(is attention, known)`` for a linen module holding ``node``."""
-    if layer is not None and layer.cls is not None and issubclass(layer.cls, _LINEN_ATTENTION + _NNX_ATTENTION):
+    if (
+        layer is not None
+        and layer.cls is not None
+        and issubclass(layer.cls, _LINEN_ATTENTION + _NNX_ATTENTION)
+    ):
         return True, True
     if layer is not None and layer.reg is not None:
         return False, True
@@ -489,8 +515,9 @@ def _is_attention_block(layer: _Layer | None, node: Mapping[str, Any]) -> tuple[
     return set(_PROJECTIONS) <= children, False
 
 
-def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = False
-                 ) -> tuple[list[Param], tuple[str, ...]]:
+def _tree_params(
+    tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = False
+) -> tuple[list[Param], tuple[str, ...]]:
     """The Params of a linen tree's learnable collection (or of an nnx State's ``Param``
     variables), and the key path of that collection."""
     if not nnx_state and "params" in tree and isinstance(tree["params"], Mapping):
@@ -502,7 +529,7 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
     registered = _registered_by_short_name()
     arrays: dict[int, _Slot] = {}  # one jax.Array object at several paths: one tied parameter
 
-    def leaf(value: Any, key: tuple) -> _Slot | None:
+    def leaf(value: Any, key: tuple[Any, ...]) -> _Slot | None:
         if nnx_state:
             if not isinstance(value, nnx.Param):
                 return None
@@ -513,7 +540,9 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
             return None
         return _Slot(key, raw, box=value if value is not raw else None)
 
-    def visit(node: Mapping[str, Any], path: tuple, parent: tuple[_Layer | None, Mapping] | None) -> None:
+    def visit(
+        node: Mapping[str, Any], path: tuple[Any, ...], parent: tuple[_Layer | None, Mapping[str, Any]] | None
+    ) -> None:
         slots: dict[str, _Slot] = {}
         children = []
         for name in node:
@@ -535,14 +564,13 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
         layer = layers.find("/".join(str(p) for p in (*prefix, *path)), short)
         if layer is None and path:
             layer = _auto_layer(path[-1], registered)
-        if slots or children:
-            if parent is not None and path and str(path[-1]) in _PROJECTIONS:
-                attention, known = _is_attention_block(*parent)
-                if attention:
-                    if layer is None:
-                        layer = _Layer(cls=_GENERAL[0] if not nnx_state else _GENERAL[-1])
-                        layer.general = "general"
-                    layer.as_projection(str(path[-1]), known and layer.known)
+        if (slots or children) and parent is not None and path and str(path[-1]) in _PROJECTIONS:
+            attention, known = _is_attention_block(*parent)
+            if attention:
+                if layer is None:
+                    layer = _Layer(cls=_GENERAL[0] if not nnx_state else _GENERAL[-1])
+                    layer.general = "general"
+                layer.as_projection(str(path[-1]), known and layer.known)
         if slots:
             module_paths.append(short)
             if layer is None:
@@ -559,7 +587,7 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
     ranks = [layers.rank(short) for short, _ in found]
     if layers.entries and all(r is not None for r in ranks):
         # layers= lists every module (as modules() does, in call order): that is the order.
-        found = [entry for _, entry in sorted(zip(ranks, found), key=lambda pair: pair[0])]
+        found = [entry for _, entry in sorted(zip(ranks, found, strict=True), key=lambda pair: pair[0])]
     params = [p for _, group in found for p in group]
     for i, p in enumerate(params):
         p.order = i
@@ -567,7 +595,7 @@ def _tree_params(tree: Mapping[str, Any], layers: _Layers, nnx_state: bool = Fal
     return params, prefix
 
 
-def _rebuild(node: Any, values: dict[tuple, Any], path: tuple = ()) -> Any:
+def _rebuild(node: Any, values: dict[tuple[Any, ...], Any], path: tuple[Any, ...] = ()) -> Any:
     """A new tree like ``node``, with the leaves at ``values``' paths replaced."""
     if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
         built = {name: _rebuild(node[name], values, (*path, name)) for name in node}
@@ -585,14 +613,16 @@ def _rebuild(node: Any, values: dict[tuple, Any], path: tuple = ()) -> Any:
     return node
 
 
-def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> list[tuple[tuple, Any, Any]]:
+def _tree_others(
+    tree: Mapping[str, Any], prefix: tuple[Any, ...], nnx_state: bool
+) -> list[tuple[tuple[Any, ...], Any, Any]]:
     """Every abstract leaf of ``tree`` outside the learnable collection: ``(key path, value,
     leaf)`` (the leaf is the box or the nnx variable)."""
     out = []
     if not nnx_state and not prefix:
         return out  # a bare params tree: every leaf is a parameter
 
-    def visit(node: Any, path: tuple) -> None:
+    def visit(node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             if not nnx_state and path == prefix:
                 return
@@ -600,7 +630,11 @@ def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> lis
                 visit(node[name], (*path, name))
             return
         if nnx_state:
-            if isinstance(node, nnx.Variable) and not isinstance(node, nnx.Param) and _is_abstract(node.get_value()):
+            if (
+                isinstance(node, nnx.Variable)
+                and not isinstance(node, nnx.Param)
+                and _is_abstract(node.get_value())
+            ):
                 out.append((path, node.get_value(), node))
             return
         raw = _unbox(node)
@@ -616,7 +650,7 @@ def _tree_others(tree: Mapping[str, Any], prefix: tuple, nnx_state: bool) -> lis
 
 def _nnx_children(node: Any) -> list[tuple[Any, Any]]:
     """A graph node's children in definition (insertion) order."""
-    if isinstance(node, nnx.List) or isinstance(node, (list, tuple)):
+    if isinstance(node, (nnx.List, list, tuple)):
         return list(enumerate(node))
     if isinstance(node, Mapping):
         return list(node.items())
@@ -626,18 +660,20 @@ def _nnx_children(node: Any) -> list[tuple[Any, Any]]:
 
 
 def _is_node(value: Any) -> bool:
-    return isinstance(value, (nnx.Module, nnx.Pytree, list, tuple, Mapping)) and not isinstance(value, nnx.Variable)
+    return isinstance(value, (nnx.Module, nnx.Pytree, list, tuple, Mapping)) and not isinstance(
+        value, nnx.Variable
+    )
 
 
-def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple, Any, Any]]]:
+def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple[Any, ...], Any, Any]]]:
     """The Params of an nnx module (each shared variable once, with every path it has), and
     its other variables holding abstract values ``(path, value, variable)``."""
     params: list[Param] = []
     by_variable: dict[int, Param] = {}
-    others: dict[int, tuple[tuple, Any, Any]] = {}
+    others: dict[int, tuple[tuple[Any, ...], Any, Any]] = {}
     visited: set[int] = set()
 
-    def visit(node: Any, path: tuple, parent: Any, stack: tuple[int, ...]) -> None:
+    def visit(node: Any, path: tuple[Any, ...], parent: Any, stack: tuple[int, ...]) -> None:
         first_time = id(node) not in visited
         visited.add(id(node))
         children = _nnx_children(node)
@@ -659,8 +695,12 @@ def _nnx_walk(model: Any) -> tuple[list[Param], list[tuple[tuple, Any, Any]]]:
                 others[id(value)] = ((*path, name), value.get_value(), value)
         if slots and first_time:
             layer = _Layer(instance=node) if isinstance(node, nnx.Module) else _Layer()
-            if (isinstance(parent, _NNX_ATTENTION) and path and str(path[-1]) in _PROJECTIONS
-                    and isinstance(node, _GENERAL)):
+            if (
+                isinstance(parent, _NNX_ATTENTION)
+                and path
+                and str(path[-1]) in _PROJECTIONS
+                and isinstance(node, _GENERAL)
+            ):
                 layer.as_projection(str(path[-1]), True)
             if layer.kind is None:
                 layer.kind = _guess_kind({k: s.value for k, s in slots.items()})
@@ -694,12 +734,15 @@ def _kind_of_model(model: Any) -> str:
     if not isinstance(model, Mapping):
         raise RuleError(
             f"model of type {type(model).__name__} is not allowed; the flax backend takes a linen "
-            "variables dict (from model.init or jax.eval_shape(model.init, ...)), an nnx.Module or an nnx.State"
+            "variables dict (from model.init or jax.eval_shape(model.init, ...)), an nnx.Module or an "
+            "nnx.State"
         )
     return "linen"
 
 
-def _walk(model: Any, layers: Mapping[str, Any] | None) -> tuple[str, list[Param], tuple, list]:
+def _walk(
+    model: Any, layers: Mapping[str, Any] | None
+) -> tuple[str, list[Param], tuple[Any, ...], list[Any]]:
     kind = _kind_of_model(model)
     if kind == "nnx":
         if layers is not None:
@@ -764,7 +807,7 @@ class _Shardings:
                 "tree like the model's of Sharding, PartitionSpec or None (e.g. from nn.get_partition_spec)"
             )
 
-    def _flatten(self, node: Any, path: tuple) -> None:
+    def _flatten(self, node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             for name in node:
                 self._flatten(node[name], (*path, name))
@@ -779,11 +822,11 @@ class _Shardings:
             )
         self.by_path["/".join(str(p) for p in path)] = value
 
-    def lookup(self, paths: Iterable[str], prefix: tuple) -> tuple[bool, Any]:
+    def lookup(self, paths: Iterable[str], prefix: tuple[Any, ...]) -> tuple[bool, Any]:
         if self.by_path is None:
             return False, None
         for path in paths:
-            short = path[len(prefix[0]) + 1:] if prefix and path.startswith(f"{prefix[0]}/") else None
+            short = path[len(prefix[0]) + 1 :] if prefix and path.startswith(f"{prefix[0]}/") else None
             for candidate in (path, short):
                 if candidate is not None and candidate in self.by_path:
                     self.used.add(candidate)
@@ -807,7 +850,11 @@ def _names_spec(leaf: Any, value: Any) -> tuple[PartitionSpec | None, Mesh | Non
         if isinstance(leaf, nn.LogicallyPartitioned):
             return PartitionSpec(*nn.logical_to_mesh_axes(leaf.names, leaf.rules)), leaf.mesh
         return leaf.get_partition_spec(), leaf.mesh
-    if isinstance(leaf, nnx.Variable) and leaf.has_metadata("out_sharding") and leaf.get_metadata("out_sharding"):
+    if (
+        isinstance(leaf, nnx.Variable)
+        and leaf.has_metadata("out_sharding")
+        and leaf.get_metadata("out_sharding")
+    ):
         from flax.nnx.spmd import get_var_pspec
 
         mesh = leaf.get_metadata("mesh") if leaf.has_metadata("mesh") else None
@@ -815,7 +862,9 @@ def _names_spec(leaf: Any, value: Any) -> tuple[PartitionSpec | None, Mesh | Non
     return None, None
 
 
-def _target(value: Any, leaf: Any, paths: Iterable[str], prefix: tuple, given: _Shardings) -> Sharding | None:
+def _target(
+    value: Any, leaf: Any, paths: Iterable[str], prefix: tuple[Any, ...], given: _Shardings
+) -> Sharding | None:
     """Where the new array of a leaf goes (see ``sharded.py``)."""
     path = next(iter(paths))
     if given.one is not None:
@@ -864,21 +913,25 @@ def _bounded_problem(spec: Spec, fans: Any, dtype: np.dtype, where: str) -> str 
 class _Writer:
     """The Flax ``rules.Writer``: check everything, prepare user laws, draw each parameter."""
 
-    def __init__(self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple) -> None:
+    def __init__(
+        self, kind: str, seed: int | None, donate: bool, shardings: _Shardings, prefix: tuple[Any, ...]
+    ) -> None:
         self.kind = kind
         self.seed = seed
         self.donate = donate
         self.shardings = shardings
         self.prefix = prefix
-        self.written: dict[tuple, Any] = {}
+        self.written: dict[tuple[Any, ...], Any] = {}
         self.targets: dict[int, Sharding | None] = {}
-        self.extras: list[tuple[Any, str, Sharding | None, tuple]] = []
+        self.extras: list[tuple[Any, str, Sharding | None, tuple[Any, ...]]] = []
         self.traced = _is_tracer(jnp.zeros((), jnp.int8))  # called inside jax.jit (or another transform)
         self._root: Any = None
 
     # ---- before anything
 
-    def plan_abstract(self, params: list[Param], others: list[tuple[tuple, Any, Any]], rules: Any) -> None:
+    def plan_abstract(
+        self, params: list[Param], others: list[tuple[tuple[Any, ...], Any, Any]], rules: Any
+    ) -> None:
         """Abstract parameters that no rule fills, and abstract leaves that are not parameters
         multiinit knows how to fill, are a ``RuleError``; the others are noted (and their
         shardings checked) for ``finish``."""
@@ -896,9 +949,9 @@ class _Writer:
         for path, value, leaf in others:
             name = str(path[-1])
             fill = None
-            if self.kind == "linen" and path[0] == "batch_stats" and name in ("mean", "var"):
-                fill = "zeros" if name == "mean" else "ones"
-            elif isinstance(leaf, nnx.BatchStat) and name in ("mean", "var"):
+            if (self.kind == "linen" and path[0] == "batch_stats" and name in ("mean", "var")) or (
+                isinstance(leaf, nnx.BatchStat) and name in ("mean", "var")
+            ):
                 fill = "zeros" if name == "mean" else "ones"
             elif isinstance(leaf, nnx.RngCount):
                 fill = "zeros"
@@ -928,7 +981,9 @@ class _Writer:
                 f"{spec!r} cannot fill {_where(param)}: its array was deleted or donated (e.g. by an "
                 "earlier mi.apply(..., donate=True)); use the tree that call returned"
             )
-        if not (isinstance(value, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)) or _is_tracer(value)):
+        if not (
+            isinstance(value, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)) or _is_tracer(value)
+        ):
             raise ShapeError(
                 f"{spec!r} cannot fill {_where(param)}: it is a {type(value).__name__}; multiinit replaces "
                 "JAX and NumPy arrays and ShapeDtypeStructs"
@@ -940,8 +995,12 @@ class _Writer:
                 f"{spec!r} cannot fill {_where(param)} of dtype {param.dtype}: multiinit fills bfloat16, "
                 "float16, float32 or float64 parameters"
             ) from None
-        problem = _bounded_problem(spec, _rules._given_fans(param, spec) or _safe_fans(param), dtype,
-                                   f"{_where(param)} of dtype {dtype.name}")
+        problem = _bounded_problem(
+            spec,
+            _rules._given_fans(param, spec) or _safe_fans(param),
+            dtype,
+            f"{_where(param)} of dtype {dtype.name}",
+        )
         if problem:
             raise SpecError(problem)
         if slot.variable is not None and not getattr(slot.variable, "_can_update", True):
@@ -970,16 +1029,32 @@ class _Writer:
     def fill(self, param: Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
         slot: _Slot = param.handle
         target = self.targets[id(param)]
-        old = slot.value if (self.donate and isinstance(slot.value, jax.Array) and not _is_tracer(slot.value)
-                             and not slot.value.is_deleted()) else None
+        old = (
+            slot.value
+            if (
+                self.donate
+                and isinstance(slot.value, jax.Array)
+                and not _is_tracer(slot.value)
+                and not slot.value.is_deleted()
+            )
+            else None
+        )
         dtype = _dtype(param.dtype)
         if prepared is not None:
             new = _sharded.place(prepared, target)
         elif draw.portable:
             new = self._portable(param, spec, draw, target, dtype)
         else:
-            new = _sharded.native(_inner(spec), param.view, _rules._given_fans(param, spec), dtype, self.root(),
-                                  param.order, target, old)
+            new = _sharded.native(
+                _inner(spec),
+                param.view,
+                _rules._given_fans(param, spec),
+                dtype,
+                self.root(),
+                param.order,
+                target,
+                old,
+            )
         if old is not None and not old.is_deleted():
             old.delete()  # not donated to the kernel (another sharding, a host draw): given up now
         self.store(slot, new)
@@ -1003,13 +1078,16 @@ class _Writer:
 
     def _portable(self, param: Param, spec: Spec, draw: _rules.Draw, target: Any, dtype: np.dtype) -> Any:
         if self.traced:
-            return _sharded.place(self._callback(lambda: self._portable_host(param, spec, draw), param), target)
+            return _sharded.place(
+                self._callback(lambda: self._portable_host(param, spec, draw), param), target
+            )
 
         def region(box: Any) -> np.ndarray:
             return _rules.portable_values(param, spec, draw, box=box)
 
-        return _sharded.portable(param.view.native_shape, param.view, dtype, target, region,
-                                 _stream.is_elementwise(spec))
+        return _sharded.portable(
+            param.view.native_shape, param.view, dtype, target, region, _stream.is_elementwise(spec)
+        )
 
     def _native_user(self, param: Param, spec: Spec) -> Any:
         """A native draw of a spec holding a user law: the law through the fence, on the host,
@@ -1088,8 +1166,16 @@ def _listed(paths: list[str], limit: int = 8) -> str:
 # --------------------------------------------------------------------------- apply
 
 
-def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = False, *,
-          layers: Mapping[str, Any] | None = None, donate: bool = False, shardings: Any = None) -> Any:
+def apply(
+    model: Any,
+    rules: Any,
+    seed: int | None = None,
+    portable: bool = False,
+    *,
+    layers: Mapping[str, Any] | None = None,
+    donate: bool = False,
+    shardings: Any = None,
+) -> Any:
     """Initialize a linen variables tree (a new tree is returned), an nnx module (in place) or
     an nnx State (a new one), all or nothing; concrete, abstract or sharded.
 
@@ -1110,7 +1196,8 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     >>> float(new["params"]["layers_0"]["bias"].sum()), new is variables
     (0.0, False)
     >>> abstract = jax.eval_shape(net.init, jax.random.key(0), jnp.ones((2, 4)))  # nothing allocated
-    >>> apply(abstract, {"kernel": mi.he_normal(), "bias": mi.zeros()}, seed=0)["params"]["layers_2"]["kernel"].shape
+    >>> drawn = apply(abstract, {"kernel": mi.he_normal(), "bias": mi.zeros()}, seed=0)
+    >>> drawn["params"]["layers_2"]["kernel"].shape
     (8, 1)
     """
     if not isinstance(donate, bool):
@@ -1120,11 +1207,13 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
     writer = _Writer(kind, seed, donate, given, prefix)
     known_paths = {path for p in params for path in p.paths} | {"/".join(map(str, o[0])) for o in others}
     if kind == "nnx":
-        known_paths |= {"/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)}
+        known_paths |= {
+            "/".join(map(str, path)) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)
+        }
     else:
         known_paths |= _all_leaf_paths(model)
         if prefix:
-            known_paths |= {p[len(prefix[0]) + 1:] for p in known_paths if p.startswith(f"{prefix[0]}/")}
+            known_paths |= {p[len(prefix[0]) + 1 :] for p in known_paths if p.startswith(f"{prefix[0]}/")}
     given.check_used(known_paths)
     _rules._check_seed(seed, portable)
     writer.plan_abstract(params, others, rules)
@@ -1138,7 +1227,7 @@ def apply(model: Any, rules: Any, seed: int | None = None, portable: bool = Fals
 def _all_leaf_paths(tree: Any) -> set[str]:
     out: set[str] = set()
 
-    def visit(node: Any, path: tuple) -> None:
+    def visit(node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             for name in node:
                 visit(node[name], (*path, name))

@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +62,18 @@ from ..errors import RuleError, ShapeError
 from ..fans import LogicalView
 from .draw import _is_tracer, _plan, _run
 
-__all__ = ["root_key", "param_key", "native", "place", "portable", "logical_box", "context_mesh",
-           "concrete", "check_sharding", "collectives"]
+__all__ = [
+    "root_key",
+    "param_key",
+    "native",
+    "place",
+    "portable",
+    "logical_box",
+    "context_mesh",
+    "concrete",
+    "check_sharding",
+    "collectives",
+]
 
 Index = tuple[slice, ...]
 
@@ -113,14 +124,14 @@ def concrete(sharding: Any, mesh: Mesh | None, path: str) -> Sharding | None:
         target = mesh if mesh is not None else context_mesh()
         if target is None:
             raise RuleError(
-                f"{path!r} is sharded over an abstract mesh {dict(sharding.mesh.shape)} (from eval_shape under "
-                "jax.set_mesh) and there is no mesh to put it on; call mi.apply inside the same "
+                f"{path!r} is sharded over an abstract mesh {dict(sharding.mesh.shape)} (from eval_shape "
+                "under jax.set_mesh) and there is no mesh to put it on; call mi.apply inside the same "
                 "jax.set_mesh(mesh), or pass shardings=mesh"
             )
         if dict(target.shape) != dict(sharding.mesh.shape):
             raise RuleError(
-                f"{path!r} is sharded over a mesh of axes {dict(sharding.mesh.shape)}, and the mesh given has "
-                f"{dict(target.shape)}; they must have the same axis names and sizes"
+                f"{path!r} is sharded over a mesh of axes {dict(sharding.mesh.shape)}, and the mesh given "
+                f"has {dict(target.shape)}; they must have the same axis names and sizes"
             )
         return NamedSharding(target, sharding.spec)
     if not isinstance(sharding, Sharding):
@@ -175,8 +186,14 @@ def check_sharding(sharding: Sharding | None, shape: tuple[int, ...], path: str)
 
 
 @functools.lru_cache(maxsize=1024)
-def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None,
-            donate: bool) -> Callable[..., Any]:
+def _kernel(
+    family: str,
+    static: tuple[Any, ...],
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    sharding: Sharding | None,
+    donate: bool,
+) -> Callable[..., Any]:
     def body(*args: Any) -> Any:
         root, order, *numbers = args[1:] if donate else args
         return _run(family, static, shape, dtype, jax.random.fold_in(root, order), *numbers)
@@ -187,22 +204,38 @@ def _kernel(family: str, static: tuple, shape: tuple[int, ...], dtype: np.dtype,
     return jax.jit(body, out_shardings=sharding)
 
 
-def _plan_of(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype) -> tuple[str, tuple, tuple]:
+def _plan_of(
+    spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype
+) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     if spec.random:
         return _plan(spec, view, fans, dtype)
     return "spec", (spec, view, fans), ()
 
 
-def program(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-            sharding: Sharding | None, donate: bool = False) -> tuple[Callable[..., Any], tuple]:
+def program(
+    spec: Any,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    sharding: Sharding | None,
+    donate: bool = False,
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """The jitted kernel of ``spec`` on ``view`` with ``out_shardings=sharding``, and the law's
     numbers it takes after ``(root, order)`` (and the donated array first, with ``donate``)."""
     family, static, numbers = _plan_of(spec, view, fans, dtype)
     return _kernel(family, static, view.native_shape, dtype, sharding, donate), numbers
 
 
-def native(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype, root: Any, order: int,
-           sharding: Sharding | None, old: Any = None) -> Any:
+def native(
+    spec: Any,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: np.dtype,
+    root: Any,
+    order: int,
+    sharding: Sharding | None,
+    old: Any = None,
+) -> Any:
     """``spec`` drawn for the parameter at ``order`` in its native layout, placed by
     ``sharding`` (None: the default device), each device computing its shard. ``old`` (an
     array to donate, or None) gives its buffers to the result when they fit."""
@@ -229,7 +262,9 @@ def _zeros(shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None) -
 
 
 @functools.lru_cache(maxsize=256)
-def _full_kernel(shape: tuple[int, ...], dtype: Any, value: Any, sharding: Sharding | None) -> Callable[[], Any]:
+def _full_kernel(
+    shape: tuple[int, ...], dtype: Any, value: Any, sharding: Sharding | None
+) -> Callable[[], Any]:
     return jax.jit(lambda: jnp.full(shape, value, dtype), out_shardings=sharding)
 
 
@@ -238,8 +273,9 @@ def full(shape: tuple[int, ...], dtype: Any, value: Any, sharding: Sharding | No
     return _full_kernel(tuple(shape), np.dtype(dtype), value, sharding)()
 
 
-def collectives(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype,
-                sharding: Sharding | None) -> list[str]:
+def collectives(
+    spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtype: np.dtype, sharding: Sharding | None
+) -> list[str]:
     """The collectives (``COLLECTIVES``) in the compiled native program of ``spec`` on
     ``sharding``: none for an elementwise law."""
     kernel, numbers = program(spec, view, fans, dtype, sharding)
@@ -252,17 +288,18 @@ def collectives(spec: Any, view: LogicalView, fans: tuple[int, int] | None, dtyp
 
 
 def _norm(index: Index, shape: tuple[int, ...]) -> Index:
-    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, shape))
+    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, shape, strict=True))
 
 
-def from_callback(shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None,
-                  part: Callable[[Index], np.ndarray]) -> Any:
+def from_callback(
+    shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None, part: Callable[[Index], np.ndarray]
+) -> Any:
     """A ``jax.Array`` of ``shape`` placed by ``sharding`` (None: the default device), each
     distinct device index computed once by ``part(native_index) -> np.ndarray``."""
     shape = tuple(shape)
     if sharding is None:
         return jnp.asarray(np.asarray(part(tuple(slice(0, n) for n in shape)), dtype=dtype))
-    memo: dict[tuple, np.ndarray] = {}
+    memo: dict[tuple[Any, ...], np.ndarray] = {}
 
     def callback(index: Index) -> np.ndarray:
         index = _norm(index, shape)
@@ -332,9 +369,9 @@ def logical_box(view: LogicalView, index: Index) -> tuple[Index, Callable[[np.nd
     for group in groups:
         sizes = [permuted[p] for p in group]
         slices = [sub[p] for p in group]
-        strides = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
-        first = sum(s.start * st for s, st in zip(slices, strides))
-        last = sum((s.stop - 1) * st for s, st in zip(slices, strides))
+        strides = [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]
+        first = sum(s.start * st for s, st in zip(slices, strides, strict=True))
+        last = sum((s.stop - 1) * st for s, st in zip(slices, strides, strict=True))
         if any(s.stop <= s.start for s in slices):
             box.append(slice(0, 0))
             picks.append(None)
@@ -345,7 +382,7 @@ def logical_box(view: LogicalView, index: Index) -> tuple[Index, Callable[[np.nd
             picks.append(None)  # one run: the box is exactly the block
         else:
             grids = np.ix_(*[np.arange(s.start, s.stop) for s in slices])
-            flat = sum(g * st for g, st in zip(grids, strides)) - first
+            flat = sum(g * st for g, st in zip(grids, strides, strict=True)) - first
             picks.append(np.asarray(flat).reshape(-1))
     inverse = [0] * len(view.axes)
     for position, axis in enumerate(view.axes):
@@ -361,8 +398,14 @@ def logical_box(view: LogicalView, index: Index) -> tuple[Index, Callable[[np.nd
     return tuple(box), to_native
 
 
-def portable(shape: tuple[int, ...], view: LogicalView, dtype: np.dtype, sharding: Sharding | None,
-             region: Callable[[Index | None], np.ndarray], elementwise: bool) -> Any:
+def portable(
+    shape: tuple[int, ...],
+    view: LogicalView,
+    dtype: np.dtype,
+    sharding: Sharding | None,
+    region: Callable[[Index | None], np.ndarray],
+    elementwise: bool,
+) -> Any:
     """The portable values of a parameter placed by ``sharding``: ``region(logical_box)`` gives
     the logical values of a box (None: the whole tensor). An elementwise law is drawn per device
     index, only the tiles each one overlaps; any other law is drawn whole once and sliced."""

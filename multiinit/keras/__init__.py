@@ -6,8 +6,8 @@
 TensorFlow, JAX and torch). ``mi.apply(model, rules, seed=None)`` initializes a built Keras
 ``Model`` or ``Layer`` by rules, all or nothing, in one pass; a model built inside
 ``keras.StatelessScope(initialize_variables=False)`` (Keras' deferred initialization) gets each
-variable's value once, and variables under a Keras distribution keep their layout. Every constructor of the namespace also takes Keras'
-``seed=`` keyword: ``mik.he_normal(seed=1)``.
+variable's value once, and variables under a Keras distribution keep their layout. Every
+constructor of the namespace also takes Keras' ``seed=`` keyword: ``mik.he_normal(seed=1)``.
 
 This module is the namespace; the work is done in five files, each importing only those
 listed before it. Each file's docstring states the decisions it implements.
@@ -49,15 +49,26 @@ except ImportError as e:  # the exact pip command is in the message
 
 if not str(getattr(keras, "__version__", "0")).startswith("3"):  # pragma: no cover - env guard
     raise BackendUnavailable.missing(
-        "keras", "Keras 3", "tensorflow",
+        "keras",
+        "Keras 3",
+        "tensorflow",
         ImportError(f"keras {getattr(keras, '__version__', '?')} is installed; multiinit needs Keras 3"),
     )
 
-from .compiled import MultiinitInitializer, compile  # noqa: E402  (after the guard: they need Keras 3)
-from . import initializers  # noqa: E402,F401  (registers the drop-ins with Keras' serialization)
-from .model import apply, params_of  # noqa: E402
+# After the guard: these need Keras 3.
+from . import initializers  # noqa: F401  (registers the drop-ins with Keras' serialization)
+from .compiled import MultiinitInitializer, compile
+from .model import apply, params_of
 
-__all__ = ["LAYOUT", "MultiinitInitializer", "compile", "apply", "params_of", "calculate_gain", *CONSTRUCTORS]
+__all__ = [  # noqa: PLE0604 - *CONSTRUCTORS unpacks a dict keyed by the constructors' names
+    "LAYOUT",
+    "MultiinitInitializer",
+    "compile",
+    "apply",
+    "params_of",
+    "calculate_gain",
+    *CONSTRUCTORS,
+]
 
 #: Keras kernels are (*spatial, in, out).
 LAYOUT = SPATIAL_IN_OUT

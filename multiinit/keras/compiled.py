@@ -47,7 +47,8 @@ Serialization
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -99,7 +100,7 @@ class MultiinitInitializer(keras.initializers.Initializer):
     uniform(low=5.0, high=10.0)
     """
 
-    def __init__(self, spec: Spec | dict, seed: int | None = None) -> None:
+    def __init__(self, spec: Spec | dict[str, Any], seed: int | None = None) -> None:
         if isinstance(spec, dict):
             spec = from_dict(spec)
         if not isinstance(spec, Spec):
@@ -132,7 +133,7 @@ class MultiinitInitializer(keras.initializers.Initializer):
         return {"spec": self.spec.to_dict(), "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "MultiinitInitializer":
+    def from_config(cls, config: dict[str, Any]) -> MultiinitInitializer:
         """The initializer a ``get_config()`` describes (its call count starts again at 0)."""
         if not isinstance(config, dict) or "spec" not in config:
             raise SpecError(f"config={config!r} is not allowed; it must be a dict with a 'spec' key")

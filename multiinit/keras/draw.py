@@ -85,6 +85,7 @@ User laws (``custom``)
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import Any
 
@@ -163,8 +164,9 @@ def _inward(bound: float, dtype: str, up: bool) -> float:
 # --------------------------------------------------------------------------- truncated normals
 
 
-def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high: float,
-               dtype: str, seed: Any) -> Any:
+def _truncated(
+    shape: tuple[int, ...], mean: float, std: float, low: float, high: float, dtype: str, seed: Any
+) -> Any:
     """N(mean, std**2) cut to [mean + low*std, mean + high*std]; never outside, any backend."""
     work = _work_dtype(dtype)
     lo, hi = mean + low * std, mean + high * std
@@ -202,8 +204,9 @@ def _truncated(shape: tuple[int, ...], mean: float, std: float, low: float, high
     return _ops.clip(y, *_inside(lo, hi, dtype, open_high=False))
 
 
-def _rejected(shape: tuple[int, ...], mean: float, std: float, low: float, high: float,
-              work: str, seed: Any) -> Any:
+def _rejected(
+    shape: tuple[int, ...], mean: float, std: float, low: float, high: float, work: str, seed: Any
+) -> Any:
     """The reference's rejection sampler: normals, the ones outside redrawn until inside."""
     lo = _inward(mean + low * std, work, up=True)
     hi = _inward(mean + high * std, work, up=False)
@@ -217,8 +220,9 @@ def _rejected(shape: tuple[int, ...], mean: float, std: float, low: float, high:
     while missing > 0:
         # A few more than the expected need, so that one or two rounds suffice.
         count = int(missing / inside + 6 * math.sqrt(missing) + 16)
-        y = _ops.convert_to_numpy(keras.random.normal((count,), mean=mean, stddev=std, dtype=work,
-                                                      seed=_child(seed, round_)))
+        y = _ops.convert_to_numpy(
+            keras.random.normal((count,), mean=mean, stddev=std, dtype=work, seed=_child(seed, round_))
+        )
         y = y[(y >= lo) & (y <= hi)]
         kept.append(y[:missing])
         missing -= min(missing, y.size)
@@ -236,8 +240,9 @@ def _replaced(x: Any, positions: np.ndarray, values: np.ndarray, work: str) -> A
         np.copyto(host, np.asarray(x))  # np.asarray of a CPU tensor is a read-only view
         host.reshape(-1)[positions] = values
         return _from_host(host, work)
-    flat = _ops.scatter_update(_ops.reshape(x, (-1,)), positions.reshape(-1, 1),
-                               _ops.convert_to_tensor(values, dtype=work))
+    flat = _ops.scatter_update(
+        _ops.reshape(x, (-1,)), positions.reshape(-1, 1), _ops.convert_to_tensor(values, dtype=work)
+    )
     return _ops.reshape(flat, tuple(x.shape))
 
 
@@ -253,8 +258,9 @@ def _elementwise(spec: Spec) -> bool:
     return spec.as_variance_scaling() is not None
 
 
-def _draw_elementwise(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None,
-                      dtype: str, seed: Any) -> Any:
+def _draw_elementwise(
+    spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] | None, dtype: str, seed: Any
+) -> Any:
     if isinstance(spec, Constant):
         return _ops.full(shape, spec.value, dtype=dtype)
     work = _work_dtype(dtype)
@@ -278,7 +284,7 @@ def _draw_elementwise(spec: Spec, shape: tuple[int, ...], fans: tuple[int, int] 
 # --------------------------------------------------------------------------- mixtures
 
 
-def _bits_plan(spec: Mixture) -> tuple | None:
+def _bits_plan(spec: Mixture) -> tuple[Any, ...] | None:
     """How a float32 mixture of uniforms and constants draws from random bits (a hull plan,
     see ``_plan_hull``, else a bits plan, see ``_plan_bits``), or None for a mixture holding
     any other law."""
@@ -293,7 +299,7 @@ _HULL_BITS = 25
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
+def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple[Any, ...] | None:
     """``("hull", half, step, offset, gaps)`` when the mixture is one uniform over the hull of
     its uniforms with the gaps between them set to constants: its uniforms all have one
     density, each gap is filled by a constant of exactly the gap's mass, and the boundaries
@@ -315,7 +321,7 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
     if any(abs(w / (s.high - s.low) / density - 1) > 1e-12 for w, s in uniforms):
         return None
     gaps = []
-    for (_, left), (_, right) in zip(uniforms, uniforms[1:]):
+    for (_, left), (_, right) in itertools.pairwise(uniforms):
         if right.low < left.high:
             return None  # overlapping uniforms
         if right.low > left.high:
@@ -363,11 +369,17 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple | None:
             if i < len(uniforms) - 1:
                 return None
             clamps[1] = ceiling  # the hull's own top (rounded up to it): one minimum
-    return ("hull", half, float(step), float(offset),
-            tuple((word_of(a) - half, word_of(b) - half, c[1]) for a, b, c in gaps), tuple(clamps))
+    return (
+        "hull",
+        half,
+        float(step),
+        float(offset),
+        tuple((word_of(a) - half, word_of(b) - half, c[1]) for a, b, c in gaps),
+        tuple(clamps),
+    )
 
 
-def _mixture_hull(plan: tuple, shape: tuple[int, ...], seed: Any) -> Any:
+def _mixture_hull(plan: tuple[Any, ...], shape: tuple[int, ...], seed: Any) -> Any:
     """A float32 tensor of the hull plan (see ``_plan_hull``): one word, a product, and a where
     per gap, on bool masks made of integer comparisons."""
     _, half, step, offset, gaps, (floor, ceiling) = plan
@@ -385,7 +397,7 @@ def _mixture_hull(plan: tuple, shape: tuple[int, ...], seed: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, ...], bool]:
+def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple[Any, ...], tuple[int, ...], bool]:
     """``(pieces, thresholds, one_word)``: piece i is ``("constant", value)`` or ``("uniform",
     width, offset, floor, ceiling)``, whose values are ``f * width + offset`` for the float32
     f in [1, 2) made of the word's low 23 bits, clamped to ``floor``/``ceiling`` where float32
@@ -401,7 +413,7 @@ def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, 
         acc += w / total
         edges.append(round(acc * scale) << _MANTISSA_BITS if one_word else min(word, round(acc * word)))
     f32 = np.float32
-    first, last = f32(1.0), f32(2.0) - f32(2.0 ** -_MANTISSA_BITS)
+    first, last = f32(1.0), f32(2.0) - f32(2.0**-_MANTISSA_BITS)
     pieces = []
     for _, s in live:
         if isinstance(s, Constant):
@@ -413,21 +425,33 @@ def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple, tuple[int, 
         # ends of f; rounding is monotone, so the values in between lie between these two.
         smallest, largest = f32(f32(first * width) + offset), f32(f32(last * width) + offset)
         floor, ceiling = _inside(s.low, s.high, "float32", open_high=True)
-        pieces.append(("uniform", float(width), float(offset),
-                       floor if smallest < floor else None, ceiling if largest > ceiling else None))
+        pieces.append(
+            (
+                "uniform",
+                float(width),
+                float(offset),
+                floor if smallest < floor else None,
+                ceiling if largest > ceiling else None,
+            )
+        )
     return tuple(pieces), tuple(edges), one_word
 
 
-def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, ...], seed: Any) -> Any:
+def _mixture_bits(
+    plan: tuple[tuple[Any, ...], tuple[int, ...], bool], shape: tuple[int, ...], seed: Any
+) -> Any:
     """A float32 tensor of the mixture ``plan`` describes (see ``_plan_bits``)."""
     pieces, edges, one_word = plan
     word = keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 0))
-    choice = word if one_word else keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32",
-                                                        seed=_child(seed, 1))
+    choice = (
+        word
+        if one_word
+        else keras.random.randint(shape, 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))
+    )
     f = None
     scaled: dict[float, Any] = {}
 
-    def value(piece: tuple) -> Any:
+    def value(piece: tuple[Any, ...]) -> Any:
         nonlocal f
         if piece[0] == "constant":
             return piece[1]
@@ -435,8 +459,9 @@ def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, .
         if f is None:
             # The float32 in [1, 2) whose mantissa is the word's low 23 bits: how the backends
             # make a float32 uniform (before they subtract 1).
-            f = _ops.view(_ops.bitwise_or(_ops.bitwise_and(word, (1 << _MANTISSA_BITS) - 1), _ONE_BITS),
-                          "float32")
+            f = _ops.view(
+                _ops.bitwise_or(_ops.bitwise_and(word, (1 << _MANTISSA_BITS) - 1), _ONE_BITS), "float32"
+            )
         if width not in scaled:
             scaled[width] = f * width
         x = scaled[width] if offset == 0.0 else scaled[width] + offset
@@ -445,7 +470,7 @@ def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, .
         return x if ceiling is None else _ops.minimum(x, ceiling)
 
     out = value(pieces[-1])
-    for edge, piece in zip(reversed(edges), reversed(pieces[:-1])):
+    for edge, piece in zip(reversed(edges), reversed(pieces[:-1]), strict=True):
         # Later wheres go first, so the first piece whose threshold lies above the word wins.
         out = _ops.where(choice < edge, value(piece), out)
     if not hasattr(out, "shape") or tuple(out.shape) != tuple(shape):  # every piece a constant
@@ -453,8 +478,7 @@ def _mixture_bits(plan: tuple[tuple, tuple[int, ...], bool], shape: tuple[int, .
     return out
 
 
-def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
-             seed: Any) -> Any:
+def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dtype: str, seed: Any) -> Any:
     plan = _bits_plan(spec) if dtype == "float32" else None
     if plan is not None and plan[0] == "hull":
         return _mixture_hull(plan, view.native_shape, seed)
@@ -465,10 +489,10 @@ def _mixture(spec: Mixture, view: LogicalView, fans: tuple[int, int] | None, dty
     # Per element, component i wins when u falls in its slice of [0, 1); later wheres go first
     # so that the smallest such i wins, as a categorical draw does.
     u = keras.random.uniform(view.native_shape, dtype="float32", seed=_child(seed, 0))
-    weight, component, index = live[-1]
+    _, component, index = live[-1]
     out = _draw(component, view, fans, dtype, _child(seed, index + 1))
     edges = np.cumsum([w / total for w, _, _ in live])
-    for edge, (_, component, index) in reversed(list(zip(edges[:-1], live[:-1]))):
+    for edge, (_, component, index) in reversed(list(zip(edges[:-1], live[:-1], strict=True))):
         draw = _draw(component, view, fans, dtype, _child(seed, index + 1))
         out = _ops.where(u < float(edge), draw, out)
     return out
@@ -522,7 +546,7 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, dtype: str, seed: 
         # The backends compute low + (high - low) * u in float32 with u < 1: at worst the
         # largest float32 below 1, whose value may round up to high for some bounds.
         f32 = np.float32
-        largest = f32(f32(f32(1.0) - f32(2.0 ** -24)) * f32(f32(high) - f32(low))) + f32(low)
+        largest = f32(f32(f32(1.0) - f32(2.0**-24)) * f32(f32(high) - f32(low))) + f32(low)
         floor, ceiling = _inside(low, high, "float32", open_high=True)
         if largest > ceiling or f32(low) < floor:
             x = _ops.clip(x, floor, ceiling)
@@ -568,7 +592,7 @@ def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
     plain = view.is_plain
     shape = view.native_shape if plain else view.logical_shape
     values = keras.random.normal(shape, stddev=spec.std, dtype=work, seed=_child(seed, 0))
-    zeros_per_column = int(math.ceil(spec.sparsity * rows))
+    zeros_per_column = math.ceil(spec.sparsity * rows)
     if zeros_per_column:
         # A uniformly random set of exactly k rows per column: the k smallest of iid 30-bit
         # keys (ties, 2**-30 apart, are as rare as they are harmless).
@@ -581,13 +605,15 @@ def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
             column = _ops.arange(cols, dtype=picked.dtype)[:, None]
             flat = (column * rows + picked) if along == 1 else (picked * cols + column)
             count = cols * zeros_per_column
-            values = _ops.scatter_update(_ops.reshape(values, (-1,)), _ops.reshape(flat, (count, 1)),
-                                         _ops.zeros((count,), dtype=work))
+            values = _ops.scatter_update(
+                _ops.reshape(values, (-1,)), _ops.reshape(flat, (count, 1)), _ops.zeros((count,), dtype=work)
+            )
             values = _ops.reshape(values, shape)
         else:
             # np.argpartition on the host takes a tenth of TF's top_k.
-            picked = np.argpartition(np.asarray(_ops.convert_to_numpy(keys)), zeros_per_column - 1,
-                                     axis=1)[:, :zeros_per_column]
+            picked = np.argpartition(np.asarray(_ops.convert_to_numpy(keys)), zeros_per_column - 1, axis=1)[
+                :, :zeros_per_column
+            ]
             column = np.arange(cols)[:, None]
             flat = (column * rows + picked) if along == 1 else (picked * cols + column)
             values = _replaced(values, flat.reshape(-1), np.zeros(flat.size, np.dtype(work)), work)
@@ -637,7 +663,7 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     nbytes = max(1, math.prod(shape)) * dtype.itemsize
     raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % _ALIGN
-    return raw[start:start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+    return raw[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def _host_native(view: LogicalView, logical: np.ndarray) -> np.ndarray:
@@ -687,8 +713,14 @@ def _to_native(view: LogicalView, logical: Any) -> Any:
     return _ops.reshape(x, view.native_shape)
 
 
-def _draw(spec: Spec, view: LogicalView, fans: tuple[int, int] | None, dtype: str,
-          seed: Any, path: str | None = None) -> Any:
+def _draw(
+    spec: Spec,
+    view: LogicalView,
+    fans: tuple[int, int] | None,
+    dtype: str,
+    seed: Any,
+    path: str | None = None,
+) -> Any:
     """A native-layout tensor of ``spec`` for ``view`` (fans default to the view's, or to a
     ``with_axes`` spec's axes on the native shape)."""
     if isinstance(spec, WithAxes):

@@ -61,11 +61,13 @@ Decisions implemented here:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -78,17 +80,46 @@ from .draw import _truncated
 
 __all__ = [
     "Initializer",
-    "Zeros", "zeros", "Ones", "ones", "Constant", "constant",
-    "Identity", "identity", "IdentityInitializer",
-    "STFT", "stft", "STFTInitializer",
-    "RandomNormal", "random_normal", "RandomUniform", "random_uniform",
-    "TruncatedNormal", "truncated_normal", "VarianceScaling", "variance_scaling",
-    "GlorotNormal", "glorot_normal", "GlorotUniform", "glorot_uniform",
-    "HeNormal", "he_normal", "HeUniform", "he_uniform",
-    "LecunNormal", "lecun_normal", "LecunUniform", "lecun_uniform",
-    "Orthogonal", "orthogonal", "OrthogonalInitializer",
-    "get", "serialize", "deserialize",
-    "spec_of", "SpecDtypeError",
+    "Zeros",
+    "zeros",
+    "Ones",
+    "ones",
+    "Constant",
+    "constant",
+    "Identity",
+    "identity",
+    "IdentityInitializer",
+    "STFT",
+    "stft",
+    "STFTInitializer",
+    "RandomNormal",
+    "random_normal",
+    "RandomUniform",
+    "random_uniform",
+    "TruncatedNormal",
+    "truncated_normal",
+    "VarianceScaling",
+    "variance_scaling",
+    "GlorotNormal",
+    "glorot_normal",
+    "GlorotUniform",
+    "glorot_uniform",
+    "HeNormal",
+    "he_normal",
+    "HeUniform",
+    "he_uniform",
+    "LecunNormal",
+    "lecun_normal",
+    "LecunUniform",
+    "lecun_uniform",
+    "Orthogonal",
+    "orthogonal",
+    "OrthogonalInitializer",
+    "get",
+    "serialize",
+    "deserialize",
+    "spec_of",
+    "SpecDtypeError",
 ]
 
 _K = keras.initializers
@@ -140,16 +171,21 @@ class SpecMemoryError(ShapeError, MemoryError):
 
 #: The builtin a backend's exception derives from -> the multiinit error that is also it.
 _AS = {
-    TypeError: SpecTypeError, NotImplementedError: SpecNotImplementedError,
-    RuntimeError: SpecRuntimeError, IndexError: SpecIndexError, AttributeError: SpecAttributeError,
-    OverflowError: SpecOverflowError, KeyError: SpecKeyError, MemoryError: SpecMemoryError,
+    TypeError: SpecTypeError,
+    NotImplementedError: SpecNotImplementedError,
+    RuntimeError: SpecRuntimeError,
+    IndexError: SpecIndexError,
+    AttributeError: SpecAttributeError,
+    OverflowError: SpecOverflowError,
+    KeyError: SpecKeyError,
+    MemoryError: SpecMemoryError,
     ValueError: SpecError,
 }
 
 
 def _as_multiinit(err: Exception, message: str) -> Exception:
     """``message`` as the multiinit error that is also ``err``'s builtin classes."""
-    if isinstance(err, SpecError) or isinstance(err, ShapeError):
+    if isinstance(err, (SpecError, ShapeError)):
         return err
     kinds = list(dict.fromkeys(_AS[c] for c in type(err).__mro__ if c.__module__ == "builtins" and c in _AS))
     # Keep the most specific: SpecTypeError already is a SpecError.
@@ -168,8 +204,11 @@ def _as_multiinit(err: Exception, message: str) -> Exception:
 
 def _keras_call_error(init: Any, err: Exception, shape: Any, dtype: Any) -> Exception:
     what = f"{type(init).__name__} (multiinit.keras.initializers)"
-    return _as_multiinit(err, f"{what} cannot fill shape={shown(shape)}, dtype={shown(dtype)}: Keras' own "
-                              f"{type(init).__name__} raises {type(err).__name__}: {shorten(str(err), 300, 60)}")
+    return _as_multiinit(
+        err,
+        f"{what} cannot fill shape={shown(shape)}, dtype={shown(dtype)}: Keras' own "
+        f"{type(init).__name__} raises {type(err).__name__}: {shorten(str(err), 300, 60)}",
+    )
 
 
 # --------------------------------------------------------------------------- arguments
@@ -180,32 +219,37 @@ def _number(name: str, parameter: str, value: Any) -> float:
     or array; anything else is a ``SpecTypeError`` (Keras fails on it when called)."""
     original = value
     if not isinstance(value, numbers.Number) and hasattr(value, "shape") and tuple(value.shape) == ():
-        try:
+        with contextlib.suppress(Exception):  # reported as the type error below
             value = np.asarray(keras.ops.convert_to_numpy(value)).item()
-        except Exception:  # noqa: BLE001 - reported as the type error below
-            pass
-    if isinstance(value, numbers.Real) or isinstance(value, np.bool_):
+    if isinstance(value, (numbers.Real, np.bool_)):
         try:
             number = float(value)
         except (OverflowError, ValueError):
             number = math.inf
         if not math.isfinite(number):
-            raise SpecError(f"{name}: {parameter}={shown(original)} is not allowed; {parameter} must be a "
-                            "finite number (Keras would fill nan or inf)")
+            raise SpecError(
+                f"{name}: {parameter}={shown(original)} is not allowed; {parameter} must be a "
+                "finite number (Keras would fill nan or inf)"
+            )
         return number
-    raise SpecTypeError(f"{name}: {parameter}={shown(original)} is not allowed; {parameter} must be a real "
-                        "number or a scalar tensor")
+    raise SpecTypeError(
+        f"{name}: {parameter}={shown(original)} is not allowed; {parameter} must be a real "
+        "number or a scalar tensor"
+    )
 
 
 def _axes(name: str, parameter: str, value: Any) -> tuple[int, ...] | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise SpecTypeError(f"{name}: {parameter}={shown(value)} is not allowed; {parameter} must be None or "
-                            "a list of axis numbers")
+        raise SpecTypeError(
+            f"{name}: {parameter}={shown(value)} is not allowed; {parameter} must be None or "
+            "a list of axis numbers"
+        )
     if not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in value):
-        raise SpecTypeError(f"{name}: {parameter}={shown(value)} is not allowed; {parameter} must be a list of "
-                            "integers")
+        raise SpecTypeError(
+            f"{name}: {parameter}={shown(value)} is not allowed; {parameter} must be a list of integers"
+        )
     return tuple(int(a) for a in value)
 
 
@@ -215,7 +259,7 @@ def _keras_init(name: str, build: Callable[[], Any]) -> None:
         build()
     except (SpecError, ShapeError):
         raise
-    except Exception as err:  # noqa: BLE001 - every Keras check becomes a typed multiinit error
+    except Exception as err:  # every Keras check becomes a typed multiinit error
         raise _as_multiinit(err, f"{name}: {shorten(str(err), 300, 60)}") from err
 
 
@@ -255,15 +299,20 @@ def _constant_spec(value: Any) -> Spec:
             array = None
     if array is not None and array.ndim > 0:
         if array.dtype.kind not in "biuf":
-            raise SpecTypeError(f"Constant: value={shown(value)} is not allowed; value must be a real number "
-                                "or an array of real numbers")
+            raise SpecTypeError(
+                f"Constant: value={shown(value)} is not allowed; value must be a real number "
+                "or an array of real numbers"
+            )
         values = array.astype(np.float64)
         if not np.isfinite(values).all():
-            raise SpecError(f"Constant: value={shown(value)} is not allowed; its values must be finite "
-                            "(Keras would fill nan or inf)")
+            raise SpecError(
+                f"Constant: value={shown(value)} is not allowed; its values must be finite "
+                "(Keras would fill nan or inf)"
+            )
         frozen = values.copy()
-        return _logical_law(f"keras.initializers.Constant(array {frozen.shape} {_digest(frozen)})",
-                            lambda shape: frozen)
+        return _logical_law(
+            f"keras.initializers.Constant(array {frozen.shape} {_digest(frozen)})", lambda shape: frozen
+        )
     if isinstance(value, (complex, np.complexfloating)) and not isinstance(value, numbers.Real):
         raise SpecTypeError(f"Constant: value={shown(value)} is not allowed; value must be a real number")
     return _spec.constant(_number("Constant", "value", value if array is None else array.item()))
@@ -275,12 +324,10 @@ def _identity_spec(gain: Any) -> Spec:
         return _spec.eye()
     if gain_ == 0.0:
         return _spec.zeros()
-    return _logical_law(f"keras.initializers.Identity(gain={gain_!r})",
-                        lambda shape: gain_ * np.eye(*shape))
+    return _logical_law(f"keras.initializers.Identity(gain={gain_!r})", lambda shape: gain_ * np.eye(*shape))
 
 
-def _stft_kernel(side: str, window: Any, scaling: Any, periodic: bool,
-                 shape: tuple[int, ...]) -> np.ndarray:
+def _stft_kernel(side: str, window: Any, scaling: Any, periodic: bool, shape: tuple[int, ...]) -> np.ndarray:
     """Keras' STFT kernel for ``shape`` (frame, channels, bins), in float64."""
     frame_length, _, fft_length = shape
     kernel_time = np.arange(frame_length, dtype=np.float64).reshape(frame_length, 1, 1)
@@ -308,11 +355,14 @@ def _stft_spec(side: Any, window: Any, scaling: Any, periodic: Any) -> Spec:
     if isinstance(window, (str, type(None))):
         shown_window = repr(window)
     else:
-        frozen = np.asarray(keras.ops.convert_to_numpy(window) if keras.ops.is_tensor(window) else window,
-                            dtype=np.float64).copy()
+        frozen = np.asarray(
+            keras.ops.convert_to_numpy(window) if keras.ops.is_tensor(window) else window, dtype=np.float64
+        ).copy()
         window, shown_window = frozen, f"array {frozen.shape} {_digest(frozen)}"
-    name = (f"keras.initializers.STFT(side={side!r}, window={shown_window}, scaling={scaling!r}, "
-            f"periodic={bool(periodic)!r})")
+    name = (
+        f"keras.initializers.STFT(side={side!r}, window={shown_window}, scaling={scaling!r}, "
+        f"periodic={bool(periodic)!r})"
+    )
     return _logical_law(name, lambda shape: _stft_kernel(side, window, scaling, bool(periodic), shape))
 
 
@@ -334,8 +384,9 @@ def _uniform_spec(minval: Any, maxval: Any) -> Spec:
     if low > high:
         # Keras draws U(maxval, minval] on TensorFlow and torch but the constant minval on JAX
         # (jax.random.uniform clamps below at minval): no one law to keep.
-        raise SpecError(f"RandomUniform: maxval={shown(maxval)} is not allowed; maxval must be >= "
-                        f"minval={shown(minval)}")
+        raise SpecError(
+            f"RandomUniform: maxval={shown(maxval)} is not allowed; maxval must be >= minval={shown(minval)}"
+        )
     return _spec.constant(low) if low == high else _spec.uniform(low, high)
 
 
@@ -343,8 +394,15 @@ _MODES = ("fan_in", "fan_out", "fan_avg")
 _DISTRIBUTIONS = ("uniform", "truncated_normal", "untruncated_normal")
 
 
-def _variance_spec(scale: Any, mode: Any, distribution: Any, input_axes: Any = None, output_axes: Any = None,
-                   named: Callable[[], Spec] | None = None, name: str = "VarianceScaling") -> Spec:
+def _variance_spec(
+    scale: Any,
+    mode: Any,
+    distribution: Any,
+    input_axes: Any = None,
+    output_axes: Any = None,
+    named: Callable[[], Spec] | None = None,
+    name: str = "VarianceScaling",
+) -> Spec:
     # Keras' own checks, in its order and with its builtins.
     if isinstance(scale, (str, bytes)) or scale is None:
         raise SpecTypeError(f"{name}: scale={shown(scale)} is not allowed; scale must be a positive number")
@@ -354,13 +412,17 @@ def _variance_spec(scale: Any, mode: Any, distribution: Any, input_axes: Any = N
     if mode not in _MODES:
         raise SpecError(f"{name}: mode={shown(mode)} is not allowed; mode must be one of {', '.join(_MODES)}")
     if not isinstance(distribution, str):
-        raise SpecAttributeError(f"{name}: distribution={shown(distribution)} is not allowed; distribution "
-                                 f"must be a string, one of {', '.join(_DISTRIBUTIONS)} (or 'normal')")
+        raise SpecAttributeError(
+            f"{name}: distribution={shown(distribution)} is not allowed; distribution "
+            f"must be a string, one of {', '.join(_DISTRIBUTIONS)} (or 'normal')"
+        )
     lowered = distribution.lower()
     lowered = "truncated_normal" if lowered == "normal" else lowered  # Keras' reading of "normal"
     if lowered not in _DISTRIBUTIONS:
-        raise SpecError(f"{name}: distribution={shown(distribution)} is not allowed; distribution must be one "
-                        f"of {', '.join(_DISTRIBUTIONS)} (or 'normal', read as truncated_normal)")
+        raise SpecError(
+            f"{name}: distribution={shown(distribution)} is not allowed; distribution must be one "
+            f"of {', '.join(_DISTRIBUTIONS)} (or 'normal', read as truncated_normal)"
+        )
     inner = named() if named is not None else _spec.variance_scaling(scale_, mode, lowered)
     ins, outs = _axes(name, "input_axes", input_axes), _axes(name, "output_axes", output_axes)
     if ins is None or outs is None:
@@ -377,8 +439,21 @@ def _stft_checks(side: Any, window: Any, scaling: Any) -> None:
     if side not in ("real", "imag"):
         raise SpecError(f"STFT: side={shown(side)} is not allowed; side must be 'real' or 'imag'")
     if scaling is not None and scaling not in ("density", "spectrum"):
-        raise SpecError(f"STFT: scaling={shown(scaling)} is not allowed; scaling must be None, 'density' or "
-                        "'spectrum'")
+        raise SpecError(
+            f"STFT: scaling={shown(scaling)} is not allowed; scaling must be None, 'density' or 'spectrum'"
+        )
+
+
+def _variance_scaling(
+    scale: Any = 1.0,
+    mode: Any = "fan_in",
+    distribution: Any = "truncated_normal",
+    input_axes: Any = None,
+    output_axes: Any = None,
+) -> Spec:
+    """``VarianceScaling``'s entry of the table below: Keras' arguments and defaults (a def, where the
+    other entries are lambdas, only because its signature is longer than a line)."""
+    return _variance_spec(scale, mode, distribution, input_axes, output_axes)
 
 
 #: Keras name -> spec builder taking Keras' arguments (without the seed).
@@ -388,12 +463,13 @@ _TABLE: dict[str, Callable[..., Spec]] = {
     "Constant": lambda value=0.0: _constant_spec(value),
     "Identity": lambda gain=1.0: _identity_spec(gain),
     "STFT": lambda side="real", window="hann", scaling="density", periodic=False: (
-        _stft_checks(side, window, scaling), _stft_spec(side, window, scaling, periodic))[1],
+        _stft_checks(side, window, scaling),
+        _stft_spec(side, window, scaling, periodic),
+    )[1],
     "RandomNormal": lambda mean=0.0, stddev=0.05: _normal_spec(mean, stddev),
     "RandomUniform": lambda minval=-0.05, maxval=0.05: _uniform_spec(minval, maxval),
     "TruncatedNormal": lambda mean=0.0, stddev=0.05: _normal_spec(mean, stddev, "TruncatedNormal", True),
-    "VarianceScaling": lambda scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None,
-    output_axes=None: _variance_spec(scale, mode, distribution, input_axes, output_axes),
+    "VarianceScaling": _variance_scaling,
     "Orthogonal": lambda gain=1.0: _orthogonal_spec(gain),
 }
 for _name, _scale, _mode, _distribution, _named in (
@@ -404,9 +480,13 @@ for _name, _scale, _mode, _distribution, _named in (
     ("LecunNormal", 1.0, "fan_in", "truncated_normal", _spec.lecun_normal),
     ("LecunUniform", 1.0, "fan_in", "uniform", _spec.lecun_uniform),
 ):
-    _TABLE[_name] = (lambda scale, mode, distribution, named, name: lambda input_axes=None, output_axes=None:
-                     _variance_spec(scale, mode, distribution, input_axes, output_axes, named, name))(
-        _scale, _mode, _distribution, _named, _name)
+    _TABLE[_name] = (
+        lambda scale, mode, distribution, named, name: (
+            lambda input_axes=None, output_axes=None: _variance_spec(
+                scale, mode, distribution, input_axes, output_axes, named, name
+            )
+        )
+    )(_scale, _mode, _distribution, _named, _name)
 
 
 def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
@@ -422,8 +502,10 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
     """
     canonical = _CANONICAL.get(name, name) if isinstance(name, str) else name
     if canonical not in _TABLE:
-        raise SpecError(f"name={shown(name)} is not allowed; name must be one of {', '.join(_TABLE)} "
-                        "(or a snake_case alias)")
+        raise SpecError(
+            f"name={shown(name)} is not allowed; name must be one of {', '.join(_TABLE)} "
+            "(or a snake_case alias)"
+        )
     try:
         inspect.signature(_TABLE[canonical]).bind(*args, **kwargs)
     except TypeError as err:
@@ -454,7 +536,7 @@ class _DropIn:
             return self._fill(shape, dtype)
         except (SpecError, ShapeError):
             raise
-        except Exception as err:  # noqa: BLE001 - Keras' and its backend's errors, typed
+        except Exception as err:  # Keras' and its backend's errors, typed
             raise _keras_call_error(self, err, shape, dtype) from err
 
     def _fill(self, shape: Any, dtype: Any) -> Any:
@@ -463,15 +545,21 @@ class _DropIn:
     def _check_dtype(self, shape: Any, dtype: Any) -> None:
         try:
             resolved = keras.backend.standardize_dtype(dtype)
-        except Exception as err:  # noqa: BLE001 - an unknown dtype name
+        except Exception as err:  # an unknown dtype name
             # Keras' backends raise TypeError (TensorFlow, JAX) or ValueError (torch) for it.
-            raise SpecTypeError(f"{type(self).__name__}: dtype={shown(dtype)} is not allowed; it is not a "
-                                f"dtype Keras knows ({shorten(str(err), 200, 40)})") from err
+            raise SpecTypeError(
+                f"{type(self).__name__}: dtype={shown(dtype)} is not allowed; it is not a "
+                f"dtype Keras knows ({shorten(str(err), 200, 40)})"
+            ) from err
         if resolved not in FLOATS:
             raise SpecDtypeError(
                 f"{type(self).__name__} (a {self.spec!r} law) cannot fill shape={shown(shape)}: "
                 f"dtype={resolved!r} is not allowed; random laws draw one of {', '.join(FLOATS)}"
-                + (" (complex weights have no Keras initializer law)" if resolved.startswith("complex") else "")
+                + (
+                    " (complex weights have no Keras initializer law)"
+                    if resolved.startswith("complex")
+                    else ""
+                )
             )
 
 
@@ -539,8 +627,10 @@ class Identity(_DropIn, _K.Identity):
 
     def _fill(self, shape: Any, dtype: Any) -> Any:
         if len(shape) != 2:
-            raise ShapeError(f"Identity: shape={shown(shape)} is not allowed; the identity initializer fills "
-                             f"2-D matrices only (rank {len(shape)} given)")
+            raise ShapeError(
+                f"Identity: shape={shown(shape)} is not allowed; the identity initializer fills "
+                f"2-D matrices only (rank {len(shape)} given)"
+            )
         return super()._fill(shape, dtype)
 
 
@@ -568,8 +658,10 @@ class STFT(_DropIn, _K.STFT):
 
     def _fill(self, shape: Any, dtype: Any) -> Any:
         if len(tuple(shape)) != 3:
-            raise ShapeError(f"STFT: shape={shown(shape)} is not allowed; the STFT kernel is 3-D "
-                             "(frame_length, input_channels, fft_bins)")
+            raise ShapeError(
+                f"STFT: shape={shown(shape)} is not allowed; the STFT kernel is 3-D "
+                "(frame_length, input_channels, fft_bins)"
+            )
         return super()._fill(shape, dtype)
 
 
@@ -650,11 +742,22 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
     variance_scaling(scale=2.0, mode='fan_out', distribution='uniform')
     """
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, input_axes=None,
-                 output_axes=None):
+    def __init__(
+        self,
+        scale=1.0,
+        mode="fan_in",
+        distribution="truncated_normal",
+        seed=None,
+        input_axes=None,
+        output_axes=None,
+    ):
         spec = _variance_spec(scale, mode, distribution, input_axes, output_axes)
-        _keras_init("VarianceScaling", lambda: super(VarianceScaling, self).__init__(
-            scale, mode, distribution, seed, input_axes, output_axes))
+        _keras_init(
+            "VarianceScaling",
+            lambda: super(VarianceScaling, self).__init__(
+                scale, mode, distribution, seed, input_axes, output_axes
+            ),
+        )
         self.spec = spec
 
     def fans(self, shape: Any) -> tuple[int, int]:
@@ -699,25 +802,35 @@ def _named(name: str, keras_class: type, doc: str) -> type:
         _keras_init(name, lambda: keras_class.__init__(self, seed, input_axes, output_axes))
         self.spec = spec
 
-    cls = type(name, (VarianceScaling, keras_class), {
-        "__init__": __init__,
-        "__doc__": doc,
-        "__qualname__": name,
-        "get_config": keras_class.get_config,
-    })
+    cls = type(
+        name,
+        (VarianceScaling, keras_class),
+        {
+            "__init__": __init__,
+            "__doc__": doc,
+            "__qualname__": name,
+            "get_config": keras_class.get_config,
+        },
+    )
     return _register(cls)
 
 
 # Each named form derives from both the drop-in VarianceScaling (its fills and fans) and
 # Keras' own class (isinstance, get_config), as Keras' derives from Keras' VarianceScaling.
-GlorotNormal = _named("GlorotNormal", _K.GlorotNormal, "keras.initializers.GlorotNormal (spec ``glorot_normal()``).")
-GlorotUniform = _named("GlorotUniform", _K.GlorotUniform,
-                       "keras.initializers.GlorotUniform (spec ``glorot_uniform()``).")
+GlorotNormal = _named(
+    "GlorotNormal", _K.GlorotNormal, "keras.initializers.GlorotNormal (spec ``glorot_normal()``)."
+)
+GlorotUniform = _named(
+    "GlorotUniform", _K.GlorotUniform, "keras.initializers.GlorotUniform (spec ``glorot_uniform()``)."
+)
 HeNormal = _named("HeNormal", _K.HeNormal, "keras.initializers.HeNormal (spec ``he_normal()``).")
 HeUniform = _named("HeUniform", _K.HeUniform, "keras.initializers.HeUniform (spec ``he_uniform()``).")
-LecunNormal = _named("LecunNormal", _K.LecunNormal, "keras.initializers.LecunNormal (spec ``lecun_normal()``).")
-LecunUniform = _named("LecunUniform", _K.LecunUniform,
-                      "keras.initializers.LecunUniform (spec ``lecun_uniform()``).")
+LecunNormal = _named(
+    "LecunNormal", _K.LecunNormal, "keras.initializers.LecunNormal (spec ``lecun_normal()``)."
+)
+LecunUniform = _named(
+    "LecunUniform", _K.LecunUniform, "keras.initializers.LecunUniform (spec ``lecun_uniform()``)."
+)
 
 
 @_register
@@ -737,8 +850,10 @@ class Orthogonal(_Seeded, _K.Orthogonal):
 
     def _fill(self, shape: Any, dtype: Any) -> Any:
         if len(tuple(shape)) < 2:
-            raise ShapeError(f"Orthogonal: shape={shown(shape)} is not allowed; the tensor to initialize must "
-                             f"be at least 2-D (rank {len(tuple(shape))} given)")
+            raise ShapeError(
+                f"Orthogonal: shape={shown(shape)} is not allowed; the tensor to initialize must "
+                f"be at least 2-D (rank {len(tuple(shape))} given)"
+            )
         return super()._fill(shape, dtype)
 
 
@@ -753,23 +868,57 @@ he_normal, he_uniform = HeNormal, HeUniform
 lecun_normal, lecun_uniform = LecunNormal, LecunUniform
 orthogonal = OrthogonalInitializer = Orthogonal
 
-_CLASSES = (Zeros, Ones, Constant, Identity, STFT, RandomNormal, RandomUniform, TruncatedNormal,
-            VarianceScaling, GlorotNormal, GlorotUniform, HeNormal, HeUniform, LecunNormal, LecunUniform,
-            Orthogonal)
+_CLASSES = (
+    Zeros,
+    Ones,
+    Constant,
+    Identity,
+    STFT,
+    RandomNormal,
+    RandomUniform,
+    TruncatedNormal,
+    VarianceScaling,
+    GlorotNormal,
+    GlorotUniform,
+    HeNormal,
+    HeUniform,
+    LecunNormal,
+    LecunUniform,
+    Orthogonal,
+)
 
 #: Every name Keras' ``deserialize`` and ``get`` read -> the drop-in class (Keras' own table:
 #: class names, their snake_case, and the legacy aliases).
 ALL_OBJECTS_DICT: dict[str, Any] = {cls.__name__: cls for cls in _CLASSES}
 ALL_OBJECTS_DICT["Initializer"] = Initializer
-ALL_OBJECTS_DICT.update({
-    "zeros": Zeros, "ones": Ones, "constant": Constant, "identity": Identity, "stft": STFT,
-    "random_normal": RandomNormal, "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
-    "variance_scaling": VarianceScaling, "glorot_normal": GlorotNormal, "glorot_uniform": GlorotUniform,
-    "he_normal": HeNormal, "he_uniform": HeUniform, "lecun_normal": LecunNormal,
-    "lecun_uniform": LecunUniform, "orthogonal": Orthogonal, "initializer": Initializer,
-    "IdentityInitializer": Identity, "normal": RandomNormal, "one": Ones, "STFTInitializer": STFT,
-    "OrthogonalInitializer": Orthogonal, "uniform": RandomUniform, "zero": Zeros,
-})
+ALL_OBJECTS_DICT.update(
+    {
+        "zeros": Zeros,
+        "ones": Ones,
+        "constant": Constant,
+        "identity": Identity,
+        "stft": STFT,
+        "random_normal": RandomNormal,
+        "random_uniform": RandomUniform,
+        "truncated_normal": TruncatedNormal,
+        "variance_scaling": VarianceScaling,
+        "glorot_normal": GlorotNormal,
+        "glorot_uniform": GlorotUniform,
+        "he_normal": HeNormal,
+        "he_uniform": HeUniform,
+        "lecun_normal": LecunNormal,
+        "lecun_uniform": LecunUniform,
+        "orthogonal": Orthogonal,
+        "initializer": Initializer,
+        "IdentityInitializer": Identity,
+        "normal": RandomNormal,
+        "one": Ones,
+        "STFTInitializer": STFT,
+        "OrthogonalInitializer": Orthogonal,
+        "uniform": RandomUniform,
+        "zero": Zeros,
+    }
+)
 #: The table's names for the aliases.
 _CANONICAL = {alias: cls.__name__ for alias, cls in ALL_OBJECTS_DICT.items() if cls is not Initializer}
 
@@ -791,8 +940,9 @@ def deserialize(config, custom_objects=None):
     >>> type(deserialize({"class_name": "GlorotUniform", "config": {"seed": 1}})).__module__
     'multiinit.keras.initializers'
     """
-    return keras.saving.deserialize_keras_object(config, module_objects=ALL_OBJECTS_DICT,
-                                                 custom_objects=custom_objects)
+    return keras.saving.deserialize_keras_object(
+        config, module_objects=ALL_OBJECTS_DICT, custom_objects=custom_objects
+    )
 
 
 def get(identifier):
@@ -813,8 +963,10 @@ def get(identifier):
         def initialize_fn(shape, dtype=None):
             dtype = keras.backend.standardize_dtype(dtype)
             if tuple(int(d) for d in shape) != tuple(int(d) for d in identifier.shape):
-                raise ShapeError(f"Expected `shape` to be {identifier.shape} for direct tensor as initializer. "
-                                 f"Received shape={shape}")
+                raise ShapeError(
+                    f"Expected `shape` to be {identifier.shape} for direct tensor as initializer. "
+                    f"Received shape={shape}"
+                )
             return keras.ops.cast(identifier, dtype)
 
         obj = initialize_fn

@@ -86,12 +86,12 @@ All or nothing, one variable at a time
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import keras
 
-from .. import errors as _errors
-from .. import rules as _rules
+from .. import errors as _errors, rules as _rules
 from ..errors import MultiinitError, RuleError, SpecError, UnknownBackend
 from ..fans import SPATIAL_IN_OUT, Layout, LogicalView
 from ..layers import lookup_layer
@@ -118,7 +118,9 @@ _ATTENTION = tuple(
 
 
 def _recurrent_cells() -> tuple[type, ...]:
-    cells = [getattr(_LAYERS, name) for name in ("SimpleRNNCell", "LSTMCell", "GRUCell") if hasattr(_LAYERS, name)]
+    cells = [
+        getattr(_LAYERS, name) for name in ("SimpleRNNCell", "LSTMCell", "GRUCell") if hasattr(_LAYERS, name)
+    ]
     try:  # ConvLSTM's cell is not exported; its kernel is a conv kernel of a recurrent layer
         from keras.src.layers.rnn.conv_lstm import ConvLSTMCell
     except ImportError:  # pragma: no cover - another Keras layout
@@ -202,7 +204,7 @@ def _builtin_view(layer: Any, name: str, shape: tuple[int, ...]) -> LogicalView:
             return layout.view(shape)
     if n < 2:
         return LogicalView(shape)
-    to_front = (n - 2, n - 1) + tuple(range(n - 2))
+    to_front = (n - 2, n - 1, *range(n - 2))
     if isinstance(layer, _TRANSPOSED) and name == "kernel":
         # (*k, out, in) -> (out, in, *k)
         return LogicalView(shape, axes=to_front)
@@ -225,8 +227,11 @@ def _has_fans(view: LogicalView) -> bool:
 def _own_variables(layer: Any) -> list[Any]:
     """The learnable variables ``layer`` itself created: trainable ones, except the statistics
     Keras overwrites with a computed value (float8 scales and amax histories)."""
-    return [v for v in getattr(layer, "_trainable_variables", [])
-            if not getattr(v, "overwrite_with_gradient", False)]
+    return [
+        v
+        for v in getattr(layer, "_trainable_variables", [])
+        if not getattr(v, "overwrite_with_gradient", False)
+    ]
 
 
 def _walk(layer: Any, seen: set[int], parent: Any = None) -> Iterator[tuple[Any, Any]]:
@@ -291,9 +296,12 @@ def params_of(model: Any) -> list[Param]:
         shapes = {v.name: tuple(int(d) for d in v.shape) for v in owned}
         views = {}
         for variable in owned:
-            view = registration.view(variable.name, shapes[variable.name]) if registration is not None else None
-            views[variable.name] = view if view is not None else _builtin_view(
-                layer, variable.name, shapes[variable.name])
+            view = (
+                registration.view(variable.name, shapes[variable.name]) if registration is not None else None
+            )
+            views[variable.name] = (
+                view if view is not None else _builtin_view(layer, variable.name, shapes[variable.name])
+            )
         fans_of = {name: view.fans for name, view in views.items() if _has_fans(view)}
         weight = next((n for n in _WEIGHT_NAMES if n in fans_of), next(iter(fans_of), None))
         owner = attention if attention is not None else layer
@@ -464,5 +472,7 @@ def _with_unbuilt_hint(error: RuleError, model: Any) -> RuleError:
     unbuilt = [layer.name for layer, _ in _layers(model) if not getattr(layer, "built", True)]
     if not unbuilt or "matches no parameter" not in str(error):
         return error
-    names = ", ".join(repr(n) for n in unbuilt[:8]) + (f" and {len(unbuilt) - 8} more" if len(unbuilt) > 8 else "")
+    names = ", ".join(repr(n) for n in unbuilt[:8]) + (
+        f" and {len(unbuilt) - 8} more" if len(unbuilt) > 8 else ""
+    )
     return RuleError(f"{error}; layers not built yet (no variables until they are built or called): {names}")

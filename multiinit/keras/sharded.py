@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -91,8 +92,10 @@ def refusal(variable: Any) -> str | None:
     if not is_variable(variable):
         return f"it is a {type(variable).__name__}, not a keras.Variable"
     if in_stateless_scope():
-        return ("mi.apply is running inside a keras.StatelessScope, where variable.assign only records "
-                "the value in the scope and changes no variable; call mi.apply outside the scope")
+        return (
+            "mi.apply is running inside a keras.StatelessScope, where variable.assign only records "
+            "the value in the scope and changes no variable; call mi.apply outside the scope"
+        )
     name = backend()
     if name == "jax":
         import jax
@@ -101,21 +104,31 @@ def refusal(variable: Any) -> str | None:
         # Inside a trace every new array is a tracer: values drawn there would leak into the
         # variables as tracers.
         if isinstance(jnp.zeros(()), jax.core.Tracer):
-            return ("mi.apply is running inside a JAX trace (jax.jit, jax.grad, ...), where a variable can "
-                    "only take a traced value; call mi.apply outside the trace")
+            return (
+                "mi.apply is running inside a JAX trace (jax.jit, jax.grad, ...), where a variable can "
+                "only take a traced value; call mi.apply outside the trace"
+            )
         if not is_deferred(variable) and isinstance(variable._value, jax.core.Tracer):
-            return ("it holds a traced value (a Keras stateless call left it there); call mi.apply outside "
-                    "the trace")
+            return (
+                "it holds a traced value (a Keras stateless call left it there); call mi.apply outside "
+                "the trace"
+            )
     if is_deferred(variable):
         return None
     if name == "torch":
         torch = sys.modules.get("torch")
         value = variable._value
-        if torch is not None and isinstance(value, torch.Tensor):
-            if value.is_inference() and not torch.is_inference_mode_enabled():
-                return ("it holds an inference tensor (the layer was built under torch.inference_mode()), "
-                        "which cannot be changed in place outside inference mode; build the layer outside "
-                        "inference_mode, or call mi.apply inside torch.inference_mode()")
+        if (
+            torch is not None
+            and isinstance(value, torch.Tensor)
+            and value.is_inference()
+            and not torch.is_inference_mode_enabled()
+        ):
+            return (
+                "it holds an inference tensor (the layer was built under torch.inference_mode()), "
+                "which cannot be changed in place outside inference mode; build the layer outside "
+                "inference_mode, or call mi.apply inside torch.inference_mode()"
+            )
     return None
 
 
@@ -143,7 +156,7 @@ def sharding_of(variable: Any) -> Any:
 
 # --------------------------------------------------------------------------- native draws
 
-_JITTED: "OrderedDict[tuple, Callable[..., Any]]" = OrderedDict()
+_JITTED: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 _JITTED_MAX = 256
 
 
@@ -151,13 +164,17 @@ def _splits_seed(spec: Spec) -> bool:
     """True when drawing ``spec`` derives child seeds in Python (it needs a concrete seed)."""
     if isinstance(spec, WithAxes):
         return _splits_seed(spec.spec)
-    if isinstance(spec, (Mixture, Sparse)):
-        return True
-    return False
+    return isinstance(spec, (Mixture, Sparse))
 
 
-def draw(make: Callable[[Any], Any], key: tuple, spec: Spec, shape: tuple[int, ...], seed: int,
-         sharding: Any) -> Any:
+def draw(
+    make: Callable[[Any], Any],
+    key: tuple[Any, ...],
+    spec: Spec,
+    shape: tuple[int, ...],
+    seed: int,
+    sharding: Any,
+) -> Any:
     """``make(seed)`` (a native tensor of ``shape``): on JAX by one jitted function onto
     ``sharding`` (each device draws its shard), elsewhere eagerly. ``key`` identifies
     ``make``'s law, shape, dtype and fans."""
