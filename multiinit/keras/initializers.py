@@ -522,6 +522,9 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
 
 
 # --------------------------------------------------------------------------- the drop-ins
+# Their signatures (__init__, __call__, get_config, from_config; get, serialize, deserialize) are
+# Keras' own, which carry no annotations (tests/test_keras_conformance.py compares them), so their
+# types are PEP 484 type comments: mypy reads those, inspect.signature does not show them.
 
 
 class _DropIn:
@@ -536,8 +539,7 @@ class _DropIn:
         axes: see ``VarianceScaling``)."""
         return self.spec
 
-    # The signature is Keras' own, ``(self, shape, dtype=None)``.
-    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+    def __call__(self, shape, dtype=None):  # type: (Any, Any) -> Any
         if self._random:
             self._check_dtype(shape, dtype)
         try:
@@ -588,7 +590,7 @@ class Zeros(_DropIn, _K.Zeros):
     0.0
     """
 
-    def __init__(self) -> None:
+    def __init__(self):  # type: () -> None
         super().__init__()
         self.spec = spec_of("Zeros")
 
@@ -601,7 +603,7 @@ class Ones(_DropIn, _K.Ones):
     6.0
     """
 
-    def __init__(self) -> None:
+    def __init__(self):  # type: () -> None
         super().__init__()
         self.spec = spec_of("Ones")
 
@@ -615,7 +617,7 @@ class Constant(_DropIn, _K.Constant):
     (constant(value=2.5), [[1.0, 2.0], [1.0, 2.0]])
     """
 
-    def __init__(self, value: Any = 0.0) -> None:
+    def __init__(self, value=0.0):  # type: (Any) -> None
         super().__init__(value)
         self.spec = spec_of("Constant", value)
 
@@ -629,11 +631,11 @@ class Identity(_DropIn, _K.Identity):
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
     """
 
-    def __init__(self, gain: Any = 1.0) -> None:
+    def __init__(self, gain=1.0):  # type: (Any) -> None
         super().__init__(gain)
         self.spec = spec_of("Identity", gain)
 
-    def get_config(self) -> dict[str, Any]:
+    def get_config(self):  # type: () -> dict[str, Any]
         # Keras 3.15's Identity has no get_config, so its config ({}) loses the gain.
         return {"gain": self.gain}
 
@@ -655,14 +657,13 @@ class STFT(_DropIn, _K.STFT):
     (8, 1, 5)
     """
 
-    def __init__(
-        self, side: Any = "real", window: Any = "hann", scaling: Any = "density", periodic: Any = False
-    ) -> None:
+    def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        # type: (Any, Any, Any, Any) -> None
         _keras_init("STFT", lambda: super(STFT, self).__init__(side, window, scaling, periodic))
         self.spec = spec_of("STFT", side, window, scaling, periodic)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> STFT:
+    def from_config(cls, config):  # type: (dict[str, Any]) -> STFT
         # An array window is saved as Keras' "__numpy__" config; Keras 3.15's own STFT hands
         # that dict to __init__ as the window, so a saved array window does not load there.
         config = dict(config)
@@ -695,7 +696,7 @@ class RandomNormal(_Seeded, _K.RandomNormal):
     (normal(std=0.01), True)
     """
 
-    def __init__(self, mean: Any = 0.0, stddev: Any = 0.05, seed: Any = None) -> None:
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("RandomNormal", mean, stddev)
         _keras_init("RandomNormal", lambda: super(RandomNormal, self).__init__(mean, stddev, seed))
         self.spec = spec
@@ -709,7 +710,7 @@ class RandomUniform(_Seeded, _K.RandomUniform):
     uniform(low=-1.0, high=1.0)
     """
 
-    def __init__(self, minval: Any = -0.05, maxval: Any = 0.05, seed: Any = None) -> None:
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("RandomUniform", minval, maxval)
         _keras_init("RandomUniform", lambda: super(RandomUniform, self).__init__(minval, maxval, seed))
         self.spec = spec
@@ -730,7 +731,7 @@ class TruncatedNormal(_Seeded, _K.TruncatedNormal):
     truncated_normal(mean=0.1, std=0.02)
     """
 
-    def __init__(self, mean: Any = 0.0, stddev: Any = 0.05, seed: Any = None) -> None:
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("TruncatedNormal", mean, stddev)
         _keras_init("TruncatedNormal", lambda: super(TruncatedNormal, self).__init__(mean, stddev, seed))
         self.spec = spec
@@ -758,13 +759,14 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
 
     def __init__(
         self,
-        scale: Any = 1.0,
-        mode: Any = "fan_in",
-        distribution: Any = "truncated_normal",
-        seed: Any = None,
-        input_axes: Any = None,
-        output_axes: Any = None,
-    ) -> None:
+        scale=1.0,
+        mode="fan_in",
+        distribution="truncated_normal",
+        seed=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        # type: (Any, Any, Any, Any, Any, Any) -> None
         spec = _variance_spec(scale, mode, distribution, input_axes, output_axes)
         _keras_init(
             "VarianceScaling",
@@ -816,9 +818,8 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
 
 
 def _named(name: str, keras_class: type[Any], doc: str) -> type[VarianceScaling]:
-    def __init__(
-        self: VarianceScaling, seed: Any = None, input_axes: Any = None, output_axes: Any = None
-    ) -> None:
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        # type: (VarianceScaling, Any, Any, Any) -> None
         spec = spec_of(name, input_axes=input_axes, output_axes=output_axes)
         _keras_init(name, lambda: keras_class.__init__(self, seed, input_axes, output_axes))
         self.spec = spec
@@ -864,7 +865,7 @@ class Orthogonal(_Seeded, _K.Orthogonal):
     True
     """
 
-    def __init__(self, gain: Any = 1.0, seed: Any = None) -> None:
+    def __init__(self, gain=1.0, seed=None):  # type: (Any, Any) -> None
         spec = spec_of("Orthogonal", gain)
         _keras_init("Orthogonal", lambda: super(Orthogonal, self).__init__(gain, seed))
         self.spec = spec
@@ -944,7 +945,7 @@ ALL_OBJECTS_DICT.update(
 _CANONICAL = {alias: cls.__name__ for alias, cls in ALL_OBJECTS_DICT.items() if cls is not Initializer}
 
 
-def serialize(initializer: Any) -> Any:
+def serialize(initializer):  # type: (Any) -> Any
     """keras.initializers.serialize: the initializer's config as a dict (a drop-in's names
     ``"registered_name": "multiinit>ClassName"``).
 
@@ -954,7 +955,7 @@ def serialize(initializer: Any) -> Any:
     return keras.saving.serialize_keras_object(initializer)
 
 
-def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
+def deserialize(config, custom_objects=None):  # type: (Any, dict[str, Any] | None) -> Any
     """keras.initializers.deserialize: the initializer a config describes; Keras' own class
     names (``{"class_name": "HeNormal", ...}``) give the drop-ins.
 
@@ -966,7 +967,7 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
     )
 
 
-def get(identifier: Any) -> Any:
+def get(identifier):  # type: (Any) -> Any
     """keras.initializers.get: an initializer from a name, a config, a class, a callable, or a
     tensor (whose values it returns for its own shape).
 
@@ -981,7 +982,7 @@ def get(identifier: Any) -> Any:
         obj = deserialize({"class_name": str(identifier), "config": {}})
     elif keras.ops.is_tensor(identifier) or isinstance(identifier, (np.generic, np.ndarray)):
 
-        def initialize_fn(shape: Any, dtype: Any = None) -> Any:
+        def initialize_fn(shape, dtype=None):  # type: (Any, Any) -> Any
             dtype = keras.backend.standardize_dtype(dtype)
             if tuple(int(d) for d in shape) != tuple(int(d) for d in identifier.shape):
                 raise ShapeError(
