@@ -95,7 +95,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -390,11 +390,17 @@ def _plan_scaled(
             return "complex_truncated", (), (variance,)
         return "normal", (False, "normal"), (variance, zero)
     if distribution == "uniform":
-        bounds = (_at_least(-bound, dtype), _below(bound, dtype)) if clamp else _scalars(dtype, 0, 0)
+        bounds = (
+            (_at_least(-bound, dtype), _below(bound, dtype)) if bound is not None else _scalars(dtype, 0, 0)
+        )
         return "uniform", (clamp, "uniform"), (*_scalars(cdtype, -1.0, 1.0), variance, *bounds)
     if distribution == "untruncated_normal":
         return "normal", (False, "normal"), (variance, zero)
-    bounds = (_at_least(-2 * bound, dtype), _at_most(2 * bound, dtype)) if clamp else _scalars(dtype, 0, 0)
+    bounds = (
+        (_at_least(-2 * bound, dtype), _at_most(2 * bound, dtype))
+        if bound is not None
+        else _scalars(dtype, 0, 0)
+    )
     return "truncated", (False, clamp, "truncated"), (*_scalars(cdtype, -2.0, 2.0), variance, zero, *bounds)
 
 
@@ -650,10 +656,10 @@ def _sparse(std: Any, k: int, key: Any, view: LogicalView, cdtype: Any) -> Any:
     values_key, rows_key = jax.random.split(key)
     if view.is_plain and view.batch == 0 and view.axes == (1, 0):
         out = std * jax.random.normal(values_key, view.native_shape, cdtype)
-        zero = _k_per_row(rows_key, view.native_shape, k)
+        zero = _k_per_row(rows_key, cast("tuple[int, int]", view.native_shape), k)  # sparse is 2-D
     else:
         out = std * jax.random.normal(values_key, view.logical_shape, cdtype)
-        zero = _k_rows_per_column(rows_key, view.logical_shape, k)
+        zero = _k_rows_per_column(rows_key, cast("tuple[int, int]", view.logical_shape), k)
     if k:
         out = jnp.where(zero, jnp.zeros((), out.dtype), out)
     return out if view.is_plain and view.batch == 0 and view.axes == (1, 0) else view.to_native(out)
@@ -738,6 +744,7 @@ def _plan_pieces(spec: Mixture, dtype: np.dtype) -> tuple[str, tuple[Any, ...], 
             continue
         if width < 2 ** (mantissa + 1):
             return None  # too small a share to carry the dtype's resolution: the general path
+        component = cast(Uniform, component)  # every live component is a uniform or a constant (above)
         shift = width.bit_length() - 1 - mantissa
         scale = 2.0**shift / width  # offset >> shift is below width / 2**shift: the fraction is < 1
         pieces.append(("uniform", start, shift))
@@ -873,10 +880,12 @@ def _deterministic(spec: Spec, view: LogicalView, dtype: np.dtype) -> Any:
         # eye(out, in) seen in (in, out) is eye(in, out): no transpose to materialize.
         return jnp.eye(native[0], native[1], dtype=dtype)
     cdtype = _compute_dtype(dtype) if _is_float(dtype) or _is_complex(dtype) else dtype
-    drawn = (
+    # The deterministic laws besides a constant are eye and dirac; a JAX array, which
+    # LogicalView rearranges as it does a NumPy one (its reshape and transpose).
+    drawn: Any = (
         jnp.eye(logical[0], logical[1], dtype=cdtype)
         if isinstance(spec, Eye)
-        else _dirac(spec, logical, cdtype)
+        else _dirac(cast(Dirac, spec), logical, cdtype)
     )
     return view.to_native(drawn).astype(dtype)
 
@@ -946,6 +955,9 @@ def _draw_jax(call: tuple[Any, ...], key: Any, shape: tuple[int, ...], dtype: np
     ``("delta_orthogonal", scale, column_axis)``.
     """
     name, *args = call
+    family: str
+    static: tuple[Any, ...]
+    numbers: tuple[Any, ...]
     if name == "constant":
         return jnp.full(shape, args[0], dtype)
     if math.prod(shape) == 0:

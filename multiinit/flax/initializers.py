@@ -60,8 +60,8 @@ import inspect
 import math
 import numbers
 import typing
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
 
 import flax.typing
 import jax
@@ -325,12 +325,15 @@ def _orthogonal_law(function: str, scale: float, column_axis: int) -> Spec:
     if function == "orthogonal" and column_axis == -1:
         # On a (..., in, out) kernel the columns are the out axis: torch's rows, the spec's law.
         return _spec.orthogonal(abs(scale))
+    law: Spec
     if function == "orthogonal":
         name = f"jax.nn.initializers.orthogonal(scale={scale!r}, column_axis={column_axis})"
-        return _spec.custom(_numpy_orthogonal(scale, column_axis), name=name)
-    return _spec.custom(
+        law = _spec.custom(_numpy_orthogonal(scale, column_axis), name=name)
+        return law
+    law = _spec.custom(
         _numpy_delta_orthogonal(scale), name=f"jax.nn.initializers.delta_orthogonal(scale={scale!r})"
     )
+    return law
 
 
 def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -339,10 +342,15 @@ def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     z = rng.standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(z)
     q = q * np.sign(np.diagonal(r))[None, :]
-    return q if rows >= cols else q.T
+    haar: np.ndarray = q if rows >= cols else q.T
+    return haar
 
 
-def _numpy_orthogonal(scale: float, column_axis: int):
+#: A custom spec's law: ``law(rng, logical_shape, dtype) -> values`` (see ``spec.custom``).
+_Law = Callable[[np.random.Generator, tuple[int, ...], Any], np.ndarray]
+
+
+def _numpy_orthogonal(scale: float, column_axis: int) -> _Law:
     def law(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """JAX's ``orthogonal(scale, column_axis)`` on the Flax kernel whose logical view is ``shape``."""
         view = LogicalView.of(_flax_shape(shape), SPATIAL_IN_OUT)
@@ -356,7 +364,7 @@ def _numpy_orthogonal(scale: float, column_axis: int):
     return law
 
 
-def _numpy_delta_orthogonal(scale: float):
+def _numpy_delta_orthogonal(scale: float) -> _Law:
     def law(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """JAX's ``delta_orthogonal(scale)`` in logical layout: a Haar (out, in) matrix at the
         spatial centre ``(k - 1) // 2``, zeros elsewhere."""
@@ -365,7 +373,8 @@ def _numpy_delta_orthogonal(scale: float):
                 f"delta_orthogonal needs a 3-D to 5-D kernel with in <= out, not logical {shape}"
             )
         out = np.zeros(shape)
-        out[(slice(None), slice(None), *((k - 1) // 2 for k in shape[2:]))] = scale * _haar(rng, *shape[:2])
+        centre: tuple[slice | int, ...] = (slice(None), slice(None), *((k - 1) // 2 for k in shape[2:]))
+        out[centre] = scale * _haar(rng, *shape[:2])
         return out
 
     return law
@@ -408,7 +417,7 @@ def _build(name: str, *args: Any, **kwargs: Any) -> tuple[Spec, tuple[Any, ...] 
                 f"uniform: scale={shown(a['scale'])} is not allowed; scale must be a real number"
             )
         scale = _real(name, "scale", a["scale"])
-        law = _spec.zeros() if scale == 0 else _spec.uniform(min(0.0, scale), max(0.0, scale))
+        law: Spec = _spec.zeros() if scale == 0 else _spec.uniform(min(0.0, scale), max(0.0, scale))
         return law, ("uniform", scale), dtype
     if name == "normal":
         if isinstance(a["stddev"], str) or a["stddev"] is None:
@@ -529,7 +538,8 @@ class JaxInitializer(_compiled.Initializer):
         dtype: DTypeLikeInexact | None = _DEFAULT,
         out_sharding: OutShardingType = None,
     ) -> Array:
-        return _fill(self, key, shape, self.dtype if dtype is _DEFAULT else dtype, out_sharding)
+        filled: Array = _fill(self, key, shape, self.dtype if dtype is _DEFAULT else dtype, out_sharding)
+        return filled
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JaxInitializer) and (self.name, self.spec, self.call, self.dtype) == (
@@ -583,6 +593,7 @@ def _fill(init: JaxInitializer, key: Any, shape: Any, dtype: Any, out_sharding: 
         )
     sharding = _sharding(name, out_sharding)
     if name == "constant" or name in ("zeros", "ones"):
+        call = cast("tuple[Any, ...]", call)  # _build gives a constant its call
         try:
             if sharding is not None:
                 return jnp.full(shape, call[1], dtype=resolved, device=sharding)
@@ -617,6 +628,7 @@ def _random(init: JaxInitializer, key: Any, shape: tuple[int, ...], dtype: np.dt
                 f"{name}: dtype={dtype.name} is not allowed; JAX's QR has no {dtype.name} "
                 "kernel (Unsupported dtype)"
             )
+        call = cast("tuple[Any, ...]", call)  # _build gives orthogonal and delta_orthogonal their call
         _, scale, column_axis = call
         if name == "orthogonal":
             if len(shape) < 2:
@@ -744,7 +756,9 @@ def variance_scaling(
     return _make("variance_scaling", scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)
 
 
-def _scaled_constructor(name: str, scale: float, mode: str, distribution: str, aka: str = ""):
+def _scaled_constructor(
+    name: str, scale: float, mode: str, distribution: str, aka: str = ""
+) -> Callable[..., Initializer]:
     def constructor(
         in_axis: int | Sequence[int] = -2,
         out_axis: int | Sequence[int] = -1,

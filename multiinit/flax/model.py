@@ -114,7 +114,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -122,6 +122,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax.core import FrozenDict, meta as _meta
+from flax.linen.spmd import logical_to_mesh_axes  # nn's own, which flax.linen does not re-export
 from jax.sharding import Mesh, PartitionSpec, Sharding
 
 from .. import rules as _rules, stream as _stream
@@ -210,6 +211,7 @@ class _Layer:
         self.reg = lookup_layer(self.cls) if self.cls is not None else None
         self.projection: str | None = None
         self.general: Any = None
+        self.kind: str | None  # None: a module whose kind neither a registration nor its class gives
         if kind is not None:
             self.kind, self.known = kind, True
         elif self.reg is not None:
@@ -374,7 +376,7 @@ def _layer_params(path: tuple[Any, ...], layer: _Layer, slots: dict[str, _Slot],
         view = layer.reg.view(name, shape) if layer.reg is not None else None
         views[name] = view if view is not None else _builtin_view(layer, name, shape, values)
     weight = next((n for n in values if n in _WEIGHT_ROLES and _has_fans(views[n])), None)
-    out = []
+    out: list[Param] = []
     for name in _ordered_leaves(slots):
         fans = None
         if not _has_fans(views[name]):
@@ -520,6 +522,7 @@ def _tree_params(
 ) -> tuple[list[Param], tuple[str, ...]]:
     """The Params of a linen tree's learnable collection (or of an nnx State's ``Param``
     variables), and the key path of that collection."""
+    prefix: tuple[str, ...]
     if not nnx_state and "params" in tree and isinstance(tree["params"], Mapping):
         root, prefix = tree["params"], ("params",)
     else:
@@ -585,9 +588,10 @@ def _tree_params(
     visit(root, (), None)
     layers.check_used(module_paths)
     ranks = [layers.rank(short) for short, _ in found]
-    if layers.entries and all(r is not None for r in ranks):
+    known = [r for r in ranks if r is not None]
+    if layers.entries and len(known) == len(ranks):
         # layers= lists every module (as modules() does, in call order): that is the order.
-        found = [entry for _, entry in sorted(zip(ranks, found, strict=True), key=lambda pair: pair[0])]
+        found = [entry for _, entry in sorted(zip(known, found, strict=True), key=lambda pair: pair[0])]
     params = [p for _, group in found for p in group]
     for i, p in enumerate(params):
         p.order = i
@@ -618,7 +622,7 @@ def _tree_others(
 ) -> list[tuple[tuple[Any, ...], Any, Any]]:
     """Every abstract leaf of ``tree`` outside the learnable collection: ``(key path, value,
     leaf)`` (the leaf is the box or the nnx variable)."""
-    out = []
+    out: list[tuple[tuple[Any, ...], Any, Any]] = []
     if not nnx_state and not prefix:
         return out  # a bare params tree: every leaf is a parameter
 
@@ -799,7 +803,7 @@ class _Shardings:
             self.one = value
         elif isinstance(value, Mapping):
             self.by_path = {}
-            self._flatten(value, ())
+            self._flatten(value, (), self.by_path)
         else:
             raise RuleError(
                 f"shardings={value!r} is not allowed; shardings must be a jax.sharding.Mesh (each "
@@ -807,10 +811,11 @@ class _Shardings:
                 "tree like the model's of Sharding, PartitionSpec or None (e.g. from nn.get_partition_spec)"
             )
 
-    def _flatten(self, node: Any, path: tuple[Any, ...]) -> None:
+    def _flatten(self, node: Any, path: tuple[Any, ...], by_path: dict[str, Any]) -> None:
+        """Every leaf of the shardings tree ``node`` (at ``path``) into ``by_path``."""
         if isinstance(node, Mapping) and not isinstance(node, nnx.Variable):
             for name in node:
-                self._flatten(node[name], (*path, name))
+                self._flatten(node[name], (*path, name), by_path)
             return
         value = node.get_value() if isinstance(node, nnx.Variable) else node
         if isinstance(value, _meta.AxisMetadata):
@@ -820,7 +825,7 @@ class _Shardings:
                 f"shardings at {'/'.join(map(str, path))!r} is {value!r}; the leaves of a shardings tree are "
                 "jax.sharding.Sharding, PartitionSpec or None"
             )
-        self.by_path["/".join(str(p) for p in path)] = value
+        by_path["/".join(str(p) for p in path)] = value
 
     def lookup(self, paths: Iterable[str], prefix: tuple[Any, ...]) -> tuple[bool, Any]:
         if self.by_path is None:
@@ -848,7 +853,9 @@ def _names_spec(leaf: Any, value: Any) -> tuple[PartitionSpec | None, Mesh | Non
     """The partition spec a leaf's metadata gives, and the metadata's mesh."""
     if isinstance(leaf, _meta.Partitioned):
         if isinstance(leaf, nn.LogicallyPartitioned):
-            return PartitionSpec(*nn.logical_to_mesh_axes(leaf.names, leaf.rules)), leaf.mesh
+            # A PartitionSpec: None comes only for names=None, and a partitioned leaf has its names.
+            axes = cast(PartitionSpec, logical_to_mesh_axes(leaf.names, leaf.rules))
+            return PartitionSpec(*axes), leaf.mesh
         return leaf.get_partition_spec(), leaf.mesh
     if (
         isinstance(leaf, nnx.Variable)
@@ -923,7 +930,7 @@ class _Writer:
         self.prefix = prefix
         self.written: dict[tuple[Any, ...], Any] = {}
         self.targets: dict[int, Sharding | None] = {}
-        self.extras: list[tuple[Any, str, Sharding | None, tuple[Any, ...]]] = []
+        self.extras: list[tuple[Any, str, Sharding | None, tuple[Any, ...], Any]] = []
         self.traced = _is_tracer(jnp.zeros((), jnp.int8))  # called inside jax.jit (or another transform)
         self._root: Any = None
 
@@ -1064,7 +1071,8 @@ class _Writer:
     def root(self) -> Any:
         """The key of this call (``sharded.root_key``; fresh OS entropy without a seed)."""
         if self._root is None:
-            seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy)
+            # (A SeedSequence made without entropy draws an int of OS entropy.)
+            seed = self.seed if self.seed is not None else int(cast(int, np.random.SeedSequence().entropy))
             self._root = _sharded.root_key(seed)
         return self._root
 
@@ -1083,7 +1091,8 @@ class _Writer:
             )
 
         def region(box: Any) -> np.ndarray:
-            return _rules.portable_values(param, spec, draw, box=box)
+            values: np.ndarray = _rules.portable_values(param, spec, draw, box=box)
+            return values
 
         return _sharded.portable(
             param.view.native_shape, param.view, dtype, target, region, _stream.is_elementwise(spec)

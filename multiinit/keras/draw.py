@@ -87,7 +87,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -109,6 +109,7 @@ from ..spec import (
     Spec,
     TruncatedNormal,
     Uniform,
+    VarianceScaling,
     WithAxes,
 )
 
@@ -271,7 +272,9 @@ def _draw_elementwise(
     elif isinstance(spec, TruncatedNormal):
         return _truncated(shape, spec.mean, spec.std, spec.low, spec.high, dtype, seed)
     else:
-        distribution, number = spec.as_variance_scaling().law(*fans)
+        # _elementwise let only a fan-based spec through to here, and _draw gave it its fans.
+        scaled = cast(VarianceScaling, spec.as_variance_scaling())
+        distribution, number = scaled.law(*cast("tuple[int, int]", fans))
         if distribution == "uniform":
             return _uniform(shape, -number, number, dtype, seed)
         if distribution == "untruncated_normal":
@@ -320,7 +323,7 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple[Any, ...] | None:
     density = uniforms[0][0] / (uniforms[0][1].high - uniforms[0][1].low)
     if any(abs(w / (s.high - s.low) / density - 1) > 1e-12 for w, s in uniforms):
         return None
-    gaps = []
+    gaps: list[tuple[float, float, tuple[float, float]]] = []
     for (_, left), (_, right) in itertools.pairwise(uniforms):
         if right.low < left.high:
             return None  # overlapping uniforms
@@ -357,9 +360,13 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple[Any, ...] | None:
         x = f32(f32(word) * step)
         return float(x if offset == 0 else f32(x + offset))
 
-    clamps = [None, None]
+    def edge(x: float) -> int:
+        # Only for a uniform's low or high, each of whose words exists (checked above).
+        return cast(int, word_of(x))
+
+    clamps: list[float | None] = [None, None]
     for i, (_, s) in enumerate(uniforms):
-        first, end = word_of(s.low) - half, word_of(s.high) - half
+        first, end = edge(s.low) - half, edge(s.high) - half
         floor, ceiling = _inside(s.low, s.high, "float32", open_high=True)
         if value(first) < floor:
             if i > 0:
@@ -374,7 +381,7 @@ def _plan_hull(live: tuple[tuple[float, Spec], ...]) -> tuple[Any, ...] | None:
         half,
         float(step),
         float(offset),
-        tuple((word_of(a) - half, word_of(b) - half, c[1]) for a, b, c in gaps),
+        tuple((edge(a) - half, edge(b) - half, c[1]) for a, b, c in gaps),
         tuple(clamps),
     )
 
@@ -414,11 +421,12 @@ def _plan_bits(live: tuple[tuple[float, Spec], ...]) -> tuple[tuple[Any, ...], t
         edges.append(round(acc * scale) << _MANTISSA_BITS if one_word else min(word, round(acc * word)))
     f32 = np.float32
     first, last = f32(1.0), f32(2.0) - f32(2.0**-_MANTISSA_BITS)
-    pieces = []
+    pieces: list[tuple[Any, ...]] = []
     for _, s in live:
         if isinstance(s, Constant):
             pieces.append(("constant", s.value))
             continue
+        s = cast(Uniform, s)  # _bits_plan plans only mixtures of uniforms and constants
         width = f32(s.high - s.low)
         offset = f32(s.low - float(width))
         # Exactly the float32 arithmetic the backend does (a product, then a sum), at both
@@ -505,7 +513,9 @@ def _np_dtype(dtype: str) -> np.dtype:
     if dtype == "bfloat16":
         import ml_dtypes  # a dependency of Keras 3
 
-        return np.dtype(ml_dtypes.bfloat16)
+        # ml_dtypes' compiled extension has no stubs: its bfloat16, so this dtype, is Any to mypy.
+        bfloat16: np.dtype = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
     return np.dtype(dtype)
 
 
@@ -643,7 +653,8 @@ def _tracing() -> bool:
 
 def _holds(dtype: str) -> bool:
     """True when the backend makes tensors of ``dtype`` (JAX without x64 makes float64 float32)."""
-    return keras.backend.standardize_dtype(_ops.zeros((1,), dtype=dtype).dtype) == dtype
+    made: str = keras.backend.standardize_dtype(_ops.zeros((1,), dtype=dtype).dtype)
+    return made == dtype
 
 
 def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
@@ -755,7 +766,7 @@ def _draw(
 
 
 def _resolve_dtype(spec: Spec, dtype: Any, where: str) -> str:
-    resolved = keras.backend.standardize_dtype(keras.backend.floatx() if dtype is None else dtype)
+    resolved: str = keras.backend.standardize_dtype(keras.backend.floatx() if dtype is None else dtype)
     if resolved not in _FLOATS and (spec.random or isinstance(spec, Custom)):
         raise SpecError(
             f"{spec!r} cannot fill {where}: dtype={resolved!r} is not allowed; a random spec "

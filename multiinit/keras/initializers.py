@@ -67,10 +67,11 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import keras
 import numpy as np
+from keras import initializers as _K
 
 from .. import spec as _spec
 from ..errors import ShapeError, SpecError, SpecTypeError, shorten, shown
@@ -121,8 +122,6 @@ __all__ = [
     "spec_of",
     "SpecDtypeError",
 ]
-
-_K = keras.initializers
 
 #: Keras' own base class, the one every initializer (a drop-in too) derives from.
 Initializer = _K.Initializer
@@ -190,6 +189,7 @@ def _as_multiinit(err: Exception, message: str) -> Exception:
     kinds = list(dict.fromkeys(_AS[c] for c in type(err).__mro__ if c.__module__ == "builtins" and c in _AS))
     # Keep the most specific: SpecTypeError already is a SpecError.
     kinds = [k for k in kinds if not any(other is not k and issubclass(other, k) for other in kinds)]
+    kind: type[Exception]
     if len(kinds) > 1:
         # A backend error of several builtins (both a ValueError and a TypeError, say): a class
         # that is each of them.
@@ -324,7 +324,11 @@ def _identity_spec(gain: Any) -> Spec:
         return _spec.eye()
     if gain_ == 0.0:
         return _spec.zeros()
-    return _logical_law(f"keras.initializers.Identity(gain={gain_!r})", lambda shape: gain_ * np.eye(*shape))
+    # Keras' Identity is 2-D only: the shape is (rows, columns).
+    return _logical_law(
+        f"keras.initializers.Identity(gain={gain_!r})",
+        lambda shape: gain_ * np.eye(*cast("tuple[int, int]", shape)),
+    )
 
 
 def _stft_kernel(side: str, window: Any, scaling: Any, periodic: bool, shape: tuple[int, ...]) -> np.ndarray:
@@ -334,6 +338,7 @@ def _stft_kernel(side: str, window: Any, scaling: Any, periodic: bool, shape: tu
     freq = np.arange(fft_length, dtype=np.float64).reshape(1, 1, fft_length) / ((fft_length - 1) * 2)
     args = -2.0 * kernel_time * freq * np.pi
     kernel = np.cos(args) if side == "real" else np.sin(args)
+    win: np.ndarray
     if window is not None:
         if isinstance(window, str):
             import scipy.signal  # Keras itself needs SciPy for named windows
@@ -444,6 +449,12 @@ def _stft_checks(side: Any, window: Any, scaling: Any) -> None:
         )
 
 
+def _stft(side: Any = "real", window: Any = "hann", scaling: Any = "density", periodic: Any = False) -> Spec:
+    """``STFT``'s entry of the table below: Keras' arguments and defaults, Keras' checks first."""
+    _stft_checks(side, window, scaling)
+    return _stft_spec(side, window, scaling, periodic)
+
+
 def _variance_scaling(
     scale: Any = 1.0,
     mode: Any = "fan_in",
@@ -462,17 +473,14 @@ _TABLE: dict[str, Callable[..., Spec]] = {
     "Ones": lambda: _spec.ones(),
     "Constant": lambda value=0.0: _constant_spec(value),
     "Identity": lambda gain=1.0: _identity_spec(gain),
-    "STFT": lambda side="real", window="hann", scaling="density", periodic=False: (
-        _stft_checks(side, window, scaling),
-        _stft_spec(side, window, scaling, periodic),
-    )[1],
+    "STFT": _stft,
     "RandomNormal": lambda mean=0.0, stddev=0.05: _normal_spec(mean, stddev),
     "RandomUniform": lambda minval=-0.05, maxval=0.05: _uniform_spec(minval, maxval),
     "TruncatedNormal": lambda mean=0.0, stddev=0.05: _normal_spec(mean, stddev, "TruncatedNormal", True),
     "VarianceScaling": _variance_scaling,
     "Orthogonal": lambda gain=1.0: _orthogonal_spec(gain),
 }
-for _name, _scale, _mode, _distribution, _named in (
+for _name, _scale, _mode, _distribution, _named_spec in (
     ("GlorotNormal", 1.0, "fan_avg", "truncated_normal", _spec.glorot_normal),
     ("GlorotUniform", 1.0, "fan_avg", "uniform", _spec.glorot_uniform),
     ("HeNormal", 2.0, "fan_in", "truncated_normal", _spec.he_normal),
@@ -486,7 +494,7 @@ for _name, _scale, _mode, _distribution, _named in (
                 scale, mode, distribution, input_axes, output_axes, named, name
             )
         )
-    )(_scale, _mode, _distribution, _named, _name)
+    )(_scale, _mode, _distribution, _named_spec, _name)
 
 
 def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
@@ -514,6 +522,9 @@ def spec_of(name: str, *args: Any, **kwargs: Any) -> Spec:
 
 
 # --------------------------------------------------------------------------- the drop-ins
+# Their signatures (__init__, __call__, get_config, from_config; get, serialize, deserialize) are
+# Keras' own, which carry no annotations (tests/test_keras_conformance.py compares them), so their
+# types are PEP 484 type comments: mypy reads those, inspect.signature does not show them.
 
 
 class _DropIn:
@@ -528,8 +539,7 @@ class _DropIn:
         axes: see ``VarianceScaling``)."""
         return self.spec
 
-    # No annotations: the signature is Keras' own, ``(self, shape, dtype=None)``.
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape, dtype=None):  # type: (Any, Any) -> Any
         if self._random:
             self._check_dtype(shape, dtype)
         try:
@@ -563,9 +573,13 @@ class _DropIn:
             )
 
 
-def _register(cls: type) -> type:
+_C = TypeVar("_C", bound=type)
+
+
+def _register(cls: _C) -> _C:
     cls.__module__ = __name__
-    return keras.saving.register_keras_serializable(package="multiinit", name=cls.__name__)(cls)
+    registered: _C = keras.saving.register_keras_serializable(package="multiinit", name=cls.__name__)(cls)
+    return registered
 
 
 @_register
@@ -576,7 +590,7 @@ class Zeros(_DropIn, _K.Zeros):
     0.0
     """
 
-    def __init__(self):
+    def __init__(self):  # type: () -> None
         super().__init__()
         self.spec = spec_of("Zeros")
 
@@ -589,7 +603,7 @@ class Ones(_DropIn, _K.Ones):
     6.0
     """
 
-    def __init__(self):
+    def __init__(self):  # type: () -> None
         super().__init__()
         self.spec = spec_of("Ones")
 
@@ -603,7 +617,7 @@ class Constant(_DropIn, _K.Constant):
     (constant(value=2.5), [[1.0, 2.0], [1.0, 2.0]])
     """
 
-    def __init__(self, value=0.0):
+    def __init__(self, value=0.0):  # type: (Any) -> None
         super().__init__(value)
         self.spec = spec_of("Constant", value)
 
@@ -617,11 +631,11 @@ class Identity(_DropIn, _K.Identity):
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
     """
 
-    def __init__(self, gain=1.0):
+    def __init__(self, gain=1.0):  # type: (Any) -> None
         super().__init__(gain)
         self.spec = spec_of("Identity", gain)
 
-    def get_config(self):
+    def get_config(self):  # type: () -> dict[str, Any]
         # Keras 3.15's Identity has no get_config, so its config ({}) loses the gain.
         return {"gain": self.gain}
 
@@ -644,11 +658,12 @@ class STFT(_DropIn, _K.STFT):
     """
 
     def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        # type: (Any, Any, Any, Any) -> None
         _keras_init("STFT", lambda: super(STFT, self).__init__(side, window, scaling, periodic))
         self.spec = spec_of("STFT", side, window, scaling, periodic)
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config):  # type: (dict[str, Any]) -> STFT
         # An array window is saved as Keras' "__numpy__" config; Keras 3.15's own STFT hands
         # that dict to __init__ as the window, so a saved array window does not load there.
         config = dict(config)
@@ -681,7 +696,7 @@ class RandomNormal(_Seeded, _K.RandomNormal):
     (normal(std=0.01), True)
     """
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("RandomNormal", mean, stddev)
         _keras_init("RandomNormal", lambda: super(RandomNormal, self).__init__(mean, stddev, seed))
         self.spec = spec
@@ -695,7 +710,7 @@ class RandomUniform(_Seeded, _K.RandomUniform):
     uniform(low=-1.0, high=1.0)
     """
 
-    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("RandomUniform", minval, maxval)
         _keras_init("RandomUniform", lambda: super(RandomUniform, self).__init__(minval, maxval, seed))
         self.spec = spec
@@ -716,7 +731,7 @@ class TruncatedNormal(_Seeded, _K.TruncatedNormal):
     truncated_normal(mean=0.1, std=0.02)
     """
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):  # type: (Any, Any, Any) -> None
         spec = spec_of("TruncatedNormal", mean, stddev)
         _keras_init("TruncatedNormal", lambda: super(TruncatedNormal, self).__init__(mean, stddev, seed))
         self.spec = spec
@@ -751,6 +766,7 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
         input_axes=None,
         output_axes=None,
     ):
+        # type: (Any, Any, Any, Any, Any, Any) -> None
         spec = _variance_spec(scale, mode, distribution, input_axes, output_axes)
         _keras_init(
             "VarianceScaling",
@@ -768,7 +784,10 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
         """
         from keras.src.initializers.random_initializers import compute_fans
 
-        return compute_fans(tuple(shape), input_axes=self.input_axes, output_axes=self.output_axes)
+        fans: tuple[int, int] = compute_fans(
+            tuple(shape), input_axes=self.input_axes, output_axes=self.output_axes
+        )
+        return fans
 
     def spec_for(self, shape: Any) -> Spec:
         """The exact spec on ``shape``: with Keras' axes, every unlisted axis a batch axis.
@@ -780,7 +799,9 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
         if not isinstance(spec, _spec.WithAxes):
             return spec
         rank = len(tuple(shape))
-        named = {a % rank for a in (*spec.in_axis, *spec.out_axis)} if rank else set()
+        # Keras' axes are lists, so _variance_spec gave with_axes tuples.
+        ins, outs = cast("tuple[int, ...]", spec.in_axis), cast("tuple[int, ...]", spec.out_axis)
+        named = {a % rank for a in (*ins, *outs)} if rank else set()
         rest = tuple(a for a in range(rank) if a not in named)
         return _spec.with_axes(spec.spec, in_axis=spec.in_axis, out_axis=spec.out_axis, batch_axis=rest)
 
@@ -796,8 +817,9 @@ class VarianceScaling(_Seeded, _K.VarianceScaling):
         return _truncated(tuple(shape), 0.0, stddev, -2.0, 2.0, resolved, self.seed)
 
 
-def _named(name: str, keras_class: type, doc: str) -> type:
+def _named(name: str, keras_class: type[Any], doc: str) -> type[VarianceScaling]:
     def __init__(self, seed=None, input_axes=None, output_axes=None):
+        # type: (VarianceScaling, Any, Any, Any) -> None
         spec = spec_of(name, input_axes=input_axes, output_axes=output_axes)
         _keras_init(name, lambda: keras_class.__init__(self, seed, input_axes, output_axes))
         self.spec = spec
@@ -843,7 +865,7 @@ class Orthogonal(_Seeded, _K.Orthogonal):
     True
     """
 
-    def __init__(self, gain=1.0, seed=None):
+    def __init__(self, gain=1.0, seed=None):  # type: (Any, Any) -> None
         spec = spec_of("Orthogonal", gain)
         _keras_init("Orthogonal", lambda: super(Orthogonal, self).__init__(gain, seed))
         self.spec = spec
@@ -923,7 +945,7 @@ ALL_OBJECTS_DICT.update(
 _CANONICAL = {alias: cls.__name__ for alias, cls in ALL_OBJECTS_DICT.items() if cls is not Initializer}
 
 
-def serialize(initializer):
+def serialize(initializer):  # type: (Any) -> Any
     """keras.initializers.serialize: the initializer's config as a dict (a drop-in's names
     ``"registered_name": "multiinit>ClassName"``).
 
@@ -933,7 +955,7 @@ def serialize(initializer):
     return keras.saving.serialize_keras_object(initializer)
 
 
-def deserialize(config, custom_objects=None):
+def deserialize(config, custom_objects=None):  # type: (Any, dict[str, Any] | None) -> Any
     """keras.initializers.deserialize: the initializer a config describes; Keras' own class
     names (``{"class_name": "HeNormal", ...}``) give the drop-ins.
 
@@ -945,7 +967,7 @@ def deserialize(config, custom_objects=None):
     )
 
 
-def get(identifier):
+def get(identifier):  # type: (Any) -> Any
     """keras.initializers.get: an initializer from a name, a config, a class, a callable, or a
     tensor (whose values it returns for its own shape).
 
@@ -960,7 +982,7 @@ def get(identifier):
         obj = deserialize({"class_name": str(identifier), "config": {}})
     elif keras.ops.is_tensor(identifier) or isinstance(identifier, (np.generic, np.ndarray)):
 
-        def initialize_fn(shape, dtype=None):
+        def initialize_fn(shape, dtype=None):  # type: (Any, Any) -> Any
             dtype = keras.backend.standardize_dtype(dtype)
             if tuple(int(d) for d in shape) != tuple(int(d) for d in identifier.shape):
                 raise ShapeError(

@@ -307,6 +307,7 @@ def params_of(model: Any) -> list[Param]:
         owner = attention if attention is not None else layer
         for variable in owned:
             name = variable.name
+            kind: str | None  # None: a layer whose kind neither Keras' classes nor its variables give
             if registration is not None:
                 kind, known = registration.kind, True
             elif attention is not None:

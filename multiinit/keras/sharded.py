@@ -64,7 +64,8 @@ _KERAS_INTERNALS = (
 
 def backend() -> str:
     """The Keras backend in use: "tensorflow", "jax", "torch", ..."""
-    return keras.backend.backend()
+    name: str = keras.backend.backend()
+    return name
 
 
 # --------------------------------------------------------------------------- scopes and refusals
@@ -74,7 +75,8 @@ def in_stateless_scope() -> bool:
     """True inside a ``keras.StatelessScope`` (where ``assign`` changes no variable)."""
     from keras.src.backend.common import stateless_scope
 
-    return stateless_scope.in_stateless_scope()
+    inside: bool = stateless_scope.in_stateless_scope()
+    return inside
 
 
 def is_variable(variable: Any) -> bool:
