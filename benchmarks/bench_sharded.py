@@ -35,6 +35,7 @@ Another framework's part goes in its own functions, called from ``main``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -139,7 +140,10 @@ def torch_rank(rank: int, world: int, store: str, strategy: str, layers: int, si
                 collectives += sum(_sequence_numbers()) - sum(before)
         dist.barrier()
         local_bytes = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
+        # FSDP2's state and the module refer to each other: only the cycle collector frees the
+        # round's model, and without it the next round's shards would count on top of it.
         del model
+        gc.collect()
     dist.destroy_process_group()
     return {
         "seconds": min(times),
