@@ -75,6 +75,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -166,6 +167,26 @@ def torch_case(name: str, layers: int, size: int, rounds: int) -> dict:
     return {"seconds": min(times), "rss_above": peak_rss() - baseline, "param_bytes": param_bytes}
 
 
+def _print_cases(results: dict[str, dict[str, Any]], cases: tuple[str, ...], params: int) -> None:
+    """One line per case: its time as a ratio against the native loop (the first case) for the
+    cases on a built model, against "default + re-init" from that case on, and its peak RSS
+    above the baseline against the parameters' bytes."""
+    split = cases.index("default + re-init")
+    against = {name: cases[0] if i < split else cases[split] for i, name in enumerate(cases)}
+    width = max(map(len, cases))
+    rss = "RSS above baseline / params"
+    header = f"{'case':<{width}} {'seconds':>8} {'vs':>{width}} {'ratio':>6} {rss:>28}"
+    print(header)
+    print("-" * len(header))
+    for name in cases:
+        r = results[name]
+        base = results[against[name]]["seconds"]
+        print(
+            f"{name:<{width}} {r['seconds']:>8.3f} {against[name]:>{width}} {r['seconds'] / base:>6.2f} "
+            f"{r['rss_above'] / params:>28.2f}"
+        )
+
+
 def torch_report(args: argparse.Namespace) -> None:
     """Every torch case, each in a fresh process, as ratios against native."""
     models = [(2, 1024)] if args.small else [(4, 4096), (18, 4096)]
@@ -177,25 +198,7 @@ def torch_report(args: argparse.Namespace) -> None:
             f"\ntorch: {layers} x Linear({size}, {size}), {params / 4 / 1e6:.0f}M parameters "
             f"({params / 2**20:.0f} MiB), fastest of {rounds} round(s)"
         )
-        header = f"{'case':<28} {'seconds':>8} {'vs':>24} {'ratio':>6} {'RSS above baseline / params':>28}"
-        print(header)
-        print("-" * len(header))
-        against = {
-            "native loop": "native loop",
-            "mi.apply seed": "native loop",
-            "mi.apply portable": "native loop",
-            "default + re-init": "default + re-init",
-            "meta + to_empty + loop": "default + re-init",
-            "meta + mi.apply": "default + re-init",
-            "meta + mi.apply portable": "default + re-init",
-        }
-        for name in TORCH_CASES:
-            r = results[name]
-            base = results[against[name]]["seconds"]
-            print(
-                f"{name:<28} {r['seconds']:>8.3f} {against[name]:>24} {r['seconds'] / base:>6.2f} "
-                f"{r['rss_above'] / params:>28.2f}"
-            )
+        _print_cases(results, TORCH_CASES, params)
         native, portable = results["native loop"]["seconds"], results["mi.apply portable"]["seconds"]
         meta, reinit = results["meta + mi.apply"]["seconds"], results["default + re-init"]["seconds"]
         print(
@@ -297,24 +300,7 @@ def keras_report(args: argparse.Namespace) -> None:
         f"\nkeras ({results['native loop']['backend']}): {layers} x Dense({size}) on {size} features, "
         f"{params / 4 / 1e6:.0f}M parameters ({params / 2**20:.0f} MiB), fastest of {rounds} round(s)"
     )
-    header = f"{'case':<30} {'seconds':>8} {'vs':>20} {'ratio':>6} {'RSS above baseline / params':>28}"
-    print(header)
-    print("-" * len(header))
-    against = {
-        "native loop": "native loop",
-        "mi.apply seed": "native loop",
-        "mi.apply portable": "native loop",
-        "default + re-init": "default + re-init",
-        "deferred + mi.apply": "default + re-init",
-        "deferred + mi.apply portable": "default + re-init",
-    }
-    for name in KERAS_CASES:
-        r = results[name]
-        base = results[against[name]]["seconds"]
-        print(
-            f"{name:<30} {r['seconds']:>8.3f} {against[name]:>20} {r['seconds'] / base:>6.2f} "
-            f"{r['rss_above'] / params:>28.2f}"
-        )
+    _print_cases(results, KERAS_CASES, params)
 
 
 # --------------------------------------------------------------------------- JAX / Flax
