@@ -43,9 +43,9 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -74,8 +74,11 @@ __all__ = [
     "tile_rng",
     "draw",
     "run_parallel",
+    "overlapped",
     "threads",
 ]
+
+_T = TypeVar("_T")
 
 #: A tile holds at least this many elements (unless the tensor itself is smaller): the fixed cost
 #: of a tile (a generator, a call) stays near 1% of drawing it.
@@ -263,6 +266,7 @@ def tile_rng(key: Sequence[int], tile: int) -> np.random.Generator:
 # --------------------------------------------------------------------------- threads
 
 _POOL: ThreadPoolExecutor | None = None
+_CPUS = os.cpu_count() or 1  # os.cpu_count() costs microseconds, and the count does not change
 _POOL_LOCK = threading.Lock()
 
 
@@ -274,7 +278,7 @@ def threads() -> int:
             return max(1, int(raw))
         except ValueError:
             pass
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, _CPUS))
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -285,12 +289,17 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _inline() -> bool:
+    # A pool thread never waits on the pool it runs on (a deadlock once every thread waits).
+    return threads() == 1 or threading.current_thread().name.startswith("multiinit")
+
+
 def run_parallel(jobs: Iterable[Callable[[], Any]]) -> None:
     """Run ``jobs`` on the shared pool (inline when there is one job or one thread); the first
     exception is raised after every job has ended, so no job still writes when the caller
     handles it."""
     jobs = list(jobs)
-    if len(jobs) <= 1 or threads() == 1 or threading.current_thread().name.startswith("multiinit"):
+    if len(jobs) <= 1 or _inline():
         for job in jobs:
             job()
         return
@@ -304,6 +313,34 @@ def run_parallel(jobs: Iterable[Callable[[], Any]]) -> None:
                 error = e
     if error is not None:
         raise error
+
+
+def overlapped(steps: Iterable[tuple[Callable[[], Any], Callable[[], _T]]]) -> list[_T]:
+    """Run each step's first function on the calling thread, in order, and its second on the
+    pool as soon as the first has returned, so that the second function of one step runs while
+    the first of the next does (a serial producer, e.g. a generator's draw, and a consumer of
+    each part it produced); the second functions' results, in order. Inline (first, second,
+    first, ...) with one thread or on a pool thread. Any exception is raised after every
+    started job has ended.
+
+    >>> parts: list[list[int]] = []
+    >>> overlapped(((lambda i=i: parts.append([i])), (lambda i=i: sum(parts[i]))) for i in range(3))
+    [0, 1, 2]
+    """
+    if _inline():
+        results = []
+        for first, second in steps:
+            first()
+            results.append(second())
+        return results
+    futures: list[Future[_T]] = []
+    try:
+        for first, second in steps:
+            first()
+            futures.append(_pool().submit(second))
+    finally:
+        wait(futures)
+    return [future.result() for future in futures]
 
 
 # --------------------------------------------------------------------------- the portable draw

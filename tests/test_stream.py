@@ -149,3 +149,52 @@ def test_elementwise_laws_are_told_apart_from_whole_tensor_laws() -> None:
         mi.mixture([(0.5, mi.orthogonal()), (0.5, mi.zeros())]),
     ]:
         assert not stream.is_elementwise(spec), spec
+
+
+# --------------------------------------------------------------------------- overlapped
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_overlapped_runs_each_consumer_after_its_producer_and_keeps_the_order(threads, monkeypatch) -> None:
+    monkeypatch.setenv("MULTIINIT_THREADS", threads)
+    produced: list[int] = []
+
+    def produce(i: int):
+        return lambda: produced.append(i)
+
+    def consume(i: int):
+        # The producer of step i has run when its consumer starts (later ones may have, too).
+        return lambda: (i, i in produced)
+
+    got = stream.overlapped((produce(i), consume(i)) for i in range(20))
+    assert got == [(i, True) for i in range(20)]
+    assert produced == list(range(20))
+
+
+def test_overlapped_raises_only_after_every_started_consumer_has_ended(monkeypatch) -> None:
+    monkeypatch.setenv("MULTIINIT_THREADS", "2")
+    import threading
+    import time
+
+    ended: list[int] = []
+    lock = threading.Lock()
+
+    def consume(i: int):
+        def run() -> int:
+            time.sleep(0.01)
+            with lock:
+                ended.append(i)
+            return i
+
+        return run
+
+    def produce(i: int):
+        def run() -> None:
+            if i == 3:
+                raise KeyError("producer 3")
+
+        return run
+
+    with pytest.raises(KeyError, match="producer 3"):
+        stream.overlapped((produce(i), consume(i)) for i in range(6))
+    assert sorted(ended) == [0, 1, 2]  # the three started ones finished; none started after

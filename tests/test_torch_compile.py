@@ -225,6 +225,38 @@ HOST_PATH_SPECS = [
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_torchs_cpu_normal_drawn_in_chunks_of_16k_equals_one_draw(dtype) -> None:
+    # What the truncated normals' chunked draw rests on (mit.draw._CHUNK): torch's CPU
+    # normal_ over consecutive pieces of 16k elements, the last one >= 16 taking the rest,
+    # gives the numbers of one normal_ over the whole, from the same generator.
+    chunk = 1024
+    for size in (16, 31, chunk, chunk + 5, 2 * chunk + 15, 3 * chunk + 1, 5 * chunk):
+        whole = torch.empty(size, dtype=dtype).normal_(0.1, 2.0, generator=torch.Generator().manual_seed(3))
+        pieces = torch.empty(size, dtype=dtype)
+        g = torch.Generator().manual_seed(3)
+        starts = list(range(0, size - chunk + 1, chunk)) or [0]
+        for start, stop in zip(starts, [*starts[1:], size], strict=True):
+            pieces[start:stop].normal_(0.1, 2.0, generator=g)
+        assert torch.equal(whole, pieces), (dtype, size)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("spec", HOST_PATH_SPECS[:3], ids=repr)
+def test_the_chunked_host_path_gives_the_numbers_of_the_device_path(
+    spec, dtype, threads, monkeypatch
+) -> None:
+    # Small chunks, so that a small tensor is drawn, searched and written in many pieces (and
+    # its values outside the bounds redrawn in several): still the torch-op path's numbers.
+    monkeypatch.setenv("MULTIINIT_THREADS", threads)
+    monkeypatch.setattr(mit.draw, "_CHUNK", 256)
+    host = _fill(spec, (256, 129), dtype, seed=5)
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
+    device = _fill(spec, (256, 129), dtype, seed=5)
+    assert torch.equal(host, device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("spec", HOST_PATH_SPECS, ids=repr)
 def test_the_host_path_and_the_device_path_give_the_same_numbers(spec, dtype, monkeypatch) -> None:
     # CPU tensors are drawn partly through NumPy views of their memory; any other device by

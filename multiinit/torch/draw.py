@@ -22,16 +22,20 @@ Decisions implemented here:
   off-centre bounds invert the CDF as the NumPy reference does: a float64 uniform on
   ``[Phi(low), Phi(high)]`` in the lower tail, where the CDF keeps its precision, ``ndtri``,
   then a clamp.
-* **What a truncated normal costs above a normal** (float32 4096x4096 on one CPU thread,
-  rough: ``normal_`` 74 ms, mostly torch's mt19937 draw): one pass comparing every value with
-  the bounds (8 ms), finding the ~4.6% outside (15 ms: NumPy's ``flatnonzero``, the one pass
-  that branches), their redraw (7 ms) and their write (6 ms): about 1.5x ``normal_``. The
-  first three cannot be fused with torch or NumPy primitives (no fused "where outside"
-  kernel), and the inverse CDF costs more (``uniform_`` 65 ms plus ``erfinv`` 43 ms), so
-  1.2x is out of reach without a compiled kernel; the old cost (1.77x) came from torch's
-  bool comparisons and ``nonzero``, three times NumPy's, and an ``aminmax`` pass now made
-  only where fewer than one value is expected outside (torch's ``trunc_normal_(std=0.02)``
-  cuts at +-100 std).
+* **What a truncated normal costs above a normal** (float32 4096x4096, rough: ``normal_`` 74
+  ms on one thread -- torch's CPU ``normal_`` never uses more -- mostly its mt19937 draw): one
+  pass comparing every value with the bounds and finding the ~4.6% outside (~20 ms on one
+  thread: ``multiinit.host.outside``), their redraw (4 ms) and their write (6 ms): 1.5x
+  ``normal_`` done in turn. None of it fuses with torch or NumPy primitives, so on CPU the
+  tensor is drawn in chunks (``_drawn_overlapped``; the same numbers as one ``normal_``) and
+  each chunk is searched on a pool thread while the next one is drawn, as the redraws are
+  searched and written while the next ones are drawn: about 1.2x ``normal_`` with two
+  threads (``MULTIINIT_THREADS=1``: 1.5x). The inverse CDF costs more (``uniform_`` 65 ms
+  plus ``erfinv`` 43 ms). Bounds that hold less mass cost more draws: at 84% inside
+  (``truncated_normal(mean=0.1, std=0.02, low=-1, high=2.5)``) about 1.5x. The old cost
+  (1.77x) came from torch's bool comparisons and ``nonzero``, three times NumPy's, and an
+  ``aminmax`` pass now made only where fewer than one value is expected outside (torch's
+  ``trunc_normal_(std=0.02)`` cuts at +-100 std).
 * **CPU tensors are also computed on through NumPy views of their own memory** (no copy,
   ``_host_view``) where NumPy's comparisons, index searches and bit operations cost a third of
   torch's: the truncated normals' search for values outside, the one-draw mixture. Any other
@@ -92,6 +96,7 @@ import numpy as np
 import torch
 from torch.nn import init as _init
 
+from .. import host as _host, stream as _stream
 from ..errors import SpecError
 from ..reference import call_law
 from ..spec import (
@@ -229,7 +234,11 @@ def _host_view(t: torch.Tensor) -> np.ndarray | None:
 
 
 def _outside(values: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    return (values < lo) | (values > hi)
+    """The positions of ``values`` (1-D) outside [lo, hi], in increasing order (int64)."""
+    host = _host_view(values)
+    if host is not None:
+        return torch.from_numpy(_host.outside(host, lo, hi).astype(np.int64, copy=False))
+    return ((values < lo) | (values > hi)).nonzero().squeeze(1)
 
 
 def _redraws(
@@ -243,7 +252,7 @@ def _redraws(
     for _ in range(_REJECTION_ROUNDS):
         if values is None:
             values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
-            bad = _outside(values, lo, hi).nonzero().squeeze(1)
+            bad = _outside(values, lo, hi)
         else:
             redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(
                 mean, std, generator=g
@@ -255,27 +264,85 @@ def _redraws(
     return None
 
 
-#: Elements per block when the positions outside the bounds are found on the host: two bool
-#: scratch arrays of this size stay in cache and are reused, instead of two tensor-sized masks.
-_BLOCK = 1 << 18
+#: Elements per chunk when a CPU tensor's normals are drawn chunk by chunk while another thread
+#: works on the chunk drawn before (``_drawn_overlapped``). A multiple of 16: torch's CPU
+#: ``normal_`` turns uniforms into normals in blocks of 16 (and redraws the last 16 of a tensor
+#: whose size is not a multiple), so chunks of this size, the last one taking the remainder,
+#: give the numbers of one ``normal_`` over the whole tensor exactly
+#: (``tests/test_torch_compile.py`` checks it, dtype by dtype).
+_CHUNK = _host.BLOCK
 
 
-def _host_outside(host: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The positions of ``host``'s values outside [lo, hi], in increasing order."""
-    low, high = host.dtype.type(lo), host.dtype.type(hi)  # exact: lo and hi are of the dtype
-    below = np.empty(min(_BLOCK, host.size), dtype=bool)
-    above = np.empty_like(below)
-    found = []
-    for start in range(0, host.size, _BLOCK):
-        block = host[start : start + _BLOCK]
-        b, a = below[: block.size], above[: block.size]
-        np.less(block, low, out=b)
-        np.greater(block, high, out=a)
-        b |= a
-        positions = np.flatnonzero(b)
-        if positions.size:
-            found.append(positions + start)
-    return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
+def _drawn_overlapped(
+    flat: torch.Tensor,
+    g: torch.Generator | None,
+    mean: float,
+    std: float,
+    then: Callable[[int, int], np.ndarray],
+    chunk: int = 0,
+) -> np.ndarray:
+    """``flat.normal_(mean, std, generator=g)``, and ``then(start, stop)`` on each chunk drawn
+    (concatenated). torch's CPU ``normal_`` runs on one thread: ``then`` runs on a pool thread
+    while the next chunk is drawn, so on two cores it costs only the last chunk's (one thread:
+    the same work, in turn)."""
+    count, chunk = flat.numel(), chunk or _CHUNK
+    starts = list(range(0, count - chunk + 1, chunk)) or [0]  # the last chunk takes the rest
+    stops = [*starts[1:], count]
+    if len(starts) == 1:
+        flat.normal_(mean, std, generator=g)
+        return then(0, count)
+
+    def draw(start: int, stop: int) -> Callable[[], None]:
+        def run() -> None:
+            flat[start:stop].normal_(mean, std, generator=g)
+
+        return run
+
+    def after(start: int, stop: int) -> Callable[[], np.ndarray]:
+        return lambda: then(start, stop)
+
+    steps = ((draw(a, b), after(a, b)) for a, b in zip(starts, stops, strict=True))
+    return np.concatenate(_stream.overlapped(steps))
+
+
+def _host_rejection(
+    flat: torch.Tensor,
+    host: np.ndarray,
+    g: torch.Generator | None,
+    mean: float,
+    std: float,
+    lo: float,
+    hi: float,
+) -> bool:
+    """``_fill_by_rejection`` on a CPU tensor through ``host``, its memory: the same numbers as
+    the torch-op path (whole-tensor draw, then one draw of as many values as fell outside, then
+    rounds of redraws of the few of those outside), with the searches and the writes done on
+    each chunk while the next one is drawn."""
+
+    def search(start: int, stop: int) -> np.ndarray:
+        return _host.outside(host[start:stop], lo, hi) + start
+
+    positions = _drawn_overlapped(flat, g, mean, std, search)
+    if not positions.size:
+        return True
+    values = torch.empty(positions.size, dtype=flat.dtype)
+    drawn = values.numpy()
+
+    def settle(start: int, stop: int) -> np.ndarray:
+        # Written at once: the few values outside are overwritten after the rounds below.
+        host[positions[start:stop]] = drawn[start:stop]
+        return _host.outside(drawn[start:stop], lo, hi) + start
+
+    first = _drawn_overlapped(values, g, mean, std, settle, _CHUNK // 8)
+    bad = first
+    for _ in range(_REJECTION_ROUNDS - 1):
+        if not bad.size:
+            host[positions[first]] = drawn[first]
+            return True
+        redraw = torch.empty(bad.size, dtype=flat.dtype).normal_(mean, std, generator=g).numpy()
+        drawn[bad] = redraw
+        bad = bad[_host.outside(redraw, lo, hi)]
+    return False
 
 
 def _fill_by_rejection(
@@ -289,26 +356,23 @@ def _fill_by_rejection(
     ``_REJECTION_ROUNDS`` rounds (the caller then draws the tensor by the inverse CDF)."""
     work = t if t.is_contiguous() else torch.empty(t.shape, dtype=t.dtype, device=t.device)
     flat = work.view(-1)
-    flat.normal_(mean, std, generator=g)
+    host = _host_view(flat)
     # Comparisons happen in t's dtype, where lo and hi are exact (see _inward). Where fewer
     # than one value is expected outside (torch's trunc_normal_(std=0.02) cuts at +-100 std),
     # the extremes alone settle it at a fraction of the cost of a mask.
-    if flat.numel() * (1.0 - inside) < 1.0:
-        smallest, largest = torch.aminmax(flat)
-        if float(smallest) >= lo and float(largest) <= hi:
-            if work is not t:
-                t.copy_(work)
-            return True
-    host = _host_view(flat)
-    if host is not None:
-        host_outside = _host_outside(host, lo, hi)
-        if host_outside.size:
-            host_values = _redraws(host_outside.size, flat, g, mean, std, lo, hi)
-            if host_values is None:
-                return False
-            host[host_outside] = host_values.numpy()
+    few = flat.numel() * (1.0 - inside) < 1.0
+    if host is not None and not few:
+        if not _host_rejection(flat, host, g, mean, std, lo, hi):
+            return False
     else:
-        outside = _outside(flat, lo, hi).nonzero().squeeze(1)
+        flat.normal_(mean, std, generator=g)
+        if few:
+            smallest, largest = torch.aminmax(flat)
+            if float(smallest) >= lo and float(largest) <= hi:
+                if work is not t:
+                    t.copy_(work)
+                return True
+        outside = _outside(flat, lo, hi)
         if outside.numel():
             values = _redraws(outside.numel(), flat, g, mean, std, lo, hi)
             if values is None:
@@ -555,14 +619,16 @@ def _fill_pieces(pieces: tuple[_Piece, ...], t: torch.Tensor, g: torch.Generator
     out = t.view(-1) if direct else torch.empty(t.numel(), dtype=compute, device=t.device)
     host, host_r = _host_view(out), _host_view(r)
     if host is not None and host_r is not None:
-        size = min(_BLOCK, host.size)
+        size = min(_host.BLOCK, host.size)
         scratch = (
             np.empty(size, dtype=host_r.dtype),
             np.empty(size, dtype=host_r.dtype),
             np.empty(size, dtype=host.dtype),
         )
-        for start in range(0, host.size, _BLOCK):
-            _pieces_on_host(pieces, host[start : start + _BLOCK], host_r[start : start + _BLOCK], scratch)
+        for start in range(0, host.size, _host.BLOCK):
+            _pieces_on_host(
+                pieces, host[start : start + _host.BLOCK], host_r[start : start + _host.BLOCK], scratch
+            )
     else:
         _pieces_on_device(pieces, out, r)
     if not direct:
