@@ -68,6 +68,7 @@ called from ``main`` for every framework installed in the env.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -164,6 +165,7 @@ def torch_case(name: str, layers: int, size: int, rounds: int) -> dict:
                 meta_apply(net, portable=True)
             times.append(time.perf_counter() - start)
             del net
+            gc.collect()  # a model in a reference cycle would otherwise count in the next round's peak
     return {"seconds": min(times), "rss_above": peak_rss() - baseline, "param_bytes": param_bytes}
 
 
@@ -282,6 +284,7 @@ def keras_case(name: str, layers: int, size: int, rounds: int) -> dict:
             block(net)
             times.append(time.perf_counter() - start)
             del net
+            gc.collect()  # a model in a reference cycle would otherwise count in the next round's peak
     return {
         "seconds": min(times),
         "rss_above": peak_rss() - baseline,
