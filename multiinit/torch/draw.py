@@ -241,27 +241,37 @@ def _outside(values: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ((values < lo) | (values > hi)).nonzero().squeeze(1)
 
 
+def _redraw_rounds(
+    values: torch.Tensor,
+    bad: torch.Tensor,
+    g: torch.Generator | None,
+    mean: float,
+    std: float,
+    lo: float,
+    hi: float,
+) -> bool:
+    """Redraw ``values[bad]`` (1-D; ``bad``, the positions of a first draw outside [lo, hi])
+    in rounds until every value is inside: False if some still are after ``_REJECTION_ROUNDS``
+    draws in all."""
+    for _ in range(_REJECTION_ROUNDS - 1):
+        if not bad.numel():
+            return True
+        redraw = torch.empty(bad.numel(), dtype=values.dtype, device=values.device).normal_(
+            mean, std, generator=g
+        )
+        values.index_copy_(0, bad, redraw)
+        bad = bad[_outside(redraw, lo, hi)]
+    return not bad.numel()
+
+
 def _redraws(
     count: int, like: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float
 ) -> torch.Tensor | None:
-    """``count`` draws of N(mean, std**2) restricted to [lo, hi], by redrawing the ones outside
-    in rounds (at most ``_REJECTION_ROUNDS``, else None): the values that replace the
-    ``count`` values of a first draw that fell outside, in their order."""
-    values: torch.Tensor | None = None
-    bad: torch.Tensor  # set in the first round
-    for _ in range(_REJECTION_ROUNDS):
-        if values is None:
-            values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
-            bad = _outside(values, lo, hi)
-        else:
-            redraw = torch.empty(bad.numel(), dtype=like.dtype, device=like.device).normal_(
-                mean, std, generator=g
-            )
-            values.index_copy_(0, bad, redraw)
-            bad = bad[_outside(redraw, lo, hi)]
-        if not bad.numel():
-            return values
-    return None
+    """``count`` draws of N(mean, std**2) restricted to [lo, hi] (None after
+    ``_REJECTION_ROUNDS`` rounds): the values that replace the ``count`` values of a first draw
+    that fell outside, in their order."""
+    values = torch.empty(count, dtype=like.dtype, device=like.device).normal_(mean, std, generator=g)
+    return values if _redraw_rounds(values, _outside(values, lo, hi), g, mean, std, lo, hi) else None
 
 
 #: Elements per chunk when a CPU tensor's normals are drawn chunk by chunk while another thread
@@ -334,15 +344,10 @@ def _host_rejection(
         return _host.outside(drawn[start:stop], lo, hi) + start
 
     first = _drawn_overlapped(values, g, mean, std, settle, _CHUNK // 8)
-    bad = first
-    for _ in range(_REJECTION_ROUNDS - 1):
-        if not bad.size:
-            host[positions[first]] = drawn[first]
-            return True
-        redraw = torch.empty(bad.size, dtype=flat.dtype).normal_(mean, std, generator=g).numpy()
-        drawn[bad] = redraw
-        bad = bad[_host.outside(redraw, lo, hi)]
-    return False
+    if not _redraw_rounds(values, torch.from_numpy(first.astype(np.int64, copy=False)), g, mean, std, lo, hi):
+        return False
+    host[positions[first]] = drawn[first]
+    return True
 
 
 def _fill_by_rejection(
