@@ -25,7 +25,11 @@ the timed part is the re-initialization, as users write it: ``collect_params(".*
 ``mi.apply(net, {"weight": mi.normal(std=0.02), "bias": mi.zeros()}, seed=0)``, native and
 ``portable=True``; and MXNet's deferred initialization (a block built without ``in_units``,
 ``initialize(init)``, one forward pass) against the same with ``mi.apply`` between
-``initialize()`` and the forward pass. Peak RSS is the process's, the model included.
+``initialize()`` and the forward pass. Peak RSS is the process's, the model included; the
+last column is the peak's growth from the start of the timed step, over the parameters' bytes
+(for a deferred model, whose arrays do not exist before the step, the parameters plus
+everything the step held with them -- MXNet's gradient buffers included, as large as the
+parameters, unless ``grad_req='null'``; for a built one, the step's temporaries alone).
 """
 
 from __future__ import annotations
@@ -150,9 +154,12 @@ net = nn.Sequential()
 net.add(*(nn.Dense(size) if deferred else nn.Dense(size, in_units=size) for _ in range(layers)))
 rules = {"weight": mi.normal(std=0.02), "bias": mi.zeros()}
 x = mx.nd.ones((1, size))
+if case.endswith("no grad"):  # MXNet allocates a gradient buffer per parameter at init
+    net.collect_params().setattr("grad_req", "null")
 if not deferred:
     net.initialize()
     mx.nd.waitall()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # a deferred model holds no array yet
 start = time.perf_counter()
 if case == "native":
     net.collect_params(".*weight").initialize(mx.init.Normal(0.02), force_reinit=True)
@@ -170,7 +177,7 @@ mx.nd.waitall()
 seconds = time.perf_counter() - start
 assert abs(float(net[layers - 1].weight.data()[0].asnumpy().std()) - 0.02) < 0.002
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "above_mb": peak - base}))
 """
 
 
@@ -181,7 +188,7 @@ def apply_table(size: int, layers: int, repeats: int) -> None:
         f"\nmi.apply on {layers} x Dense({size}, in_units={size}): {params / 1e6:.0f}M parameters, "
         f"{params * 4 / 2**20:.0f} MB of float32; fastest of {repeats} fresh processes\n"
     )
-    header = f"{'case':<44} {'seconds':>8} {'ratio':>6} {'peak RSS MB':>12}"
+    header = f"{'case':<44} {'seconds':>8} {'ratio':>6} {'peak RSS MB':>12} {'above start / params':>21}"
     print(header)
     print("-" * len(header))
     results = {}
@@ -191,6 +198,7 @@ def apply_table(size: int, layers: int, repeats: int) -> None:
         ("portable", "mi.apply(seed=0, portable=True)", "native"),
         ("deferred native", "deferred: initialize(Normal) + forward", None),
         ("deferred apply", "deferred: initialize + mi.apply + forward", "deferred native"),
+        ("deferred apply no grad", "the same, grad_req='null' (no gradients)", "deferred native"),
     ]
     for case, label, against in cases:
         runs = []
@@ -205,8 +213,10 @@ def apply_table(size: int, layers: int, repeats: int) -> None:
         best = min(runs, key=lambda r: r["seconds"])
         results[case] = best
         ratio = f"{best['seconds'] / results[against]['seconds']:6.2f}" if against else ""
+        above = max(r["above_mb"] for r in runs) * 2**20 / (params * 4)
         print(
-            f"{label:<44} {best['seconds']:8.2f} {ratio:>6} {max(r['peak_mb'] for r in runs):12.0f}",
+            f"{label:<44} {best['seconds']:8.2f} {ratio:>6} {max(r['peak_mb'] for r in runs):12.0f} "
+            f"{above:21.2f}",
             flush=True,
         )
 
