@@ -75,6 +75,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,9 @@ def torch_case(name: str, layers: int, size: int, rounds: int) -> dict:
 
     torch.manual_seed(0)
     mi.apply(nn.Linear(8, 8), rules, seed=0)  # imports and thread pool ready before the baseline
+    with torch.device("meta"):  # torch's first model on meta costs ~0.3 s
+        tiny = nn.Linear(8, 8)
+    mi.apply(tiny, rules, seed=0, device="cpu")
     baseline = peak_rss()
     param_bytes = layers * (size * size + size) * 4
     times = []
@@ -189,12 +193,25 @@ def _print_cases(results: dict[str, dict[str, Any]], cases: tuple[str, ...], par
         )
 
 
-def torch_report(args: argparse.Namespace) -> None:
-    """Every torch case, each in a fresh process, as ratios against native."""
+def _models(
+    framework: str, cases: tuple[str, ...], args: argparse.Namespace
+) -> Iterator[tuple[int, int, int, dict]]:
+    """``(layers, size, rounds, results)`` of each model size (67M and 302M parameters; one
+    small model with ``--small``), every case run in a fresh process."""
     models = [(2, 1024)] if args.small else [(4, 4096), (18, 4096)]
     rounds = 1 if args.small else args.rounds
     for layers, size in models:
-        results = {name: _subprocess("torch", name, layers, size, rounds) for name in TORCH_CASES}
+        yield (
+            layers,
+            size,
+            rounds,
+            {name: _subprocess(framework, name, layers, size, rounds) for name in cases},
+        )
+
+
+def torch_report(args: argparse.Namespace) -> None:
+    """Every torch case, each in a fresh process, as ratios against native."""
+    for layers, size, rounds, results in _models("torch", TORCH_CASES, args):
         params = results["native loop"]["param_bytes"]
         print(
             f"\ntorch: {layers} x Linear({size}, {size}), {params / 4 / 1e6:.0f}M parameters "
@@ -295,10 +312,7 @@ def keras_case(name: str, layers: int, size: int, rounds: int) -> dict:
 
 def keras_report(args: argparse.Namespace) -> None:
     """Every Keras case, each in a fresh process, as ratios against native."""
-    models = [(2, 1024)] if args.small else [(4, 4096), (18, 4096)]
-    rounds = 1 if args.small else args.rounds
-    for layers, size in models:
-        results = {name: _subprocess("keras", name, layers, size, rounds) for name in KERAS_CASES}
+    for layers, size, rounds, results in _models("keras", KERAS_CASES, args):
         params = results["native loop"]["param_bytes"]
         print(
             f"\nkeras ({results['native loop']['backend']}): {layers} x Dense({size}) on {size} features, "
