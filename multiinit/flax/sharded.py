@@ -23,7 +23,10 @@ Native draws
     family, variance scaling, mixtures of these) compile to programs without collectives.
     Whole-tensor laws (orthogonal's QR, sparse's per-column choice, eye, dirac) are correct on
     any mesh -- XLA partitions or replicates their work as it sees fit, which may cost each
-    device the whole computation. The result is bit for bit the unsharded one.
+    device the whole computation. The result is bit for bit the unsharded one. On the default
+    device a parameter above 8 MB of an elementwise law is drawn in row blocks
+    (``blocks.py``): the same numbers, with a few blocks of temporaries instead of three times
+    the parameter.
 Donation
     With ``donate=True`` a parameter's old ``jax.Array`` is donated to its kernel when it has
     the new array's shape, dtype and sharding: XLA writes the new values into the old buffers
@@ -60,6 +63,7 @@ from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Shard
 
 from ..errors import RuleError, ShapeError
 from ..fans import LogicalView
+from . import blocks as _blocks
 from .draw import _is_tracer, _plan, _run
 
 __all__ = [
@@ -194,12 +198,22 @@ def _kernel(
     sharding: Sharding | None,
     donate: bool,
 ) -> Callable[..., Any]:
+    blocks = _blocks.row_blocks(family, shape, dtype, sharding)
+
     def body(*args: Any) -> Any:
-        root, order, *numbers = args[1:] if donate else args
-        return _run(family, static, shape, dtype, jax.random.fold_in(root, order), *numbers)
+        old, (root, order, *numbers) = (args[0], args[1:]) if donate else (None, args)
+        key = jax.random.fold_in(root, order)
+        if blocks == 1:
+            return _run(family, static, shape, dtype, key, *numbers)
+
+        def draw(block_key: Any, block: tuple[int, ...]) -> Any:
+            return _run(family, static, block, dtype, block_key, *numbers)
+
+        # A big parameter in row blocks: the same numbers, a block's temporaries (blocks.py).
+        return _blocks.blocked(draw, key, shape, dtype, blocks, old)
 
     if donate:
-        # keep_unused: the old array is not read, only its buffer reused.
+        # keep_unused: the old array's values are not read, only its buffer reused.
         return jax.jit(body, out_shardings=sharding, donate_argnums=(0,), keep_unused=True)
     return jax.jit(body, out_shardings=sharding)
 
