@@ -47,8 +47,8 @@ compiles):
   the input and the output coexist, so its peak is twice the parameters);
 * ``mi.apply seed donate``: the same with ``donate=True`` (goal: within 1.05x of ``flax init``,
   peak RSS at most 1.15x the parameters; JAX's random programs, Flax's init included, take 3x
-  their output in temporaries, so the floor is the parameters plus 3x the largest one: 1.17x
-  here);
+  their output in temporaries, 0.17 of this model for one kernel: multiinit draws big
+  parameters in row blocks of 8 MB, the same numbers, ``multiinit/flax/blocks.py``);
 * ``mi.apply portable``: portable mode, ``donate=True`` (goal: at least 0.5x the native throughput);
 * ``default init + re-init``: ``jax.jit(model.init)`` with Flax's default initializers, then
   ``mi.apply(..., donate=True)`` (what people do without an abstract tree);
