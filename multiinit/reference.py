@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -467,6 +467,8 @@ def call_law(
     shape: Sequence[int],
     dtype: Any = "float32",
     path: str | None = None,
+    *,
+    place: Callable[[np.ndarray, np.dtype], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Run a user law (``custom``) behind a fence: the one way every backend calls one.
 
@@ -485,6 +487,11 @@ def call_law(
       with the shape received and the shape expected;
     * a value is NaN or infinite, or too large for ``dtype`` (it would become inf): ``LawError``
       with how many and the index of the first.
+
+    ``place(result, dtype)``, when given, makes the returned array from the law's result (of
+    ``shape``, numbers) instead of ``numpy.asarray(result, dtype)``: an adapter's copy into its
+    own layout, casting on the way, so the result is copied once; the finiteness check runs on
+    what it returns.
 
     It writes nothing: call it before touching a parameter, and a failing law leaves the model
     as it was. A bad ``spec``, ``shape`` or ``dtype`` is the caller's mistake, not the law's:
@@ -528,6 +535,12 @@ def call_law(
         raise LawError(
             f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
         )
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(array, dtype=resolved) if place is None else place(array, resolved)
+    # One pass over the result in its final dtype: NaN and inf stay non-finite through the cast,
+    # and values too large for it become inf. Which of the three it was is found only on failure.
+    if np.isfinite(out).all():
+        return out
     if array.dtype.kind == "f":
         for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
             bad = test(array)
@@ -537,16 +550,12 @@ def call_law(
                     f"{_first(bad)}); a custom function must return finite numbers"
                 )
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.asarray(array, dtype=resolved)
-    finite = np.isfinite(out)
-    if not finite.all():
-        first = _first(~finite)
-        raise LawError(
-            f"{law} returned values too large for {resolved.name} (largest "
-            f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index {first}); "
-            f"a custom function must return finite numbers that {resolved.name} holds"
-        )
-    return out
+        first = _first(~np.isfinite(np.asarray(array, dtype=resolved)))
+    raise LawError(
+        f"{law} returned values too large for {resolved.name} (largest "
+        f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index {first}); "
+        f"a custom function must return finite numbers that {resolved.name} holds"
+    )
 
 
 _RAGGED = cast(

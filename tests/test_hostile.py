@@ -665,3 +665,49 @@ def test_shown_never_raises_and_never_echoes_a_huge_value() -> None:
         nested = [nested]
     assert shown(nested) == "[[[[...]]]]"
     assert "_BadRepr" in shown(_BadRepr())
+
+
+@pytest.mark.parametrize(
+    "values, refusal",
+    [
+        (
+            np.array([[0.0, 1.0, 2.0], [3.0, np.nan, 5.0]]),
+            "returned 1 NaN values (the first at index (1, 1))",
+        ),
+        (
+            np.array([[0.0, 1.0, -np.inf], [3.0, 4.0, 5.0]]),
+            "returned 1 infinite values (the first at index (0, 2))",
+        ),
+        # too large for float16 only once cast:
+        (
+            np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 1e5]]),
+            "returned values too large for float16 (largest 65504; 100000 at index (1, 2))",
+        ),
+        (np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]), None),
+    ],
+)
+def test_a_placed_law_result_is_checked_where_it_lands_and_reported_where_the_law_put_it(
+    values, refusal
+) -> None:
+    # An adapter's `place` casts while copying into its own layout (here a transpose): the
+    # fence checks what `place` returns, and a refusal names the law's own (logical) index,
+    # word for word as without `place`.
+    law = mi.custom(lambda rng, shape, dtype: values, name="hostile.placed")
+    placed = []
+
+    def place(array, dtype):
+        placed.append(dtype)
+        return np.ascontiguousarray(array.T, dtype=dtype)
+
+    def run(**kwargs):
+        try:
+            return call_law(law, np.random.default_rng(0), (2, 3), "float16", path="p", **kwargs)
+        except mi.LawError as e:
+            return str(e)
+
+    plain, fenced = run(), run(place=place)
+    assert placed == [np.dtype("float16")]
+    if refusal is None:
+        assert fenced.dtype == np.float16 and np.array_equal(fenced, plain.T)
+    else:
+        assert fenced == plain and f"custom law 'hostile.placed' at 'p' {refusal}" in plain

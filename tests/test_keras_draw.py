@@ -91,6 +91,7 @@ def test_the_user_law_is_asked_for_the_dtype_it_fills() -> None:
     "view",
     [
         LogicalView.of((24, 40), SPATIAL_IN_OUT),  # dense: a transpose
+        LogicalView.of((700, 530), SPATIAL_IN_OUT),  # big enough for the copy to use every thread
         LogicalView.of((3, 3, 8, 20), SPATIAL_IN_OUT),  # conv: rows move to the last axis
         LogicalView.of((5, 7, 3), SPATIAL_IN_OUT),  # conv1d
         LogicalView((37,)),  # a bias: no rearrangement
@@ -98,18 +99,21 @@ def test_the_user_law_is_asked_for_the_dtype_it_fills() -> None:
         LogicalView((3, 3, 4, 2), axes=(2, 3, 0, 1), logical_shape=(8, 1, 3, 3)),  # depthwise: not plain
     ],
 )
-def test_a_user_law_lands_in_keras_layout_element_for_element(view) -> None:
-    # The logical array numbers its elements; the native tensor must hold each where the view
-    # says (NumPy's own to_native of the same array is the expectation).
-    law = mi.custom(
-        lambda rng, shape, dtype: np.arange(math.prod(shape), dtype=np.float64).reshape(shape),
-        name="tests.keras.numbered",
-    )
-    out = np.asarray(keras.ops.convert_to_numpy(_draw(law, view, None, "float32", 0)))
-    expected = view.to_native(
-        np.arange(math.prod(view.logical_shape), dtype=np.float32).reshape(view.logical_shape)
-    )
-    assert out.shape == view.native_shape and np.array_equal(out, expected)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_a_user_law_lands_in_keras_layout_element_for_element(view, dtype, threads, monkeypatch) -> None:
+    # The logical array numbers its elements (float64, below 2048: exact in float16); the
+    # native tensor must hold each where the view says, cast in the same copy (NumPy's own
+    # to_native of the same array is the expectation).
+    monkeypatch.setenv("MULTIINIT_THREADS", threads)
+
+    def numbered(shape):
+        return (np.arange(math.prod(shape), dtype=np.float64) % 2039).reshape(shape)
+
+    law = mi.custom(lambda rng, shape, dtype: numbered(shape), name="tests.keras.numbered")
+    out = np.asarray(keras.ops.convert_to_numpy(_draw(law, view, None, dtype, 0)))
+    expected = view.to_native(numbered(view.logical_shape)).astype(dtype)
+    assert out.shape == view.native_shape and out.dtype == np.dtype(dtype) and np.array_equal(out, expected)
 
 
 def test_host_buffers_handed_to_tensorflow_are_aligned() -> None:

@@ -79,8 +79,9 @@ User laws (``custom``)
     the parameter path), with ``numpy.random.default_rng`` seeded from the call's seed (or,
     with ``seed=None``, from an integer drawn from Keras' global generator, so
     ``keras.utils.set_random_seed`` reproduces it). Besides the user's function and the
-    fence, a call costs one pass: the logical array is rearranged into Keras' layout in
-    cache-sized stripes (NumPy's own transposing copy of a 4096x4096 array is 3-5x slower),
+    fence, a call costs one pass: the fence casts the logical array to ``dtype`` while it is
+    rearranged into Keras' layout in cache-sized stripes shared between the pool's threads
+    (``host.copy_striped``; NumPy's own transposing copy of a 4096x4096 array is 3-5x slower),
     into a 64-byte-aligned buffer that TensorFlow takes without a copy (DLPack); other
     backends convert it as usual. ``dtype`` is the requested NumPy dtype, except bfloat16,
     for which ``fn`` is asked for float32 and the result is rounded.
@@ -99,6 +100,7 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
+from ..host import copy_striped
 from ..reference import call_law, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
@@ -704,12 +706,17 @@ def _holds(dtype: str) -> bool:
 
 def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
     host = dtype if dtype in ("float16", "float32", "float64") else "float32"
-    logical = call_law(spec, np.random.default_rng(_host_seed(seed)), view.logical_shape, host, path=path)
-    return _from_host(_host_native(view, logical), dtype)
+    rng = np.random.default_rng(_host_seed(seed))
+    # The fence casts while copying into Keras' layout: one pass over the result, not three.
+    native = call_law(
+        spec, rng, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
+    )
+    return _from_host(native, dtype)
 
 
-#: Rows of a stripe in the transposing copy: 16 float32 rows of a 4096-wide array are 256 KB,
-#: which stay in cache while every output row takes 16 contiguous values (a cache line).
+#: Positions of the native last axis per stripe of the transposing copy: 16 float32 rows of a
+#: 4096-wide array are 256 KB, which stay in cache while every output row takes 16 contiguous
+#: values (a cache line).
 _STRIPE = 16
 #: TensorFlow's alignment for tensors it takes without a copy (it aborts on less).
 _ALIGN = 64
@@ -722,10 +729,11 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
 
 
-def _host_native(view: LogicalView, logical: np.ndarray) -> np.ndarray:
-    """``view.to_native(logical)`` as a C-contiguous, 64-byte aligned array, transposed in
-    stripes where the native layout moves the logical array's rows."""
-    out = _aligned_empty(view.native_shape, logical.dtype)
+def _host_native(view: LogicalView, logical: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``view.to_native(logical)`` in ``dtype`` as a C-contiguous, 64-byte aligned array,
+    transposed in stripes on the pool's threads where the native layout moves the logical
+    array's rows."""
+    out = _aligned_empty(view.native_shape, dtype)
     if not view.is_plain:
         out[...] = view.to_native(logical)
         return out
@@ -733,16 +741,10 @@ def _host_native(view: LogicalView, logical: np.ndarray) -> np.ndarray:
     for position, axis in enumerate(view.axes):
         inverse[axis] = position
     moved = logical.transpose(inverse)  # a view in the native shape
-    source = inverse[-1]  # the logical axis that becomes the native last axis
-    if source == logical.ndim - 1 or logical.size == 0:
+    if inverse[-1] == logical.ndim - 1 or logical.size == 0:  # the rows stay rows
         out[...] = moved
-        return out
-    # Copy in stripes along the native last axis: each reads _STRIPE slabs of the logical
-    # array's `source` axis, which stay in cache.
-    index = [slice(None)] * logical.ndim
-    for start in range(0, logical.shape[source], _STRIPE):
-        index[-1] = slice(start, start + _STRIPE)
-        out[tuple(index)] = moved[tuple(index)]
+    else:
+        copy_striped(out, moved, _STRIPE)
     return out
 
 
