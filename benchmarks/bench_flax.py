@@ -40,7 +40,9 @@ from multiinit.flax import initializers as dropin
 from common import (
     CHAPTER_LAW as _CHAPTER_LAW,
     SPECS,
+    add_times_option,
     d2l_my_init,
+    write_times,
 )
 
 
@@ -164,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=4096)
+    add_times_option(parser)
     args = parser.parse_args()
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.size}x{args.size} float32, "
@@ -175,6 +178,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    rows: dict[str, tuple[float, float | None]] = {}
     for spec in SPECS:
         shape = (1, args.size, args.size) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
         init = mi.compile(spec, "flax")
@@ -186,6 +190,7 @@ def main() -> None:
         label, native_init = native_for(spec, shape)
         if native_init is None:
             ours, ours_eager = timed([adapter, eager], args.repeats)
+            rows[repr(spec)] = (ours, None)
             print(
                 f"{spec!r:<58.58} {'no native equivalent':<42} {ours * 1e3:>10.1f} {'-':>9} {'-':>6} "
                 f"{ours_eager * 1e3:>9.1f} {'-':>11}"
@@ -193,10 +198,12 @@ def main() -> None:
             continue
         native = jax.jit(lambda key, f=native_init, shape=shape: f(key, shape, jnp.float32))
         ours, theirs, ours_eager = timed([adapter, native, eager], args.repeats)
+        rows[repr(spec)] = (ours, theirs)
         print(
             f"{spec!r:<58.58} {label:<42.42} {ours * 1e3:>10.1f} {theirs * 1e3:>9.1f} "
             f"{ours / theirs:>6.2f} {ours_eager * 1e3:>9.1f} {ours_eager / theirs:>11.2f}"
         )
+    write_times(args.times, "flax-jit", args.size, rows)
     against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     dropin_against_jax(args.size, args.repeats)

@@ -36,7 +36,9 @@ from multiinit.keras import initializers as dropins
 from common import (
     CHAPTER_LAW as _CHAPTER_LAW,
     SPECS,
+    add_times_option,
     d2l_my_init,
+    write_times,
 )
 
 
@@ -149,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=4096)
+    add_times_option(parser)
     args = parser.parse_args()
     print(
         f"keras {keras.__version__}, backend {keras.backend.backend()}, tensorflow {tf.__version__}; "
@@ -157,18 +160,22 @@ def main() -> None:
     header = f"{'spec':<62} {'native':<48} {'adapter ms':>10} {'native ms':>10} {'ratio':>7}"
     print(header)
     print("-" * len(header))
+    rows: dict[str, tuple[float, float | None]] = {}
     for spec in SPECS:
         shape = (1, args.size, args.size) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
         adapter = mi.compile(spec, "keras", seed=0)
         label, native = native_for(spec, shape)
         if native is None:
             (ours,) = timed([adapter], shape, args.repeats)
+            rows[repr(spec)] = (ours, None)
             print(f"{spec!r:<62.62} {'no native equivalent':<48} {ours * 1e3:>10.1f} {'-':>10} {'-':>7}")
             continue
         ours, theirs = timed([adapter, native], shape, args.repeats)
+        rows[repr(spec)] = (ours, theirs)
         print(
             f"{spec!r:<62.62} {label:<48.48} {ours * 1e3:>10.1f} {theirs * 1e3:>10.1f} {ours / theirs:>7.2f}"
         )
+    write_times(args.times, f"keras-{keras.backend.backend()}", args.size, rows)
     truncated_against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     dropins_against_keras(args.size, args.repeats)

@@ -49,7 +49,7 @@ import mxnet as mx  # noqa: E402
 import multiinit as mi  # noqa: E402
 from multiinit import mxnet as mim  # noqa: E402
 
-from common import CHAPTER_LAW, SPECS as COMMON_SPECS  # noqa: E402
+from common import CHAPTER_LAW, SPECS as COMMON_SPECS, add_times_option, write_times  # noqa: E402
 
 
 class D2lMyInit(mx.init.Initializer):
@@ -112,8 +112,9 @@ def timed(inits: list, shape: tuple[int, ...], repeats: int) -> list[float]:
     return best
 
 
-def specs_table(size: int, repeats: int) -> None:
-    """Print the table: adapter, seeded adapter and native times, and adapter/native."""
+def specs_table(size: int, repeats: int, times_path: str | None = None) -> None:
+    """Print the table: adapter, seeded adapter and native times, and adapter/native (and
+    write the adapter's times to ``times_path``, for ``compare_laws.py``)."""
     mx.random.seed(0)
     print(
         f"mxnet {mx.__version__}, float32 {size}x{size}, "
@@ -122,6 +123,7 @@ def specs_table(size: int, repeats: int) -> None:
     header = f"{'spec':<50} {'adapter ms':>10} {'seeded ms':>9} {'native ms':>9} {'ratio':>6}  native call"
     print(header)
     print("-" * len(header))
+    rows: dict[str, tuple[float, float | None]] = {}
     for spec in SPECS:
         # Dirac needs a conv kernel: (size, size, 1) holds the same number of values.
         shape = (size, size, 1) if isinstance(spec, mi.spec.Dirac) else (size, size)
@@ -130,6 +132,7 @@ def specs_table(size: int, repeats: int) -> None:
         if native_init is not None:
             inits.append(native_init)
         times = timed(inits, shape, repeats)
+        rows[repr(spec)] = (times[0], times[2] if native_init is not None else None)
         native, ratio = "", ""
         if native_init is not None:
             native, ratio = f"{times[2] * 1e3:9.1f}", f"{times[0] / times[2]:6.2f}"
@@ -138,6 +141,7 @@ def specs_table(size: int, repeats: int) -> None:
             f"{native:>9} {ratio:>6}  {code}",
             flush=True,
         )
+    write_times(times_path, "mxnet", size, rows)
 
 
 # --------------------------------------------------------------------------- model level
@@ -229,8 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--layers", type=int, default=4, help="Dense layers for --apply (18 is about 300M parameters)"
     )
+    add_times_option(parser)
     args = parser.parse_args(argv)
-    specs_table(args.size, args.repeats)
+    specs_table(args.size, args.repeats, args.times)
     if args.apply:
         apply_table(args.size, args.layers, max(1, min(args.repeats, 3)))
 

@@ -25,7 +25,7 @@ import torch
 
 import multiinit as mi
 
-from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, d2l_my_init
+from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, add_times_option, d2l_my_init, write_times
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1)
+    add_times_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -155,6 +156,7 @@ def main() -> None:
     header = f"{'spec':<62} {'native':<52} {'adapter ms':>10} {'native ms':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))
+    rows: dict[str, tuple[float, float | None]] = {}
     for spec in SPECS:
         shape = (args.size, args.size, 1) if isinstance(spec, mi.spec.Dirac) else (args.size, args.size)
         w = torch.empty(shape)
@@ -163,10 +165,13 @@ def main() -> None:
         if native is None:
             _once(ours, w)
             t = min(_once(ours, w) for _ in range(args.repeats))
+            rows[repr(spec)] = (t, None)
             print(f"{spec!r:<62.62} {'no native equivalent':<52} {t * 1e3:>10.1f} {'-':>10} {'-':>6}")
             continue
         a, b = timed_pair(ours, native, w, args.repeats)
+        rows[repr(spec)] = (a, b)
         print(f"{spec!r:<62.62} {label:<52.52} {a * 1e3:>10.1f} {b * 1e3:>10.1f} {a / b:>6.2f}")
+    write_times(args.times, f"torch {args.threads}T", args.size, rows)
     truncated_against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     noise_floor(args.size, args.repeats)

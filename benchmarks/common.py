@@ -6,6 +6,8 @@ folder on ``sys.path``: ``from common import SPECS``.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 
 import numpy as np
@@ -49,3 +51,26 @@ SPECS = [
 #: The seed chapter's law, as a mixture and as a custom function: timed against the chapter's
 #: own native code.
 CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
+
+
+def add_times_option(parser: argparse.ArgumentParser) -> None:
+    """``--times FILE``: the per-spec table's adapter times as JSON, for ``compare_laws.py``."""
+    parser.add_argument(
+        "--times",
+        metavar="FILE",
+        help="also write each spec's adapter time and if it has a native call (JSON, for compare_laws.py)",
+    )
+
+
+def write_times(
+    path: str | None, framework: str, size: int, rows: dict[str, tuple[float, float | None]]
+) -> None:
+    """Write ``rows`` (``repr(spec)`` -> (adapter seconds, native seconds or None)) to ``path``."""
+    if path is None:
+        return
+    specs = {
+        name: {"ms": round(ours * 1e3, 2), "native_ms": None if theirs is None else round(theirs * 1e3, 2)}
+        for name, (ours, theirs) in rows.items()
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"framework": framework, "size": size, "specs": specs}, f, indent=1)

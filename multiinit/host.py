@@ -7,6 +7,12 @@
   ``nonzero`` ops on this kind of machine, before threads. (Keras' TensorFlow path keeps TF's
   own mask: a NumPy search there measured no gain against the cost of TF's normal draw.)
 
+* ``finite_cast(array, dtype)`` and ``all_finite(array)``: a user law's result in its final
+  dtype and the fence's check that every value is finite, in cache-sized blocks on every
+  thread (no array-sized bool mask).
+* ``write_eye(logical)`` and ``write_dirac(logical, groups)``: the identity and dirac laws
+  written into an adapter's own buffer seen in the logical layout (zeros, then the ones
+  where they go): no logical temporary, no rearranging copy.
 * ``copy_striped(out, source, stripe)``: ``out[...] = source`` for a ``source`` that is a
   transposed view (a Keras kernel from a user law's logical array), in stripes along the last
   axis, the stripes shared between threads; a dtype change happens in the same pass.
@@ -19,12 +25,13 @@ array([1, 3])
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
 from . import stream as _stream
 
-__all__ = ["BLOCK", "copy_striped", "outside"]
+__all__ = ["BLOCK", "all_finite", "copy_striped", "finite_cast", "outside", "write_dirac", "write_eye"]
 
 #: Elements per block of ``outside``: its two bool scratch arrays stay in cache.
 BLOCK = 1 << 18
@@ -39,9 +46,8 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """
     flat = values.reshape(-1)
     low, high = flat.dtype.type(lo), flat.dtype.type(hi)
-    blocks = -(-flat.size // BLOCK)
-    spans = 1 if blocks <= 1 else min(blocks, _stream.threads())
-    edges = [flat.size * i // spans // BLOCK * BLOCK for i in range(spans)] + [flat.size]
+    edges = _spans(flat.size)
+    spans = len(edges) - 1
     found: list[list[np.ndarray]] = [[] for _ in range(spans)]
 
     def span(index: int) -> None:
@@ -106,3 +112,120 @@ def copy_striped(out: np.ndarray, source: np.ndarray, stripe: int) -> None:
         span(0)
     else:
         _stream.run_parallel([functools.partial(span, i) for i in range(spans)])
+
+
+def _spans(size: int) -> list[int]:
+    """Edges of one span per thread over ``size`` elements, on block boundaries."""
+    blocks = -(-size // BLOCK)
+    spans = 1 if blocks <= 1 else min(blocks, _stream.threads())
+    return [size * i // spans // BLOCK * BLOCK for i in range(spans)] + [size]
+
+
+def _over_spans(size: int, job: Callable[[int, int], bool]) -> bool:
+    """``job(first, stop)`` over one span per thread; True when every span returned True."""
+    edges = _spans(size)
+    results = [True] * (len(edges) - 1)
+
+    def span(index: int) -> None:
+        results[index] = job(edges[index], edges[index + 1])
+
+    if len(results) == 1:
+        span(0)
+    else:
+        _stream.run_parallel([functools.partial(span, i) for i in range(len(results))])
+    return all(results)
+
+
+def _finite_blocks(flat: np.ndarray, first: int, stop: int) -> bool:
+    scratch = np.empty(min(BLOCK, stop - first), dtype=bool)
+    for start in range(first, stop, BLOCK):
+        block = flat[start : min(start + BLOCK, stop)]
+        mask = scratch[: block.size]
+        np.isfinite(block, out=mask)
+        if not mask.all():
+            return False
+    return True
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """True when no value of ``array`` (numbers) is NaN or infinite, as
+    ``np.isfinite(array).all()``: in blocks, one span per thread.
+
+    >>> import numpy as np
+    >>> all_finite(np.array([1.0, 2.0])), all_finite(np.array([1.0, np.inf]))
+    (True, False)
+    """
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return True
+    if not array.flags.c_contiguous:
+        return bool(np.isfinite(array).all())
+    flat = array.reshape(-1)
+    return _over_spans(flat.size, lambda first, stop: _finite_blocks(flat, first, stop))
+
+
+def finite_cast(array: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """``(np.asarray(array, dtype), all_finite(of it))`` in one pass: each block is cast and
+    checked while it is in cache, one span per thread. Values too large for ``dtype`` become
+    inf (checked); ``array`` itself is returned when it already has ``dtype``.
+
+    >>> import numpy as np
+    >>> out, finite = finite_cast(np.array([1.0, 1e5]), np.dtype("float16"))
+    >>> out, finite
+    (array([1., inf], dtype=float16), False)
+    """
+    dtype = np.dtype(dtype)
+    if array.dtype == dtype:
+        return array, all_finite(array)
+    if not array.flags.c_contiguous or array.size == 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.asarray(array, dtype=dtype)
+        return out, all_finite(out)
+    out = np.empty(array.shape, dtype=dtype)
+    source, target = array.reshape(-1), out.reshape(-1)
+
+    def job(first: int, stop: int) -> bool:
+        finite = True
+        with np.errstate(over="ignore", invalid="ignore"):  # np.errstate is per thread
+            for start in range(first, stop, BLOCK):
+                end = min(start + BLOCK, stop)
+                target[start:end] = source[start:end]
+                finite = _finite_blocks(target, start, end) and finite
+        return finite
+
+    return out, _over_spans(source.size, job)
+
+
+def write_eye(logical: np.ndarray) -> None:
+    """The identity (``eye``) into ``logical``, a 2-D array or a transposed view of one.
+
+    >>> import numpy as np
+    >>> out = np.full((2, 3), 7.0)
+    >>> write_eye(out.T)
+    >>> out
+    array([[1., 0., 0.],
+           [0., 1., 0.]])
+    """
+    logical.fill(0)
+    diagonal = np.arange(min(logical.shape))
+    logical[diagonal, diagonal] = 1
+
+
+def write_dirac(logical: np.ndarray, groups: int) -> None:
+    """torch's ``dirac_`` law into ``logical`` (``(out, in, *kernel)``, or a transposed view of
+    a native buffer): in each of ``groups`` groups of output channels, channel ``d`` has a 1
+    at input channel ``d``, at the kernel's centre (index ``k // 2`` of every spatial axis).
+
+    >>> import numpy as np
+    >>> out = np.zeros((2, 2, 3))
+    >>> write_dirac(out, 1)
+    >>> out[:, :, 1]
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    logical.fill(0)
+    out_channels, in_channels, *kernel = logical.shape
+    per_group = out_channels // groups
+    diagonal = np.arange(min(per_group, in_channels))
+    rows = (np.arange(groups)[:, None] * per_group + diagonal).reshape(-1)
+    spots = (rows, np.tile(diagonal, groups), *(k // 2 for k in kernel))
+    logical[spots] = 1

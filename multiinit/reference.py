@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from . import host as _host
 from .errors import LawError, LawShapeError, ShapeError, SpecError, shorten, shown
 from .fans import MAX_ELEMENTS, OUT_IN, as_shape, compute_fans
 from .spec import (
@@ -535,11 +536,15 @@ def call_law(
         raise LawError(
             f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
         )
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.asarray(array, dtype=resolved) if place is None else place(array, resolved)
     # One pass over the result in its final dtype: NaN and inf stay non-finite through the cast,
     # and values too large for it become inf. Which of the three it was is found only on failure.
-    if np.isfinite(out).all():
+    if place is None:
+        out, finite = _host.finite_cast(array, resolved)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = place(array, resolved)
+        finite = _host.all_finite(out)
+    if finite:
         return out
     if array.dtype.kind == "f":
         for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import multiinit as mi
 from multiinit import host
+from multiinit.reference import sample
 
 
 @pytest.fixture(params=["1", "2", "3"])
@@ -61,3 +63,80 @@ def test_copy_striped_refuses_a_shape_mismatch_before_writing() -> None:
     with pytest.raises(ValueError, match=r"out has shape \(3, 4\), source \(4, 3\)"):
         host.copy_striped(out, np.ones((4, 3)), 2)
     assert not out.any()
+
+
+# --------------------------------------------------------------------------- finite_cast, all_finite
+
+SIZES = [0, 1, host.BLOCK - 1, 2 * host.BLOCK + 5, 5 * host.BLOCK + 1]
+
+
+CASTS = [
+    ("float64", "float32", None),
+    ("float64", "float32", np.nan),
+    ("float64", "float32", -np.inf),
+    ("float64", "float32", 1e300),  # finite, too large for float32
+    ("float64", "float16", 1e5),
+    ("float32", "float16", np.nan),
+    ("int64", "float32", np.iinfo(np.int64).max),  # float32 holds it
+    ("int64", "float16", 70000),  # float16 does not
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("source, target, bad", CASTS)
+@pytest.mark.parametrize("where", [0, -1, 0.6])
+def test_finite_cast_equals_numpys_cast_and_check(size, source, target, bad, where, threads) -> None:
+    x = np.random.default_rng(size).uniform(-100, 100, size).astype(source)
+    if size and bad is not None:
+        x[int(where * size) if isinstance(where, float) else where] = bad
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = np.asarray(x, dtype=target)
+    out, finite = host.finite_cast(x, np.dtype(target))
+    assert out.dtype == np.dtype(target) and out.shape == x.shape
+    assert np.array_equal(out, expected, equal_nan=True)
+    assert finite == bool(np.isfinite(expected).all())
+    assert host.all_finite(out) == finite
+    if size > 1 and bad is not None and not (source == "int64" and target == "float32"):
+        assert not finite  # the planted value is caught wherever it sits
+
+
+def test_finite_cast_returns_an_array_already_in_the_dtype_itself_and_reads_strided_ones() -> None:
+    x = np.arange(12.0).reshape(3, 4)
+    out, finite = host.finite_cast(x, np.dtype("float64"))
+    assert out is x and finite
+    strided = x.T  # not C-contiguous: NumPy's own cast, then the check
+    out, finite = host.finite_cast(strided, np.dtype("float32"))
+    assert np.array_equal(out, strided) and out.dtype == np.float32 and finite
+    strided = strided.copy()
+    strided[2, 1] = np.nan
+    assert host.all_finite(strided.T) is False and host.all_finite(np.arange(5)) is True
+
+
+# --------------------------------------------------------------------------- write_eye, write_dirac
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (5, 3), (4, 4), (1, 7)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_write_eye_is_the_references_eye_through_any_view(shape, transposed) -> None:
+    # The expectation is the reference's law (NumPy's eye), written through a transposed view
+    # of a native buffer as the adapters do.
+    native = np.full(shape[::-1] if transposed else shape, 7, dtype=np.int32)
+    host.write_eye(native.T if transposed else native)
+    expected = sample(mi.eye(), shape, dtype="float64")
+    assert np.array_equal(native.T if transposed else native, expected)
+
+
+@pytest.mark.parametrize(
+    "shape, groups",
+    [((4, 4, 3), 1), ((6, 2, 3, 5), 2), ((4, 6, 5, 3), 2), ((9, 2, 1, 3, 5), 3), ((2, 3, 4), 1)],
+)
+@pytest.mark.parametrize("axes", ["logical", "reversed"])
+def test_write_dirac_is_the_references_dirac_through_any_view(shape, groups, axes) -> None:
+    # Keras' buffers are the logical array's axes reversed: a view of them must take the same
+    # ones at the same logical places as the reference's loop puts them.
+    order = tuple(range(len(shape)))[::-1] if axes == "reversed" else tuple(range(len(shape)))
+    native = np.full(tuple(shape[a] for a in order), 5.0, dtype=np.float32)
+    logical = native.transpose(np.argsort(order))
+    assert logical.shape == shape
+    host.write_dirac(logical, groups)
+    assert np.array_equal(logical, sample(mi.dirac(groups=groups), shape, dtype="float64"))

@@ -116,6 +116,32 @@ def test_a_user_law_lands_in_keras_layout_element_for_element(view, dtype, threa
     assert out.shape == view.native_shape and out.dtype == np.dtype(dtype) and np.array_equal(out, expected)
 
 
+@pytest.mark.parametrize(
+    "native_shape, groups",
+    [
+        ((3, 8, 8), 1),  # conv1d (k, in, out)
+        ((3, 5, 4, 6), 2),  # conv2d, more outputs than inputs per group, a kernel not square
+        ((5, 3, 6, 4), 2),  # fewer
+        ((1, 3, 5, 2, 9), 3),  # conv3d
+        ((1, 40, 40), 1),
+        ((24, 40), None),  # eye on a dense kernel (in, out)
+        ((40, 24), None),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int32"])
+def test_eye_and_dirac_land_where_the_reference_puts_them(native_shape, groups, dtype) -> None:
+    # The expectation is the NumPy reference's law on the logical shape, laid out by the
+    # view: the host path (bfloat16: the backend ops) must put every 1 there.
+    view = LogicalView.of(native_shape, SPATIAL_IN_OUT)
+    spec = mi.eye() if groups is None else mi.dirac(groups=groups)
+    expected = view.to_native(mi.reference.sample(spec, view.logical_shape, dtype="float64"))
+    out = _draw(spec, view, None, dtype, 0)
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    got = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")))
+    assert got.shape == native_shape and np.array_equal(got, expected)
+    assert (keras_draw._written_on_host(spec, view, dtype) is None) == (dtype == "bfloat16")
+
+
 def test_host_buffers_handed_to_tensorflow_are_aligned() -> None:
     # TensorFlow takes a host buffer without a copy only when it is 64-byte aligned (it aborts
     # the process on less): every buffer the draw builds is.

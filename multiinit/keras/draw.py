@@ -66,8 +66,10 @@ Mixtures of uniforms and constants (the seed chapter's law)
 Other laws
     Built-in specs draw natively with ``keras.random``; elementwise laws draw directly in the
     native shape; orthogonal, eye and dirac are drawn on the logical view and rearranged with
-    ``keras.ops``. Sparse draws its normals straight in the native layout (a logical column of
-    a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
+    ``keras.ops``, except that eye and dirac are written straight into Keras' layout on the
+    host (``host.write_eye``, ``write_dirac``: zeros, then the ones) where the host can serve
+    (not inside a JAX trace). Sparse draws its normals straight in the native layout (a logical
+    column of a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
     iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``; on JAX,
     traceable, with ``top_k``). Random specs need a floating dtype
     (float16, bfloat16, float32, float64); constant, eye and dirac also fill integer
@@ -100,7 +102,7 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..host import copy_striped
+from ..host import copy_striped, write_dirac, write_eye
 from ..reference import call_law, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
@@ -641,6 +643,23 @@ def _dirac(spec: Dirac, shape: tuple[int, ...], dtype: str) -> Any:
     return _ops.reshape(channels, (out_channels, in_channels) + (1,) * len(kernel)) * centre
 
 
+def _written_on_host(spec: Eye | Dirac, view: LogicalView, dtype: str) -> np.ndarray | None:
+    """An eye or dirac tensor built in Keras' layout on the host: zeros, then the ones where the
+    view puts them (``host.write_eye``, ``write_dirac``; a 4096x4096 dirac in 8 ms against
+    136 by the backend ops, which build an identity, multiply and transpose). None where the
+    host cannot serve: inside a JAX trace, a view that reshapes, or a dtype NumPy lacks
+    (bfloat16)."""
+    if not view.is_plain or dtype == "bfloat16" or _tracing():
+        return None
+    out = _aligned_empty(view.native_shape, np.dtype(dtype))
+    logical = out.transpose(view.axes)  # the buffer seen in the logical layout
+    if isinstance(spec, Eye):
+        write_eye(logical)
+    else:
+        write_dirac(logical, spec.groups)
+    return out
+
+
 def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
     """N(0, std**2) with ceil(sparsity * rows) zeros in every logical column, drawn straight in
     the native layout (a logical column of a Keras kernel is a native row: no transpose)."""
@@ -795,6 +814,10 @@ def _draw(
         return _draw_elementwise(spec, view.native_shape, fans, dtype, seed)
     if isinstance(spec, Custom):
         return _custom(spec, view, dtype, seed, path)
+    if isinstance(spec, (Eye, Dirac)):
+        written = _written_on_host(spec, view, dtype)
+        if written is not None:
+            return _from_host(written, dtype)
     if isinstance(spec, Eye) and view.is_plain:
         # A 2-D plain view is the identity or the transpose, and eye(a, b).T is eye(b, a).
         return _ops.eye(*view.native_shape, dtype=dtype)

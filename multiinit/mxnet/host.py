@@ -45,7 +45,9 @@ Laws
     * Sparse: ``N(0, std**2)``, then in each column a uniformly random set of
       ``ceil(sparsity * rows)`` rows set to zero, chosen by Floyd's algorithm (one bounded
       random integer per zero, vectorized over the columns).
-    * Eye, dirac and anything else: the reference's whole-tensor draw.
+    * Eye and dirac: written straight into the array (``multiinit.host.write_eye``,
+      ``write_dirac``): zeros, then the ones where the logical layout puts them.
+    * Anything else: the reference's whole-tensor draw.
 User laws
     ``custom`` functions run behind ``call_law`` (``multiinit.reference``): an exception, a
     wrong shape or dtype, NaN or infinite values become a ``LawError`` naming the law and the
@@ -65,11 +67,11 @@ import mxnet as mx
 import numpy as np
 from mxnet.base import _LIB, check_call
 
-from .. import stream
+from .. import host as _host, stream
 from ..errors import LawError, MultiinitError, ShapeError, SpecError
 from ..fans import LogicalView
 from ..reference import _draw_checked, call_law, truncated_standard_normal
-from ..spec import Constant, Custom, Mixture, Normal, Sparse, Spec, TruncatedNormal, Uniform
+from ..spec import Constant, Custom, Dirac, Eye, Mixture, Normal, Sparse, Spec, TruncatedNormal, Uniform
 
 __all__ = ["host_target", "host_view", "fill", "fenced", "elementwise_law"]
 
@@ -449,6 +451,14 @@ def fill(
         return
     if isinstance(spec, Sparse) and out.dtype in _FLOATS and view.is_plain and view.axes == (0, 1):
         _sparse(spec, out, base)
+        return
+    if isinstance(spec, (Eye, Dirac)) and view.is_plain:
+        # Straight into the array, seen in the logical layout: no logical temporary, no copy.
+        logical = out.transpose(view.axes)
+        if isinstance(spec, Eye):
+            _host.write_eye(logical)
+        else:
+            _host.write_dirac(logical, spec.groups)
         return
     dtype = out.dtype if out.dtype in _FLOATS else np.dtype("float32")
     write_logical(out, view, logical_values(spec, view.logical_shape, fans, dtype, base, path))
