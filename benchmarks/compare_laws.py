@@ -50,7 +50,7 @@ def _markdown(runs: list[dict[str, Any]], specs: list[str]) -> None:
         shown = []
         for cell in cells:
             if cell["native_ms"] is None:
-                shown.append(f"no native ({cell['ms']:.0f} ms, {cell['ms'] / best:.2f}x the fastest)")
+                shown.append(f"no native ({cell['ms']:.0f} ms; {cell['ms'] / best:.2f}x the fastest)")
             else:
                 shown.append(f"{cell['ms'] / cell['native_ms']:.2f}")
         print(f"| `{spec}` | " + " | ".join(shown) + " |")

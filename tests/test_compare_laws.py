@@ -45,7 +45,7 @@ def test_cells_without_a_native_call_are_compared_with_the_fastest_framework(tmp
     assert "slow: 160.0 ms, 1.60x fast's 100.0 ms" in beyond and "eye()" not in beyond
     _module().main([a, b, "--markdown"])
     table = capsys.readouterr().out
-    assert "| `sparse()` | 2.00 | no native (160 ms, 1.60x the fastest) |" in table
+    assert "| `sparse()` | 2.00 | no native (160 ms; 1.60x the fastest) |" in table
 
 
 def test_files_of_different_sizes_are_refused(tmp_path) -> None:
