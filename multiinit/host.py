@@ -35,6 +35,9 @@ __all__ = ["BLOCK", "all_finite", "copy_striped", "finite_cast", "outside", "wri
 
 #: Elements per block of ``outside``: its two bool scratch arrays stay in cache.
 BLOCK = 1 << 18
+#: Up to this many elements, ``outside`` compares in one expression (the redraws of a small
+#: truncated tensor call it several times, where the blocks' set-up is most of the cost).
+_SMALL = 1 << 12
 
 
 def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -46,6 +49,8 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """
     flat = values.reshape(-1)
     low, high = flat.dtype.type(lo), flat.dtype.type(hi)
+    if flat.size <= _SMALL:  # one small mask costs less than setting up blocks and spans
+        return np.flatnonzero((flat < low) | (flat > high))
     edges = _spans(flat.size)
     spans = len(edges) - 1
     found: list[list[np.ndarray]] = [[] for _ in range(spans)]
