@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import stream as _stream
 
 __all__ = ["BLOCK", "all_finite", "copy_striped", "finite_cast", "outside", "write_dirac", "write_eye"]
+
+_T = TypeVar("_T")
 
 #: Elements per block of ``outside``: its two bool scratch arrays stay in cache.
 BLOCK = 1 << 18
@@ -51,12 +54,9 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     low, high = flat.dtype.type(lo), flat.dtype.type(hi)
     if flat.size <= _SMALL:  # one small mask costs less than setting up blocks and spans
         return np.flatnonzero((flat < low) | (flat > high))
-    edges = _spans(flat.size)
-    spans = len(edges) - 1
-    found: list[list[np.ndarray]] = [[] for _ in range(spans)]
 
-    def span(index: int) -> None:
-        first, stop = edges[index], edges[index + 1]
+    def span(first: int, stop: int) -> list[np.ndarray]:
+        found = []
         below = np.empty(min(BLOCK, stop - first), dtype=bool)
         above = np.empty_like(below)
         for start in range(first, stop, BLOCK):
@@ -67,13 +67,10 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
             b |= a
             positions = np.flatnonzero(b)
             if positions.size:
-                found[index].append(positions + start)
+                found.append(positions + start)
+        return found
 
-    if spans == 1:
-        span(0)
-    else:
-        _stream.run_parallel([functools.partial(span, i) for i in range(spans)])
-    parts = [p for ps in found for p in ps]
+    parts = [p for ps in _per_span(flat.size, span) for p in ps]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
 
 
@@ -126,10 +123,11 @@ def _spans(size: int) -> list[int]:
     return [size * i // spans // BLOCK * BLOCK for i in range(spans)] + [size]
 
 
-def _over_spans(size: int, job: Callable[[int, int], bool]) -> bool:
-    """``job(first, stop)`` over one span per thread; True when every span returned True."""
+def _per_span(size: int, job: Callable[[int, int], _T]) -> list[_T]:
+    """``job(first, stop)`` over one span of ``size`` elements per thread (``_spans``), the
+    results in span order."""
     edges = _spans(size)
-    results = [True] * (len(edges) - 1)
+    results: list[Any] = [None] * (len(edges) - 1)
 
     def span(index: int) -> None:
         results[index] = job(edges[index], edges[index + 1])
@@ -138,7 +136,7 @@ def _over_spans(size: int, job: Callable[[int, int], bool]) -> bool:
         span(0)
     else:
         _stream.run_parallel([functools.partial(span, i) for i in range(len(results))])
-    return all(results)
+    return results
 
 
 def _finite_blocks(flat: np.ndarray, first: int, stop: int) -> bool:
@@ -165,7 +163,7 @@ def all_finite(array: np.ndarray) -> bool:
     if not array.flags.c_contiguous:
         return bool(np.isfinite(array).all())
     flat = array.reshape(-1)
-    return _over_spans(flat.size, lambda first, stop: _finite_blocks(flat, first, stop))
+    return all(_per_span(flat.size, lambda first, stop: _finite_blocks(flat, first, stop)))
 
 
 def finite_cast(array: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
@@ -197,7 +195,7 @@ def finite_cast(array: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
                 finite = _finite_blocks(target, start, end) and finite
         return finite
 
-    return out, _over_spans(source.size, job)
+    return out, all(_per_span(source.size, job))
 
 
 def write_eye(logical: np.ndarray) -> None:

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import host as _host
 from .errors import LawError, LawShapeError, ShapeError, SpecError, shorten, shown
 from .fans import MAX_ELEMENTS, OUT_IN, as_shape, compute_fans
 from .spec import (
@@ -536,6 +535,8 @@ def call_law(
         raise LawError(
             f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
         )
+    from . import host as _host  # here, not at import: host brings the thread pool (stream)
+
     # One pass over the result in its final dtype: NaN and inf stay non-finite through the cast,
     # and values too large for it become inf. Which of the three it was is found only on failure.
     if place is None:
