@@ -1,6 +1,7 @@
 """Time every spec through the torch adapter against torch's own call, on a 4096x4096 float32.
 
-Run in the torch env: ``python benchmarks/bench_torch.py [--repeats 7] [--size 4096] [--threads 1]``.
+Run in the torch env: ``python benchmarks/bench_torch.py [--repeats 7] [--size 4096] [--threads N]``
+(``--threads`` defaults to torch's own default, one per core, as a user's program gets).
 The adapter is called as users call it, ``mi.compile(spec, "torch")(w)``; the native call is
 the one ``multiinit.explain`` names for the spec (``torch.nn.init.*``), or, for the seed
 chapter's custom law, the chapter's own ``my_init`` (``uniform_(-10, 10)`` then zero where
@@ -144,10 +145,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     add_times_option(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     torch.manual_seed(0)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); {args.size}x{args.size} float32, "
