@@ -8,8 +8,9 @@ trees with shardings (``ShapeDtypeStruct.sharding``, ``nn.get_partition_spec`` +
 buffers to the result.
 
 Simulated devices need ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before JAX is
-imported. The jax tox env sets it; run without it, this file runs itself again in a fresh
-process that has it (one test, which fails if any test there fails).
+imported. The jax tox env leaves it unset (its other files run on one device); there, and
+wherever it is unset, this file runs itself again in a fresh process that has it (one test,
+which fails if any test there fails).
 """
 
 from __future__ import annotations
