@@ -199,7 +199,8 @@ def _law_text(spec: Spec, logical: tuple[int, ...], fans: tuple[int, int] | None
     if isinstance(spec, Mixture):
         return " + ".join(f"{_n(w)} x [{_law_text(s, logical, fans)}]" for w, s in spec.components)
     if isinstance(spec, Custom):
-        return f"the user function {spec.name!r} (NumPy, logical layout): no analytic law"
+        called = "once per tile of the stream rule" if spec.elementwise else "once for the whole tensor"
+        return f"the user function {spec.name!r} (NumPy, logical layout, called {called}): no analytic law"
     return repr(spec)
 
 

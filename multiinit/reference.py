@@ -32,7 +32,16 @@ from .spec import (
     WithAxes,
 )
 
-__all__ = ["sample", "call_law", "check_shape", "fans_for", "compile", "LAYOUT", "truncated_standard_normal"]
+__all__ = [
+    "sample",
+    "call_law",
+    "law_values",
+    "check_shape",
+    "fans_for",
+    "compile",
+    "LAYOUT",
+    "truncated_standard_normal",
+]
 
 #: The reference draws in logical layout.
 LAYOUT = OUT_IN
@@ -340,6 +349,7 @@ def _mixture(
     fans: Any,
     dtype: np.dtype,
     path: str | None = None,
+    origin: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """One float64 uniform per element picks the component whose weight interval holds it.
     Elementwise components then draw just as many values as they were picked, in order; a
@@ -351,7 +361,7 @@ def _mixture(
         choice = rng.choice(len(weights), size=shape, p=weights / weights.sum())
         out = np.empty(shape)
         for i, (_, component) in enumerate(spec.components):
-            draw = _draw(component, rng, shape, fans, dtype, path)
+            draw = _draw(component, rng, shape, fans, dtype, path, origin)
             mask = choice == i
             out[mask] = draw[mask]
         return out
@@ -414,6 +424,7 @@ def _draw(
     fans: Any,
     dtype: np.dtype,
     path: str | None = None,
+    origin: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     if isinstance(spec, Constant):
         return np.full(shape, spec.value)
@@ -434,7 +445,7 @@ def _draw(
             x, spec.mean + spec.low * spec.std, spec.mean + spec.high * spec.std, dtype, open_high=False
         )
     if isinstance(spec, WithAxes):
-        return _draw(spec.spec, rng, shape, fans, dtype, path)  # the fans came from its axes
+        return _draw(spec.spec, rng, shape, fans, dtype, path, origin)  # the fans came from its axes
     scaled = spec.as_variance_scaling()
     if scaled is not None:
         return _variance_scaled(scaled, rng, shape, fans, dtype)
@@ -447,9 +458,9 @@ def _draw(
     if isinstance(spec, Sparse):
         return _sparse(spec, rng, shape)
     if isinstance(spec, Mixture):
-        return _mixture(spec, rng, shape, fans, dtype, path)
+        return _mixture(spec, rng, shape, fans, dtype, path, origin)
     if isinstance(spec, Custom):
-        return call_law(spec, rng, shape, dtype, path)
+        return call_law(spec, rng, shape, dtype, path, origin=origin)
     raise SpecError(f"spec={shown(spec)} is not allowed; it is not a multiinit spec")
 
 
@@ -469,6 +480,7 @@ def call_law(
     path: str | None = None,
     *,
     place: Callable[[np.ndarray, np.dtype], np.ndarray] | None = None,
+    origin: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Run a user law (``custom``) behind a fence: the one way every backend calls one.
 
@@ -493,6 +505,10 @@ def call_law(
     own layout, casting on the way, so the result is copied once; the finiteness check runs on
     what it returns.
 
+    ``origin``, when given, says that ``shape`` is one tile of a larger tensor (an
+    ``elementwise`` law drawn tile by tile) starting at that index: every message then names the
+    tile, and a bad value's index is given in the whole tensor.
+
     It writes nothing: call it before touching a parameter, and a failing law leaves the model
     as it was. A bad ``spec``, ``shape`` or ``dtype`` is the caller's mistake, not the law's:
     ``SpecError`` or ``ShapeError``.
@@ -512,10 +528,12 @@ def call_law(
     shape = _shape(shape)
     resolved = _dtype(dtype)
     law = _law_name(spec, path)
+    where = "" if origin is None else f" for the tile at {tuple(int(i) for i in origin)} of shape {shape}"
     try:
         result = spec.fn(rng, shape, resolved)
     except Exception as err:
-        raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}") from err
+        tile = f" ({where.strip()})" if where else ""
+        raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}{tile}") from err
     try:
         with warnings.catch_warnings():
             # NumPy 1.x warns, then makes an object array of a ragged list: refused just below.
@@ -523,17 +541,18 @@ def call_law(
             array = np.asarray(result)
     except Exception as err:
         raise LawError(
-            f"{law} returned {shown(result)}, which NumPy cannot read as an array; "
+            f"{law} returned {shown(result)}{where}, which NumPy cannot read as an array; "
             "a custom function must return an array of numbers"
         ) from err
     if array.shape != shape:
         raise LawShapeError(
-            f"{law} returned an array of shape {array.shape} for shape {shape}; "
+            f"{law} returned an array of shape {array.shape} {where.strip() or f'for shape {shape}'}; "
             "a custom function must return exactly the shape it is given"
         )
     if array.dtype.kind not in "iuf":
         raise LawError(
-            f"{law} returned dtype {array.dtype}; a custom function must return numbers (integers or floats)"
+            f"{law} returned dtype {array.dtype}{where}; a custom function must return numbers "
+            "(integers or floats)"
         )
     from . import host as _host  # here, not at import: host brings the thread pool (stream)
 
@@ -552,16 +571,77 @@ def call_law(
             bad = test(array)
             if bad.any():
                 raise LawError(
-                    f"{law} returned {int(bad.sum())} {what} values (the first at index "
-                    f"{_first(bad)}); a custom function must return finite numbers"
+                    f"{law} returned {int(bad.sum())} {what} values{where} (the first at index "
+                    f"{_shifted(_first(bad), origin)}); a custom function must return finite numbers"
                 )
     with np.errstate(over="ignore", invalid="ignore"):
         first = _first(~np.isfinite(np.asarray(array, dtype=resolved)))
     raise LawError(
-        f"{law} returned values too large for {resolved.name} (largest "
-        f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index {first}); "
-        f"a custom function must return finite numbers that {resolved.name} holds"
+        f"{law} returned values too large for {resolved.name}{where} (largest "
+        f"{float(np.finfo(resolved).max):.6g}; {float(array[first]):.6g} at index "
+        f"{_shifted(first, origin)}); a custom function must return finite numbers that "
+        f"{resolved.name} holds"
     )
+
+
+def law_values(
+    spec: Custom,
+    key: Sequence[int],
+    shape: Sequence[int],
+    dtype: Any = "float32",
+    path: str | None = None,
+    *,
+    place: Callable[[np.ndarray, np.dtype], np.ndarray] | None = None,
+    out: np.ndarray | None = None,
+    box: Sequence[slice] | None = None,
+) -> np.ndarray:
+    """A user law's values for the logical ``shape`` (or its region ``box``) from the stream
+    ``key`` (ints >= 0): what every adapter draws for a ``custom`` spec, fenced as
+    ``call_law`` fences it.
+
+    A law called once (the default, or a tensor of one tile) gets
+    ``numpy.random.default_rng(key)``, the generator ``key`` always gave, and ``place`` as
+    ``call_law`` takes it; ``box`` then takes its part of the whole. An ``elementwise=True``
+    law over more than one tile of the stream rule is called once per tile that meets ``box``
+    (default: all), each with its own generator, on the pool's threads
+    (``multiinit.stream.draw``), so a shard costs its own tiles only. Each tile is fenced and
+    written into ``out`` (a writable array of the region's shape and ``dtype``: an adapter
+    passes a view of its own buffer, in the logical layout, so the tiles land in its layout
+    with no further copy) or, without ``out``, into a new array; ``place`` is not used on that
+    path. A failing tile raises its ``LawError`` once every tile has ended, and ``out`` may
+    then be partly written: pass a buffer that is not yet a parameter's.
+
+    >>> import multiinit as mi
+    >>> law = mi.custom(lambda rng, shape, dtype: rng.random(shape), name="doc_tiles", elementwise=True)
+    >>> whole = law_values(law, (0, 1), (2048, 2048))
+    >>> part = law_values(law, (0, 1), (2048, 2048), box=(slice(0, 1024), slice(0, 2048)))
+    >>> bool((whole[:1024] == part).all())
+    True
+    """
+    from . import stream
+
+    if not isinstance(spec, Custom):
+        raise SpecError(f"spec={shown(spec)} is not allowed; law_values runs a custom spec (mi.custom)")
+    shape = _shape(shape)
+    region = stream._full_box(shape, box)
+    if not spec.elementwise or len(stream.tiling(shape)) <= 1:
+        values = call_law(spec, np.random.default_rng([int(k) for k in key]), shape, dtype, path, place=place)
+        if box is not None:
+            values = values[region]
+        if out is None:
+            return values
+        out[...] = values
+        return out
+    resolved = _dtype(dtype)
+    target = np.empty(tuple(s.stop - s.start for s in region), dtype=resolved) if out is None else out
+
+    def write(part: tuple[slice, ...], values: np.ndarray) -> None:
+        target[
+            tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(part, region, strict=True))
+        ] = values
+
+    stream.draw(spec, shape, key, dtype=resolved, path=path, box=region, write=write)
+    return target
 
 
 _RAGGED = cast(
@@ -573,6 +653,13 @@ _RAGGED = cast(
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def _shifted(index: tuple[int, ...], origin: Sequence[int] | None) -> tuple[int, ...]:
+    """``index`` within a tile as an index of the whole tensor (the tile starts at ``origin``)."""
+    if origin is None:
+        return index
+    return tuple(i + int(o) for i, o in zip(index, origin, strict=True))
 
 
 def _message(err: BaseException) -> str:
@@ -665,10 +752,11 @@ def _draw_checked(
     fans: Any,
     dtype: np.dtype,
     path: str | None = None,
+    origin: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """``spec``'s law for ``shape`` from ``rng``, in ``dtype`` (checks already made; ``fans``
-    are the whole tensor's, also when ``shape`` is one tile of it)."""
-    return np.asarray(_draw(spec, rng, shape, fans, dtype, path), dtype=dtype)
+    are the whole tensor's, also when ``shape`` is one tile of it, which starts at ``origin``)."""
+    return np.asarray(_draw(spec, rng, shape, fans, dtype, path, origin), dtype=dtype)
 
 
 #: The parameters that set how large a law's values get, for messages.

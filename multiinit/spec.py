@@ -729,10 +729,14 @@ class Custom(Spec):
 
     Building one registers ``fn`` under ``name`` in this process, which is how ``from_dict``
     and ``parse`` find it again; a later registration of the same name replaces the function.
+    ``elementwise=True`` is the user's word that ``fn`` draws every element independently from
+    one law, whatever the shape: multiinit may then call it once per tile of the stream rule
+    (``multiinit.stream``), each tile with its own generator, in parallel (see ``custom``).
     """
 
     fn: Callable[..., Any]
     name: str
+    elementwise: bool = False
     kind: ClassVar[str] = "custom"
 
     def __post_init__(self) -> None:
@@ -742,12 +746,20 @@ class Custom(Spec):
             raise _fail(self.kind, "name", self.name, "a non-empty string", SpecTypeError)
         if not self.name.strip():
             raise _fail(self.kind, "name", self.name, "a non-empty string")
+        if not isinstance(self.elementwise, bool):
+            # 0, 1, "yes" or numpy.bool_ would each read as a promise the user did not spell out.
+            raise _fail(self.kind, "elementwise", self.elementwise, "True or False", SpecTypeError)
         _CUSTOM[self.name] = self.fn
 
     def __repr__(self) -> str:
+        if self.elementwise:
+            return f"custom(name={self.name!r}, elementwise=True)"
         return f"custom(name={self.name!r})"
 
     def to_dict(self) -> dict[str, Any]:
+        # The key appears only when True, so every dict written before it existed reads the same.
+        if self.elementwise:
+            return {"kind": self.kind, "name": self.name, "elementwise": True}
         return {"kind": self.kind, "name": self.name}
 
 
@@ -1083,23 +1095,36 @@ def mixture(components: Iterable[tuple[float, Spec]]) -> Mixture:
     return Mixture(components)  # type: ignore[arg-type]
 
 
-def custom(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+def custom(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, elementwise: bool = False
+) -> Any:
     """A law written as ``fn(rng, shape, dtype) -> numpy array`` (logical layout).
 
     ``name`` (default: the function's ``__name__``) is how the spec serializes; a lambda needs
     one. Also a decorator: ``@custom`` or ``@custom(name="my_init")``.
 
+    By default ``fn`` is called once, for the whole tensor, on one thread. ``elementwise=True``
+    says that ``fn`` draws each element independently from one law for any shape it is given
+    (as ``rng.uniform(-1, 1, shape)`` does, and an orthogonal or a sparse law does not): a
+    tensor of more than one tile of the stream rule is then drawn tile by tile, each tile from
+    its own generator, on every thread, and a torch rank of a sharded parameter draws only the
+    tiles of its shard (JAX and Keras draw user laws on the host, every tile, before sharding).
+    The law is the same; the numbers of a tensor of more than one tile are not those of one
+    call. ``fn`` may then run on several threads at once.
+
     >>> spec = custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name="sym_uniform")
     >>> spec
     custom(name='sym_uniform')
+    >>> custom(spec.fn, name="sym_uniform", elementwise=True)
+    custom(name='sym_uniform', elementwise=True)
     """
     if fn is None:
-        return lambda f: custom(f, name=name)
+        return lambda f: custom(f, name=name, elementwise=elementwise)
     if name is None:
         name = getattr(fn, "__name__", None)
         if not name or name == "<lambda>":
             raise _fail("custom", "name", name, "a non-empty string (a lambda needs name=...)")
-    return Custom(fn, name)
+    return Custom(fn, name, elementwise)
 
 
 def with_axes(
@@ -1229,7 +1254,7 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
         raise _fail("from_dict", "kind", kind, f"one of {', '.join(sorted(_KINDS))}")
     cls = _KINDS[kind]
     given = {k: v for k, v in data.items() if k != "kind"}
-    allowed = {"name"} if cls is Custom else {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    allowed = {"name", "elementwise"} if cls is Custom else {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(given) - allowed, key=str)
     if unknown:
         raise _fail(kind, "keys", unknown, f"among {sorted(allowed)}")
@@ -1253,7 +1278,7 @@ def _from_dict(data: Mapping[str, Any], depth: int) -> Spec:
         return Mixture(tuple(pairs))
     if cls is Custom:
         name: Any = given.get("name")  # anything: registered_custom refuses what is not a name
-        return Custom(registered_custom(name), name)
+        return Custom(registered_custom(name), name, given.get("elementwise", False))
     if cls is WithAxes:
         missing = sorted({"spec", "in_axis", "out_axis"} - set(given))
         if missing:
@@ -1306,9 +1331,12 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
     if name not in CONSTRUCTORS:
         called = ast.get_source_segment(text, func) or type(func).__name__
         raise _fail("parse", "spec", called, f"one of {', '.join(CONSTRUCTORS)}")
-    if name == "custom" and (node.args or [kw.arg for kw in node.keywords] != ["name"]):
+    if name == "custom" and (
+        node.args or sorted(str(kw.arg) for kw in node.keywords) not in (["name"], ["elementwise", "name"])
+    ):
         raise SpecError(
-            "parse: custom(...) takes only name='registered name'; functions are never parsed from text"
+            "parse: custom(...) takes only name='registered name' and elementwise=True or False; "
+            "functions are never parsed from text"
         )
     args = [_literal(a, text, depth) for a in node.args]
     kwargs = {}
@@ -1323,7 +1351,7 @@ def _call(node: ast.Call, text: str, depth: int = 0) -> Spec:
             )
         kwargs[kw.arg] = _literal(kw.value, text, depth)
     if name == "custom":
-        return Custom(registered_custom(kwargs["name"]), kwargs["name"])
+        return Custom(registered_custom(kwargs["name"]), kwargs["name"], kwargs.get("elementwise", False))
     try:
         spec: Spec = CONSTRUCTORS[name](*args, **kwargs)
     except SpecError:

@@ -13,9 +13,10 @@ each, so the shards of dims divisible by ``MAX_SPLIT * world size`` hold whole t
 numbered row-major over the grid.
 
 **Elementwise laws** (constant, uniform, normal, the truncated family, variance scaling and its
-named forms, mixtures of these) draw every tile from its own stream; a shard draws only the tiles
-it overlaps. **Whole-tensor laws** (orthogonal, sparse, eye, dirac, custom functions, a mixture
-with such a component) draw the whole logical tensor from the parameter's own stream; a shard
+named forms, custom functions built with ``elementwise=True``, mixtures of these) draw every tile
+from its own stream; a shard draws only the tiles it overlaps. **Whole-tensor laws** (orthogonal,
+sparse, eye, dirac, other custom functions, a mixture with such a component) draw the whole
+logical tensor from the parameter's own stream; a shard
 computes it and keeps its part (eye and dirac, being deterministic, are computed per shard directly
 by the adapters).
 
@@ -51,6 +52,7 @@ import numpy as np
 
 from .spec import (
     Constant,
+    Custom,
     Mixture,
     Normal,
     Spec,
@@ -226,6 +228,8 @@ def is_elementwise(spec: Spec) -> bool:
         return all(is_elementwise(s) for w, s in spec.components if w > 0)
     if isinstance(spec, WithAxes):  # only says where the fans come from
         return is_elementwise(spec.spec)
+    if isinstance(spec, Custom):
+        return spec.elementwise  # the user's word (custom(..., elementwise=True))
     return spec.as_variance_scaling() is not None
 
 
@@ -432,7 +436,8 @@ def draw(
 
     def job(tile: Tile) -> Callable[[], None]:
         def run() -> None:
-            values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path)
+            origin = tuple(b.start for b in tile.box)
+            values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path, origin)
             part = tuple(
                 slice(max(t.start, r.start), min(t.stop, r.stop))
                 for t, r in zip(tile.box, region, strict=True)

@@ -207,7 +207,7 @@ def test_built_in_specs_copy_nothing_to_the_host(monkeypatch) -> None:
     for name in ("numpy", "cpu", "tolist", "__array__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     monkeypatch.setattr(torch, "from_numpy", refuse)
-    monkeypatch.setattr(mit.draw, "call_law", refuse)  # the NumPy reference, for user laws only
+    monkeypatch.setattr(mit.draw, "law_values", refuse)  # the NumPy reference, for user laws only
     for spec in SPECS:
         if isinstance(spec, mi.spec.Custom):
             continue

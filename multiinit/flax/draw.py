@@ -104,7 +104,7 @@ from jax.scipy.special import ndtri as _jax_ndtri
 
 from ..errors import SpecError, SpecTypeError
 from ..fans import LogicalView
-from ..reference import call_law as _call_law
+from ..reference import law_values as _law_values
 from ..spec import (
     Constant,
     Custom,
@@ -835,9 +835,10 @@ def _has_custom(spec: Spec) -> bool:
 def _custom_host(
     spec: Custom, view: LogicalView, dtype: np.dtype, path: str | None, words: Any
 ) -> np.ndarray:
-    """The user's law behind the fence, on the host: the logical array in ``asked`` dtype."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in np.asarray(words).ravel()]))
-    return _call_law(spec, rng, view.logical_shape, _asked(dtype), path)
+    """The user's law behind the fence, on the host: the logical array in ``asked`` dtype
+    (whole, or tile by tile on the pool's threads for an elementwise law)."""
+    key = [int(w) for w in np.asarray(words).ravel()]
+    return _law_values(spec, key, view.logical_shape, _asked(dtype), path)
 
 
 def _asked(dtype: np.dtype) -> np.dtype:

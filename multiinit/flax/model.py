@@ -129,7 +129,7 @@ from .. import rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import SPATIAL_IN_OUT, Layout, LogicalView
 from ..layers import lookup_layer, registered_layers
-from ..reference import sample as _reference_sample
+from ..reference import law_values as _law_values
 from ..rules import LAYER_KINDS, Param, roles_of
 from ..spec import Custom, Mixture, Spec, WithAxes
 from . import sharded as _sharded
@@ -1157,8 +1157,13 @@ def _fenced_custom(spec: Custom, key: Any, view: LogicalView, fans: Any, dtype: 
     asked = dtype if dtype.name in ("float16", "float32", "float64") else np.dtype(np.float32)
 
     def host(words: Any) -> np.ndarray:
-        rng = np.random.default_rng(np.random.SeedSequence([int(w) for w in np.asarray(words).ravel()]))
-        logical = _reference_sample(spec, view.logical_shape, seed=rng, dtype=asked, fans=fans, path=path)
+        key = [int(w) for w in np.asarray(words).ravel()]
+        if spec.elementwise and view.is_plain:
+            # Tile by tile on the pool's threads, straight into the native layout.
+            out = np.empty(view.native_shape, dtype=asked)
+            _law_values(spec, key, view.logical_shape, asked, path, out=view.to_logical(out))
+            return out.astype(dtype, copy=False)
+        logical = _law_values(spec, key, view.logical_shape, asked, path)
         return np.ascontiguousarray(view.to_native(logical)).astype(dtype)
 
     words = _key_words(key)

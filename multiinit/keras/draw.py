@@ -103,7 +103,7 @@ from keras import ops as _ops
 from ..errors import SpecError
 from ..fans import LogicalView
 from ..host import copy_striped, write_dirac, write_eye
-from ..reference import call_law, truncated_standard_normal
+from ..reference import law_values, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
     Constant,
@@ -725,10 +725,16 @@ def _holds(dtype: str) -> bool:
 
 def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
     host = dtype if dtype in ("float16", "float32", "float64") else "float32"
-    rng = np.random.default_rng(_host_seed(seed))
+    key = (_host_seed(seed),)
+    if spec.elementwise and view.is_plain:
+        # Tile by tile on the pool's threads, each tile written straight into Keras' layout
+        # through a logical view of the buffer (a tensor of one tile: one call, as below).
+        out = _aligned_empty(view.native_shape, np.dtype(host))
+        law_values(spec, key, view.logical_shape, host, path, out=view.to_logical(out))
+        return _from_host(out, dtype)
     # The fence casts while copying into Keras' layout: one pass over the result, not three.
-    native = call_law(
-        spec, rng, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
+    native = law_values(
+        spec, key, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
     )
     return _from_host(native, dtype)
 

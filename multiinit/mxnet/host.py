@@ -70,7 +70,7 @@ from mxnet.base import _LIB, check_call
 from .. import host as _host, stream
 from ..errors import LawError, MultiinitError, ShapeError, SpecError
 from ..fans import LogicalView
-from ..reference import _draw_checked, call_law, truncated_standard_normal
+from ..reference import _draw_checked, law_values, truncated_standard_normal
 from ..spec import Constant, Custom, Dirac, Eye, Mixture, Normal, Sparse, Spec, TruncatedNormal, Uniform
 
 __all__ = ["host_target", "host_view", "fill", "fenced", "elementwise_law"]
@@ -389,7 +389,7 @@ def fenced(spec: Spec, path: str | None, draw: Callable[[], np.ndarray]) -> np.n
             text = text.replace(f"custom law {name!r}", f"custom law {name!r}{where}", 1)
         raise type(err)(text if text != str(err) else f"{text} ({path!r})") from err
     except (ShapeError, SpecError) as err:
-        if not any(f"custom(name={n!r})" in str(err) for n in _custom_names(spec)):
+        if not any(f"custom(name={n!r}" in str(err) for n in _custom_names(spec)):
             raise
         # A core without a fence of its own refuses the law's result by naming the law.
         raise LawError(f"custom law {names}{where}: {err}") from err
@@ -418,9 +418,9 @@ def logical_values(
 ) -> np.ndarray:
     """The whole logical tensor of ``spec`` from the stream of ``base``, in ``dtype`` (a float
     dtype): the reference's law and code, user laws fenced."""
+    if isinstance(spec, Custom):  # the generator parameter_rng((base,)) gives, or its tiles
+        return law_values(spec, (base,), shape, dtype, path)
     rng = stream.parameter_rng((base,))
-    if isinstance(spec, Custom):
-        return call_law(spec, rng, shape, dtype, path)
     if _custom_names(spec):
         return fenced(spec, path, lambda: _draw_checked(spec, rng, shape, fans, dtype, path))
     return _draw_checked(spec, rng, shape, fans, dtype, path)

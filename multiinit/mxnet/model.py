@@ -69,11 +69,11 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn as _nn, rnn as _rnn
 
-from .. import rules as _rules, stream
+from .. import rules as _rules
 from ..errors import RuleError, ShapeError, UnknownBackend
 from ..fans import LogicalView
 from ..layers import lookup_layer
-from ..reference import call_law, check_shape
+from ..reference import check_shape, law_values
 from ..rules import Draw, Param, derive_seed, execute, needs_prepare
 from ..spec import Custom, Spec, WithAxes
 from . import host
@@ -306,8 +306,8 @@ def _prepare_values(
     work = np.dtype(dtype if dtype in ("float16", "float32", "float64") else "float32")
     if draw.portable:
         if isinstance(spec, Custom):
-            # A whole-tensor law: the reference draws it from the parameter's own stream.
-            return call_law(spec, stream.parameter_rng(draw.key), view.logical_shape, work, param.path)
+            # The stream rule's draw of a user law (whole, or tile by tile when elementwise).
+            return law_values(spec, draw.key, view.logical_shape, work, param.path)
         drawn = Param(param.path, view, param.role, param.layer, fans, param.order, work.name)
         return host.fenced(spec, param.path, lambda: _rules.portable_values(drawn, spec, draw))
     if spec.uses_fans and fans is None:

@@ -98,7 +98,7 @@ from torch.nn import init as _init
 
 from .. import host as _host, stream as _stream
 from ..errors import SpecError
-from ..reference import call_law
+from ..reference import law_values
 from ..spec import (
     Constant,
     Custom,
@@ -725,13 +725,18 @@ def _fill_custom(
     (an exception in it, a result of the wrong shape or dtype, or a non-finite value is a
     ``LawError`` naming the law and ``path``), and ``t`` is written only once the result has
     passed, so a failing law leaves the tensor as it was."""
-    # The rng is seeded from the torch generator (or torch's global RNG), so torch.manual_seed
-    # and generator seeds make the law reproducible.
-    device = g.device if g is not None else torch.device("cpu")
-    words = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
-    rng = np.random.default_rng(words)
-    values = call_law(spec, rng, tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path=path)
+    # An elementwise law over more than one tile is drawn tile by tile on the pool's threads
+    # (``law_values``); the generator gives the same key either way.
+    values = law_values(spec, custom_key(g), tuple(t.shape), _NUMPY_DTYPE.get(t.dtype, "float32"), path=path)
     t.copy_(torch.from_numpy(np.ascontiguousarray(values)))
+
+
+def custom_key(g: torch.Generator | None) -> list[int]:
+    """The NumPy stream key of a user law, two words drawn from ``g`` (torch's global RNG
+    without one), so ``torch.manual_seed`` and generator seeds make the law reproducible."""
+    device = g.device if g is not None else torch.device("cpu")
+    words: list[int] = torch.randint(0, 2**62, (2,), generator=g, device=device).tolist()
+    return words
 
 
 def _filler(spec: Spec) -> _Filler:

@@ -92,10 +92,11 @@ from .. import errors as _errors, rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import LogicalView, compute_fans
 from ..layers import lookup_layer
-from ..spec import Spec, WithAxes
+from ..reference import law_values
+from ..spec import Custom, Spec, WithAxes
 from . import sharded as _sharded
 from .compiled import _is_uninitialized
-from .draw import FLOAT_DTYPES, _filler
+from .draw import _NUMPY_DTYPE, FLOAT_DTYPES, _filler, custom_key
 
 _DENSE = (nn.Linear,)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -422,10 +423,14 @@ class _Writer:
         if problem:
             raise ShapeError(f"{spec!r} cannot fill {_where(param)}: {problem}")
 
-    def prepare(self, param: _rules.Param, spec: Spec, draw: _rules.Draw) -> torch.Tensor:
+    def prepare(
+        self, param: _rules.Param, spec: Spec, draw: _rules.Draw
+    ) -> torch.Tensor | _sharded.Staged | None:
         t = param.handle
         device = self.device if t.is_meta else _sharded._local(t).device
         try:
+            if isinstance(spec, Custom) and spec.elementwise and _sharded.is_dtensor(t):
+                return self._staged(param, spec, draw, device)
             if draw.portable:
                 values = _rules.portable_values(param, spec, draw)
                 whole = torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=t.dtype)
@@ -445,6 +450,30 @@ class _Writer:
         if whole.is_floating_point() and not bool(torch.isfinite(whole).all()):
             raise _LAW_ERROR(f"{spec!r} returned non-finite values (NaN or inf) for {_where(param)}")
         return whole
+
+    def _staged(
+        self, param: _rules.Param, spec: Custom, draw: _rules.Draw, device: torch.device | None
+    ) -> _sharded.Staged | None:
+        """An elementwise user law on a DTensor: this rank's region only, tile by tile -- the
+        part of the whole tensor an unsharded parameter gets (the same key, the same tiles)."""
+        t = param.handle
+        region = _sharded.local_region(t, param.view)
+        if region is None:
+            return None
+        if draw.portable:
+            values = _rules.portable_values(param, spec, draw, box=region)
+        else:
+            generator = torch.Generator(device=device).manual_seed(
+                _stream.tile_seed(self.base(), param.order, 0)
+            )
+            dtype = _NUMPY_DTYPE.get(t.dtype, "float32")
+            values = law_values(
+                spec, custom_key(generator), param.logical_shape, dtype, param.path, box=region
+            )
+        part = torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=t.dtype)
+        if part.is_floating_point() and not bool(torch.isfinite(part).all()):
+            raise _LAW_ERROR(f"{spec!r} returned non-finite values (NaN or inf) for {_where(param)}")
+        return _sharded.Staged(region, part)
 
     def fill(self, param: _rules.Param, spec: Spec, draw: _rules.Draw, prepared: Any) -> None:
         self.materialize()

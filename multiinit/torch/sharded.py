@@ -55,7 +55,7 @@ from .. import stream as _stream
 from ..errors import ShapeError
 from ..fans import LogicalView
 from ..spec import Constant, Dirac, Eye, Mixture, Orthogonal, Spec, WithAxes
-from .draw import _filler
+from .draw import _filler, _runs_user_code
 
 # torch.distributed.tensor costs 0.7 s to import: it is looked up only once a DTensor exists
 # (a DTensor cannot exist before its module was imported).
@@ -424,8 +424,8 @@ class Stream:
     ``shape`` is the logical shape, ``fans`` the whole tensor's (None when the law uses none);
     ``base`` and ``order`` give the native tile seeds (``stream.tile_seed``); ``portable``
     (``portable(box, write)``, ``rules.portable_values``) replaces them in portable mode;
-    ``prepared`` is a whole logical tensor already drawn and validated (a user law), which is
-    then copied from.
+    ``prepared`` is a user law's values already drawn and validated: the whole logical tensor,
+    or a ``Staged`` part of it that covers this rank's pieces; they are then copied from.
     """
 
     spec: Spec
@@ -434,8 +434,36 @@ class Stream:
     order: int = 0
     base: int | None = None
     portable: Callable[[Box | None, Callable[[Box, np.ndarray], None] | None], Any] | None = None
-    prepared: torch.Tensor | None = None
+    prepared: torch.Tensor | Staged | None = None
     path: str | None = None
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The values of the logical ``region`` of a parameter (the smallest box holding every
+    local piece): what a rank draws of an elementwise user law. ``staged[box]`` is the part
+    for a logical box inside the region, as ``whole[box]`` would be."""
+
+    region: Box
+    values: torch.Tensor
+
+    def __getitem__(self, box: Box) -> torch.Tensor:
+        return self.values[_shift(box, self.region)]
+
+
+def local_region(tensor: Any, view: LogicalView) -> Box | None:
+    """The smallest logical box holding every piece of ``tensor`` this rank writes (None when
+    it holds none): for a ``Shard(0)`` weight, its own rows."""
+    runs = local_runs(tensor)
+    if runs is None:
+        return None
+    boxes = [box for box, _ in _pieces(view, runs, _local(tensor))]
+    if not boxes:
+        return None
+    return tuple(
+        slice(min(b[axis].start for b in boxes), max(b[axis].stop for b in boxes))
+        for axis in range(len(boxes[0]))
+    )
 
 
 def _shift(box: Box, origin: Box) -> Box:
@@ -611,6 +639,20 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
         return
     fill_ = _filler(spec)
     grid = _stream.tiling(source.shape)
+    if _runs_user_code(spec):
+        # A user law can fail on any tile: every piece is drawn into a temporary first, so a
+        # failure leaves the parameter as it was (only a compiled call gets here: mi.apply
+        # prepares user laws).
+        staged = [
+            (box, target, torch.empty(target.shape, dtype=dtype, device=device)) for box, target in pieces
+        ]
+        _run_jobs(
+            [_tile_job(source, fill_, t, box, temp) for box, _, temp in staged for t in grid.tiles(box)],
+            device,
+        )
+        for _, target, temp in staged:
+            _copy(target, temp)
+        return
     jobs = [_tile_job(source, fill_, tile, box, target) for box, target in pieces for tile in grid.tiles(box)]
     _run_jobs(jobs, device)
 
