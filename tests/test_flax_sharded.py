@@ -16,10 +16,6 @@ which fails if any test there fails).
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -28,6 +24,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from simulated_devices import rerun
 
 import multiinit as mi
 from multiinit import rules as mi_rules
@@ -36,7 +33,6 @@ from multiinit.flax import sharded
 
 DEVICES = 8
 IN_PROCESS = jax.device_count() >= DEVICES
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def my_law(rng, shape, dtype):
@@ -476,19 +472,4 @@ if not IN_PROCESS:
         del globals()[_name]
 
     def test_the_mesh_tests_in_a_process_with_8_simulated_devices() -> None:
-        env = dict(os.environ)
-        env["XLA_FLAGS"] = (
-            f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}".strip()
-        )
-        env["JAX_PLATFORMS"] = "cpu"
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-        assert " passed" in done.stdout and "skipped" not in done.stdout
+        rerun(__file__, DEVICES)

@@ -45,6 +45,17 @@ def _law(rng, shape, dtype):
 
 
 _CUSTOM = mi.custom(_law, name="tests.torch_sharded.law")
+#: The shapes the elementwise law below was called for in this process (from every thread).
+TILED_CALLS: list[tuple[int, ...]] = []
+
+
+def _tiled_law(rng, shape, dtype):
+    TILED_CALLS.append(tuple(shape))
+    return rng.uniform(-1, 1, shape)
+
+
+#: Drawn tile by tile: a rank draws only the tiles its shard meets.
+_TILED = mi.custom(_tiled_law, name="tests.torch_sharded.tiled", elementwise=True)
 
 #: One dense layer per spec of the contract (dirac goes to the conv layer).
 WEIGHT_SPECS = [
@@ -73,6 +84,7 @@ WEIGHT_SPECS = [
     mi.sparse(0.25),
     mi.mixture([(0.2, mi.zeros()), (0.5, mi.normal()), (0.3, mi.uniform(2, 3))]),
     _CUSTOM,
+    _TILED,
 ]
 BIAS_SPECS = [
     mi.zeros(),
@@ -83,6 +95,7 @@ BIAS_SPECS = [
     mi.truncated_normal(),
     mi.mixture([(0.5, mi.ones()), (0.5, mi.normal())]),
     _CUSTOM,
+    _TILED,
 ]
 
 
@@ -163,6 +176,7 @@ def _compiled_calls():
             lambda n, t: True,
             lambda t: mi.compile(mi.mixture([(0.5, mi.zeros()), (0.5, mi.normal())]), "torch")(t),
         ),
+        ("compile(custom elementwise)", lambda n, t: True, lambda t: mi.compile(_TILED, "torch")(t)),
     ]
 
 
@@ -260,8 +274,20 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
             model(torch.ones(2, 530), torch.ones(1, 12, 5, 5), torch.ones(1, 20, 4))
         dist.barrier()
         before = _sequence_numbers()
+        TILED_CALLS.clear()
         mi.apply(model, RULES, seed=SEED, portable=portable, device="cpu" if meta else None)
         assert _sequence_numbers() == before, f"{strategy}: a collective ran during the draw"
+        # The elementwise law's weight, (515, 530) in 2x2 tiles of rows 258 + 257 and columns
+        # 265 + 265. Halves by rows or columns, and FSDP's quarters by rows (129 rows each),
+        # meet one row or one column of tiles: two tiles, never the whole. (Other quarters may
+        # straddle a tile border; a replica and a world of one draw all four.)
+        drawn = sum(math.prod(shape) for shape in TILED_CALLS if len(shape) == 2)
+        if (world == 2 and strategy != "replicate") or (world == 4 and strategy == "fsdp"):
+            assert drawn in (2 * 258 * 265, 2 * 257 * 265, 515 * 265), (strategy, drawn)
+        elif world == 1 or strategy == "replicate":
+            assert drawn == 515 * 530, (strategy, drawn)
+        else:
+            assert 0 < drawn <= 515 * 530, (strategy, drawn)
         assert not any(p.is_meta for p in model.parameters())
         if strategy == "fsdp" and meta:  # FSDP2 took the materialized shards: a step works
             model(torch.ones(2, 530), torch.ones(1, 12, 5, 5), torch.ones(1, 20, 4)).backward()
