@@ -635,13 +635,42 @@ def law_values(
     resolved = _dtype(dtype)
     target = np.empty(tuple(s.stop - s.start for s in region), dtype=resolved) if out is None else out
 
-    def write(part: tuple[slice, ...], values: np.ndarray) -> None:
-        target[
-            tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(part, region, strict=True))
-        ] = values
+    def job(tile: stream.Tile) -> Callable[[], None]:
+        def run() -> None:
+            rng = stream.tile_rng(key, tile.index)
+            origin = tuple(b.start for b in tile.box)
+            part = _meet(tile.box, region)
+            into = target[_relative(part, region)]
+            if part == tile.box:
+                # The fence casts the tile straight into its place (one pass, no temporary)
+                # and checks what landed there.
+                call_law(
+                    spec, rng, tile.shape, resolved, path, place=lambda a, d: _copied(into, a), origin=origin
+                )
+                return
+            # A tile the region cuts is checked whole, as every other shard of it is.
+            into[...] = call_law(spec, rng, tile.shape, resolved, path, origin=origin)[
+                _relative(part, tile.box)
+            ]
 
-    stream.draw(spec, shape, key, dtype=resolved, path=path, box=region, write=write)
+        return run
+
+    stream.run_parallel(job(tile) for tile in stream.tiling(shape).tiles(region))
     return target
+
+
+def _meet(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+
+
+def _relative(box: tuple[slice, ...], origin: tuple[slice, ...]) -> tuple[slice, ...]:
+    """``box`` in the coordinates of an array that starts at ``origin``."""
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
+
+
+def _copied(into: np.ndarray, values: np.ndarray) -> np.ndarray:
+    np.copyto(into, values, casting="unsafe")
+    return into
 
 
 _RAGGED = cast(
