@@ -46,10 +46,11 @@ SPECS = [
     mi.sparse(0.1),
     mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
     mi.custom(d2l_my_init, name="bench.my_init"),
+    mi.custom(d2l_my_init, name="bench.my_init_tiles", elementwise=True),
 ]
 
-#: The seed chapter's law, as a mixture and as a custom function: timed against the chapter's
-#: own native code.
+#: The seed chapter's law, as a mixture and as a custom function (called whole, or tile by tile
+#: with ``elementwise=True``): timed against the chapter's own native code.
 CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
 
 
