@@ -87,7 +87,10 @@ Custom NumPy functions (the fence)
     bfloat16, for which ``fn`` is asked for float32 (NumPy's random functions do not know
     bfloat16) and the result is rounded. The host returns the logical array and XLA lays it
     out natively (a host transpose costs more than the law). Under ``vmap`` the callback
-    runs once per key (``vmap_method="sequential"``).
+    runs once per key (``vmap_method="sequential"``). A law built with ``elementwise=True``
+    is called once per tile of the stream rule over the key words, on the pool's threads
+    (``reference.law_values``); at model level (``model.py``) its tiles are written straight
+    into the native layout on the host.
 """
 
 from __future__ import annotations

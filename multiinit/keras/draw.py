@@ -86,7 +86,10 @@ User laws (``custom``)
     (``host.copy_striped``; NumPy's own transposing copy of a 4096x4096 array is 3-5x slower),
     into a 64-byte-aligned buffer that TensorFlow takes without a copy (DLPack); other
     backends convert it as usual. ``dtype`` is the requested NumPy dtype, except bfloat16,
-    for which ``fn`` is asked for float32 and the result is rounded.
+    for which ``fn`` is asked for float32 and the result is rounded. A law built with
+    ``elementwise=True`` is called once per tile of the stream rule (``reference.law_values``),
+    on the pool's threads, each tile cast straight into its place in that buffer through its
+    logical view: no logical array and no transposing copy.
 """
 
 from __future__ import annotations

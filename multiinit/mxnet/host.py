@@ -51,7 +51,8 @@ Laws
 User laws
     ``custom`` functions run behind ``call_law`` (``multiinit.reference``): an exception, a
     wrong shape or dtype, NaN or infinite values become a ``LawError`` naming the law and the
-    parameter, raised before anything is written.
+    parameter, raised before anything is written. One built with ``elementwise=True`` is
+    called once per tile of the stream rule, on the pool's threads (``law_values``).
 """
 
 from __future__ import annotations

@@ -82,7 +82,9 @@ Decisions implemented here:
   device must be the tensor's, as in torch) and never copy data to the host (a CPU tensor's
   NumPy view, above, is its own memory). ``custom`` is
   the exception by nature: its NumPy function runs on the host, seeded from two 62-bit words
-  drawn from the generator, and the result is copied to the tensor.
+  drawn from the generator (``custom_key``), and the result is copied to the tensor. A law
+  built with ``elementwise=True`` is called once per tile of the stream rule over those words,
+  on the pool's threads (``reference.law_values``); a tensor of one tile keeps one call.
 """
 
 from __future__ import annotations
