@@ -639,8 +639,8 @@ def law_values(
         def run() -> None:
             rng = stream.tile_rng(key, tile.index)
             origin = tuple(b.start for b in tile.box)
-            part = _meet(tile.box, region)
-            into = target[_relative(part, region)]
+            part = stream.meet(tile.box, region)
+            into = target[stream.shift(part, region)]
             if part == tile.box:
                 # The fence casts the tile straight into its place (one pass, no temporary)
                 # and checks what landed there.
@@ -650,22 +650,13 @@ def law_values(
                 return
             # A tile the region cuts is checked whole, as every other shard of it is.
             into[...] = call_law(spec, rng, tile.shape, resolved, path, origin=origin)[
-                _relative(part, tile.box)
+                stream.shift(part, tile.box)
             ]
 
         return run
 
     stream.run_parallel(job(tile) for tile in stream.tiling(shape).tiles(region))
     return target
-
-
-def _meet(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, ...]:
-    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
-
-
-def _relative(box: tuple[slice, ...], origin: tuple[slice, ...]) -> tuple[slice, ...]:
-    """``box`` in the coordinates of an array that starts at ``origin``."""
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
 
 
 def _copied(into: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -69,6 +69,8 @@ __all__ = [
     "Tile",
     "Tiling",
     "tiling",
+    "meet",
+    "shift",
     "is_elementwise",
     "seed_base",
     "tile_seed",
@@ -157,6 +159,24 @@ class Tiling:
                 return
         for coords in _product(ranges):
             yield self._tile(coords)
+
+
+def meet(a: Sequence[slice], b: Sequence[slice]) -> Box:
+    """The box where boxes ``a`` and ``b`` (unit-step slices, one per axis) overlap.
+
+    >>> meet((slice(0, 4), slice(2, 6)), (slice(1, 8), slice(0, 3)))
+    (slice(1, 4, None), slice(2, 3, None))
+    """
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+
+
+def shift(box: Sequence[slice], origin: Sequence[slice]) -> Box:
+    """``box`` in the coordinates of an array that holds the box ``origin`` (which contains it).
+
+    >>> shift((slice(3, 5), slice(0, 2)), (slice(2, 9), slice(0, 4)))
+    (slice(1, 3, None), slice(0, 2, None))
+    """
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
 
 
 def _product(ranges: Sequence[range]) -> Iterator[tuple[int, ...]]:
@@ -423,9 +443,7 @@ def draw(
         out = np.empty(tuple(s.stop - s.start for s in region), dtype=np.dtype(dtype))
 
         def write(target: Box, values: np.ndarray) -> None:
-            out[
-                tuple(slice(t.start - r.start, t.stop - r.start) for t, r in zip(target, region, strict=True))
-            ] = values
+            out[shift(target, region)] = values
 
     if len(grid) == 0:
         return out
@@ -438,19 +456,8 @@ def draw(
         def run() -> None:
             origin = tuple(b.start for b in tile.box)
             values = _draw_checked(spec, tile_rng(key, tile.index), tile.shape, fans, dtype, path, origin)
-            part = tuple(
-                slice(max(t.start, r.start), min(t.stop, r.stop))
-                for t, r in zip(tile.box, region, strict=True)
-            )
-            write(
-                part,
-                values[
-                    tuple(
-                        slice(p.start - t.start, p.stop - t.start)
-                        for p, t in zip(part, tile.box, strict=True)
-                    )
-                ],
-            )
+            part = meet(tile.box, region)
+            write(part, values[shift(part, tile.box)])
 
         return run
 

@@ -448,7 +448,7 @@ class Staged:
     values: torch.Tensor
 
     def __getitem__(self, box: Box) -> torch.Tensor:
-        return self.values[_shift(box, self.region)]
+        return self.values[_stream.shift(box, self.region)]
 
 
 def local_region(tensor: Any, view: LogicalView) -> Box | None:
@@ -464,14 +464,6 @@ def local_region(tensor: Any, view: LogicalView) -> Box | None:
         slice(min(b[axis].start for b in boxes), max(b[axis].stop for b in boxes))
         for axis in range(len(boxes[0]))
     )
-
-
-def _shift(box: Box, origin: Box) -> Box:
-    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, origin, strict=True))
-
-
-def _meet(a: Box, b: Box) -> Box:
-    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
 
 
 def _deterministic(spec: Spec, box: Box, target: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -582,8 +574,8 @@ def _tile_job(
     source: Stream, fill_: Any, tile: _stream.Tile, box: Box, target: torch.Tensor
 ) -> Callable[[], None]:
     def run() -> None:
-        part = _meet(tile.box, box)
-        destination = target[_shift(part, box)]
+        part = _stream.meet(tile.box, box)
+        destination = target[_stream.shift(part, box)]
         generator = torch.Generator(device=target.device).manual_seed(
             # A native stream always has its base (the writer sets it).
             _stream.tile_seed(cast(int, source.base), source.order, tile.index)
@@ -593,7 +585,7 @@ def _tile_job(
             return
         values = torch.empty(tile.shape, dtype=target.dtype, device=target.device)
         fill_(values, generator, source.fans)
-        _copy(destination, values[_shift(part, tile.box)])
+        _copy(destination, values[_stream.shift(part, tile.box)])
 
     return run
 
@@ -633,7 +625,7 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
             # Called from the reference's threads, tile by tile: set the caller's modes there.
             def write(region: Box, values: np.ndarray, box: Box = box, target: torch.Tensor = target) -> None:
                 with torch.inference_mode(inference), torch.no_grad():
-                    _copy(target[_shift(region, box)], torch.from_numpy(np.asarray(values)))
+                    _copy(target[_stream.shift(region, box)], torch.from_numpy(np.asarray(values)))
 
             source.portable(box, write)
         return
