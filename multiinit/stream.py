@@ -16,9 +16,8 @@ numbered row-major over the grid.
 named forms, custom functions built with ``elementwise=True``, mixtures of these) draw every tile
 from its own stream; a shard draws only the tiles it overlaps. **Whole-tensor laws** (orthogonal,
 sparse, eye, dirac, other custom functions, a mixture with such a component) draw the whole
-logical tensor from the parameter's own stream; a shard
-computes it and keeps its part (eye and dirac, being deterministic, are computed per shard directly
-by the adapters).
+logical tensor from the parameter's own stream; a shard computes it and keeps its part (eye and
+dirac, being deterministic, are computed per shard directly by the adapters).
 
 **Portable mode** (the NumPy reference, identical numbers in every framework): the parameter's own
 stream is ``numpy.random.default_rng(SeedSequence([seed, order]))``; tile ``t`` of a tensor of
