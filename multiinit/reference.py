@@ -603,8 +603,8 @@ def law_values(
     ``numpy.random.default_rng(key)``, the generator ``key`` always gave, and ``place`` as
     ``call_law`` takes it; ``box`` then takes its part of the whole. An ``elementwise=True``
     law over more than one tile of the stream rule is called once per tile that meets ``box``
-    (default: all), each with its own generator, on the pool's threads
-    (``multiinit.stream.draw``), so a shard costs its own tiles only. Each tile is fenced and
+    (default: all), each with its own generator (the stream rule's, as ``multiinit.stream``
+    gives it), on the pool's threads, so a shard costs its own tiles only. Each tile is fenced and
     written into ``out`` (a writable array of the region's shape and ``dtype``: an adapter
     passes a view of its own buffer, in the logical layout, so the tiles land in its layout
     with no further copy) or, without ``out``, into a new array; ``place`` is not used on that
@@ -624,7 +624,8 @@ def law_values(
         raise SpecError(f"spec={shown(spec)} is not allowed; law_values runs a custom spec (mi.custom)")
     shape = _shape(shape)
     region = stream._full_box(shape, box)
-    if not spec.elementwise or len(stream.tiling(shape)) <= 1:
+    grid = stream.tiling(shape)
+    if not spec.elementwise or len(grid) <= 1:
         values = call_law(spec, np.random.default_rng([int(k) for k in key]), shape, dtype, path, place=place)
         if box is not None:
             values = values[region]
@@ -655,7 +656,7 @@ def law_values(
 
         return run
 
-    stream.run_parallel(job(tile) for tile in stream.tiling(shape).tiles(region))
+    stream.run_parallel(job(tile) for tile in grid.tiles(region))
     return target
 
 
