@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -319,23 +320,40 @@ def _inline() -> bool:
 
 def run_parallel(jobs: Iterable[Callable[[], Any]]) -> None:
     """Run ``jobs`` on the shared pool (inline when there is one job or one thread); the first
-    exception is raised after every job has ended, so no job still writes when the caller
-    handles it."""
+    exception (in the order of ``jobs``) is raised after every job has ended, so no job still
+    writes when the caller handles it.
+
+    >>> done: list[int] = []
+    >>> run_parallel([(lambda i=i: done.append(i)) for i in range(5)])
+    >>> sorted(done)
+    [0, 1, 2, 3, 4]
+    """
     jobs = list(jobs)
     if len(jobs) <= 1 or _inline():
         for job in jobs:
             job()
         return
-    futures = [_pool().submit(job) for job in jobs]
-    error: BaseException | None = None
-    for future in futures:
-        try:
-            future.result()
-        except BaseException as e:  # noqa: BLE001 - re-raised below, after the others finished
-            if error is None:
-                error = e
-    if error is not None:
-        raise error
+    # One worker per thread takes jobs until none is left. A future per job would cost each
+    # job a queue hand-off and a thread wake-up: 256 tiles of a 4096x4096 user law spent
+    # 10-20 ms of about 120 on them.
+    waiting = deque(enumerate(jobs))  # popleft is atomic: no lock between the workers
+    errors: dict[int, BaseException] = {}
+
+    def worker() -> None:
+        while True:
+            try:
+                index, job = waiting.popleft()
+            except IndexError:
+                return
+            try:
+                job()
+            except BaseException as e:  # noqa: BLE001 - raised below, once every job has ended
+                errors[index] = e
+
+    for running in [_pool().submit(worker) for _ in range(min(threads(), len(jobs)))]:
+        running.result()  # a worker keeps its jobs' exceptions: this only waits for it
+    if errors:
+        raise errors[min(errors)]
 
 
 def overlapped(steps: Iterable[tuple[Callable[[], Any], Callable[[], _T]]]) -> list[_T]:

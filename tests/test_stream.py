@@ -198,3 +198,56 @@ def test_overlapped_raises_only_after_every_started_consumer_has_ended(monkeypat
     with pytest.raises(KeyError, match="producer 3"):
         stream.overlapped((produce(i), consume(i)) for i in range(6))
     assert sorted(ended) == [0, 1, 2]  # the three started ones finished; none started after
+
+
+# --------------------------------------------------------------------------- run_parallel
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_run_parallel_runs_every_job_once_on_the_pool(threads, monkeypatch) -> None:
+    monkeypatch.setenv("MULTIINIT_THREADS", threads)
+    import threading
+    from collections import Counter
+
+    ran: Counter[int] = Counter()
+    where: set[str] = set()
+    lock = threading.Lock()
+
+    def job(i: int):
+        def run() -> None:
+            with lock:
+                ran[i] += 1
+                where.add(threading.current_thread().name)
+
+        return run
+
+    stream.run_parallel(job(i) for i in range(300))
+    assert ran == Counter(range(300))
+    if threads == "1":
+        assert where == {threading.current_thread().name}
+    else:
+        assert all(name.startswith("multiinit") for name in where)
+
+
+def test_run_parallel_raises_the_first_jobs_error_once_every_job_has_ended(monkeypatch) -> None:
+    monkeypatch.setenv("MULTIINIT_THREADS", "2")
+    import threading
+    import time
+
+    ended: list[int] = []
+    lock = threading.Lock()
+
+    def job(i: int):
+        def run() -> None:
+            # Job 2 fails last in time, job 7 first: the error raised is still job 2's.
+            time.sleep(0.05 if i == 2 else 0.001)
+            with lock:
+                ended.append(i)
+            if i in (2, 7):
+                raise KeyError(f"job {i}")
+
+        return run
+
+    with pytest.raises(KeyError, match="job 2"):
+        stream.run_parallel(job(i) for i in range(12))
+    assert sorted(ended) == list(range(12))  # a failure stops no other job
