@@ -8,6 +8,7 @@ checks it), and portable mode writes exactly these numbers into every framework.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
@@ -525,8 +526,20 @@ def call_law(
     """  # noqa: E501 - doctest output lines, as printed
     if not isinstance(spec, Custom):
         raise SpecError(f"spec={shown(spec)} is not allowed; call_law runs a custom spec (mi.custom)")
-    shape = _shape(shape)
-    resolved = _dtype(dtype)
+    return _fenced(spec, rng, _shape(shape), _dtype(dtype), path, place, origin)
+
+
+def _fenced(
+    spec: Custom,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    resolved: np.dtype,
+    path: str | None,
+    place: Callable[[np.ndarray, np.dtype], np.ndarray] | None,
+    origin: Sequence[int] | None,
+) -> np.ndarray:
+    """``call_law`` once its arguments are checked: what each tile of a ``law_values`` call
+    runs, so a tile costs its law and the copy, not the checks of arguments already checked."""
     law = _law_name(spec, path)
     where = "" if origin is None else f" for the tile at {tuple(int(i) for i in origin)} of shape {shape}"
     try:
@@ -535,10 +548,7 @@ def call_law(
         tile = f" ({where.strip()})" if where else ""
         raise LawError(f"{law} raised {type(err).__name__}: {_message(err)}{tile}") from err
     try:
-        with warnings.catch_warnings():
-            # NumPy 1.x warns, then makes an object array of a ragged list: refused just below.
-            warnings.simplefilter("ignore", _RAGGED)
-            array = np.asarray(result)
+        array = _as_array(result)
     except Exception as err:
         raise LawError(
             f"{law} returned {shown(result)}{where}, which NumPy cannot read as an array; "
@@ -645,14 +655,11 @@ def law_values(
             if part == tile.box:
                 # The fence casts the tile straight into its place (one pass, no temporary)
                 # and checks what landed there.
-                call_law(
-                    spec, rng, tile.shape, resolved, path, place=lambda a, d: _copied(into, a), origin=origin
-                )
+                _fenced(spec, rng, tile.shape, resolved, path, lambda a, d: _copied(into, a), origin)
                 return
             # A tile the region cuts is checked whole, as every other shard of it is.
-            into[...] = call_law(spec, rng, tile.shape, resolved, path, origin=origin)[
-                stream.shift(part, tile.box)
-            ]
+            whole = _fenced(spec, rng, tile.shape, resolved, path, None, origin)
+            into[...] = whole[stream.shift(part, tile.box)]
 
         return run
 
@@ -665,6 +672,19 @@ def _copied(into: np.ndarray, values: np.ndarray) -> np.ndarray:
     return into
 
 
+def _as_array(result: Any) -> np.ndarray:
+    if type(result) is np.ndarray:  # what a NumPy law returns: nothing to convert, nothing to warn
+        return result
+    # NumPy 1.x warns, then makes an object array of a ragged list (refused by the caller).
+    # catch_warnings swaps the process's filter list, so two threads inside it at once (the
+    # tiles of an elementwise law) could leave one's "ignore" filter there for good: one at
+    # a time.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", _RAGGED)
+        return np.asarray(result)
+
+
+_WARNINGS_LOCK = threading.Lock()
 _RAGGED = cast(
     "type[Warning]",
     getattr(getattr(np, "exceptions", None), "VisibleDeprecationWarning", None)

@@ -166,6 +166,35 @@ def test_the_law_runs_on_the_pools_threads(monkeypatch) -> None:
     assert any(name.startswith("multiinit") for name in names), names
 
 
+class _SlowArray:
+    """A law result that NumPy converts through ``__array__``, slowly: two tiles are then
+    converted at the same time on the pool's two threads."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        import time
+
+        time.sleep(0.01)  # lets the other thread run (sleep releases the GIL)
+        return self.values
+
+
+def test_tiles_converted_at_once_leave_the_warning_filters_as_they_were(monkeypatch) -> None:
+    # The conversion hides NumPy 1.x's ragged-list warning inside warnings.catch_warnings,
+    # which swaps the process's filter list: two threads inside it at once could leave one
+    # thread's "ignore" filter installed for good.
+    import warnings
+
+    monkeypatch.setenv("MULTIINIT_THREADS", "2")
+    slow = mi.custom(lambda rng, shape, dtype: _SlowArray(rng.random(shape)), name="t.slow", elementwise=True)
+    plain = mi.custom(lambda rng, shape, dtype: rng.random(shape), name="tests.plain", elementwise=True)
+    before = list(warnings.filters)
+    got = law_values(slow, (3,), (512, 1024))  # 8 tiles
+    assert warnings.filters == before
+    assert np.array_equal(got, law_values(plain, (3,), (512, 1024)))  # the same numbers, converted
+
+
 def test_a_mixture_of_an_elementwise_law_draws_it_per_tile() -> None:
     calls: list[tuple[int, ...]] = []
 
