@@ -393,6 +393,28 @@ def test_portable_mode_writes_the_reference_numbers_in_keras_layout() -> None:
     assert np.array_equal(got["port/head/kernel"], head.T)
 
 
+def test_portable_mode_lands_each_tile_of_a_big_kernel_in_keras_layout() -> None:
+    # (600, 700) logical kernels are four tiles of the stream rule: they are written straight
+    # into Keras' (in, out) buffer, in float32 and in a dtype the reference does not draw.
+    model = keras.Sequential(
+        [
+            keras.Input((700,)),
+            L.Dense(600, name="a"),
+            L.Dense(700, name="b"),
+            L.Dense(600, name="c", dtype="bfloat16"),
+        ],
+        name="big",
+    )
+    spec = mi.normal(std=0.5)
+    mi.apply(model, {"kernel": spec, "bias": mi.zeros()}, seed=7, portable=True)
+    got = snapshot(model)
+    for name, order, shape in (("a", 0, (600, 700)), ("b", 2, (700, 600)), ("c", 4, (600, 700))):
+        want = mi.reference.sample(spec, shape, seed=(7, order)).astype(np.float32).T
+        if name == "c":
+            want = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(want, "bfloat16")), np.float32)
+        assert np.array_equal(np.asarray(got[f"big/{name}/kernel"], np.float32), want), name
+
+
 def test_a_float64_layer_is_drawn_in_float64() -> None:
     model = keras.Sequential([keras.Input((64,)), L.Dense(128, dtype="float64", name="wide")])
     mi.apply(model, {"kernel": mi.truncated_normal(std=0.1, low=-1, high=3)}, seed=0)

@@ -97,6 +97,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, cast
 
 import keras
@@ -731,10 +732,10 @@ def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | 
     key = (_host_seed(seed),)
     if spec.elementwise and view.is_plain:
         # Tile by tile on the pool's threads, each tile written straight into Keras' layout
-        # through a logical view of the buffer (a tensor of one tile: one call, as below).
-        out = _aligned_empty(view.native_shape, np.dtype(host))
-        law_values(spec, key, view.logical_shape, host, path, out=view.to_logical(out))
-        return _from_host(out, dtype)
+        # (a tensor of one tile: one call, as below).
+        return filled_in_place(
+            view, host, lambda logical: law_values(spec, key, view.logical_shape, host, path, out=logical)
+        )
     # The fence casts while copying into Keras' layout: one pass over the result, not three.
     native = law_values(
         spec, key, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
@@ -755,6 +756,24 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % _ALIGN
     return raw[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def filled_in_place(view: LogicalView, dtype: str, fill: Callable[[np.ndarray], object]) -> Any:
+    """A tensor in ``view``'s native layout whose values ``fill`` writes into a logical view of
+    a new host buffer (``view`` plain: the view is a transpose of the buffer, no copy), which
+    TensorFlow then takes without a copy. Tiles written into it land in Keras' layout directly:
+    no logical temporary and no transposing pass over the whole tensor afterwards.
+
+    >>> import numpy as np
+    >>> from multiinit.fans import LogicalView
+    >>> view = LogicalView.of((3, 2), "in,out")  # a Dense kernel, 3 inputs and 2 outputs
+    >>> t = filled_in_place(view, "float32", lambda a: a.__setitem__(..., [[1, 2, 3], [4, 5, 6]]))
+    >>> keras.ops.convert_to_numpy(t).tolist()
+    [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]
+    """
+    out = _aligned_empty(view.native_shape, np.dtype(dtype))
+    fill(view.to_logical(out))
+    return _from_host(out, dtype)
 
 
 def _host_native(view: LogicalView, logical: np.ndarray, dtype: np.dtype) -> np.ndarray:
