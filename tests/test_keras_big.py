@@ -320,3 +320,45 @@ def test_a_fault_leaves_a_deferred_model_deferred(fault) -> None:
 def test_an_unbuilt_model_says_how_to_build_it_without_drawing_twice() -> None:
     with pytest.raises(mi.RuleError, match="StatelessScope\\(initialize_variables=False\\)"):
         mi.apply(keras.Sequential([L.Dense(3)]), {"kernel": mi.zeros()})
+
+
+def test_host_copied_makes_a_tensor_that_does_not_share_the_host_buffer() -> None:
+    from multiinit.keras import draw
+
+    host = draw._aligned_empty((64, 64), np.dtype("float32"))
+    host[...] = 1.0
+    adopted = draw._from_host(host, "float32")
+    with draw.host_copied():
+        copied = draw._from_host(host, "float32")
+    assert draw._ADOPT.get()  # the context has ended
+    host[...] = 2.0
+    # Only TensorFlow's assign adopts a value's buffer, so only there does the switch copy
+    # (JAX on the CPU may alias an aligned host buffer either way).
+    if keras.backend.backend() == "tensorflow":
+        assert (keras.ops.convert_to_numpy(copied) == 1.0).all()
+        assert (keras.ops.convert_to_numpy(adopted) == 2.0).all()  # the aligned buffer, as it is
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_values_for_built_variables_are_copied_and_deferred_ones_adopt_theirs(portable, monkeypatch) -> None:
+    # A built variable's assign would adopt a host buffer and free its own into TensorFlow's
+    # allocator, which keeps it: the model's size again in memory (docs/benchmarks.md).
+    from multiinit.keras import draw
+
+    seen: list[bool] = []
+    real = draw._from_host
+
+    def spy(array, dtype):
+        seen.append(draw._ADOPT.get())
+        return real(array, dtype)
+
+    monkeypatch.setattr(draw, "_from_host", spy)
+    # A user law is prepared before any write; portable mode draws the normal in fill.
+    law = mi.custom(lambda rng, shape, dtype: rng.random(shape), name="tests.host")
+    rules = {"kernel": law, "bias": mi.normal()}
+    mi.apply(functional(), rules, seed=0, portable=portable)
+    built = list(seen)
+    seen.clear()
+    mi.apply(deferred(functional), rules, seed=0, portable=portable)
+    assert built and not any(built)
+    assert seen and all(seen)

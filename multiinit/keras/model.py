@@ -98,7 +98,7 @@ from ..layers import lookup_layer
 from ..rules import Param, execute
 from ..spec import Spec, WithAxes
 from . import sharded as _sharded
-from .draw import _draw, _resolve_dtype, filled_in_place
+from .draw import _draw, _resolve_dtype, filled_in_place, host_copied
 
 _LAYERS = keras.layers
 _TRANSPOSED = (_LAYERS.Conv1DTranspose, _LAYERS.Conv2DTranspose, _LAYERS.Conv3DTranspose)
@@ -376,9 +376,10 @@ class _Writer:
 
     def prepare(self, param: Param, spec: Spec, draw: _rules.Draw) -> Any:
         try:
-            if draw.portable:
-                return _portable(param, spec, draw)
-            return self._native(param, spec, eager=True)
+            with host_copied(not _sharded.is_deferred(param.handle)):
+                if draw.portable:
+                    return _portable(param, spec, draw)
+                return self._native(param, spec, eager=True)
         except MultiinitError as e:
             if param.path in str(e):
                 raise
@@ -392,10 +393,12 @@ class _Writer:
         sharding = _sharded.sharding_of(variable)
         if prepared is not None:
             value = prepared
-        elif draw.portable:
-            value = _portable(param, spec, draw)
         else:
-            value = self._native(param, spec, sharding=sharding)
+            with host_copied(not _sharded.is_deferred(variable)):
+                if draw.portable:
+                    value = _portable(param, spec, draw)
+                else:
+                    value = self._native(param, spec, sharding=sharding)
         _sharded.write(variable, _sharded.place(value, param.dtype, sharding))
 
     # ---- helpers
