@@ -73,7 +73,14 @@ Seeds
     ``derive_seed(s, order)`` (on the JAX backend, by ``sharded.py``'s size rule). ``seed=None``
     draws one base seed from Keras' global generator per call and derives the same way, so
     ``keras.utils.set_random_seed`` makes it reproducible. ``portable=True`` writes the NumPy
-    reference's values (``rules.portable_values``).
+    reference's values (``rules.portable_values``), each tile of the stream rule straight
+    into the host buffer that becomes the variable's value (``draw.filled_in_place``).
+
+Host buffers and TensorFlow's assign
+    A value drawn on the host reaches a deferred variable as the host buffer itself, and a
+    built variable as a copy in TensorFlow's memory (``draw.host_copied``): TensorFlow's assign
+    adopts the value's buffer and keeps the variable's old one in its allocator, which would
+    otherwise hold the model's size again after the call.
 
 All or nothing, one variable at a time
     Before the first write: every rule and shape, each selected variable's dtype (a random law
