@@ -383,10 +383,7 @@ class _Writer:
 
     def prepare(self, param: Param, spec: Spec, draw: _rules.Draw) -> Any:
         try:
-            with host_copied(not _sharded.is_deferred(param.handle)):
-                if draw.portable:
-                    return _portable(param, spec, draw)
-                return self._native(param, spec, eager=True)
+            return self._value(param, spec, draw, eager=True)
         except MultiinitError as e:
             if param.path in str(e):
                 raise
@@ -398,17 +395,20 @@ class _Writer:
         self.initialize_rest()
         variable = param.handle
         sharding = _sharded.sharding_of(variable)
-        if prepared is not None:
-            value = prepared
-        else:
-            with host_copied(not _sharded.is_deferred(variable)):
-                if draw.portable:
-                    value = _portable(param, spec, draw)
-                else:
-                    value = self._native(param, spec, sharding=sharding)
+        value = prepared if prepared is not None else self._value(param, spec, draw, sharding=sharding)
         _sharded.write(variable, _sharded.place(value, param.dtype, sharding))
 
     # ---- helpers
+
+    def _value(
+        self, param: Param, spec: Spec, draw: _rules.Draw, sharding: Any = None, eager: bool = False
+    ) -> Any:
+        """``param``'s value, portable or native; a built variable's reaches TensorFlow as a
+        copy in its own memory, a deferred one's as the host buffer (``host_copied``)."""
+        with host_copied(not _sharded.is_deferred(param.handle)):
+            if draw.portable:
+                return _portable(param, spec, draw)
+            return self._native(param, spec, sharding=sharding, eager=eager)
 
     def _native(self, param: Param, spec: Spec, sharding: Any = None, eager: bool = False) -> Any:
         inner = _inner(spec)
@@ -456,10 +456,7 @@ def _portable(param: Param, spec: Spec, draw: _rules.Draw) -> Any:
     dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
 
     def fill(logical: Any) -> None:
-        def write(box: tuple[slice, ...], values: Any) -> None:
-            logical[box] = values
-
-        _rules.portable_values(param, spec, draw, write=write)
+        _rules.portable_values(param, spec, draw, write=logical.__setitem__)
 
     return filled_in_place(view, dtype, fill)
 
