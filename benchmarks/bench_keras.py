@@ -9,11 +9,13 @@ the native call is the one
 seed chapter's custom law, the chapter's TensorFlow ``MyInit`` subclass. Dirac fills a
 (1, size, size) conv kernel (it needs 3-5 dimensions): the same number of values.
 
-Three more tables follow: the truncated family against ``keras.random.normal`` with the same
+Four more tables follow: the truncated family against ``keras.random.normal`` with the same
 mean and std (what the truncation itself costs; Keras' own ``TruncatedNormal`` cuts at 2 std
 only), ``custom(my_init)`` against the same NumPy function called by hand and converted (what
 multiinit adds around a user's law: seeding, the fence, the rearrangement into Keras' layout),
-and the ``keras.initializers`` drop-ins against Keras' own classes (the same calls: ~1.00).
+``custom(my_init, elementwise=True)`` and its parts done by hand on the same tiles against
+``MyInit`` (the law's own work, then the copy into Keras' layout), and the
+``keras.initializers`` drop-ins against Keras' own classes (the same calls: ~1.00).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -129,6 +132,46 @@ def custom_against_numpy(size: int, repeats: int) -> None:
     print(f"  {'custom(my_init)':<60} {a * 1e3:8.1f} ms vs {b * 1e3:8.1f} ms   ratio {a / b:5.2f}")
 
 
+def tiles_by_hand(size: int, repeats: int) -> None:
+    """Where ``custom(my_init, elementwise=True)``'s time goes, each part against ``MyInit`` in
+    the same run: the NumPy ``my_init`` called by hand on the same tiles, each with a generator
+    made as multiinit makes one, on as many threads (a ``ThreadPoolExecutor``). First with its
+    results dropped (the law's own work), then written into a buffer in Keras' (in, out) layout
+    and converted (what a hand-written tiled law must also do)."""
+    print("\ncustom(my_init, elementwise=True) and my_init by hand on the same tiles, against MyInit")
+    shape = (size, size)
+    tiles = list(mi.stream.tiling(shape).tiles())
+    pool = ThreadPoolExecutor(mi.stream.threads())
+
+    def rng(index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([0, 0], spawn_key=(index,)))
+
+    def dropped(shape, dtype=None):
+        list(pool.map(lambda t: d2l_my_init(rng(t.index), t.shape, np.float32), tiles))
+        return keras.ops.zeros((1, 1))
+
+    def written(shape, dtype=None):
+        native = np.empty(shape, dtype=np.float32)  # (in, out); the law's tiles are (out, in)
+        logical = native.T
+
+        def one(t: mi.stream.Tile) -> None:
+            logical[t.box] = d2l_my_init(rng(t.index), t.shape, np.float32)
+
+        list(pool.map(one, tiles))
+        return keras.ops.convert_to_tensor(native)
+
+    law = mi.compile(mi.custom(d2l_my_init, name="bench.my_init_tiles", elementwise=True), "keras", seed=0)
+    rows = [
+        ("custom(my_init, elementwise=True)", law),
+        ("my_init by hand on each tile, results dropped", dropped),
+        ("the same, written into Keras' layout and converted", written),
+    ]
+    times = timed([f for _, f in rows] + [MyInit()], shape, repeats)
+    for (label, _), t in zip(rows, times[:-1], strict=True):
+        print(f"  {label:<60} {t * 1e3:8.1f} ms vs {times[-1] * 1e3:8.1f} ms   ratio {t / times[-1]:5.2f}")
+    pool.shutdown()
+
+
 def dropins_against_keras(size: int, repeats: int) -> None:
     """``multiinit.keras.initializers`` against ``keras.initializers``, same class, same seed."""
     print("\nkeras.initializers drop-ins against Keras' own (same seed)")
@@ -178,6 +221,7 @@ def main() -> None:
     write_times(args.times, f"keras-{keras.backend.backend()}", args.size, rows)
     truncated_against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
+    tiles_by_hand(args.size, args.repeats)
     dropins_against_keras(args.size, args.repeats)
 
 
