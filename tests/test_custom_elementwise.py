@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -243,6 +244,13 @@ def test_a_value_too_large_in_a_tile_is_named_with_its_index_in_the_whole_tensor
         mi.LawError, match=r"too large for float32 for the tile at \(0, 0\) of shape \(258, 265\)"
     ):
         reference.sample(spec, (515, 530), seed=(0, 0))
+    # Through a transposed view (Keras' and Flax's kernels), where the tile is cast before it is
+    # copied: the same error, and the cast's overflow warning does not reach the user.
+    native = np.empty((530, 515), dtype=np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(mi.LawError, match=r"too large for float16 for the tile at \(0, 0\)"):
+            law_values(spec, (0, 0), (515, 530), "float16", out=native.T)
 
 
 def test_an_exception_in_one_tile_is_a_law_error_after_every_tile_ended() -> None:
