@@ -468,17 +468,13 @@ def _draw(
 # --------------------------------------------------------------------------- user laws, fenced
 
 
-def _law_name(spec: Custom, path: str | None) -> str:
-    where = f" at {shown(path)}" if path is not None else ""
-    return f"custom law {shown(spec.name)}{where}"
-
-
 def _named(
     spec: Custom, path: str | None, shape: tuple[int, ...], origin: Sequence[int] | None
 ) -> tuple[str, str]:
     """The law's name for a message, and the tile it failed on ("" for a call on the whole)."""
+    at = f" at {shown(path)}" if path is not None else ""
     where = "" if origin is None else f" for the tile at {tuple(int(i) for i in origin)} of shape {shape}"
-    return _law_name(spec, path), where
+    return f"custom law {shown(spec.name)}{at}", where
 
 
 def call_law(
