@@ -1078,7 +1078,7 @@ class _Writer:
 
     def _portable_host(self, param: Param, spec: Spec, draw: _rules.Draw) -> np.ndarray:
         values = _rules.portable_values(param, spec, draw)
-        return np.ascontiguousarray(param.view.to_native(values)).astype(_dtype(param.dtype))
+        return np.ascontiguousarray(param.view.to_native(values)).astype(_dtype(param.dtype), copy=False)
 
     def _callback(self, host: Callable[[], np.ndarray], param: Param) -> Any:
         result = jax.ShapeDtypeStruct(param.view.native_shape, _dtype(param.dtype))
@@ -1164,7 +1164,7 @@ def _fenced_custom(spec: Custom, key: Any, view: LogicalView, fans: Any, dtype: 
             _law_values(spec, key, view.logical_shape, asked, path, out=view.to_logical(out))
             return out.astype(dtype, copy=False)
         logical = _law_values(spec, key, view.logical_shape, asked, path)
-        return np.ascontiguousarray(view.to_native(logical)).astype(dtype)
+        return np.ascontiguousarray(view.to_native(logical)).astype(dtype, copy=False)
 
     words = _key_words(key)
     if not _is_tracer(words):
