@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import doctest
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -117,15 +120,30 @@ def test_truncated_normals_never_leave_their_bounds(spec, dtype) -> None:
     assert x.min() < lo + 0.02 * width and x.max() > hi - 0.02 * width
 
 
-@pytest.mark.parametrize("rounds", [64, 1, 0], ids=["rejection", "one-round", "inverse-cdf"])
+@pytest.mark.parametrize(
+    "spares, rounds",
+    [(None, 64), (0, 64), (5, 64), (0, 0)],
+    ids=["spares", "redraws-only", "spares-short", "inverse-cdf"],
+)
 @pytest.mark.parametrize("spec", TRUNCATED, ids=repr)
-def test_truncated_laws_by_rejection_and_by_the_inverse_cdf(spec, rounds, monkeypatch) -> None:
-    # Wide bounds are drawn by redrawing the values outside; fewer rounds than needed make the
-    # sampler give up and invert the CDF for the whole tensor, as narrow bounds always do.
+def test_truncated_laws_by_rejection_and_by_the_inverse_cdf(spec, spares, rounds, monkeypatch) -> None:
+    # Wide bounds replace the values outside by spare normals drawn first, and redraw the rest
+    # when the spares run short (here: none or 5 spares). With no rounds of redraws left, the
+    # sampler gives up and inverts the CDF for the whole tensor, as narrow bounds always do.
+    if spares is not None:
+        monkeypatch.setattr(mit.draw, "_spare_count", lambda count, inside: spares)
     monkeypatch.setattr(mit.draw, "_REJECTION_ROUNDS", rounds)
+    inverse = []
+    real_inverse = mit.draw._fill_by_inverse_cdf
+    monkeypatch.setattr(mit.draw, "_fill_by_inverse_cdf", lambda *a: inverse.append(1) or real_inverse(*a))
     x = _fill(spec, (256, 128), torch.float64, seed=3).numpy()
     verdict = stats.check(x, spec)
     assert verdict.passed, str(verdict)
+    lo, hi = -2.0, 2.0  # the variance-scaling forms' bounds, in std units
+    if isinstance(spec, mi.spec.TruncatedNormal):
+        lo, hi = spec.low, spec.high
+    narrow = mit.draw._phi(hi) - mit.draw._phi(lo) < 0.5
+    assert bool(inverse) == (narrow or rounds == 0)
 
 
 @pytest.mark.parametrize("shape", [(256, 128), (64, 32, 3, 3)])
@@ -225,35 +243,83 @@ HOST_PATH_SPECS = [
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_torchs_cpu_normal_drawn_in_chunks_of_16k_equals_one_draw(dtype) -> None:
-    # What the truncated normals' chunked draw rests on (mit.draw._CHUNK): torch's CPU
-    # normal_ over consecutive pieces of 16k elements, the last one >= 16 taking the rest,
-    # gives the numbers of one normal_ over the whole, from the same generator.
-    chunk = 1024
-    for size in (16, 31, chunk, chunk + 5, 2 * chunk + 15, 3 * chunk + 1, 5 * chunk):
+@pytest.mark.parametrize("largest, smallest", [(1024, 1024), (4096, 64), (512, 16)])
+def test_torchs_cpu_normal_drawn_in_chunks_equals_one_draw(dtype, largest, smallest) -> None:
+    # What the truncated normals' chunked draw rests on (mit.draw._chunks): torch's CPU
+    # normal_ over consecutive pieces whose sizes are multiples of 16, the last one >= 16
+    # taking the rest, gives the numbers of one normal_ over the whole, from the same generator.
+    for size in (16, 31, 1024, 1029, 2063, 3073, 5120, 20001):
         whole = torch.empty(size, dtype=dtype).normal_(0.1, 2.0, generator=torch.Generator().manual_seed(3))
         pieces = torch.empty(size, dtype=dtype)
         g = torch.Generator().manual_seed(3)
-        starts = list(range(0, size - chunk + 1, chunk)) or [0]
-        for start, stop in zip(starts, [*starts[1:], size], strict=True):
+        chunks = mit.draw._chunks(size, largest, smallest)
+        assert [a for a, _ in chunks] == [0] + [b for _, b in chunks[:-1]] and chunks[-1][1] == size
+        assert all((b - a) % 16 == 0 and smallest <= b - a <= largest for a, b in chunks[:-1])
+        for start, stop in chunks:
             pieces[start:stop].normal_(0.1, 2.0, generator=g)
         assert torch.equal(whole, pieces), (dtype, size)
 
 
+@pytest.mark.parametrize("spares", [None, 40], ids=["spares", "spares-short"])
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 @pytest.mark.parametrize("spec", HOST_PATH_SPECS[:3], ids=repr)
 def test_the_chunked_host_path_gives_the_numbers_of_the_device_path(
-    spec, dtype, threads, monkeypatch
+    spec, dtype, threads, spares, monkeypatch
 ) -> None:
-    # Small chunks, so that a small tensor is drawn, searched and written in many pieces (and
-    # its values outside the bounds redrawn in several): still the torch-op path's numbers.
+    # Small chunks, so that a small tensor is drawn, searched and written in many pieces, each
+    # taking its share of the spares in turn (with 40, they run out in an early chunk and the
+    # rest are redrawn): still the torch-op path's numbers.
     monkeypatch.setenv("MULTIINIT_THREADS", threads)
-    monkeypatch.setattr(mit.draw, "_CHUNK", 256)
+    if spares is not None:
+        monkeypatch.setattr(mit.draw, "_spare_count", lambda count, inside: spares)
+    monkeypatch.setattr(mit.draw, "_LARGEST_CHUNK", 4096)
+    monkeypatch.setattr(mit.draw, "_SMALLEST_CHUNK", 256)
     host = _fill(spec, (256, 129), dtype, seed=5)
     monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
     device = _fill(spec, (256, 129), dtype, seed=5)
     assert torch.equal(host, device)
+
+
+_FAILING_SEARCH = """
+import sys
+import torch
+import multiinit as mi
+import multiinit.torch as mit
+
+mit.draw._LARGEST_CHUNK, mit.draw._SMALLEST_CHUNK = 4096, 256
+failing, calls, real_outside = int(sys.argv[1]), [], mit.draw._host.outside
+
+
+def outside(values, lo, hi):
+    calls.append(1)
+    if len(calls) == failing:
+        raise MemoryError("no room for the search")
+    return real_outside(values, lo, hi)
+
+
+mit.draw._host.outside = outside
+try:
+    mi.compile(mi.he_normal(), "torch")(torch.empty(256, 129))
+except MemoryError:
+    print("raised after", len(calls), "searches")
+"""
+
+
+@pytest.mark.parametrize("failing", [1, 3])
+def test_a_chunk_whose_search_fails_raises_and_leaves_no_job_waiting(failing, tmp_path) -> None:
+    # Each chunk's job waits for the one before it to take its spares: a job that fails must
+    # still let the next ones through, so the error reaches the caller instead of a hang (in
+    # a process of its own, so that a hang fails this test alone).
+    script = tmp_path / "failing_search.py"
+    script.write_text(_FAILING_SEARCH)
+    env = {**os.environ, "MULTIINIT_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(failing)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    searches = int(done.stdout.split()[2])
+    assert searches > failing  # the chunks after the failing one ran too
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

@@ -16,26 +16,27 @@ Decisions implemented here:
   shuffle), ``mixture``.
 * **Truncated normals** never leave their bounds, in any dtype: the bounds are first rounded
   *inward* to the tensor's dtype. When at least half the mass lies inside (every default and
-  every variance-scaling form), normals are drawn and only those outside redrawn until none is
-  (exact; about 1.05 draws in all at +-2 std, where torch 2.13's own rejection
-  ``trunc_normal_`` redraws the whole tensor each round, about 6 draws). Narrower or
-  off-centre bounds invert the CDF as the NumPy reference does: a float64 uniform on
-  ``[Phi(low), Phi(high)]`` in the lower tail, where the CDF keeps its precision, ``ndtri``,
-  then a clamp.
-* **What a truncated normal costs above a normal** (float32 4096x4096, rough: ``normal_`` 74
-  ms on one thread -- torch's CPU ``normal_`` never uses more -- mostly its mt19937 draw): one
-  pass comparing every value with the bounds and finding the ~4.6% outside (~20 ms on one
-  thread: ``multiinit.host.outside``), their redraw (4 ms) and their write (6 ms): 1.5x
-  ``normal_`` done in turn. None of it fuses with torch or NumPy primitives, so on CPU the
-  tensor is drawn in chunks (``_drawn_overlapped``; the same numbers as one ``normal_``) and
-  each chunk is searched on a pool thread while the next one is drawn, as the redraws are
-  searched and written while the next ones are drawn: about 1.2x ``normal_`` with two
-  threads (``MULTIINIT_THREADS=1``: 1.5x). The inverse CDF costs more (``uniform_`` 65 ms
-  plus ``erfinv`` 43 ms). Bounds that hold less mass cost more draws: at 84% inside
-  (``truncated_normal(mean=0.1, std=0.02, low=-1, high=2.5)``) about 1.5x. The old cost
-  (1.77x) came from torch's bool comparisons and ``nonzero``, three times NumPy's, and an
-  ``aminmax`` pass now made only where fewer than one value is expected outside (torch's
-  ``trunc_normal_(std=0.02)`` cuts at +-100 std).
+  every variance-scaling form), spare normals are drawn, then the tensor's, and each value
+  outside takes the next spare inside (and, if the spares ran short, which happens about once
+  in 10**9, the rest are redrawn until none is outside): exact, about 1.05 draws in all at
+  +-2 std, where torch 2.13's own rejection ``trunc_normal_`` redraws the whole tensor each
+  round, about 6 draws. Narrower or off-centre bounds invert the CDF as the NumPy reference
+  does: a float64 uniform on ``[Phi(low), Phi(high)]`` in the lower tail, where the CDF keeps
+  its precision, ``ndtri``, then a clamp.
+* **What a truncated normal costs above a normal** (float32 4096x4096: ``normal_`` 130-180 ms
+  here, on one thread -- torch's CPU ``normal_`` never uses more -- mostly its mt19937 draw):
+  the spares' draw (~4.8% more values), one pass comparing every value with the bounds and
+  finding the ~4.6% outside (as long again as the spares' draw, on one thread:
+  ``multiinit.host.outside``), and their writes. None of it fuses with torch or NumPy
+  primitives, so on CPU the tensor is drawn in chunks (the same numbers as one ``normal_``)
+  and each chunk is searched and written on a pool thread while the next one is drawn, in
+  cache: about 1.1x ``normal_`` with two threads. Writing the replacements after the whole
+  draw instead costs a scattered pass over the tensor's memory (1.2x in all). The inverse CDF
+  costs more (``uniform_`` plus ``erfinv``, about 1.5x). Bounds that hold less mass cost more
+  draws: at 84% inside (``truncated_normal(mean=0.1, std=0.02, low=-1, high=2.5)``) about
+  1.2x more values. The old cost (1.77x) came from torch's bool comparisons and ``nonzero``,
+  three times NumPy's, and an ``aminmax`` pass now made only where fewer than one value is
+  expected outside (torch's ``trunc_normal_(std=0.02)`` cuts at +-100 std).
 * **CPU tensors are also computed on through NumPy views of their own memory** (no copy,
   ``_host_view``) where NumPy's comparisons, index searches and bit operations cost a third of
   torch's: the truncated normals' search for values outside, the one-draw mixture. Any other
@@ -91,6 +92,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -277,44 +279,40 @@ def _redraws(
 
 
 #: Elements per chunk when a CPU tensor's normals are drawn chunk by chunk while another thread
-#: works on the chunk drawn before (``_drawn_overlapped``). A multiple of 16: torch's CPU
-#: ``normal_`` turns uniforms into normals in blocks of 16 (and redraws the last 16 of a tensor
-#: whose size is not a multiple), so chunks of this size, the last one taking the remainder,
-#: give the numbers of one ``normal_`` over the whole tensor exactly
-#: (``tests/test_torch_compile.py`` checks it, dtype by dtype).
-_CHUNK = _host.BLOCK
+#: works on the chunk drawn before (``_host_rejection``): the first chunks are the largest,
+#: and each later one a quarter of what is left, down to the smallest. Handing a chunk to the
+#: other thread costs about 0.1 ms here (a wake-up across vCPUs), so few chunks early; the
+#: last chunk's work is the one not hidden behind a draw, so a small one late. 16 shrinking
+#: chunks (2M down to 64k values) against 64 of 256k: 1.02 against 1.10 of one ``normal_``
+#: with nothing done on the other thread, over 30 rounds.
+#: All are multiples of 16: torch's CPU ``normal_`` turns uniforms into normals in blocks of
+#: 16 (and redraws the last 16 of a tensor whose size is not a multiple), so such chunks, the
+#: last one taking the remainder, give the numbers of one ``normal_`` over the whole tensor
+#: exactly (``tests/test_torch_compile.py`` checks it, dtype by dtype).
+_LARGEST_CHUNK = 8 * _host.BLOCK
+_SMALLEST_CHUNK = _host.BLOCK // 4
 
 
-def _drawn_overlapped(
-    flat: torch.Tensor,
-    g: torch.Generator | None,
-    mean: float,
-    std: float,
-    then: Callable[[int, int], np.ndarray],
-    chunk: int = 0,
-) -> np.ndarray:
-    """``flat.normal_(mean, std, generator=g)``, and ``then(start, stop)`` on each chunk drawn
-    (concatenated). torch's CPU ``normal_`` runs on one thread: ``then`` runs on a pool thread
-    while the next chunk is drawn, so on two cores it costs only the last chunk's (one thread:
-    the same work, in turn)."""
-    count, chunk = flat.numel(), chunk or _CHUNK
-    starts = list(range(0, count - chunk + 1, chunk)) or [0]  # the last chunk takes the rest
-    stops = [*starts[1:], count]
-    if len(starts) == 1:
-        flat.normal_(mean, std, generator=g)
-        return then(0, count)
+def _chunks(count: int, largest: int, smallest: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` covering ``range(count)``: each a quarter of what is left,
+    between ``smallest`` and ``largest`` elements and a multiple of 16 (both bounds are), the
+    last one taking the rest (so it has at least ``smallest``, or all of a smaller ``count``)."""
+    pieces, start = [], 0
+    while count - start >= 2 * smallest:
+        size = min(largest, max(smallest, (count - start) // 4 // 16 * 16))
+        pieces.append((start, start + size))
+        start += size
+    pieces.append((start, count))
+    return pieces
 
-    def draw(start: int, stop: int) -> Callable[[], None]:
-        def run() -> None:
-            flat[start:stop].normal_(mean, std, generator=g)
 
-        return run
-
-    def after(start: int, stop: int) -> Callable[[], np.ndarray]:
-        return lambda: then(start, stop)
-
-    steps = ((draw(a, b), after(a, b)) for a, b in zip(starts, stops, strict=True))
-    return np.concatenate(_stream.overlapped(steps))
+def _spare_count(count: int, inside: float) -> int:
+    """How many normals to draw before a tensor of ``count``: enough that the ones inside the
+    bounds replace every value of the tensor's draw outside them but about once in 10**9 (the
+    mean number outside plus 6 of its standard deviations, and 16; the count outside and the
+    spares inside are binomial). Running short costs a redraw of the rest, not exactness."""
+    expected = count * (1.0 - inside)
+    return math.ceil((expected + 6.0 * math.sqrt(expected) + 16.0) / inside)
 
 
 def _host_rejection(
@@ -325,44 +323,79 @@ def _host_rejection(
     std: float,
     lo: float,
     hi: float,
-) -> bool:
-    """``_fill_by_rejection`` on a CPU tensor through ``host``, its memory: the same numbers as
-    the torch-op path (whole-tensor draw, then one draw of as many values as fell outside, then
-    rounds of redraws of the few of those outside), with the searches and the writes done on
-    each chunk while the next one is drawn."""
+    spares: int,
+) -> np.ndarray:
+    """``_fill_by_rejection``'s spares and first draw on a CPU tensor through ``host``, its
+    memory: the same numbers as the torch-op path, with each chunk of the tensor searched for
+    values outside and its replacements written on a pool thread while the next chunk is
+    drawn, so that the writes land in a chunk still in cache (written after the whole draw,
+    the same writes cost a pass over the tensor's memory: 8-15 ms for a 4096x4096 float32).
+    Returns the positions still outside once the spares have run out (almost always none)."""
+    pool = torch.empty(spares, dtype=flat.dtype)
+    drawn = pool.numpy()
+    kept: list[np.ndarray] = []
+    used = 0
+    pieces = _chunks(flat.numel(), _LARGEST_CHUNK, _SMALLEST_CHUNK)
+    # The spares go to the values outside in the order of their positions, so the chunks take
+    # theirs in turn: each job waits for the one before it to have taken its share.
+    turns = [threading.Event() for _ in range(len(pieces) + 1)]
 
-    def search(start: int, stop: int) -> np.ndarray:
-        return _host.outside(host[start:stop], lo, hi) + start
+    def keep() -> np.ndarray:
+        try:
+            kept.append(drawn[(drawn >= lo) & (drawn <= hi)])
+        finally:
+            turns[0].set()
+        return _NOWHERE
 
-    positions = _drawn_overlapped(flat, g, mean, std, search)
-    if not positions.size:
-        return True
-    values = torch.empty(positions.size, dtype=flat.dtype)
-    drawn = values.numpy()
+    def settle(turn: int, start: int, stop: int) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            nonlocal used
+            try:
+                positions = _host.outside(host[start:stop], lo, hi) + start
+                turns[turn - 1].wait()
+                first, spare = used, kept[0]
+                taken = min(positions.size, spare.size - first)
+                used = first + taken
+            finally:
+                # Even after a failure: the jobs after this one wait for it, and the error
+                # reaches the caller once they have all ended.
+                turns[turn - 1].wait()
+                turns[turn].set()
+            host[positions[:taken]] = spare[first : first + taken]
+            return positions[taken:]
 
-    def settle(start: int, stop: int) -> np.ndarray:
-        # Written at once: the few values outside are overwritten after the rounds below.
-        host[positions[start:stop]] = drawn[start:stop]
-        return _host.outside(drawn[start:stop], lo, hi) + start
+        return run
 
-    # Smaller chunks than the first draw's: the last chunk's settle is the one not hidden behind
-    # a draw, and its scattered writes cost more than drawing it (32k values: 8.5 ms in all for
-    # the 770k redraws of a 4096x4096 tensor, 12 ms with 262k-value chunks).
-    first = _drawn_overlapped(values, g, mean, std, settle, _CHUNK // 8)
-    if not _redraw_rounds(values, torch.from_numpy(first.astype(np.int64, copy=False)), g, mean, std, lo, hi):
-        return False
-    host[positions[first]] = drawn[first]
-    return True
+    def draw(values: torch.Tensor) -> Callable[[], object]:
+        return lambda: values.normal_(mean, std, generator=g)
+
+    steps = [(draw(pool), keep)]
+    steps += [(draw(flat[a:b]), settle(i, a, b)) for i, (a, b) in enumerate(pieces, start=1)]
+    if len(pieces) > 1:
+        return np.concatenate(_stream.overlapped(steps))
+    found = []  # a small tensor: waking a thread for its one chunk costs more than the chunk
+    for first, then in steps:
+        first()
+        found.append(then())
+    return np.concatenate(found)
+
+
+_NOWHERE = np.empty(0, dtype=np.intp)
 
 
 def _fill_by_rejection(
     t: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float, inside: float
 ) -> bool:
-    """Draw normals and redraw only the ones outside [lo, hi] until none is: exact, and with
-    at least half the mass ``inside``, about 1.05 normal draws in all at +-2 std (torch 2.13's
-    trunc_normal_ redraws the whole tensor each round). The cost above one ``normal_`` is one
-    comparison pass, finding the values outside and writing their replacements; on CPU both
-    run on a NumPy view of the tensor's memory. False if values are still outside after
+    """Normals restricted to [lo, hi] by replacing only the ones outside: exact, and with at
+    least half the mass ``inside``, about 1.05 normal draws in all at +-2 std (torch 2.13's
+    trunc_normal_ redraws the whole tensor each round).
+
+    The generator draws, in this order: spare normals (``_spare_count``; none where fewer than
+    one value is expected outside), the tensor's normals, then, only if the spares inside ran
+    short, rounds of redraws of the rest (``_redraws``). The k-th value outside (in position
+    order) takes the k-th spare inside. The cost above one ``normal_`` is the spares' draw and
+    one comparison pass; on CPU the search and the writes run on a NumPy view of the tensor's
+    memory, chunk by chunk behind the draw. False if values are still outside after
     ``_REJECTION_ROUNDS`` rounds (the caller then draws the tensor by the inverse CDF)."""
     work = t if t.is_contiguous() else torch.empty(t.shape, dtype=t.dtype, device=t.device)
     flat = work.view(-1)
@@ -372,9 +405,13 @@ def _fill_by_rejection(
     # the extremes alone settle it at a fraction of the cost of a mask.
     few = flat.numel() * (1.0 - inside) < 1.0
     if host is not None and not few:
-        if not _host_rejection(flat, host, g, mean, std, lo, hi):
-            return False
+        rest = torch.from_numpy(
+            _host_rejection(flat, host, g, mean, std, lo, hi, _spare_count(flat.numel(), inside)).astype(
+                np.int64, copy=False
+            )
+        )
     else:
+        spare = _inside_spares(flat, g, mean, std, lo, hi, 0 if few else _spare_count(flat.numel(), inside))
         flat.normal_(mean, std, generator=g)
         if few:
             smallest, largest = torch.aminmax(flat)
@@ -383,14 +420,27 @@ def _fill_by_rejection(
                     t.copy_(work)
                 return True
         outside = _outside(flat, lo, hi)
-        if outside.numel():
-            values = _redraws(outside.numel(), flat, g, mean, std, lo, hi)
-            if values is None:
-                return False
-            flat.index_copy_(0, outside, values)
+        taken = min(outside.numel(), spare.numel())
+        flat.index_copy_(0, outside[:taken], spare[:taken])
+        rest = outside[taken:]
+    if rest.numel():
+        values = _redraws(rest.numel(), flat, g, mean, std, lo, hi)
+        if values is None:
+            return False
+        flat.index_copy_(0, rest, values)
     if work is not t:
         t.copy_(work)
     return True
+
+
+def _inside_spares(
+    like: torch.Tensor, g: torch.Generator | None, mean: float, std: float, lo: float, hi: float, count: int
+) -> torch.Tensor:
+    """The ones inside [lo, hi] of ``count`` normals drawn now, in their order."""
+    drawn = torch.empty(count, dtype=like.dtype, device=like.device)
+    if count:
+        drawn.normal_(mean, std, generator=g)
+    return drawn[(drawn >= lo) & (drawn <= hi)]
 
 
 def _fill_by_inverse_cdf(
