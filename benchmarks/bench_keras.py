@@ -41,6 +41,8 @@ from common import (
     SPECS,
     add_times_option,
     d2l_my_init,
+    faults_per_call,
+    memory_line,
     write_times,
 )
 
@@ -166,9 +168,15 @@ def tiles_by_hand(size: int, repeats: int) -> None:
         ("my_init by hand on each tile, results dropped", dropped),
         ("the same, written into Keras' layout and converted", written),
     ]
-    times = timed([f for _, f in rows] + [MyInit()], shape, repeats)
-    for (label, _), t in zip(rows, times[:-1], strict=True):
-        print(f"  {label:<60} {t * 1e3:8.1f} ms vs {times[-1] * 1e3:8.1f} ms   ratio {t / times[-1]:5.2f}")
+    native = MyInit()
+    times = timed([f for _, f in rows] + [native], shape, repeats)
+    # Fresh pages are much of a call's cost on some machines (memory_line): say how many each took.
+    faults = [faults_per_call(lambda f=f: _once(f, shape)) for f in [f for _, f in rows] + [native]]
+    for (label, _), t, fault in zip(rows, times[:-1], faults[:-1], strict=True):
+        print(
+            f"  {label:<60} {t * 1e3:8.1f} ms vs {times[-1] * 1e3:8.1f} ms   ratio {t / times[-1]:5.2f}"
+            f"   page faults/call {fault:7.0f} vs {faults[-1]:7.0f}"
+        )
     pool.shutdown()
 
 
@@ -198,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"keras {keras.__version__}, backend {keras.backend.backend()}, tensorflow {tf.__version__}; "
-        f"{args.size}x{args.size} float32, median of {args.repeats} after a warm-up\n"
+        f"{args.size}x{args.size} float32, median of {args.repeats} after a warm-up; {memory_line()}\n"
     )
     header = f"{'spec':<62} {'native':<48} {'adapter ms':>10} {'native ms':>10} {'ratio':>7}"
     print(header)

@@ -26,7 +26,7 @@ import torch
 
 import multiinit as mi
 
-from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, add_times_option, d2l_my_init, write_times
+from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, add_times_option, d2l_my_init, memory_line, write_times
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:
@@ -154,7 +154,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); {args.size}x{args.size} float32, "
-        f"fastest of {args.repeats} interleaved rounds after a warm-up\n"
+        f"fastest of {args.repeats} interleaved rounds after a warm-up; {memory_line()}\n"
     )
     header = f"{'spec':<62} {'native':<52} {'adapter ms':>10} {'native ms':>10} {'ratio':>6}"
     print(header)
