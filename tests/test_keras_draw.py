@@ -150,6 +150,31 @@ def test_host_buffers_handed_to_tensorflow_are_aligned() -> None:
         assert buffer.ctypes.data % 64 == 0 and buffer.shape == shape and buffer.flags.c_contiguous
 
 
+if keras.backend.backend() == "tensorflow":  # the inversion's TF-only path
+
+    @pytest.mark.parametrize("seed", [0, 7, "generator", None])
+    @pytest.mark.parametrize("low, high", [(-2.0, 2.0), (0.5, 2.5)])
+    def test_the_inversions_uniform_is_keras_uniform_bit_for_bit(seed, low, high) -> None:
+        # _inverted_on_tf maps TF's uniform bits onto [2 Phi(a) - 1, 2 Phi(b) - 1] in NumPy
+        # (one buffer instead of two fresh TF tensors): the numbers keras.random.uniform gives.
+        a, b = (-high, -low) if low > 0 else (low, high)
+        lo, hi = 2.0 * keras_draw._phi(a) - 1.0, 2.0 * keras_draw._phi(b) - 1.0
+
+        def seeded():
+            if seed == "generator":
+                return keras.random.SeedGenerator(3)
+            if seed is None:
+                keras.utils.set_random_seed(11)
+            return seed
+
+        shape = (300, 70)
+        expected = np.asarray(keras.random.uniform(shape, lo, hi, dtype="float32", seed=seeded()))
+        start = np.float32(lo)
+        width = np.float32(np.float32(hi) - start)
+        got = np.asarray(keras_draw._unit_uniform(shape, seeded())) * width + start
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
 # --------------------------------------------------------------------------- with_axes
 
 
