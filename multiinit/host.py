@@ -10,6 +10,9 @@
 * ``finite_cast(array, dtype)`` and ``all_finite(array)``: a user law's result in its final
   dtype and the fence's check that every value is finite, in cache-sized blocks on every
   thread (no array-sized bool mask).
+* ``affine(out, source, scale, shift, bounds)``: ``out = source * scale + shift`` (clipped to
+  ``bounds``), in blocks on every thread: the maps around Keras' TensorFlow inversion of the
+  normal CDF, which NumPy's whole-array passes would make on one thread, out of cache.
 * ``write_eye(logical)`` and ``write_dirac(logical, groups)``: the identity and dirac laws
   written into an adapter's own buffer seen in the logical layout (zeros, then the ones
   where they go): no logical temporary, no rearranging copy.
@@ -32,7 +35,16 @@ import numpy as np
 
 from . import stream as _stream
 
-__all__ = ["BLOCK", "all_finite", "copy_striped", "finite_cast", "outside", "write_dirac", "write_eye"]
+__all__ = [
+    "BLOCK",
+    "affine",
+    "all_finite",
+    "copy_striped",
+    "finite_cast",
+    "outside",
+    "write_dirac",
+    "write_eye",
+]
 
 _T = TypeVar("_T")
 
@@ -72,6 +84,44 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
     parts = [p for ps in _per_span(flat.size, span) for p in ps]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
+
+
+def affine(
+    out: np.ndarray,
+    source: np.ndarray,
+    scale: np.floating[Any],
+    shift: np.floating[Any],
+    bounds: tuple[np.floating[Any], np.floating[Any]] | None = None,
+) -> None:
+    """``out[...] = source * scale + shift``, then clipped to ``bounds`` when given, in ``out``'s
+    dtype: each operation rounds as NumPy's own passes over the whole arrays would (so the
+    numbers are theirs), but a block at a time while it is in cache, one span per thread.
+    ``out`` and ``source`` are C-contiguous arrays of one size; ``out`` may be ``source``.
+
+    >>> import numpy as np
+    >>> out = np.empty(4, dtype=np.float32)
+    >>> bounds = (np.float32(0), np.float32(6))
+    >>> affine(out, np.arange(4, dtype=np.float32), np.float32(2), np.float32(1), bounds)
+    >>> out
+    array([1., 3., 5., 6.], dtype=float32)
+    """
+    if not (out.flags.c_contiguous and source.flags.c_contiguous) or out.size != source.size:
+        # reshape(-1) of a strided out would be a copy: the results would go nowhere.
+        raise ValueError(
+            f"affine: out and source must be C-contiguous and of one size; got sizes {out.size} and "
+            f"{source.size}, contiguous {out.flags.c_contiguous} and {source.flags.c_contiguous}"
+        )
+    target, values = out.reshape(-1), source.reshape(-1)
+
+    def span(first: int, stop: int) -> None:
+        for start in range(first, stop, BLOCK):
+            block = target[start : min(start + BLOCK, stop)]
+            np.multiply(values[start : start + block.size], scale, out=block)
+            np.add(block, shift, out=block)
+            if bounds is not None:
+                np.clip(block, *bounds, out=block)
+
+    _per_span(target.size, span)
 
 
 #: Values per thread below which ``copy_striped`` stays on the calling thread.

@@ -65,6 +65,38 @@ def test_copy_striped_refuses_a_shape_mismatch_before_writing() -> None:
     assert not out.any()
 
 
+# --------------------------------------------------------------------------- affine
+
+
+@pytest.mark.parametrize("size", [0, 1, host.BLOCK - 1, 2 * host.BLOCK + 5, 5 * host.BLOCK + 1])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("clipped", [False, True])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_affine_equals_numpys_whole_array_passes(size, dtype, clipped, in_place, threads) -> None:
+    # Values whose products and sums round (and infinities, which the clip must catch), so a
+    # block landing in the wrong place or a fused multiply-add would show.
+    x = np.random.default_rng(size).standard_normal(size).astype(dtype) * 3
+    if size > 2:
+        x[[0, size // 2]] = [-np.inf, np.inf]
+    scale, shift = np.dtype(dtype).type(0.02828427), np.dtype(dtype).type(0.1)
+    bounds = (np.dtype(dtype).type(0.06), np.dtype(dtype).type(0.15)) if clipped else None
+    expected = x * scale + shift
+    if bounds is not None:
+        expected = np.clip(expected, *bounds)
+    out = x if in_place else np.full_like(x, np.nan)
+    host.affine(out, x, scale, shift, bounds)
+    assert np.array_equal(out, expected, equal_nan=True)
+
+
+def test_affine_refuses_a_strided_out_or_a_size_mismatch_before_writing() -> None:
+    out = np.zeros((4, 6))
+    with pytest.raises(ValueError, match="C-contiguous and of one size; got sizes 12 and 12"):
+        host.affine(out[:, ::2], np.ones(12), np.float64(2), np.float64(1))
+    with pytest.raises(ValueError, match="got sizes 24 and 23"):
+        host.affine(out, np.ones(23), np.float64(2), np.float64(1))
+    assert not out.any()
+
+
 # --------------------------------------------------------------------------- finite_cast, all_finite
 
 SIZES = [0, 1, host.BLOCK - 1, 2 * host.BLOCK + 5, 5 * host.BLOCK + 1]
