@@ -171,8 +171,45 @@ if keras.backend.backend() == "tensorflow":  # the inversion's TF-only path
         expected = np.asarray(keras.random.uniform(shape, lo, hi, dtype="float32", seed=seeded()))
         start = np.float32(lo)
         width = np.float32(np.float32(hi) - start)
-        got = np.asarray(keras_draw._unit_uniform(shape, seeded())) * width + start
+        # In parts, as the inversion draws it: each part starts its counter on (Philox: four
+        # values per step), the last one short (21000 = 5 * 4096 + 520).
+        part = keras_draw._unit_uniform(seeded())
+        parts = [np.asarray(part(first, min(4096, 21000 - first))) for first in range(0, 21000, 4096)]
+        bits = np.concatenate(parts)
+        got = bits.reshape(shape) * width + start
         assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.array_equal(np.asarray(part(4096, 4)), bits[4096:4100])  # a part drawn again
+
+    @pytest.mark.parametrize("threads", ["1", "2"])
+    @pytest.mark.parametrize("chunk", [None, 1 << 17])
+    @pytest.mark.parametrize(
+        "mean, std, low, high", [(0.0, 0.02, -2.0, 2.0), (0.1, 0.02, -1.0, 2.5), (-1.0, 3.0, 0.5, 2.9)]
+    )
+    def test_the_inversion_gives_the_numbers_of_its_whole_array_form(
+        mean, std, low, high, chunk, threads, monkeypatch
+    ) -> None:
+        # _inverted_on_tf draws in chunks (the default: one here; 2**17 values: five, the last
+        # one short) and maps in blocks on every thread (host.affine); the expectation is the
+        # same float32 operations on whole arrays: keras.random.uniform, TF's erfinv, the
+        # affine map and the clip. 600k values (not a multiple of 4): several blocks and spans.
+        monkeypatch.setenv("MULTIINIT_THREADS", threads)
+        if chunk is not None:
+            monkeypatch.setattr(keras_draw, "_INVERSION_CHUNK", chunk)
+        flip = low > 0
+        a, b = (-high, -low) if flip else (low, high)
+        shape = (1199, 501)
+        u = np.asarray(
+            keras.random.uniform(
+                shape, 2.0 * keras_draw._phi(a) - 1.0, 2.0 * keras_draw._phi(b) - 1.0, dtype="float32", seed=5
+            )
+        )
+        e = np.asarray(keras.ops.erfinv(u))
+        scale = np.float32(-std * math.sqrt(2) if flip else std * math.sqrt(2))
+        floor, ceiling = keras_draw._inside(mean + low * std, mean + high * std, "float32", open_high=False)
+        expected = np.clip(e * scale + np.float32(mean), np.float32(floor), np.float32(ceiling))
+        got = np.asarray(keras_draw._inverted_on_tf(shape, mean, std, low, high, 5))
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.float32(floor) <= got.min() < got.max() <= np.float32(ceiling)
 
 
 # --------------------------------------------------------------------------- with_axes
