@@ -194,7 +194,7 @@ if keras.backend.backend() == "tensorflow":  # the inversion's TF-only path
         # affine map and the clip. 600k values (not a multiple of 4): several blocks and spans.
         monkeypatch.setenv("MULTIINIT_THREADS", threads)
         if chunk is not None:
-            monkeypatch.setattr(keras_draw, "_INVERSION_CHUNK", chunk)
+            monkeypatch.setattr(keras_draw, "_UNIFORM_CHUNK", chunk)
         flip = low > 0
         a, b = (-high, -low) if flip else (low, high)
         shape = (1199, 501)
@@ -210,6 +210,39 @@ if keras.backend.backend() == "tensorflow":  # the inversion's TF-only path
         got = np.asarray(keras_draw._inverted_on_tf(shape, mean, std, low, high, 5))
         assert got.dtype == np.float32 and np.array_equal(got, expected)
         assert np.float32(floor) <= got.min() < got.max() <= np.float32(ceiling)
+
+    @pytest.mark.parametrize("seed", [3, "generator"])
+    @pytest.mark.parametrize("chunk", [None, 1 << 17])
+    @pytest.mark.parametrize("low, high", [(-0.5, 0.25), (-0.1, 0.1), (5.0, 10.0)])
+    def test_the_uniform_on_tf_is_keras_uniform_clipped_bit_for_bit(
+        low, high, chunk, seed, monkeypatch
+    ) -> None:
+        # _uniform maps TF's uniform bits itself, clipping in the same pass where the largest
+        # value could round onto the open bound (the last two bounds here): the numbers are
+        # keras.random.uniform's, then the clip to the bounds rounded inward.
+        if chunk is not None:
+            monkeypatch.setattr(keras_draw, "_UNIFORM_CHUNK", chunk)
+        shape = (1199, 501)
+        expected = np.asarray(
+            keras.random.uniform(
+                shape,
+                low,
+                high,
+                dtype="float32",
+                seed=keras.random.SeedGenerator(3) if seed == "generator" else seed,
+            )
+        )
+        floor, ceiling = keras_draw._inside(low, high, "float32", open_high=True)
+        clips = (low, high) != (-0.5, 0.25)
+        if clips:
+            expected = np.clip(expected, np.float32(floor), np.float32(ceiling))
+        got = np.asarray(
+            keras_draw._uniform(
+                shape, low, high, "float32", keras.random.SeedGenerator(3) if seed == "generator" else seed
+            )
+        )
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.float32(floor) <= got.min() and got.max() <= np.float32(ceiling) < np.float32(high)
 
 
 # --------------------------------------------------------------------------- with_axes
