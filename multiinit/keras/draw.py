@@ -67,13 +67,14 @@ Other laws
     Built-in specs draw natively with ``keras.random``; on TensorFlow a float32 uniform takes
     TF's uniform bits and maps them itself (``_uniform_on_tf``: Keras' numbers bit for bit,
     with the clip that keeps the open bound out in the same pass, in chunks whose TF tensors
-    reuse each other's memory: 0.70-0.77x Keras' own uniform initializers); elementwise laws
-    draw directly in the native shape; orthogonal, eye and dirac are drawn on the logical view and rearranged with
-    ``keras.ops``, except that eye and dirac are written straight into Keras' layout on the
-    host (``host.write_eye``, ``write_dirac``: zeros, then the ones) where the host can serve
-    (not inside a JAX trace). Sparse draws its normals straight in the native layout (a logical
-    column of a Keras kernel is a native row) and picks each column's zero rows as the k smallest of
-    iid 30-bit keys with ``np.argpartition`` on the host (a tenth of TF's ``top_k``; on JAX,
+    reuse each other's memory: 0.66-0.77x Keras' own uniform initializers); elementwise laws
+    draw directly in the native shape; orthogonal, eye and dirac are drawn on the logical
+    view and rearranged with ``keras.ops``, except that eye and dirac are written straight
+    into Keras' layout on the host (``host.write_eye``, ``write_dirac``: zeros, then the
+    ones) where the host can serve (not inside a JAX trace). Sparse draws its normals
+    straight in the native layout (a logical column of a Keras kernel is a native row) and
+    picks each column's zero rows as the k smallest of iid 30-bit keys with
+    ``np.argpartition`` on the host (a tenth of TF's ``top_k``; on JAX,
     traceable, with ``top_k``). Random specs need a floating dtype
     (float16, bfloat16, float32, float64); constant, eye and dirac also fill integer
     variables. Half-precision draws are made in float32 and cast.
@@ -237,9 +238,8 @@ def _inverted_on_tf(
     result, passes that TF's elementwise kernels would each run into a fresh tensor (each ~20%
     of its normal draw), run in NumPy (``host.affine``: in cache-sized blocks on every thread)
     in one aligned buffer that TF takes without a copy, chunk by chunk (``_uniform_on_tf``).
-    0.9-1.05x TF's normal draw, where
-    rejection costs 1.2x at +-2 std and 1.4x for bounds holding 84% of the mass (1/0.84 draws
-    before any search)."""
+    0.89-1.08x TF's normal draw, where rejection costs 1.2x at +-2 std and 1.4x for bounds
+    holding 84% of the mass (1/0.84 draws before any search)."""
     flip = low > 0  # work in the lower tail, where the CDF keeps its relative precision
     a, b = (-high, -low) if flip else (low, high)
     # The clip to the bounds rounded inward catches erfinv(-1) = -inf and any rounding across.
