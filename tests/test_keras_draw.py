@@ -244,6 +244,44 @@ if keras.backend.backend() == "tensorflow":  # the inversion's TF-only path
         assert got.dtype == np.float32 and np.array_equal(got, expected)
         assert np.float32(floor) <= got.min() and got.max() <= np.float32(ceiling) < np.float32(high)
 
+    GRAPH_SPECS = [
+        mi.glorot_uniform(),  # Keras' own default, drawn on the host when eager
+        mi.he_uniform(),  # a clip in the same pass
+        mi.uniform(5, 10),
+        mi.he_normal(),  # the inversion, on the host when eager
+        mi.truncated_normal(mean=0.1, std=0.02, low=-1.0, high=2.5),
+        mi.truncated_normal(std=1.0, low=-0.5, high=0.5),
+        mi.normal(0.0, 1.0),
+        mi.eye(),
+        mi.sparse(0.1),  # argpartition on the host when eager, top_k in the graph
+        mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
+        mi.orthogonal(),
+        mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape), name="tests.keras.graph_normal"),
+    ]
+
+    @pytest.mark.parametrize("spec", [*GRAPH_SPECS, mi.truncated_normal(low=-2.0, high=4.0)], ids=repr)
+    def test_a_layer_built_inside_a_tf_function_draws_in_its_graph(spec) -> None:
+        # Nothing may reach the host inside a tf.function: each host path has a graph twin.
+        # They give the eager numbers, except rejection (bounds beyond 3 std), which the
+        # graph draws by inversion: the same law, checked.
+        import tensorflow as tf
+
+        def built(in_graph: bool) -> np.ndarray:
+            layer = keras.layers.Dense(128, kernel_initializer=mi.compile(spec, "keras", seed=3))
+            if in_graph:
+                tf.function(lambda x: layer(x))(tf.ones((2, 128)))
+            else:
+                layer.build((None, 128))
+            return np.asarray(layer.kernel)
+
+        graph, eager = built(True), built(False)
+        if spec in GRAPH_SPECS:
+            assert np.array_equal(graph, eager)
+        else:
+            lo, hi = spec.bounds
+            assert lo <= graph.min() and graph.max() <= hi
+            assert stats.check(graph, spec, reference_seed=4).passed
+
 
 # --------------------------------------------------------------------------- with_axes
 

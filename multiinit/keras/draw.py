@@ -191,8 +191,10 @@ def _truncated(
     lo, hi = mean + low * std, mean + high * std
     if min(-low, high) >= _NO_MASS:
         return _cast(keras.random.normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
-    traced = keras.backend.backend() == "jax"  # model-level draws are jitted there (sharded.py)
-    if traced and (low, high) == (-2.0, 2.0):
+    # Model-level draws are jitted on JAX (sharded.py); a layer built inside a tf.function
+    # draws in its graph: nothing may go to the host there.
+    traced = keras.backend.backend() == "jax" or _tracing()
+    if keras.backend.backend() == "jax" and (low, high) == (-2.0, 2.0):
         # JAX's own two-sigma truncated normal is exact (an inverse CDF, clamped), and
         # traceable; then the same clip as the inversion below.
         y = _cast(keras.random.truncated_normal(shape, mean=mean, stddev=std, dtype=work, seed=seed), dtype)
@@ -245,6 +247,11 @@ def _inverted_on_tf(
     # The clip to the bounds rounded inward catches erfinv(-1) = -inf and any rounding across.
     floor, ceiling = _inside(mean + low * std, mean + high * std, "float32", open_high=False)
     scale = np.float32(-std * _SQRT2 if flip else std * _SQRT2)
+    if _tracing():
+        # In a tf.function's graph: the same float32 operations as TF ops, the same numbers.
+        u = keras.random.uniform(shape, 2.0 * _phi(a) - 1.0, 2.0 * _phi(b) - 1.0, dtype="float32", seed=seed)
+        y = _ops.add(_ops.multiply(_ops.erfinv(u), float(scale)), float(np.float32(mean)))
+        return _ops.clip(y, float(np.float32(floor)), float(np.float32(ceiling)))
 
     def inverted(part: np.ndarray) -> None:
         e = np.asarray(_ops.erfinv(_from_host(part, "float32")))  # a read-only view of TF's result
@@ -673,7 +680,7 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, dtype: str, seed: 
         largest = f32(f32(f32(1.0) - f32(2.0**-24)) * f32(f32(high) - f32(low))) + f32(low)
         floor, ceiling = _inside(low, high, "float32", open_high=True)
         bounds = (floor, ceiling) if largest > ceiling or f32(low) < floor else None
-        if keras.backend.backend() == "tensorflow":
+        if keras.backend.backend() == "tensorflow" and not _tracing():
             x = _from_host(_uniform_on_tf(shape, low, high, seed, bounds), "float32")
         else:
             x = keras.random.uniform(shape, minval=low, maxval=high, dtype=work, seed=seed)
@@ -746,8 +753,9 @@ def _sparse(spec: Sparse, view: LogicalView, dtype: str, seed: Any) -> Any:
         keys = keras.random.randint((cols, rows), 0, 1 << _WORD_BITS, dtype="int32", seed=_child(seed, 1))
         # The native axis a logical column runs along: axis 1 of a Keras (in, out) kernel.
         along = view.axes[0] if plain else 0
-        if keras.backend.backend() == "jax":
-            # Traceable (model-level draws are jitted there): top_k on the keys' negation.
+        if keras.backend.backend() == "jax" or _tracing():
+            # Traceable (model-level draws are jitted on JAX, a layer built in a tf.function
+            # draws in its graph): top_k on the keys' negation.
             picked = _ops.top_k(-keys, zeros_per_column, sorted=False)[1]
             column = _ops.arange(cols, dtype=picked.dtype)[:, None]
             flat = (column * rows + picked) if along == 1 else (picked * cols + column)
@@ -780,7 +788,12 @@ def _host_seed(seed: Any) -> int:
 
 
 def _tracing() -> bool:
-    """True inside a JAX trace (``jax.jit``), where values cannot go to the host."""
+    """True inside a JAX trace (``jax.jit``) or a TensorFlow graph (a layer built inside a
+    ``tf.function``), where values cannot go to the host."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # the backend Keras runs on: already imported
+
+        return not tf.executing_eagerly()
     if keras.backend.backend() != "jax":
         return False
     import jax  # the backend Keras runs on: already imported
