@@ -1,6 +1,6 @@
 """Time every spec through the Flax adapter against JAX's own initializer, on 4096x4096 float32.
 
-Run in the jax env: ``python benchmarks/bench_flax.py [--repeats 7] [--size 4096]``.
+Run in the jax env: ``python benchmarks/bench_flax.py [--repeats 7] [--size 4096] [--chapter-rounds N]``.
 
 Both sides are jitted the way Flax runs them inside a jitted ``init``:
 ``jax.jit(lambda key: init(key, shape, jnp.float32))``, compiled by a warm-up call; each row is
@@ -40,8 +40,10 @@ from multiinit.flax import initializers as dropin
 from common import (
     CHAPTER_LAW as _CHAPTER_LAW,
     SPECS,
+    add_rounds_option,
     add_times_option,
     d2l_my_init,
+    print_chapter_rounds,
     write_times,
 )
 
@@ -167,6 +169,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=4096)
     add_times_option(parser)
+    add_rounds_option(parser)
     args = parser.parse_args()
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.size}x{args.size} float32, "
@@ -207,6 +210,15 @@ def main() -> None:
     against_normal(args.size, args.repeats)
     custom_against_numpy(args.size, args.repeats)
     dropin_against_jax(args.size, args.repeats)
+    shape = (args.size, args.size)
+    native = jax.jit(lambda key: my_init(key, shape, jnp.float32))
+
+    def ratio(spec: mi.Spec) -> float:
+        init = mi.compile(spec, "flax")
+        ours, theirs = timed([jax.jit(lambda key: init(key, shape, jnp.float32)), native], args.repeats)
+        return ours / theirs
+
+    print_chapter_rounds(args.chapter_rounds, ratio)
 
 
 if __name__ == "__main__":

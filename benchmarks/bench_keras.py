@@ -1,6 +1,7 @@
 """Time every spec through the Keras adapter against Keras' own initializer, on 4096x4096 float32.
 
-Run in the tensorflow env: ``python benchmarks/bench_keras.py [--repeats 5] [--size 4096]``.
+Run in the tensorflow env: ``python benchmarks/bench_keras.py [--repeats 5] [--size 4096]
+[--chapter-rounds N]``.
 Each row is the median of ``--repeats`` calls after one warm-up call, each call followed by
 reading one element back (so the draw has finished); adapter and native calls alternate. The
 adapter is called as users call it, ``mi.compile(spec, "keras", seed=0)(shape, dtype="float32")``;
@@ -39,10 +40,12 @@ from multiinit.keras import initializers as dropins
 from common import (
     CHAPTER_LAW as _CHAPTER_LAW,
     SPECS,
+    add_rounds_option,
     add_times_option,
     d2l_my_init,
     faults_per_call,
     memory_line,
+    print_chapter_rounds,
     write_times,
 )
 
@@ -203,6 +206,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=4096)
     add_times_option(parser)
+    add_rounds_option(parser)
     args = parser.parse_args()
     print(
         f"keras {keras.__version__}, backend {keras.backend.backend()}, tensorflow {tf.__version__}; "
@@ -231,6 +235,13 @@ def main() -> None:
     custom_against_numpy(args.size, args.repeats)
     tiles_by_hand(args.size, args.repeats)
     dropins_against_keras(args.size, args.repeats)
+    shape = (args.size, args.size)
+
+    def ratio(spec: mi.Spec) -> float:
+        ours, theirs = timed([mi.compile(spec, "keras", seed=0), MyInit()], shape, args.repeats)
+        return ours / theirs
+
+    print_chapter_rounds(args.chapter_rounds, ratio)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 with ``--apply``, ``mi.apply`` on a stack of Dense layers against MXNet's own re-initialization.
 
 Run from the repository root in the mxnet env: ``python benchmarks/bench_mxnet.py [--repeats 5]
-[--size 4096] [--apply] [--layers 4]`` (with ``PYTHONPATH=.`` when the env holds an installed
-copy of multiinit rather than this checkout).
+[--size 4096] [--apply] [--layers 4] [--chapter-rounds N]`` (with ``PYTHONPATH=.`` when the env
+holds an installed copy of multiinit rather than this checkout).
 
 Spec rows time ``initializer(InitDesc("bench_weight"), array)`` followed by ``mx.nd.waitall()``
 (MXNet runs asynchronously) on a float32 legacy NDArray. Adapter and native calls alternate, the
@@ -49,7 +49,14 @@ import mxnet as mx  # noqa: E402
 import multiinit as mi  # noqa: E402
 from multiinit import mxnet as mim  # noqa: E402
 
-from common import CHAPTER_LAW, SPECS as COMMON_SPECS, add_times_option, write_times  # noqa: E402
+from common import (  # noqa: E402
+    CHAPTER_LAW,
+    SPECS as COMMON_SPECS,
+    add_rounds_option,
+    add_times_option,
+    print_chapter_rounds,
+    write_times,
+)
 
 
 class D2lMyInit(mx.init.Initializer):
@@ -234,10 +241,18 @@ def main(argv: list[str] | None = None) -> None:
         "--layers", type=int, default=4, help="Dense layers for --apply (18 is about 300M parameters)"
     )
     add_times_option(parser)
+    add_rounds_option(parser)
     args = parser.parse_args(argv)
     specs_table(args.size, args.repeats, args.times)
     if args.apply:
         apply_table(args.size, args.layers, max(1, min(args.repeats, 3)))
+    shape = (args.size, args.size)
+
+    def ratio(spec: mi.Spec) -> float:
+        ours, theirs = timed([mim.Multiinit(spec), D2lMyInit()], shape, args.repeats)
+        return ours / theirs
+
+    print_chapter_rounds(args.chapter_rounds, ratio)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Time every spec through the torch adapter against torch's own call, on a 4096x4096 float32.
 
-Run in the torch env: ``python benchmarks/bench_torch.py [--repeats 7] [--size 4096] [--threads N]``
+Run in the torch env: ``python benchmarks/bench_torch.py [--repeats 7] [--size 4096] [--threads N]
+[--chapter-rounds N]``
 (``--threads`` defaults to torch's own default, one per core, as a user's program gets).
 The adapter is called as users call it, ``mi.compile(spec, "torch")(w)``; the native call is
 the one ``multiinit.explain`` names for the spec (``torch.nn.init.*``), or, for the seed
@@ -26,7 +27,16 @@ import torch
 
 import multiinit as mi
 
-from common import CHAPTER_LAW as _CHAPTER_LAW, SPECS, add_times_option, d2l_my_init, memory_line, write_times
+from common import (
+    CHAPTER_LAW as _CHAPTER_LAW,
+    SPECS,
+    add_rounds_option,
+    add_times_option,
+    d2l_my_init,
+    memory_line,
+    print_chapter_rounds,
+    write_times,
+)
 
 
 def d2l_torch_my_init(w: torch.Tensor) -> None:
@@ -147,6 +157,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     add_times_option(parser)
+    add_rounds_option(parser)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -179,6 +190,13 @@ def main() -> None:
     custom_against_numpy(args.size, args.repeats)
     noise_floor(args.size, args.repeats)
     per_call_overhead()
+    w = torch.empty(args.size, args.size)
+
+    def ratio(spec: mi.Spec) -> float:
+        a, b = timed_pair(mi.compile(spec, "torch"), d2l_torch_my_init, w, args.repeats)
+        return a / b
+
+    print_chapter_rounds(args.chapter_rounds, ratio)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import resource
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,42 @@ SPECS = [
 #: The seed chapter's law, as a mixture and as a custom function (called whole, or tile by tile
 #: with ``elementwise=True``): timed against the chapter's own native code.
 CHAPTER_LAW = (mi.spec.Mixture, mi.spec.Custom)
+
+
+#: The seed chapter's rows of ``SPECS``, for ``--chapter-rounds``.
+CHAPTER_SPECS = [spec for spec in SPECS if isinstance(spec, CHAPTER_LAW)]
+
+
+def add_rounds_option(parser: argparse.ArgumentParser) -> None:
+    """``--chapter-rounds N``: the seed chapter's rows again, N rounds of interleaved pairs."""
+    parser.add_argument(
+        "--chapter-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then time each of the seed chapter's rows against the chapter's own my_init in N more "
+        "rounds (each the script's usual interleaved pair) and print each row's min, median and max ratio",
+    )
+
+
+def print_chapter_rounds(rounds: int, ratio: Callable[[mi.Spec], float]) -> None:
+    """Print, for each of ``CHAPTER_SPECS``, the min, median and max of ``ratio(spec)`` (one
+    interleaved pair of the adapter and the chapter's own ``my_init``) over ``rounds`` rounds,
+    the rows taking turns within each round: one run's figure moves from run to run, and the
+    issue's goals (``mixture`` 1.2x, ``custom`` 1.5x) are about every run."""
+    if rounds <= 0:
+        return
+    print(f"\nthe seed chapter's rows in {rounds} rounds against the chapter's own my_init")
+    ratios: dict[str, list[float]] = {repr(spec): [] for spec in CHAPTER_SPECS}
+    for _ in range(rounds):
+        for spec in CHAPTER_SPECS:
+            ratios[repr(spec)].append(ratio(spec))
+    for name, values in ratios.items():
+        within = "  ".join(f"at most {goal}: {sum(v <= goal for v in values)}" for goal in (1.2, 1.5))
+        print(
+            f"  {name:<60.60} min {min(values):5.2f}  median {statistics.median(values):5.2f}  "
+            f"max {max(values):5.2f}  {within} of {len(values)}"
+        )
 
 
 def add_times_option(parser: argparse.ArgumentParser) -> None:
