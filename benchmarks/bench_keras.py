@@ -171,10 +171,10 @@ def tiles_by_hand(size: int, repeats: int) -> None:
         ("my_init by hand on each tile, results dropped", dropped),
         ("the same, written into Keras' layout and converted", written),
     ]
-    native = MyInit()
-    times = timed([f for _, f in rows] + [native], shape, repeats)
+    calls = [f for _, f in rows] + [MyInit()]
+    times = timed(calls, shape, repeats)
     # Fresh pages are much of a call's cost on some machines (memory_line): say how many each took.
-    faults = [faults_per_call(lambda f=f: _once(f, shape)) for f in [f for _, f in rows] + [native]]
+    faults = [faults_per_call(lambda f=f: _once(f, shape)) for f in calls]
     for (label, _), t, fault in zip(rows, times[:-1], faults[:-1], strict=True):
         print(
             f"  {label:<60} {t * 1e3:8.1f} ms vs {times[-1] * 1e3:8.1f} ms   ratio {t / times[-1]:5.2f}"
