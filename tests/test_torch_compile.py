@@ -311,15 +311,21 @@ def test_a_chunk_whose_search_fails_raises_and_leaves_no_job_waiting(failing, tm
     # Each chunk's job waits for the one before it to take its spares: a job that fails must
     # still let the next ones through, so the error reaches the caller instead of a hang (in
     # a process of its own, so that a hang fails this test alone).
-    script = tmp_path / "failing_search.py"
-    script.write_text(_FAILING_SEARCH)
+    searches = int(_two_threads(tmp_path, _FAILING_SEARCH, failing).split()[2])
+    assert searches > failing  # the chunks after the failing one ran too
+
+
+def _two_threads(tmp_path, script: str, *args: object) -> str:
+    """The standard output of ``script`` run with ``args`` in a process of its own on two
+    threads, which must exit 0 within two minutes."""
+    path = tmp_path / "script.py"
+    path.write_text(script)
     env = {**os.environ, "MULTIINIT_THREADS": "2"}
     done = subprocess.run(
-        [sys.executable, str(script), str(failing)], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0, done.stderr
-    searches = int(done.stdout.split()[2])
-    assert searches > failing  # the chunks after the failing one ran too
+    return done.stdout
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -634,6 +640,73 @@ def test_a_one_draw_mixture_keeps_the_dtypes_resolution_in_every_component(dtype
     device = torch.empty(r.size, dtype=dtype)
     mit.draw._pieces_on_device(pieces, device, torch.from_numpy(r))
     assert np.array_equal(device.numpy(), out)
+
+
+@pytest.mark.parametrize("chunk, slots", [(1000, 3), (4096, 2), (777, 1)])
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("spec", SIMPLE_MIXTURES[:3], ids=repr)
+def test_a_one_draw_mixture_drawn_in_chunks_gives_the_numbers_of_one_whole_draw(
+    spec, dtype, threads, chunk, slots, monkeypatch
+) -> None:
+    # On the CPU the integers are drawn chunk by chunk into a few reused buffers while a pool
+    # thread writes the chunk before; on any other device (no host view) in one draw over the
+    # tensor. Small chunks, fewer slots than chunks and a short last chunk: the same numbers.
+    monkeypatch.setenv("MULTIINIT_THREADS", threads)
+    monkeypatch.setattr(mit.draw, "_MIXTURE_CHUNK", chunk)
+    monkeypatch.setattr(mit.draw, "_MIXTURE_SLOTS", slots)
+    drawn = []
+    real = mit.draw._pieces_on_host
+    monkeypatch.setattr(mit.draw, "_pieces_on_host", lambda *a: drawn.append(1) or real(*a))
+    law, chunked, whole = (
+        mi.compile(spec, "torch"),
+        torch.empty(97, 103, dtype=dtype),
+        torch.empty(97, 103, dtype=dtype),
+    )
+    g_chunked, g_whole = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
+    law(chunked, generator=g_chunked)
+    assert len(drawn) == -(-97 * 103 // chunk)  # the chunked path ran, once per chunk
+    monkeypatch.setattr(mit.draw, "_host_view", lambda t: None)
+    law(whole, generator=g_whole)
+    assert torch.equal(chunked, whole)
+    # and the generator is left where the whole draw leaves it: the next tensor's numbers too
+    assert torch.equal(g_chunked.get_state(), g_whole.get_state())
+
+
+_FAILING_WRITE = """
+import sys
+import torch
+import multiinit as mi
+import multiinit.torch as mit
+
+mit.draw._MIXTURE_CHUNK, mit.draw._MIXTURE_SLOTS = 1000, 2
+failing, calls, real = int(sys.argv[1]), [], mit.draw._pieces_on_host
+
+
+def pieces_on_host(*args):
+    calls.append(1)
+    if len(calls) == failing:
+        raise MemoryError("no room for the write")
+    return real(*args)
+
+
+mit.draw._pieces_on_host = pieces_on_host
+spec = mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))])
+try:
+    mi.compile(spec, "torch")(torch.empty(97, 103))
+except MemoryError:
+    print("raised after", len(calls), "writes")
+"""
+
+
+@pytest.mark.parametrize("failing", [1, 4])
+def test_a_mixture_chunk_whose_write_fails_raises_and_leaves_no_draw_waiting(failing, tmp_path) -> None:
+    # A draw waits for its buffer's last chunk to be written: a write that fails must still free
+    # the buffer, so that the error reaches the caller instead of a hang (in a process of its
+    # own, so that a hang fails this test alone).
+    out = _two_threads(tmp_path, _FAILING_WRITE, failing)
+    assert out.startswith("raised after"), out
+    assert int(out.split()[2]) == -(-97 * 103 // 1000)  # every chunk was still drawn and written
 
 
 # --------------------------------------------------------------------------- user laws, fenced
