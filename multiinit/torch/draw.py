@@ -705,9 +705,14 @@ def _pieces_behind_draw(
     writes then cost the second core's time, not the caller's, and the reused buffers no fresh
     pages: 0.72-0.83x the seed chapter's own ``my_init`` on two threads, where a whole draw
     into a fresh tensor followed by the writes cost 1.09-1.19x (``bench_torch.py``). A slot
-    is drawn into again only once its chunk has been written."""
+    is drawn into again only once its chunk has been written. A tensor of one chunk is drawn
+    and written on the calling thread (a 16x16 mixture: 177 us, where the slots and a thread
+    hand-off cost 240)."""
+    if host.size <= _MIXTURE_CHUNK:  # one chunk: drawn and written here, no buffers to share
+        _pieces_on_host(pieces, host, torch.empty(host.size, dtype=int_dtype).random_(generator=g).numpy())
+        return
     spans = [(a, min(a + _MIXTURE_CHUNK, host.size)) for a in range(0, host.size, _MIXTURE_CHUNK)]
-    width = spans[0][1] if spans else 0
+    width = _MIXTURE_CHUNK
     slots = []
     for _ in range(min(_MIXTURE_SLOTS, len(spans))):
         r = torch.empty(width, dtype=int_dtype)
