@@ -44,18 +44,44 @@ def test_outside_finds_exactly_the_values_beyond_the_bounds_in_order(size, dtype
         ((300, 1), (1, 0)),
     ],
 )
-@pytest.mark.parametrize("stripe", [1, 16, 1000])
+@pytest.mark.parametrize("stripe, rows", [(1, 1024), (16, 7), (None, 64), (None, 1024), (1000, 1)])
 @pytest.mark.parametrize(
     "source, target", [("float64", "float32"), ("float32", "float32"), ("float64", "float16")]
 )
-def test_copy_striped_equals_numpys_assignment(shape, axes, stripe, source, target, threads) -> None:
+def test_copy_striped_equals_numpys_assignment(shape, axes, stripe, rows, source, target, threads) -> None:
     logical = np.random.default_rng(1).uniform(-10, 10, shape).astype(source)
     moved = logical.transpose(axes)
     out = np.full(moved.shape, np.nan, dtype=target)
-    host.copy_striped(out, moved, stripe)
+    host.copy_striped(out, moved, stripe, rows)
     expected = np.empty(moved.shape, dtype=target)
     expected[...] = moved
     assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("width", [8192, 4000])  # float64 rows 64 KB apart (stripe 8), and not
+def test_copy_striped_by_default_covers_a_wide_logical_array(width, threads) -> None:
+    logical = np.random.default_rng(2).uniform(-10, 10, (3 * 16 + 5, width))
+    out = np.full((width, logical.shape[0]), np.nan, dtype=np.float32)
+    host.copy_striped(out, logical.T)
+    assert np.array_equal(out, logical.T.astype(np.float32))
+
+
+def test_copy_striped_of_one_axis_and_of_a_scalar() -> None:
+    out = np.zeros(70_000, dtype=np.float32)
+    source = np.arange(70_000.0)[::-1]
+    host.copy_striped(out, source, 16, 3)
+    assert np.array_equal(out, source.astype(np.float32))
+    scalar = np.zeros((), dtype=np.float32)
+    host.copy_striped(scalar, np.array(2.5))
+    assert scalar == 2.5
+
+
+@pytest.mark.parametrize("stripe, rows", [(0, 4), (2, 0), (-1, 4)])
+def test_copy_striped_refuses_an_empty_tile_before_writing(stripe, rows) -> None:
+    out = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=rf"stripe and rows must be at least 1, got {stripe} and {rows}"):
+        host.copy_striped(out, np.ones((4, 3)).T, stripe, rows)
+    assert not out.any()
 
 
 def test_copy_striped_refuses_a_shape_mismatch_before_writing() -> None:

@@ -86,9 +86,9 @@ User laws (``custom``)
     with ``seed=None``, from an integer drawn from Keras' global generator, so
     ``keras.utils.set_random_seed`` reproduces it). Besides the user's function and the
     fence, a call costs one pass: the fence casts the logical array to ``dtype`` while it is
-    rearranged into Keras' layout in cache-sized stripes shared between the pool's threads
-    (``host.copy_striped``; NumPy's own transposing copy of a 4096x4096 array is 3-5x slower),
-    into a 64-byte-aligned buffer that TensorFlow takes without a copy (DLPack); other
+    rearranged into Keras' layout in cache-sized tiles shared between the pool's threads
+    (``host.copy_striped``; NumPy's own transposing copy of a 4096x4096 array is several
+    times slower), into a 64-byte-aligned buffer that TensorFlow takes without a copy (DLPack); other
     backends convert it as usual. ``dtype`` is the requested NumPy dtype, except bfloat16,
     for which ``fn`` is asked for float32 and the result is rounded. A law built with
     ``elementwise=True`` is called once per tile of the stream rule (``reference.law_values``),
@@ -823,10 +823,6 @@ def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | 
     return _from_host(native, dtype)
 
 
-#: Positions of the native last axis per stripe of the transposing copy: 16 float32 rows of a
-#: 4096-wide array are 256 KB, which stay in cache while every output row takes 16 contiguous
-#: values (a cache line).
-_STRIPE = 16
 #: TensorFlow's alignment for tensors it takes without a copy (it aborts on less).
 _ALIGN = 64
 
@@ -871,7 +867,7 @@ def _host_native(view: LogicalView, logical: np.ndarray, dtype: np.dtype) -> np.
     if inverse[-1] == logical.ndim - 1 or logical.size == 0:  # the rows stay rows
         out[...] = moved
     else:
-        copy_striped(out, moved, _STRIPE)
+        copy_striped(out, moved)
     return out
 
 
