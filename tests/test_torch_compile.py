@@ -353,6 +353,16 @@ def test_the_host_path_and_the_device_path_give_the_same_numbers(spec, dtype, mo
     assert all(shares) and bool(shares) == on_host
 
 
+@pytest.mark.parametrize("dtype, same_width", [(torch.float32, torch.int32), (torch.float64, torch.int64)])
+def test_a_constant_pieces_bits_are_torchs_own(dtype, same_width) -> None:
+    # A mixture's constant is written as its bit pattern; NumPy computes it, torch is the judge
+    # (ties, subnormals, -0.0, and beyond float32's range, where both give inf).
+    values = [0.0, -0.0, 0.1, -5.0, 1 / 3, 16777217.0, 2.0**-149 * 1.5, 1e-46, 3.4028236e38, 1e300, -math.inf]
+    for value in values:
+        expected = int(torch.tensor(value, dtype=dtype).view(same_width))
+        assert mit.draw._bits_of(value, dtype) == expected, value
+
+
 def test_custom_is_seeded_by_the_generator_of_the_tensor() -> None:
     spec = mi.custom(lambda rng, shape, dtype: rng.standard_normal(shape), name="torch.test.std_normal")
     a, b = (_fill(spec, (32, 8), seed=5) for _ in range(2))
