@@ -228,6 +228,23 @@ def test_native_apply_calls_the_law_once_per_tile_and_follows_the_seed() -> None
     assert not np.array_equal(kernels[0], kernels[2])
 
 
+# --------------------------------------------------------------------------- reshaped layouts
+
+
+def test_an_attention_kernel_holds_the_tiles_in_its_heads_layout() -> None:
+    # A query kernel is (in, heads, head_dim): logical (heads * head_dim, in), not a transpose
+    # of it, so its tiles cannot be written through a view; they must still land at their
+    # place (this once assigned the logical array itself and failed on the shape).
+    law = Recorder("tests.keras.tiles.attention")
+    inputs = keras.Input((4, 530))
+    attention = L.MultiHeadAttention(num_heads=5, key_dim=103, name="mha")
+    model = keras.Model(inputs, attention(inputs, inputs), name="attn")
+    mi.apply(model, [("*query/kernel", law.spec), ("*", None)], seed=5)
+    native = numpy_of(attention.query_dense.kernel.value)
+    assert native.shape == (530, 5, 103)
+    assert_tiled(native.reshape(530, 515).T, law.calls, quarters((515, 530)), "float32")
+
+
 # --------------------------------------------------------------------------- all or nothing
 
 # A (515, 531) kernel's tiles have four different shapes; (257, 265) is the last, at (258, 266).

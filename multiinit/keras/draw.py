@@ -816,6 +816,11 @@ def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | 
         return filled_in_place(
             view, host, lambda logical: law_values(spec, key, view.logical_shape, host, path, out=logical)
         )
+    if spec.elementwise:
+        # A reshaped layout (an attention kernel's heads) has no logical view to write tiles
+        # through: the tiles make the logical array, rearranged once.
+        logical = law_values(spec, key, view.logical_shape, host, path)
+        return _from_host(_host_native(view, logical, np.dtype(host)), dtype)
     # The fence casts while copying into Keras' layout: one pass over the result, not three.
     native = law_values(
         spec, key, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
