@@ -16,6 +16,8 @@
 * ``write_eye(logical)`` and ``write_dirac(logical, groups)``: the identity and dirac laws
   written into an adapter's own buffer seen in the logical layout (zeros, then the ones
   where they go): no logical temporary, no rearranging copy.
+* ``to_native(view, logical, dtype)``: a user law's logical array cast into an adapter's
+  native layout in one pass (``copy_striped`` where the layout transposes rows).
 * ``copy_striped(out, source)``: ``out[...] = source`` for a ``source`` that is a
   transposed view (a Keras kernel from a user law's logical array), in cache-sized tiles, the
   stripes of the last axis shared between threads; a dtype change happens in the same pass.
@@ -29,11 +31,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from . import stream as _stream
+
+if TYPE_CHECKING:
+    from .fans import LogicalView
 
 __all__ = [
     "BLOCK",
@@ -42,6 +47,7 @@ __all__ = [
     "copy_striped",
     "finite_cast",
     "outside",
+    "to_native",
     "write_dirac",
     "write_eye",
 ]
@@ -192,6 +198,39 @@ def copy_striped(
         span(0)
     else:
         _stream.run_parallel([functools.partial(span, i) for i in range(spans)])
+
+
+def to_native(
+    view: LogicalView, logical: np.ndarray, dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``view.to_native(logical)`` cast to ``dtype``, C-contiguous, in one pass over ``logical``:
+    into ``out`` when given (``view.native_shape`` and ``dtype``, C-contiguous), else a new
+    array. A transposed layout goes through ``copy_striped``'s tiles on the pool's threads
+    (NumPy's own transposing copy of a 4096x4096 array costs several times as much); a
+    reshaped one (an attention kernel's heads) through NumPy.
+
+    >>> import numpy as np
+    >>> from multiinit.fans import LogicalView
+    >>> view = LogicalView.of((3, 2), "in,out")  # a Dense kernel: logical (out, in) = (2, 3)
+    >>> to_native(view, np.arange(6.0).reshape(2, 3), "float32")
+    array([[0., 3.],
+           [1., 4.],
+           [2., 5.]], dtype=float32)
+    """
+    if out is None:
+        out = np.empty(view.native_shape, dtype=dtype)
+    if not view.is_plain:
+        out[...] = view.to_native(logical)
+        return out
+    inverse = [0] * len(view.axes)
+    for position, axis in enumerate(view.axes):
+        inverse[axis] = position
+    moved = logical.transpose(inverse)  # a view in the native shape
+    if inverse[-1] == logical.ndim - 1 or logical.size == 0:  # the rows stay rows
+        out[...] = moved
+    else:
+        copy_striped(out, moved)
+    return out
 
 
 def _spans(size: int) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 
 import multiinit as mi
 from multiinit import host
+from multiinit.fans import OUT_IN, SPATIAL_IN_OUT, LogicalView
 from multiinit.reference import sample
 
 
@@ -89,6 +90,32 @@ def test_copy_striped_refuses_a_shape_mismatch_before_writing() -> None:
     with pytest.raises(ValueError, match=r"out has shape \(3, 4\), source \(4, 3\)"):
         host.copy_striped(out, np.ones((4, 3)), 2)
     assert not out.any()
+
+
+# --------------------------------------------------------------------------- to_native
+
+
+@pytest.mark.parametrize(
+    "native_shape, layout",
+    [
+        ((530, 700), "in,out"),  # a Dense kernel: a transpose, tiled
+        ((3, 3, 40, 20), SPATIAL_IN_OUT),  # a conv kernel (h, w, in, out)
+        ((700, 530), OUT_IN),  # torch's own layout: rows stay rows
+        ((530, 5, 103), "in,out,out"),  # an attention kernel's heads: a reshape
+        ((0, 4), "in,out"),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+@pytest.mark.parametrize("given", [False, True])
+def test_to_native_is_numpys_rearranged_cast(native_shape, layout, dtype, given, threads) -> None:
+    view = LogicalView.of(native_shape, layout)
+    logical = np.random.default_rng(3).uniform(-10, 10, view.logical_shape)
+    expected = np.ascontiguousarray(view.to_native(logical)).astype(dtype)
+    out = np.full(native_shape, np.nan, dtype=dtype) if given else None
+    got = host.to_native(view, logical, dtype, out=out)
+    assert got.flags.c_contiguous and got.dtype == np.dtype(dtype) and got.shape == native_shape
+    assert np.array_equal(got, expected)
+    assert out is None or got is out
 
 
 # --------------------------------------------------------------------------- affine

@@ -129,11 +129,10 @@ from .. import rules as _rules, stream as _stream
 from ..errors import MultiinitError, RuleError, ShapeError, SpecError
 from ..fans import SPATIAL_IN_OUT, Layout, LogicalView
 from ..layers import lookup_layer, registered_layers
-from ..reference import law_values as _law_values
 from ..rules import LAYER_KINDS, Param, roles_of
 from ..spec import Custom, Mixture, Spec, WithAxes
 from . import sharded as _sharded
-from .draw import _draw, _dtype, _is_tracer, _key_words, _mixture
+from .draw import _custom_host, _draw, _dtype, _is_tracer, _key_words, _mixture
 
 __all__ = ["Modules", "apply", "modules", "params_of"]
 
@@ -1154,17 +1153,9 @@ def _fenced_custom(spec: Custom, key: Any, view: LogicalView, fans: Any, dtype: 
     """A user law drawn from ``key`` through the fence (``reference.call_law``): eagerly on
     the host, or through a host callback under a trace (the ``LawError`` text then reaches
     the caller inside JAX's runtime error)."""
-    asked = dtype if dtype.name in ("float16", "float32", "float64") else np.dtype(np.float32)
 
     def host(words: Any) -> np.ndarray:
-        key = [int(w) for w in np.asarray(words).ravel()]
-        if spec.elementwise and view.is_plain:
-            # Tile by tile on the pool's threads, straight into the native layout.
-            out = np.empty(view.native_shape, dtype=asked)
-            _law_values(spec, key, view.logical_shape, asked, path, out=view.to_logical(out))
-            return out.astype(dtype, copy=False)
-        logical = _law_values(spec, key, view.logical_shape, asked, path)
-        return np.ascontiguousarray(view.to_native(logical)).astype(dtype, copy=False)
+        return _custom_host(spec, view, dtype, path, words).astype(dtype, copy=False)
 
     words = _key_words(key)
     if not _is_tracer(words):

@@ -112,7 +112,7 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..host import affine, copy_striped, write_dirac, write_eye
+from ..host import affine, to_native, write_dirac, write_eye
 from ..reference import law_values, truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
@@ -858,22 +858,9 @@ def filled_in_place(view: LogicalView, dtype: str, fill: Callable[[np.ndarray], 
 
 
 def _host_native(view: LogicalView, logical: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``view.to_native(logical)`` in ``dtype`` as a C-contiguous, 64-byte aligned array,
-    transposed in stripes on the pool's threads where the native layout moves the logical
-    array's rows."""
-    out = _aligned_empty(view.native_shape, dtype)
-    if not view.is_plain:
-        out[...] = view.to_native(logical)
-        return out
-    inverse = [0] * len(view.axes)
-    for position, axis in enumerate(view.axes):
-        inverse[axis] = position
-    moved = logical.transpose(inverse)  # a view in the native shape
-    if inverse[-1] == logical.ndim - 1 or logical.size == 0:  # the rows stay rows
-        out[...] = moved
-    else:
-        copy_striped(out, moved)
-    return out
+    """``view.to_native(logical)`` in ``dtype`` as a C-contiguous, 64-byte aligned array (one
+    pass: ``host.to_native``), which TensorFlow takes without a copy."""
+    return to_native(view, logical, dtype, out=_aligned_empty(view.native_shape, dtype))
 
 
 #: False while a value is drawn for a variable that already has a buffer (``host_copied``).
