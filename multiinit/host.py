@@ -19,7 +19,7 @@
 * ``to_native(view, logical, dtype)``: a user law's logical array cast into an adapter's
   native layout in one pass (``copy_striped`` where the layout transposes rows).
 * ``copy_striped(out, source)``: ``out[...] = source`` for a ``source`` that is a
-  transposed view (a Keras kernel from a user law's logical array), in cache-sized tiles, the
+  transposed view (a Keras or Flax kernel from a user law's logical array), in cache-sized tiles, the
   stripes of the last axis shared between threads; a dtype change happens in the same pass.
 
 >>> import numpy as np
@@ -136,8 +136,8 @@ _COPY_SPLIT = 1 << 16
 _STRIPE = 16
 #: A stripe whose source rows lie a multiple of this many bytes apart takes 8 positions: the
 #: rows then share one set of a 64 KB-per-way L2 (this machine's 512 KB 8-way, and most x86
-#: L2s' per-way span), and 16 of them evict each other. Measured on a 4096x16384 float32
-#: kernel: 1.2 s in stripes of 16, 0.11 s in stripes of 8.
+#: L2s' per-way span), and 16 of them evict each other. Measured on a 4096x16384 kernel:
+#: 0.2-1.2 s in stripes of 16 (from process to process), 0.11-0.14 s in stripes of 8.
 _ALIASING_STRIDE = 1 << 16
 #: Positions of the next-to-last axis per tile: a tile of 16 x 1024 float64 is 128 KB of
 #: source and 64 KB of ``out``, inside L2 (measured against whole-axis stripes: 0.59x on

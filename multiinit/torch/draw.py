@@ -748,8 +748,8 @@ def _pieces_behind_draw(
 
 def _bits_of(value: float, dtype: torch.dtype) -> int:
     """The bit pattern of ``value`` in the float ``dtype``, as the same-width signed integer."""
-    # NumPy's cast rounds as torch's does; a torch scalar tensor costs 13 us a call, a quarter
-    # of a small tensor's whole mixture.
+    # NumPy's cast rounds as torch's does; a torch scalar tensor cost 13 us a call, a sixth of
+    # a small tensor's whole mixture.
     kind, same_width = (np.float32, np.int32) if dtype == torch.float32 else (np.float64, np.int64)
     with np.errstate(over="ignore"):  # beyond float32's range is inf, as in torch
         return int(np.array(value, dtype=kind).view(same_width))
