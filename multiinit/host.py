@@ -18,6 +18,9 @@
   where they go): no logical temporary, no rearranging copy.
 * ``to_native(view, logical, dtype)``: a user law's logical array cast into an adapter's
   native layout in one pass (``copy_striped`` where the layout transposes rows).
+* ``law_native(spec, key, view, dtype)``: a user law's values (``reference.law_values``) in an
+  adapter's native layout, the one way Keras and Flax lay a ``custom`` law out (whole, tile by
+  tile through a logical view, or tiles then one rearranging copy).
 * ``copy_striped(out, source)``: ``out[...] = source`` for a ``source`` that is a
   transposed view (a Keras or Flax kernel from a user law's logical array), in cache-sized tiles, the
   stripes of the last axis shared between threads; a dtype change happens in the same pass.
@@ -36,9 +39,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from . import stream as _stream
+from .reference import law_values
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .fans import LogicalView
+    from .spec import Custom
 
 __all__ = [
     "BLOCK",
@@ -46,6 +53,7 @@ __all__ = [
     "all_finite",
     "copy_striped",
     "finite_cast",
+    "law_native",
     "outside",
     "to_native",
     "write_dirac",
@@ -233,6 +241,53 @@ def to_native(
     return out
 
 
+def law_native(
+    spec: Custom,
+    key: Sequence[int],
+    view: LogicalView,
+    dtype: Any,
+    path: str | None = None,
+    *,
+    empty: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+) -> np.ndarray:
+    """A user law's values for ``view``'s logical shape from the stream ``key``, fenced as
+    ``reference.law_values`` fences them, in ``view``'s native layout and ``dtype`` (C-contiguous,
+    in a buffer from ``empty(shape, dtype)``, default ``np.empty``: Keras passes an aligned one
+    that TensorFlow takes without a copy). Each law's result is laid out in one pass:
+
+    * called whole: the fence casts while ``to_native`` lays the result out;
+    * ``elementwise`` on a plain layout: each tile written straight into its place through a
+      logical view of the buffer, on the pool's threads (no logical temporary);
+    * ``elementwise`` on a reshaped layout (an attention kernel's heads), which has no logical
+      view to write through: the tiles make the logical array, rearranged once.
+
+    >>> import numpy as np
+    >>> import multiinit as mi
+    >>> from multiinit.fans import LogicalView
+    >>> law = mi.custom(lambda rng, shape, dtype: np.arange(6.0).reshape(shape), name="doc_native")
+    >>> law_native(law, (0,), LogicalView.of((3, 2), "in,out"), "float32")  # logical (2, 3)
+    array([[0., 3.],
+           [1., 4.],
+           [2., 5.]], dtype=float32)
+    """
+    dtype = np.dtype(dtype)
+    make = np.empty if empty is None else empty
+
+    def fresh() -> np.ndarray:
+        return make(view.native_shape, dtype)
+
+    logical = view.logical_shape
+    if not spec.elementwise:
+        return law_values(
+            spec, key, logical, dtype, path, place=lambda a, d: to_native(view, a, d, out=fresh())
+        )
+    if view.is_plain:
+        out = fresh()
+        law_values(spec, key, logical, dtype, path, out=view.to_logical(out))
+        return out
+    return to_native(view, law_values(spec, key, logical, dtype, path), dtype, out=fresh())
+
+
 def _spans(size: int) -> list[int]:
     """Edges of one span per thread over ``size`` elements, on block boundaries."""
     blocks = -(-size // BLOCK)
@@ -290,8 +345,8 @@ def finite_cast(array: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
 
     >>> import numpy as np
     >>> out, finite = finite_cast(np.array([1.0, 1e5]), np.dtype("float16"))
-    >>> out, finite
-    (array([1., inf], dtype=float16), False)
+    >>> out.dtype, out.tolist(), finite
+    (dtype('float16'), [1.0, inf], False)
     """
     dtype = np.dtype(dtype)
     if array.dtype == dtype:

@@ -118,6 +118,58 @@ def test_to_native_is_numpys_rearranged_cast(native_shape, layout, dtype, given,
     assert out is None or got is out
 
 
+# --------------------------------------------------------------------------- law_native
+
+
+def _chapter_law(rng: np.random.Generator, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+    w = rng.uniform(-10, 10, shape)
+    return w * (np.abs(w) >= 5)
+
+
+@pytest.mark.parametrize(
+    "native_shape, layout",
+    [
+        ((530, 700), "in,out"),  # a Dense kernel: the tiles through a transposed view
+        ((3, 3, 40, 200), SPATIAL_IN_OUT),  # a conv kernel
+        ((700, 530), OUT_IN),  # rows stay rows
+        ((530, 5, 103), "in,out,out"),  # an attention kernel: no logical view, one rearranging copy
+        ((40, 30), "in,out"),  # one tile
+    ],
+)
+@pytest.mark.parametrize("elementwise", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_law_native_is_the_laws_logical_values_rearranged(
+    native_shape, layout, elementwise, dtype, threads
+) -> None:
+    view = LogicalView.of(native_shape, layout)
+    law = mi.custom(_chapter_law, name=f"test_host.chapter.{elementwise}", elementwise=elementwise)
+    key = (5, 7)
+    logical = mi.reference.law_values(law, key, view.logical_shape, "float64")
+    expected = np.ascontiguousarray(view.to_native(logical)).astype(dtype)
+    made: list[np.ndarray] = []
+
+    def empty(shape: tuple[int, ...], d: np.dtype) -> np.ndarray:
+        made.append(np.full(shape, np.nan, dtype=d))
+        return made[-1]
+
+    got = host.law_native(law, key, view, dtype, "layer.kernel", empty=empty)
+    assert got.flags.c_contiguous and got.dtype == np.dtype(dtype) and got.shape == native_shape
+    assert np.array_equal(got, expected)
+    assert len(made) == 1 and got is made[0]  # one buffer, the caller's
+
+
+@pytest.mark.parametrize("elementwise", [False, True])
+def test_law_native_names_the_parameter_of_a_failing_law(elementwise) -> None:
+    def bad(rng: np.random.Generator, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+        out = rng.uniform(-1, 1, shape)
+        out[-1, -1] = np.inf
+        return out
+
+    law = mi.custom(bad, name="test_host.bad", elementwise=elementwise)
+    with pytest.raises(mi.LawError, match=r"'test_host.bad' at 'layer.kernel'.*infinite"):
+        host.law_native(law, (1,), LogicalView.of((530, 700), "in,out"), "float32", "layer.kernel")
+
+
 # --------------------------------------------------------------------------- affine
 
 

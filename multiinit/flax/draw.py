@@ -109,8 +109,7 @@ from jax.scipy.special import ndtri as _jax_ndtri
 
 from ..errors import SpecError, SpecTypeError
 from ..fans import LogicalView
-from ..host import to_native as _host_to_native
-from ..reference import law_values as _law_values
+from ..host import law_native as _law_native
 from ..spec import (
     Constant,
     Custom,
@@ -841,21 +840,10 @@ def _has_custom(spec: Spec) -> bool:
 def _custom_host(
     spec: Custom, view: LogicalView, dtype: np.dtype, path: str | None, words: Any
 ) -> np.ndarray:
-    """The user's law behind the fence, on the host, in the native layout and ``_asked(dtype)``:
-    whole (the fence casting while it lays the result out, one pass), or tile by tile on the
-    pool's threads for an elementwise law (straight into the native layout where it is a
-    transpose of the logical one)."""
+    """The user's law behind the fence, on the host, in the native layout and ``_asked(dtype)``
+    (``host.law_native``), from the key words of a call or a parameter."""
     key = [int(w) for w in np.asarray(words).ravel()]
-    asked = _asked(dtype)
-    if not spec.elementwise:
-        return _law_values(
-            spec, key, view.logical_shape, asked, path, place=lambda a, d: _host_to_native(view, a, d)
-        )
-    if view.is_plain:
-        out = np.empty(view.native_shape, dtype=asked)
-        _law_values(spec, key, view.logical_shape, asked, path, out=view.to_logical(out))
-        return out
-    return _host_to_native(view, _law_values(spec, key, view.logical_shape, asked, path), asked)
+    return _law_native(spec, key, view, _asked(dtype), path)
 
 
 def _asked(dtype: np.dtype) -> np.dtype:

@@ -112,8 +112,8 @@ from keras import ops as _ops
 
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..host import affine, to_native, write_dirac, write_eye
-from ..reference import law_values, truncated_standard_normal
+from ..host import affine, law_native, write_dirac, write_eye
+from ..reference import truncated_standard_normal
 from ..rules import derive_seed
 from ..spec import (
     Constant,
@@ -809,22 +809,8 @@ def _holds(dtype: str) -> bool:
 
 def _custom(spec: Custom, view: LogicalView, dtype: str, seed: Any, path: str | None) -> Any:
     host = dtype if dtype in ("float16", "float32", "float64") else "float32"
-    key = (_host_seed(seed),)
-    if spec.elementwise and view.is_plain:
-        # Tile by tile on the pool's threads, each tile written straight into Keras' layout
-        # (a tensor of one tile: one call, as below).
-        return filled_in_place(
-            view, host, lambda logical: law_values(spec, key, view.logical_shape, host, path, out=logical)
-        )
-    if spec.elementwise:
-        # A reshaped layout (an attention kernel's heads) has no logical view to write tiles
-        # through: the tiles make the logical array, rearranged once.
-        logical = law_values(spec, key, view.logical_shape, host, path)
-        return _from_host(_host_native(view, logical, np.dtype(host)), dtype)
-    # The fence casts while copying into Keras' layout: one pass over the result, not three.
-    native = law_values(
-        spec, key, view.logical_shape, host, path=path, place=lambda a, d: _host_native(view, a, d)
-    )
+    # In Keras' layout on the host, in an aligned buffer TensorFlow takes without a copy.
+    native = law_native(spec, (_host_seed(seed),), view, host, path, empty=_aligned_empty)
     return _from_host(native, dtype)
 
 
@@ -855,12 +841,6 @@ def filled_in_place(view: LogicalView, dtype: str, fill: Callable[[np.ndarray], 
     out = _aligned_empty(view.native_shape, np.dtype(dtype))
     fill(view.to_logical(out))
     return _from_host(out, dtype)
-
-
-def _host_native(view: LogicalView, logical: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``view.to_native(logical)`` in ``dtype`` as a C-contiguous, 64-byte aligned array (one
-    pass: ``host.to_native``), which TensorFlow takes without a copy."""
-    return to_native(view, logical, dtype, out=_aligned_empty(view.native_shape, dtype))
 
 
 #: False while a value is drawn for a variable that already has a buffer (``host_copied``).
