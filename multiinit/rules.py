@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import RuleError, ShapeError, SpecError
 from .fans import LogicalView
-from .reference import check_shape, sample
+from .reference import check_shape
 from .spec import Custom, Mixture, Spec, WithAxes, parse
 
 __all__ = [
@@ -329,6 +329,16 @@ def plan(params: Sequence[Param], rules: Any) -> list[tuple[Param, Spec]]:
     Raises ``RuleError`` for a rule that selects nothing and ``ShapeError`` for a spec that
     cannot fill its parameter, before anything is written. Parameters no rule selects, and
     those whose rule says ``None``, are left out.
+
+    >>> import multiinit as mi
+    >>> params = [Param("0.weight", LogicalView((4, 3)), "weight"),
+    ...           Param("0.bias", LogicalView((4,)), "bias", order=1)]
+    >>> [(p.path, spec) for p, spec in plan(params, {"bias": mi.zeros(), "0.*": mi.he_normal()})]
+    [('0.weight', he_normal()), ('0.bias', zeros())]
+    >>> plan(params, {"0.*": mi.he_normal(), "bias": mi.zeros()})  # the first rule takes the bias
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.ShapeError: he_normal() cannot fill '0.bias' of shape (4,): ...
     """
     normalized = normalize_rules(rules)
     # A rule shadowed by earlier ones is fine; a selector that selects nothing at all is a
@@ -359,7 +369,13 @@ def derive_seed(seed: int, *keys: int) -> int:
 def portable_rng(seed: int, order: int) -> np.random.Generator:
     """The reference stream of the parameter at position ``order`` as one generator: what
     portable mode draws a whole-tensor law (or a one-tile tensor) from. Portable mode's values
-    are ``reference.sample(spec, shape, seed=(seed, order))`` (see ``multiinit.stream``)."""
+    are ``reference.sample(spec, shape, seed=(seed, order))`` (see ``multiinit.stream``).
+
+    >>> import multiinit as mi
+    >>> one_tile = mi.normal().sample((4, 3), seed=(0, 1))
+    >>> bool((mi.normal().sample((4, 3), seed=portable_rng(0, 1)) == one_tile).all())
+    True
+    """
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(order)]))
 
 
@@ -441,6 +457,12 @@ def portable_values(
     they are handed over tile by tile instead (see ``multiinit.stream.draw``).
 
     Every adapter's portable mode writes exactly these numbers.
+
+    >>> import multiinit as mi
+    >>> kernel = Param("head.weight", LogicalView((4, 3)), "weight", order=2)
+    >>> values = portable_values(kernel, mi.he_normal(), Draw(seed=0, order=2, portable=True))
+    >>> values.dtype, bool((values == mi.he_normal().sample((4, 3), seed=(0, 2))).all())
+    (dtype('float32'), True)
     """
     from . import stream
 
@@ -463,52 +485,45 @@ def execute(
     *,
     seed: int | None,
     portable: bool,
-    writer: Writer | None = None,
-    draw: Callable[[Param, Spec, int | None], Any] | None = None,
-    from_numpy: Callable[[Param, np.ndarray], Any] | None = None,
-    write: Callable[[Sequence[tuple[Param, Any]]], None] | None = None,
+    writer: Writer,
 ) -> list[tuple[Param, Spec]]:
     """The shared body of every adapter's ``apply``: one pass, all or nothing, no model-sized copy.
 
-    With a ``writer`` (see ``Writer``): plan the rules (every rule selects something, every
-    spec fits its shape), ``check`` every selected parameter can be written, ``prepare`` the
-    laws that can fail, and only then ``fill`` each parameter -- built-in laws straight into
-    it. Peak memory above the model is one parameter's draw, plus the prepared user laws.
+    Plan the rules (every rule selects something, every spec fits its shape), ``check`` every
+    selected parameter can be written, ``prepare`` the laws that can fail, and only then
+    ``fill`` each parameter (see ``Writer``) -- built-in laws straight into it. Peak memory
+    above the model is one parameter's draw, plus the prepared user laws. Returns the plan.
 
-    The older form (``draw``, ``from_numpy``, ``write``: draw every value, then write them all)
-    is kept for adapters that have not moved to a writer; it holds the whole model's values.
+    >>> import multiinit as mi
+    >>> from multiinit.fans import LogicalView
+    >>> class Portable:  # a writer that keeps each parameter's portable values
+    ...     def __init__(self): self.values = {}
+    ...     def check(self, param, spec): pass
+    ...     def prepare(self, param, spec, draw): return portable_values(param, spec, draw)
+    ...     def fill(self, param, spec, draw, prepared):
+    ...         self.values[param.path] = portable_values(param, spec, draw) if prepared is None else prepared
+    >>> params = [Param("0.weight", LogicalView((4, 3)), "weight"),
+    ...           Param("0.bias", LogicalView((4,)), "bias", fans=(3, 4), order=1)]
+    >>> writer = Portable()
+    >>> rules = {"weight": mi.he_normal(), "bias": mi.zeros()}
+    >>> _ = execute(params, rules, seed=0, portable=True, writer=writer)
+    >>> {path: values.shape for path, values in writer.values.items()}
+    {'0.weight': (4, 3), '0.bias': (4,)}
+    >>> execute(params, {"kernel": mi.he_normal(), "conv": mi.zeros()}, seed=0, portable=True, writer=writer)
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.RuleError: rule 1 ('conv' -> zeros()) matches no parameter ...
     """
     _check_seed(seed, portable)
     assignments = plan(params, rules)
-    if writer is not None:
-        for param, spec in assignments:
-            writer.check(param, spec)
-        draws = [Draw(None if seed is None else int(seed), param.order, portable) for param, _ in assignments]
-        prepared = {
-            i: writer.prepare(param, spec, draws[i])
-            for i, (param, spec) in enumerate(assignments)
-            if needs_prepare(spec)
-        }
-        for i, (param, spec) in enumerate(assignments):
-            writer.fill(param, spec, draws[i], prepared.get(i))
-        return assignments
-    if from_numpy is None or write is None or (draw is None and not portable):
-        raise TypeError("execute() needs a writer=, or draw=, from_numpy= and write=")
-    values = []
     for param, spec in assignments:
-        if portable and seed is not None:  # (_check_seed refused portable without a seed)
-            dtype = param.dtype if param.dtype in ("float16", "float32", "float64") else "float32"
-            logical = sample(
-                spec,
-                param.logical_shape,
-                seed=(int(seed), param.order),
-                dtype=dtype,
-                fans=_given_fans(param, spec),
-            )
-            values.append((param, from_numpy(param, param.view.to_native(logical))))
-        elif draw is not None:  # (refused above when not portable)
-            values.append(
-                (param, draw(param, spec, None if seed is None else derive_seed(seed, param.order)))
-            )
-    write(values)
+        writer.check(param, spec)
+    draws = [Draw(None if seed is None else int(seed), param.order, portable) for param, _ in assignments]
+    prepared = {
+        i: writer.prepare(param, spec, draws[i])
+        for i, (param, spec) in enumerate(assignments)
+        if needs_prepare(spec)
+    }
+    for i, (param, spec) in enumerate(assignments):
+        writer.fill(param, spec, draws[i], prepared.get(i))
     return assignments

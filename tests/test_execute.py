@@ -7,7 +7,7 @@ import pytest
 
 import multiinit as mi
 from multiinit.fans import LogicalView
-from multiinit.rules import Draw, Param, execute, needs_prepare, portable_values
+from multiinit.rules import Draw, Param, execute, needs_prepare, portable_rng, portable_values
 
 
 def params() -> list[Param]:
@@ -92,6 +92,13 @@ def test_portable_values_are_the_reference_stream_of_seed_and_order() -> None:
     execute(params(), {"weight": mi.he_normal(), "bias": mi.uniform(-1, 1)}, seed=3, portable=True, writer=w)
     assert np.array_equal(w.values["b.weight"], mi.he_normal().sample((3, 8), seed=(3, 2)))
     assert np.array_equal(w.values["a.bias"], mi.uniform(-1, 1).sample((8,), seed=(3, 1)))
+
+
+def test_a_one_tile_parameter_draws_from_its_portable_rng() -> None:
+    w = Recorder()
+    execute(params(), {"weight": mi.he_normal(), "bias": mi.normal()}, seed=3, portable=True, writer=w)
+    assert np.array_equal(w.values["b.weight"], mi.he_normal().sample((3, 8), seed=portable_rng(3, 2)))
+    assert np.array_equal(w.values["b.bias"], mi.normal().sample((3,), seed=portable_rng(3, 3)))
 
 
 def test_only_user_laws_need_preparing() -> None:

@@ -22,7 +22,7 @@ import pytest
 
 import multiinit as mi
 from multiinit.fans import LogicalView
-from multiinit.rules import Param, execute
+from multiinit.rules import Param, plan
 
 from conftest import REQUESTED, record_result
 
@@ -62,16 +62,12 @@ def reference_weights(model: str) -> list[np.ndarray]:
                 order=len(params),
             )
         )
-    drawn: dict[str, np.ndarray] = {}
-    execute(
-        params,
-        RULES,
-        seed=SEED,
-        portable=True,
-        draw=None,
-        from_numpy=lambda p, a: a,
-        write=lambda pairs: drawn.update((p.path, v) for p, v in pairs),
-    )
+    # Portable mode's contract: each parameter is reference.sample of its rule's spec, keyed by
+    # (seed, its position in the model), its weight's fans for a bias.
+    drawn = {
+        p.path: mi.reference.sample(spec, p.logical_shape, seed=(SEED, p.order), dtype="float32", fans=p.fans)
+        for p, spec in plan(params, RULES)
+    }
     return [drawn[p.path].astype(np.float64) for p in params]
 
 
