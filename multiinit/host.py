@@ -75,6 +75,9 @@ def outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
     ``lo`` and ``hi`` are compared in ``values``' dtype: callers pass bounds that are exact
     numbers of it (rounded inward), so no value equal to a bound counts as outside.
+
+    >>> outside(np.array([0.5, -3.0, 2.0, 2.5], dtype=np.float32), -2.0, 2.0)
+    array([1, 3])
     """
     flat = values.reshape(-1)
     low, high = flat.dtype.type(lo), flat.dtype.type(hi)

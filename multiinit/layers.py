@@ -22,6 +22,7 @@ its weight/kernel).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fnmatch
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -322,14 +323,32 @@ def unregister_layer(cls_or_name: type | str) -> LayerRegistration:
     """Forget the registration made for exactly this class or name; returns it.
 
     A class or name with no registration of its own is a ``SpecError`` (a typo would
-    otherwise pass in silence).
-    """
+    otherwise pass in silence) naming the closest registered targets and the user's own.
+
+    >>> import multiinit as mi
+    >>> with mi.layers.isolated():
+    ...     _ = mi.register_layer("mylib.Dense", kind="dense", layout={"w": "in,out"})
+    ...     mi.unregister_layer("mylib.Dense").kind
+    'dense'
+    >>> with mi.layers.isolated():
+    ...     _ = mi.register_layer("mylib.Dense", kind="dense", layout={"w": "in,out"})
+    ...     mi.unregister_layer("mylib.Dence")
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.SpecError: unregister_layer: 'mylib.Dence' has no registration of its own; closest: 'mylib.Dense'; yours: ...'mylib.Dense'; ...
+    """  # noqa: E501 - a doctest output line, as printed
     by, key = _check_target(cls_or_name)
     table = _table(by)
     if key not in table:
+        # The built-in registrations number in the hundreds: name the likely ones, not all.
+        every = [r.target for r in registered_layers()]
+        closest = difflib.get_close_matches(key if isinstance(key, str) else qualified_name(key), every, n=3)
+        yours = [r.target for r in registered_layers(builtin=False)]
         raise SpecError(
-            f"unregister_layer: {cls_or_name!r} has no registration of its own; registered: "
-            f"{', '.join(r.target for r in registered_layers()) or 'none'}"
+            f"unregister_layer: {cls_or_name!r} has no registration of its own; "
+            f"closest: {', '.join(map(repr, closest)) or 'none'}; "
+            f"yours: {', '.join(map(repr, yours)) or 'none'}; "
+            f"{len(every) - len(yours)} built in (multiinit.registered_layers(builtin=True))"
         )
     _ORDER.remove((by, key))
     _CACHE.clear()

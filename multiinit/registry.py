@@ -180,6 +180,11 @@ def apply(
 
     ``device=`` and ``options`` go to adapters whose ``apply`` takes them (Flax: ``donate=``,
     ``shardings=``, ``layers=``); for the others each one is a ``SpecError`` naming it.
+
+    >>> apply([1.0, 2.0], {"weight": "he_normal"})  # a model of no known framework
+    Traceback (most recent call last):
+    ...
+    multiinit.errors.UnknownBackend: model of type list is not a model multiinit knows; ...
     """
     backend = detect(model)
     module = adapter(backend)

@@ -56,7 +56,15 @@ TOX_ENV = {
 def gather(
     folder: Path, backends: Sequence[str], kind: str = "matrix"
 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """The records of each backend found in ``folder``, and the backends with none."""
+    """The records of each backend found in ``folder``, and the backends with none.
+
+    >>> import json, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "matrix-torch.json").write_text(json.dumps({"records": [{"spec": "zeros()"}]}))
+    >>> found, missing = gather(folder, ["torch", "keras"])
+    >>> found["torch"], missing
+    ([{'spec': 'zeros()'}], ['keras'])
+    """
     found: dict[str, list[dict[str, Any]]] = {}
     missing = []
     for backend in backends:
@@ -84,7 +92,14 @@ def _key_statistic(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def build_table(found: dict[str, list[dict[str, Any]]], backends: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per (spec, case): the law and, per backend, verdict and key statistic."""
+    """One row per (spec, case): the law and, per backend, verdict and key statistic.
+
+    >>> exact = {"spec": "zeros()", "case": "(2, 3)", "law": "0", "verdict": "pass",
+    ...          "checks": [{"name": "exact", "value": 0}]}
+    >>> [row] = build_table({"torch": [exact], "keras": [exact]}, ["torch", "keras"])
+    >>> row["spec"], row["analytic"], row["cells"]["keras"]["measured"]
+    ('zeros()', 'exact', 'exact')
+    """
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for backend in backends:
         for record in found.get(backend, []):
@@ -113,7 +128,15 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
 
 
 def render_text(rows: list[dict[str, Any]], backends: Sequence[str], width: int = 28) -> str:
-    """The table for a terminal: spec | shape | analytic | one column per backend."""
+    """The table for a terminal: spec | shape | analytic | one column per backend.
+
+    >>> exact = {"spec": "zeros()", "case": "(2, 3)", "law": "0", "verdict": "pass",
+    ...          "checks": [{"name": "exact", "value": 0}]}
+    >>> print(render_text(build_table({"torch": [exact]}, ["torch"]), ["torch", "jax"]))
+    spec     shape   analytic std  torch     jax
+    -------  ------  ------------  --------  -------
+    zeros()  (2, 3)  exact         ok exact  missing
+    """
     header = ["spec", "shape", "analytic std", *backends]
     lines = [
         [r["spec"], r["case"], r["analytic"], *(_cell_text(r["cells"].get(b)) for b in backends)]
@@ -130,7 +153,16 @@ def render_text(rows: list[dict[str, Any]], backends: Sequence[str], width: int 
 
 
 def render_markdown(rows: list[dict[str, Any]], backends: Sequence[str], pictures: dict[str, str]) -> str:
-    """The same table as Markdown, with the law and a link to each spec's picture."""
+    """The same table as Markdown, with the law and a link to each spec's picture.
+
+    >>> exact = {"spec": "zeros()", "case": "(2, 3)", "law": "0", "verdict": "pass",
+    ...          "checks": [{"name": "exact", "value": 0}]}
+    >>> rows = build_table({"torch": [exact]}, ["torch"])
+    >>> print(render_markdown(rows, ["torch"], {"zeros()": "zeros.png"}))
+    | spec | shape | law | analytic std | torch |
+    |---|---|---|---|---|
+    | [zeros()](zeros.png) | (2, 3) | 0 | exact | ✅ exact |
+    """
     head = ["spec", "shape", "law", "analytic std", *backends]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -270,7 +302,15 @@ def _flat(values: Any) -> list[float]:
 
 def compare_portable(found: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Per model: each backend's largest difference from the NumPy network and from the other
-    backends; and the failure lines (empty when every framework gave the same outputs)."""
+    backends; and the failure lines (empty when every framework gave the same outputs).
+
+    >>> mlp = {"model": "mlp", "seed": 0, "rules": "he_normal", "tolerance": 1e-4, "reference": [[1.0, 2.0]]}
+    >>> rows, failures = compare_portable(
+    ...     {"torch": [{**mlp, "output": [[1.0, 2.0]]}], "jax": [{**mlp, "output": [[1.0, 2.5]]}]}
+    ... )
+    >>> rows[0]["shape"], rows[0]["across"], failures[0]
+    ('1x2', 0.5, 'PORTABLE DIFFERS: backend jax, model mlp: outputs differ from the NumPy network by up to 0.5 (tolerance 0.0001)')
+    """  # noqa: E501 - a doctest output line, as printed
     models: dict[str, dict[str, dict[str, Any]]] = {}
     for backend, records in found.items():
         for record in records:

@@ -263,7 +263,13 @@ def _eps(dtype: np.dtype) -> float:
 
 
 def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
-    """Test a logical-layout sample ``x`` against ``the_law``; see the module docstring."""
+    """Test a logical-layout sample ``x`` against ``the_law``; see the module docstring.
+
+    >>> import multiinit as mi
+    >>> x = mi.uniform(-1, 1).sample((64, 64), seed=0)
+    >>> [(c.name, c.passed) for c in check_law(2 * x, law(mi.uniform(-1, 1), (64, 64)))]
+    [('ks', False), ('mean', True), ('variance', False), ('min', False), ('max', False)]
+    """
     from scipy import stats
 
     x = np.asarray(x)
@@ -333,7 +339,15 @@ def check_law(x: np.ndarray, the_law: Law, alpha: float = ALPHA) -> list[Check]:
 
 
 def check_same(x: np.ndarray, reference: np.ndarray, alpha: float = ALPHA) -> Check:
-    """Two-sample KS: do ``x`` and a reference draw come from one law?"""
+    """Two-sample KS: do ``x`` and a reference draw come from one law?
+
+    >>> import multiinit as mi
+    >>> x = mi.uniform(-1, 1).sample((64, 64), seed=0)
+    >>> check_same(x, mi.uniform(-1, 1).sample((64, 64), seed=1)).passed
+    True
+    >>> check_same(x, mi.normal().sample((64, 64), seed=1)).passed
+    False
+    """
     from scipy import stats
 
     a = np.asarray(x, dtype=np.float64).ravel()

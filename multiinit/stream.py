@@ -278,12 +278,22 @@ def tile_seed(base: int, order: int, tile: int) -> int:
 
 
 def parameter_rng(key: Sequence[int]) -> np.random.Generator:
-    """The portable stream of a parameter (``key`` is ``(seed, order)``; any tuple of ints >= 0)."""
+    """The portable stream of a parameter (``key`` is ``(seed, order)``; any tuple of ints >= 0).
+
+    >>> parameter_rng((0, 3)).random() == np.random.default_rng(np.random.SeedSequence([0, 3])).random()
+    True
+    """
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
 def tile_rng(key: Sequence[int], tile: int) -> np.random.Generator:
-    """The portable stream of tile ``tile`` of a tensor of more than one tile."""
+    """The portable stream of tile ``tile`` of a tensor of more than one tile: the ``tile``-th
+    child that ``SeedSequence(key).spawn`` gives.
+
+    >>> child = np.random.SeedSequence([0, 3]).spawn(2)[1]
+    >>> tile_rng((0, 3), 1).random() == np.random.default_rng(child).random()
+    True
+    """
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key], spawn_key=(int(tile),)))
 
 
@@ -295,7 +305,14 @@ _POOL_LOCK = threading.Lock()
 
 
 def threads() -> int:
-    """How many threads draw tiles: ``MULTIINIT_THREADS`` if set, else the CPU count (max 8)."""
+    """How many threads draw tiles: ``MULTIINIT_THREADS`` if set, else the CPU count (max 8).
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"MULTIINIT_THREADS": "3"}):
+    ...     threads()
+    3
+    """
     raw = os.environ.get("MULTIINIT_THREADS")
     if raw:
         try:

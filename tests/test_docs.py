@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from multiinit import layers
+
 from conftest import ADAPTER_BACKENDS, REQUESTED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +110,12 @@ def test_blocks_that_show_a_file_show_a_script_the_tests_run() -> None:
 
 
 def run_block(block: Block) -> None:
+    # A block that registers a layer (docs/layers.md) must not change what later tests see.
+    with layers.isolated():
+        _run_block(block)
+
+
+def _run_block(block: Block) -> None:
     if block.lang == "python":
         exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})  # the docs' own code blocks
         return

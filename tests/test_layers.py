@@ -117,6 +117,18 @@ def test_registering_again_replaces_and_unregistering_forgets() -> None:
         mi.unregister_layer("mylib.Layer")
 
 
+def test_unregistering_a_typo_names_the_closest_targets_not_every_builtin() -> None:
+    mi.register_layer("mylib.Layer", kind="dense")
+    with pytest.raises(mi.SpecError) as info:
+        mi.unregister_layer("transformers.pytorch_utils.Conv1d")
+    message = str(info.value)
+    assert "closest: 'transformers.pytorch_utils.Conv1D'" in message
+    assert "yours: 'mylib.Layer'" in message
+    builtin = len(mi.registered_layers(builtin=True))
+    assert builtin > 50 and f"{builtin} built in" in message
+    assert len(message) < 400  # not the hundreds of built-in targets
+
+
 def test_isolated_undoes_registrations_and_removals() -> None:
     conv1d = mi.lookup_layer_class("transformers.pytorch_utils.Conv1D")
     with layers.isolated():

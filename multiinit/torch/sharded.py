@@ -76,7 +76,11 @@ Run = tuple[int, int, int]
 
 
 def is_dtensor(tensor: Any) -> bool:
-    """True for a ``torch.distributed.tensor.DTensor`` (FSDP2 and tensor-parallel parameters)."""
+    """True for a ``torch.distributed.tensor.DTensor`` (FSDP2 and tensor-parallel parameters).
+
+    >>> is_dtensor(torch.empty(2, 3))
+    False
+    """
     module = sys.modules.get(_DTENSOR_MODULE)
     cls = getattr(module, "DTensor", None) if module is not None else None
     return cls is not None and isinstance(tensor, cls)
@@ -595,6 +599,18 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
 
     The caller holds ``no_grad`` and has checked everything (``fill`` does not fail for a
     reason a check could have found).
+
+    Two ranks' halves, each written on its own, are the whole tensor written at once:
+
+    >>> import multiinit as mi
+    >>> from multiinit import stream
+    >>> source = Stream(mi.normal(), (8192, 64), None, base=stream.seed_base(0))
+    >>> top, bottom, whole = torch.empty(4096, 64), torch.empty(4096, 64), torch.empty(8192, 64)
+    >>> fill(source, [((slice(0, 4096), slice(0, 64)), top)])
+    >>> fill(source, [((slice(4096, 8192), slice(0, 64)), bottom)])
+    >>> fill(source, [((slice(0, 8192), slice(0, 64)), whole)])
+    >>> torch.equal(torch.cat([top, bottom]), whole)
+    True
     """
     pieces = [(box, target) for box, target in pieces if target.numel()]
     if not pieces:
