@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 import pkgutil
 
 import pytest
@@ -29,3 +30,12 @@ def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0, f"{result.failed} doctest example(s) failed in {name}"
+
+
+@pytest.mark.parametrize("name", NEUTRAL)
+def test_every_public_function_shows_an_example(name: str) -> None:
+    module = importlib.import_module(name)
+    public = [getattr(module, n) for n in getattr(module, "__all__", ())]
+    functions = [f for f in public if inspect.isfunction(f) and f.__module__.startswith("multiinit")]
+    bare = [f.__qualname__ for f in functions if ">>>" not in (inspect.getdoc(f) or "")]
+    assert not bare, f"{name}: public functions without an example in their docstring: {bare}"
