@@ -204,7 +204,7 @@ def apply(
 
 
 def namespace(
-    backend: str, compile_spec: Callable[..., Any], seeded: bool = False
+    backend: str, compile_spec: Callable[..., Any], seeded: bool = False, example: str | None = None
 ) -> dict[str, Callable[..., Any]]:
     """Every spec constructor of the contract, returning ``backend``'s native form.
 
@@ -213,6 +213,9 @@ def namespace(
     per-framework line. With ``seeded=True`` (Keras, MXNet: frameworks whose initializer
     objects carry their own seed) every constructor also takes ``seed=`` and passes it on,
     ``compile_spec(spec, seed=seed)``, as ``keras.initializers.HeNormal(seed=1)`` does.
+    ``example`` is the adapter's doctest of one constructor, with ``{call}`` where the call
+    goes (``he_normal()``) and ``{shape}`` for a shape it fills: each constructor's docstring
+    shows it with its own call (``EXAMPLE_CALLS``), and the adapter's doctests run them all.
 
     >>> ns = namespace("numpy", adapter("numpy").compile)
     >>> ns["uniform"](5, 10)((3,)).shape
@@ -220,13 +223,46 @@ def namespace(
     """
     table: dict[str, Callable[..., Any]] = {}
     for name, constructor in CONSTRUCTORS.items():
-        table[name] = _native(backend, constructor, compile_spec, seeded)
+        table[name] = _native(backend, constructor, compile_spec, seeded, example)
     table["calculate_gain"] = calculate_gain
     return table
 
 
+#: A call of each constructor with arguments worth showing, and the shape its example fills
+#: (the default (4, 3) where none is given); ``mi`` is ``multiinit``. A dirac kernel is
+#: (3, 3, 3), the same in every framework's layout.
+EXAMPLE_CALLS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "constant": ("constant(0.5)", (4, 3)),
+    "uniform": ("uniform(-0.1, 0.1)", (4, 3)),
+    "normal": ("normal(std=0.02)", (4, 3)),
+    "truncated_normal": ("truncated_normal(std=0.02)", (4, 3)),
+    "trunc_normal": ("trunc_normal(std=0.02, a=-0.04, b=0.04)", (4, 3)),
+    "variance_scaling": ("variance_scaling(2.0, 'fan_in', 'truncated_normal')", (4, 3)),
+    "xavier_uniform": ("xavier_uniform(gain=2.0)", (4, 3)),
+    "xavier_normal": ("xavier_normal(gain=2.0)", (4, 3)),
+    "kaiming_uniform": ("kaiming_uniform(a=2.236, nonlinearity='leaky_relu')", (4, 3)),
+    "kaiming_normal": ("kaiming_normal(mode='fan_out', nonlinearity='relu')", (4, 3)),
+    "orthogonal": ("orthogonal(gain=2.0)", (4, 3)),
+    "eye": ("eye()", (3, 3)),
+    "dirac": ("dirac()", (3, 3, 3)),
+    "sparse": ("sparse(0.5, std=0.01)", (4, 3)),
+    "mixture": ("mixture([(0.5, mi.zeros()), (0.5, mi.uniform(5, 10))])", (4, 3)),
+    "custom": ("custom(lambda rng, shape, dtype: rng.uniform(-1, 1, shape), name='doc.uniform')", (4, 3)),
+    "with_axes": ("with_axes(mi.he_normal(), in_axis=1, out_axis=0)", (4, 3)),
+}
+
+
+def _example(template: str, name: str) -> str:
+    call, shape = EXAMPLE_CALLS.get(name, (f"{name}()", (4, 3)))
+    return template.format(call=call, shape=shape)
+
+
 def _native(
-    backend: str, constructor: Callable[..., Any], compile_spec: Callable[..., Any], seeded: bool
+    backend: str,
+    constructor: Callable[..., Any],
+    compile_spec: Callable[..., Any],
+    seeded: bool,
+    example: str | None = None,
 ) -> Callable[..., Any]:
     @functools.wraps(constructor)
     def native(*args: Any, **kwargs: Any) -> Any:
@@ -241,6 +277,7 @@ def _native(
     native.__doc__ = (
         f"{first}\n\nReturns the {backend} native form of ``multiinit.{constructor.__name__}(...)``."
         + ("\n\n``seed=`` is the initializer's own seed (see ``mi.compile``)." if seeded else "")
+        + (f"\n\n{_example(example, constructor.__name__)}" if example else "")
     )
     native.__module__ = f"multiinit.{backend}"
     native.__annotations__ = {k: v for k, v in native.__annotations__.items() if k != "return"}

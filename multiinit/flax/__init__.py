@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from ..errors import BackendUnavailable
 from ..registry import namespace
+from ..spec import CONSTRUCTORS
 
 # Every framework import of draw.py, compiled.py and model.py, tried before any of them runs
 # (Python imports this file first, whichever of them is asked for): a missing or too old
@@ -94,4 +95,15 @@ __all__ = [
     "ShapeTypeError",
 ]
 
-globals().update(namespace("flax", compile))
+#: Each namespace constructor's example (``registry.namespace``): a JAX initializer, called.
+_EXAMPLE = """>>> import jax
+>>> import multiinit as mi
+>>> from multiinit import flax as mif
+>>> init = mif.{call}
+>>> init(jax.random.key(0), {shape}).shape
+{shape}"""
+
+globals().update(namespace("flax", compile, example=_EXAMPLE))
+
+# The constructors' examples run with the others (their code lives in multiinit.registry).
+__test__ = {name: globals()[name] for name in CONSTRUCTORS}

@@ -80,4 +80,14 @@ for _public in (MultiinitInitializer, compile, apply, params_of):
     _public.__module__ = __name__
 del _public
 
-globals().update(namespace("keras", compile, seeded=True))
+#: Each namespace constructor's example (``registry.namespace``): a Keras initializer, called.
+_EXAMPLE = """>>> import multiinit as mi
+>>> from multiinit import keras as mik
+>>> init = mik.{call}
+>>> tuple(init({shape}).shape)
+{shape}"""
+
+globals().update(namespace("keras", compile, seeded=True, example=_EXAMPLE))
+
+# The constructors' examples run with the others (their code lives in multiinit.registry).
+__test__ = {name: globals()[name] for name in CONSTRUCTORS}

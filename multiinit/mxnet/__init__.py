@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from ..errors import BackendUnavailable
 from ..registry import namespace
+from ..spec import CONSTRUCTORS
 
 try:
     import mxnet as mx  # noqa: F401
@@ -47,4 +48,17 @@ __all__ = ["LAYOUT", "Multiinit", "compile", "apply", "params_of"]
 
 # The framework namespace of the contract: mim.xavier_uniform() is a Multiinit instance, and
 # every constructor takes the initializer's seed=, as with Keras: mim.he_normal(seed=1).
-globals().update(namespace("mxnet", compile, seeded=True))
+#: Each namespace constructor's example (``registry.namespace``): an MXNet initializer, on a
+#: weight array as Gluon calls it.
+_EXAMPLE = """>>> import mxnet as mx
+>>> import multiinit as mi
+>>> from multiinit import mxnet as mim
+>>> weight = mx.nd.zeros({shape})
+>>> mim.{call}(mx.init.InitDesc("dense0_weight"), weight)
+>>> weight.shape
+{shape}"""
+
+globals().update(namespace("mxnet", compile, seeded=True, example=_EXAMPLE))
+
+# The constructors' examples run with the others (their code lives in multiinit.registry).
+__test__ = {name: globals()[name] for name in CONSTRUCTORS}

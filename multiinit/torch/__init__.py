@@ -154,8 +154,18 @@ del _name
 __test__ = {"TorchInitializer": TorchInitializer}
 
 
+#: Each namespace constructor's example (``registry.namespace``): fill a tensor in place.
+_EXAMPLE = """>>> import torch
+>>> import multiinit as mi
+>>> from multiinit import torch as mit
+>>> init = mit.{call}
+>>> tuple(init(torch.empty{shape}).shape)
+{shape}"""
+
 # calculate_gain stays the drop-in's (imported above), not the namespace's neutral one.
-globals().update({k: v for k, v in namespace("torch", compile).items() if k != "calculate_gain"})
+globals().update(
+    {k: v for k, v in namespace("torch", compile, example=_EXAMPLE).items() if k != "calculate_gain"}
+)
 
 # torch.nn.init's deprecated aliases (uniform, normal, ...), which the contract's constructors
 # of the same names also answer to: a tensor first means torch's alias.
@@ -195,3 +205,6 @@ def _either(name: str, constructor: Callable[..., Any], dropin: Callable[..., An
 for _name in _DEPRECATED_TORCH:
     globals()[_name] = _either(_name, globals()[_name], globals()[_name + "_"])
 del _name
+
+# The constructors' examples run with the others (their code lives in multiinit.registry).
+__test__.update({name: globals()[name] for name in _spec.CONSTRUCTORS})
