@@ -275,20 +275,16 @@ def law_native(
     """
     dtype = np.dtype(dtype)
     make = np.empty if empty is None else empty
-
-    def fresh() -> np.ndarray:
-        return make(view.native_shape, dtype)
-
-    logical = view.logical_shape
+    native, logical = view.native_shape, view.logical_shape
     if not spec.elementwise:
         return law_values(
-            spec, key, logical, dtype, path, place=lambda a, d: to_native(view, a, d, out=fresh())
+            spec, key, logical, dtype, path, place=lambda a, d: to_native(view, a, d, out=make(native, d))
         )
     if view.is_plain:
-        out = fresh()
+        out = make(native, dtype)
         law_values(spec, key, logical, dtype, path, out=view.to_logical(out))
         return out
-    return to_native(view, law_values(spec, key, logical, dtype, path), dtype, out=fresh())
+    return to_native(view, law_values(spec, key, logical, dtype, path), dtype, out=make(native, dtype))
 
 
 def _spans(size: int) -> list[int]:
