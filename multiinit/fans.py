@@ -79,6 +79,12 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     ...
     multiinit.errors.ShapeError: shape=(1099511627776, 1099511627776) is not allowed; shape must describe at most 2**48 elements (MAX_ELEMENTS), zeros left out; this one has 1208925819614629174706176
     """  # noqa: E501 - doctest output lines, as printed
+    if type(shape) is tuple and len(shape) <= MAX_NDIM and all(type(d) is int and d >= 0 for d in shape):
+        # A shape already checked, passed on (a model's walk asks for thousands): no ABC checks.
+        dims: tuple[int, ...] = shape
+        count = math.prod(d for d in dims if d)
+        if count <= MAX_ELEMENTS:
+            return dims
     allowed = "a sequence of non-negative integers"
     if isinstance(shape, (str, bytes)):
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")

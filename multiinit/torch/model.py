@@ -558,6 +558,8 @@ def _fans(param: _rules.Param, spec: Spec | None = None) -> tuple[int, int] | No
         return param.fans_for(spec)
     if param.fans is not None:
         return param.fans
+    if spec is not None and not spec.uses_fans:  # zeros, normal, ...: nothing to compute
+        return None
     shape = param.logical_shape
     return compute_fans(shape) if len(shape) >= 2 else None
 

@@ -508,7 +508,9 @@ def _run_jobs(jobs: list[Callable[[], None]], device: torch.device) -> None:
 
         return run
 
-    if device.type == "cpu":
+    if len(jobs) == 1:  # on the calling thread, in its own modes
+        jobs[0]()
+    elif device.type == "cpu":
         _stream.run_parallel([wrapped(j) for j in jobs])
     else:  # an accelerator runs one tile at a time already in parallel
         for job in jobs:
@@ -668,6 +670,11 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
 def fill_parameter(tensor: torch.Tensor, view: LogicalView, source: Stream) -> None:
     """Write ``source`` into a parameter (plain tensor or DTensor) whose logical view is
     ``view``: this rank's part only (see ``fill``)."""
+    if not is_dtensor(tensor) and view.is_plain and view.axes == tuple(range(len(view.axes))):
+        # A plain tensor stored in the logical layout is one piece, the whole of it: no runs
+        # to walk (the common case, and thousands of small ones in a model's walk).
+        fill(source, [(tuple(slice(0, n) for n in tensor.shape), tensor)])
+        return
     runs = local_runs(tensor)
     if runs is None:
         return
