@@ -276,6 +276,12 @@ class LogicalView:
         batch: int = 0,
     ) -> None:
         self.native_shape = tuple(int(s) for s in native_shape)
+        if axes is None and pre_shape is None and logical_shape is None and batch == 0 and type(batch) is int:
+            # The identity view (every tensor stored in the logical layout): nothing to check.
+            self.pre_shape = self.logical_shape = self.native_shape
+            self.axes = tuple(range(len(self.native_shape)))
+            self.batch = 0
+            return
         self.pre_shape = tuple(int(s) for s in pre_shape) if pre_shape is not None else self.native_shape
         if math.prod(self.pre_shape) != math.prod(self.native_shape):
             raise ShapeError(f"pre_shape {self.pre_shape} does not hold {self.native_shape}")

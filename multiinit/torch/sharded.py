@@ -663,6 +663,15 @@ def fill(source: Stream, pieces: Sequence[tuple[Box, torch.Tensor]]) -> None:
         for _, target, temp in staged:
             _copy(target, temp)
         return
+    if len(grid) == 1 and len(pieces) == 1:
+        box, target = pieces[0]
+        if box == tuple(slice(0, n) for n in source.shape) and target.is_contiguous():
+            # The whole of a one-tile tensor (most of a model's small parameters): what its
+            # one job would do, without the grid's walk and the job around it.
+            base = cast(int, source.base)  # a native stream always has its base (the writer sets it)
+            generator = torch.Generator(device=device).manual_seed(_stream.tile_seed(base, source.order, 0))
+            fill_(target, generator, source.fans)
+            return
     jobs = [_tile_job(source, fill_, tile, box, target) for box, target in pieces for tile in grid.tiles(box)]
     _run_jobs(jobs, device)
 
