@@ -81,10 +81,9 @@ def as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     """  # noqa: E501 - doctest output lines, as printed
     if type(shape) is tuple and len(shape) <= MAX_NDIM and all(type(d) is int and d >= 0 for d in shape):
         # A shape already checked, passed on (a model's walk asks for thousands): no ABC checks.
-        dims: tuple[int, ...] = shape
-        count = math.prod(d for d in dims if d)
-        if count <= MAX_ELEMENTS:
-            return dims
+        checked: tuple[int, ...] = shape
+        if math.prod(d for d in checked if d) <= MAX_ELEMENTS:
+            return checked
     allowed = "a sequence of non-negative integers"
     if isinstance(shape, (str, bytes)):
         raise ShapeError(f"{name}={shown(shape)} is not allowed; {name} must be {allowed}")
