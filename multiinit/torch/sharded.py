@@ -194,7 +194,19 @@ def local_runs(tensor: Any) -> list[list[Run]] | None:
 
 def check_dtensor(tensor: Any, path: str | None = None) -> None:
     """Raise ``ShapeError`` (naming ``path``) when the local shard of a DTensor is not what its
-    placements say, or a placement holds no values (``Partial``); write nothing."""
+    placements say, or a placement holds no values (``Partial``); write nothing.
+
+    >>> import torch.distributed as dist
+    >>> from torch.distributed.device_mesh import init_device_mesh
+    >>> from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> mesh = init_device_mesh("cpu", (1,))
+    >>> check_dtensor(distribute_tensor(torch.zeros(4, 3), mesh, [Shard(0)]), "w")  # a shard: fine
+    >>> check_dtensor(DTensor.from_local(torch.zeros(4, 3), mesh, [Partial()]), "w")
+    Traceback (most recent call last):
+    multiinit.errors.ShapeError: multiinit cannot initialize 'w' (placements (Partial(sum),)): a Partial ...
+    >>> dist.destroy_process_group()
+    """
     where = repr(path) if path else "a DTensor"
     for placement in tensor.placements:
         problem = _placement_problem(placement)
@@ -706,7 +718,25 @@ def fill_compiled(
     """A compiled filler or drop-in on a DTensor: one 32-bit base from ``generator`` (torch's
     global RNG without one), then this rank's shard by the stream rule (order 0, torch's
     stored-shape fans). ``filler`` replaces the spec's sampler (``trunc_normal_``'s absolute
-    bounds). The caller has checked the spec against the global shape and holds no_grad."""
+    bounds). The caller has checked the spec against the global shape and holds no_grad.
+
+    The shard holds the stream's values of that base, whatever the mesh:
+
+    >>> import multiinit as mi
+    >>> import torch.distributed as dist
+    >>> from torch.distributed.device_mesh import init_device_mesh
+    >>> from torch.distributed.tensor import Shard, distribute_tensor
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> w = distribute_tensor(torch.empty(4, 3), init_device_mesh("cpu", (1,)), [Shard(0)])
+    >>> with torch.no_grad():
+    ...     fill_compiled(w, mi.normal(), torch.Generator().manual_seed(0))
+    >>> base = int(torch.randint(0, 1 << 32, (1,), generator=torch.Generator().manual_seed(0)).item())
+    >>> whole = torch.empty(4, 3)
+    >>> fill(Stream(mi.normal(), (4, 3), None, 0, base), [((slice(0, 4), slice(0, 3)), whole)])
+    >>> torch.equal(w.to_local(), whole)
+    True
+    >>> dist.destroy_process_group()
+    """
     check_dtensor(tensor)
     device = generator.device if generator is not None else torch.device("cpu")
     # A deterministic law (constant, eye, dirac) takes nothing from the generator, as in torch.
