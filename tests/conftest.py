@@ -127,11 +127,11 @@ def _fingerprint(config) -> str:
     return reuse.fingerprint(roots)
 
 
+_FINGERPRINT = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     config.stash[_FINGERPRINT] = _fingerprint(config) if os.environ.get("MULTIINIT_RESULTS") else ""
-
-
-_FINGERPRINT = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(trylast=True)

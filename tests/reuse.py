@@ -63,9 +63,9 @@ def fingerprint(
     version, and the environment variables that select backends or change a framework."""
     digest = hashlib.sha256()
     for root in roots:
-        paths = _files(root) if root.is_dir() else [root]
-        for path in paths:
-            digest.update(f"{root.name}/{path.relative_to(root) if root.is_dir() else ''}\0".encode())
+        for path in _files(root) if root.is_dir() else [root]:
+            # Named from the root's parent: an installed package and its source tree agree.
+            digest.update(f"{path.relative_to(root.parent)}\0".encode())
             digest.update(path.read_bytes())
             digest.update(b"\0")
     if packages is None:
