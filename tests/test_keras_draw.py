@@ -28,6 +28,23 @@ def logical(native: np.ndarray) -> np.ndarray:
     return LogicalView.of(native.shape, SPATIAL_IN_OUT).to_logical(native)
 
 
+# --------------------------------------------------------------------------- constants
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.0, -1.0, 42.0, 0.5])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64", "int32"])
+def test_a_constant_is_its_value_bit_for_bit(value, dtype) -> None:
+    # zeros and ones take their own ops, the rest full: each must be the value, -0.0 with its sign.
+    out = keras.ops.convert_to_numpy(_draw(mi.constant(value), LogicalView((3, 5)), None, dtype, 0))
+    held = keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(np.zeros(1), dtype=dtype)).dtype
+    # held: what the backend makes of dtype (JAX without x64 holds float64 as float32).
+    assert out.dtype == held and out.shape == (3, 5)
+    expected = np.full((3, 5), value, dtype=np.float64)
+    assert np.array_equal(out.astype(np.float64), expected.astype(out.dtype).astype(np.float64))
+    if dtype != "int32":
+        assert np.all(np.signbit(out.astype(np.float64)) == (math.copysign(1.0, value) < 0))
+
+
 # --------------------------------------------------------------------------- the user-law fence
 
 
