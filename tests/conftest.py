@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import reuse
 
 ADAPTER_BACKENDS = ("torch", "keras", "flax", "mxnet")
 _FRAMEWORK = {"torch": "torch", "keras": "keras", "flax": "flax", "mxnet": "mxnet"}
@@ -105,78 +104,14 @@ def record_result(kind: str, backend: str, record: dict[str, Any]) -> None:
     _RESULTS[(kind, label)].append(record)
 
 
-# Each session stamps the results it leaves (tests/reuse.py), so that `tox -e report` can take a
-# backend env's matrix from the env's own run instead of running it twice.
-_REPORTS: list[tuple[str, str, str]] = []
-_REUSED: dict[str, Any] = {}
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--reuse-results",
-        action="store_true",
-        help="run nothing when this env's last session, with the same code and packages, already "
-        "passed every collected test and left its results in MULTIINIT_RESULTS (tests/reuse.py)",
-    )
-
-
-def _fingerprint(config) -> str:
-    import multiinit
-
-    roots = [Path(multiinit.__file__).parent, Path(__file__).parent, config.rootpath / "pyproject.toml"]
-    return reuse.fingerprint(roots)
-
-
-_FINGERPRINT = pytest.StashKey[str]()
-
-
-def pytest_configure(config):
-    config.stash[_FINGERPRINT] = _fingerprint(config) if os.environ.get("MULTIINIT_RESULTS") else ""
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session, config, items):
-    target = os.environ.get("MULTIINIT_RESULTS")
-    if not (target and config.getoption("reuse_results") and items):
-        return
-    path = reuse.stamp_path(Path(target))
-    stamp = reuse.read_stamp(path)
-    if reuse.reusable(stamp, config.stash[_FINGERPRINT], (i.nodeid for i in items), Path(target)):
-        _REUSED.update(stamp=path, count=len(items))
-        config.hook.pytest_deselected(items=list(items))
-        items[:] = []
-
-
-def pytest_runtest_logreport(report):
-    _REPORTS.append((report.nodeid, report.when, report.outcome))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _REUSED:
-        terminalreporter.write_line(
-            f"multiinit: ran none of {_REUSED['count']} tests: {_REUSED['stamp']} records that this "
-            "env's last session passed them all with the same files, packages and settings, and "
-            "its results are in place (tests/reuse.py)"
-        )
-
-
 def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("MULTIINIT_RESULTS")
-    if not target:
-        return
-    if _REUSED:
-        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
-            session.exitstatus = pytest.ExitCode.OK
+    if not target or not _RESULTS:
         return
     folder = Path(target)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
     for (kind, backend), records in _RESULTS.items():
         path = folder / f"{kind}-{backend}.json"
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps({"kind": kind, "backend": backend, "records": records}, indent=1))
         os.replace(temporary, path)  # atomic: envs running in parallel never read half a file
-        written.append(path.name)
-    if session.config.stash.get(_FINGERPRINT, ""):
-        outcomes = reuse.final_outcomes(_REPORTS)
-        reuse.write_stamp(reuse.stamp_path(folder), session.config.stash[_FINGERPRINT], outcomes, written)
