@@ -34,7 +34,9 @@ def logical(native: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("value", [0.0, -0.0, 1.0, -1.0, 42.0, 0.5])
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64", "int32"])
 def test_a_constant_is_its_value_bit_for_bit(value, dtype) -> None:
-    # zeros and ones take their own ops, the rest full: each must be the value, -0.0 with its sign.
+    # zeros and ones take their own ops, the rest full: each must be the value, -0.0 with its sign,
+    # also after a +0.0 went through TensorFlow's cache of converted scalars (where 0.0 == -0.0).
+    keras.ops.full((2,), 0.0, dtype=dtype)
     out = keras.ops.convert_to_numpy(_draw(mi.constant(value), LogicalView((3, 5)), None, dtype, 0))
     held = keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(np.zeros(1), dtype=dtype)).dtype
     # held: what the backend makes of dtype (JAX without x64 holds float64 as float32).

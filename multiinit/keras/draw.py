@@ -383,10 +383,12 @@ def _elementwise(spec: Spec) -> bool:
 
 def _constant(shape: tuple[int, ...], value: float, dtype: str) -> Any:
     """A tensor of ``value``. Zeros and ones (every bias and norm scale) take TensorFlow's
-    fast path (33 us a call for a small one, where ``full``'s broadcast costs 59); -0.0 keeps
-    its sign through ``full``."""
-    if value == 0 and math.copysign(1.0, value) > 0:
-        return _ops.zeros(shape, dtype=dtype)
+    fast path (33 us a call for a small one, where ``full``'s broadcast costs 59). -0.0 is
+    the negated zeros: TensorFlow caches converted scalars under keys where 0.0 == -0.0, so
+    once a +0.0 has been converted, ``full(shape, -0.0)`` fills +0.0."""
+    if value == 0:
+        zeros = _ops.zeros(shape, dtype=dtype)
+        return zeros if math.copysign(1.0, value) > 0 else _ops.negative(zeros)
     if value == 1:
         return _ops.ones(shape, dtype=dtype)
     return _ops.full(shape, value, dtype=dtype)
