@@ -273,6 +273,20 @@ class Constant(Spec):
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", _number("constant", "value", self.value))
 
+    def __eq__(self, other: object) -> bool:
+        # -0.0 is its own constant (it fills -0.0 and prints as such) though -0.0 == 0.0: equal
+        # specs must fill the same values, as the adapters' caches of compiled forms and plans,
+        # keyed by spec, assume.
+        if not isinstance(other, Constant):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[float, float]:
+        return (self.value, math.copysign(1.0, self.value))
+
     def __repr__(self) -> str:
         if self.value == 0.0 and math.copysign(1.0, self.value) > 0:
             return "zeros()"
@@ -879,10 +893,13 @@ def ones() -> Constant:
 
 
 def constant(value: float) -> Constant:
-    """Every element ``value``.
+    """Every element ``value``, bit for bit in every backend: ``constant(-0.0)`` fills -0.0, and
+    is not equal to ``zeros()`` (though ``-0.0 == 0.0`` in Python).
 
     >>> constant(42)
     constant(value=42.0)
+    >>> constant(-0.0) == zeros()
+    False
     """
     return Constant(value)
 
