@@ -534,7 +534,8 @@ def _mixture_hull(plan: tuple[Any, ...], shape: tuple[int, ...], seed: Any) -> A
         # written below are the constants themselves.
         out = _ops.clip(out, -np.inf if floor is None else floor, np.inf if ceiling is None else ceiling)
     for first, end, value in gaps:
-        out = _ops.where(_ops.logical_and(word >= first, word < end), value, out)
+        # A 0-d tensor, not the Python scalar: see _constant for -0.0.
+        out = _ops.where(_ops.logical_and(word >= first, word < end), _constant((), value, "float32"), out)
     return out
 
 
@@ -597,7 +598,7 @@ def _mixture_bits(
     def value(piece: tuple[Any, ...]) -> Any:
         nonlocal f
         if piece[0] == "constant":
-            return piece[1]
+            return _constant((), piece[1], "float32")  # a 0-d tensor: see _constant for -0.0
         _, width, offset, floor, ceiling = piece
         if f is None:
             # The float32 in [1, 2) whose mantissa is the word's low 23 bits: how the backends
@@ -616,8 +617,8 @@ def _mixture_bits(
     for edge, piece in zip(reversed(edges), reversed(pieces[:-1]), strict=True):
         # Later wheres go first, so the first piece whose threshold lies above the word wins.
         out = _ops.where(choice < edge, value(piece), out)
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(shape):  # every piece a constant
-        out = _ops.full(shape, out, dtype="float32")
+    if tuple(out.shape) != tuple(shape):  # one piece, a constant
+        out = _ops.broadcast_to(out, shape)
     return out
 
 

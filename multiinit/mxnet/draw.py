@@ -200,6 +200,8 @@ def fill(
         return
     if isinstance(spec, Constant):
         arr[:] = spec.value
+        if spec.value == 0 and math.copysign(1.0, spec.value) < 0 and np.dtype(arr.dtype).kind == "f":
+            mx.nd.negative(arr, out=arr)  # MXNet writes a scalar -0.0 as +0.0
         return
     if spec.uses_fans and fans is None:
         fans = view.fans

@@ -278,18 +278,12 @@ def _fill_mixture(
     acc = None  # the first term is written, the others added
     term = np.empty(out.shape)
     own = None
-    last = len(parts) - 1
     for k, (w, law) in enumerate(parts):
         start, stop = edges[k], edges[k + 1]
         kind = law[0]
         if kind == "constant" and law[1] == 0.0:
             continue  # a zero adds nothing to the sum
-        if k == 0:
-            mask = u < stop
-        elif k == last:
-            mask = u >= start
-        else:
-            mask = (u >= start) & (u < stop)
+        mask = _picked(u, edges, k)
         if kind == "constant":
             np.multiply(mask, law[1], out=term)
         elif kind == "uniform":
@@ -313,10 +307,26 @@ def _fill_mixture(
             acc, term = term, np.empty(out.shape)
         else:
             acc += term
+    # A product 0 * negative is -0.0, so where a zero constant was picked the sum's sign is
+    # the other terms' (-0.0 when every one was): adding +0.0 as the sum is stored makes those
+    # zeros +0.0 at no cost (x + 0.0 is x for any other x), and a -0.0 constant then negates its own.
     if acc is None:
         out.fill(0.0)
     else:
-        out[...] = acc
+        np.add(acc, 0.0, out=out, casting="same_kind")
+    for k, (_, law) in enumerate(parts):
+        if law[0] == "constant" and law[1] == 0.0 and math.copysign(1.0, law[1]) < 0:
+            np.negative(out, out=out, where=_picked(u, edges, k))
+
+
+def _picked(u: np.ndarray, edges: list[float], k: int) -> np.ndarray:
+    """Where component ``k`` is picked: ``u`` in ``[edges[k], edges[k + 1])``, the first and
+    last intervals open at their outer ends (the edges' float sum need not reach 1)."""
+    if k == 0:
+        return u < edges[1]
+    if k == len(edges) - 2:
+        return u >= edges[k]
+    return (u >= edges[k]) & (u < edges[k + 1])
 
 
 def _tile_jobs(
