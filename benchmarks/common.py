@@ -25,6 +25,17 @@ def d2l_my_init(rng: np.random.Generator, shape: tuple[int, ...], dtype: object)
     return w * (np.abs(w) >= 5)
 
 
+def d2l_my_init_in_dtype(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The same law written as the chapter's framework versions are: drawn in the dtype asked
+    for (float32 here, where ``d2l_my_init`` draws float64), in place. NumPy draws float32 and
+    float64 only: a float16 tensor gets float32 values, which multiinit rounds."""
+    w = rng.random(shape, dtype=np.float64 if dtype == np.float64 else np.float32)
+    w *= 20
+    w -= 10
+    w *= np.abs(w) >= 5
+    return w
+
+
 SPECS = [
     mi.zeros(),
     mi.constant(42),
@@ -50,6 +61,7 @@ SPECS = [
     mi.sparse(0.1),
     mi.mixture([(0.25, mi.uniform(5, 10)), (0.5, mi.zeros()), (0.25, mi.uniform(-10, -5))]),
     mi.custom(d2l_my_init, name="bench.my_init"),
+    mi.custom(d2l_my_init_in_dtype, name="bench.my_init_in_dtype"),
     mi.custom(d2l_my_init, name="bench.my_init_tiles", elementwise=True),
 ]
 
