@@ -193,6 +193,7 @@ CASES: dict[str, list[tuple[tuple, dict, list[tuple[int, ...]]]]] = {
         ((True,), {}, [DENSE]),
         ((np.float32(-2.5),), {}, [DENSE]),
         ((4.0,), {"dtype": jnp.bfloat16}, [DENSE]),
+        ((-0.0,), {}, [DENSE]),
     ],
     "uniform": [
         ((), {}, [DENSE, CONV]),

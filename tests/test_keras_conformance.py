@@ -164,7 +164,7 @@ ARGS: dict[str, list[dict[str, Any]]] = {
         {"input_axes": [0], "output_axes": [1, 2]},
     ],
     "Orthogonal": [{}, {"gain": 2.0}, {"gain": -1.0}],
-    "Constant": [{}, {"value": 2.5}, {"value": 7}, {"value": True}],
+    "Constant": [{}, {"value": 2.5}, {"value": 7}, {"value": True}, {"value": -0.0}],
     "Identity": [{}, {"gain": 2.0}, {"gain": 0.0}],
     "Zeros": [{}],
     "Ones": [{}],
@@ -609,8 +609,12 @@ NUMBER_DTYPES = ["float32", "float64", "float16", "bfloat16"]
 
 
 def _equal(a: Any, b: Any) -> bool:
+    """Equal values, and every zero with the same sign (-0.0 == 0.0 in NumPy's comparison)."""
     a, b = _as64(a), _as64(b)
-    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+    if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+        return False
+    zeros = a == 0
+    return bool(np.array_equal(np.signbit(a[zeros]), np.signbit(b[zeros])))
 
 
 def _number_differences(name: str) -> list[str]:

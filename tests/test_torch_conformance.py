@@ -168,7 +168,14 @@ ARGS: dict[str, list[tuple[tuple, dict]]] = {
         ((0.0, 1.0, 0.0, math.inf), {}),
         ((1.0, 1.0, 1.0, 1.0), {}),
     ],
-    "constant_": [((0.3,), {}), ((7,), {}), ((True,), {}), ((2.7,), {}), ((torch.tensor(2.0),), {})],
+    "constant_": [
+        ((0.3,), {}),
+        ((7,), {}),
+        ((True,), {}),
+        ((2.7,), {}),
+        ((torch.tensor(2.0),), {}),
+        ((-0.0,), {}),
+    ],
     "ones_": [((), {})],
     "zeros_": [((), {})],
     "eye_": [((), {})],
@@ -632,6 +639,15 @@ NUMBER_DTYPES = [
 ]
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit: -0.0 is not 0.0 (``torch.equal`` compares values)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )
+
+
 def _number_differences(name: str) -> list[str]:
     differences = []
     for args, kwargs in ARGS[name]:
@@ -645,7 +661,7 @@ def _number_differences(name: str) -> list[str]:
                         continue  # torch refuses: the dtype and error aspects
                     ours = _tensor(shape, dtype, layout)
                     g_ours = _call(mit, name, ours, args, kwargs, 9)
-                    if not torch.equal(ours, theirs):
+                    if not _same_bits(ours, theirs):
                         differences.append(f"{where}: other values")
                     elif g_ours is not None and not torch.equal(
                         torch.rand(4, generator=g_ours), torch.rand(4, generator=g_theirs[0])
