@@ -75,6 +75,12 @@ def _n(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _signed_zero(value: float) -> bool:
+    """True for -0.0: a constant whose native call is ``constant(-0.0)``, not the zeros call
+    (and ``_n`` would write it ``-0``, Python's integer 0)."""
+    return value == 0 and math.copysign(1.0, value) < 0
+
+
 @dataclass
 class Explanation:
     """What ``spec`` means on ``shape`` in ``backend``: fans, law, and native equivalents.
@@ -258,6 +264,8 @@ def _fixed(framework: str, vs: VarianceScaling, fans: tuple[int, int] | None) ->
 def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     f = "torch.nn.init."
     if isinstance(spec, Constant):
+        if _signed_zero(spec.value):
+            return f"{f}constant_(w, -0.0)", ""
         if spec.value == 0:
             return f"{f}zeros_(w)", ""
         return (f"{f}ones_(w)", "") if spec.value == 1 else (f"{f}constant_(w, {_n(spec.value)})", "")
@@ -306,6 +314,8 @@ def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     k = "keras.initializers."
     if isinstance(spec, Constant):
+        if _signed_zero(spec.value):
+            return f"{k}Constant(-0.0)", ""
         if spec.value == 0:
             return f"{k}Zeros()", ""
         return (f"{k}Ones()", "") if spec.value == 1 else (f"{k}Constant({_n(spec.value)})", "")
@@ -341,6 +351,8 @@ def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     j = "jax.nn.initializers."
     if isinstance(spec, Constant):
+        if _signed_zero(spec.value):
+            return f"{j}constant(-0.0)", ""
         if spec.value == 0:
             return f"{j}zeros", ""
         return (f"{j}ones", "") if spec.value == 1 else (f"{j}constant({_n(spec.value)})", "")
@@ -378,6 +390,8 @@ def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _mxnet(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     m = "mx.init."
     if isinstance(spec, Constant):
+        if _signed_zero(spec.value):
+            return None, "MXNet writes a scalar -0.0 as +0.0 (its Constant(-0.0) too)"
         if spec.value == 0:
             return f"{m}Zero()", ""
         return (f"{m}One()", "") if spec.value == 1 else (f"{m}Constant({_n(spec.value)})", "")
