@@ -59,6 +59,7 @@ from .spec import (
     WithAxes,
     XavierNormal,
     XavierUniform,
+    is_negative_zero,
 )
 
 if TYPE_CHECKING:  # for the annotation only: plan_params imports rules when it is called
@@ -73,12 +74,6 @@ _NONE = "no native equivalent"
 
 def _n(x: float) -> str:
     return f"{x:.6g}"
-
-
-def _signed_zero(value: float) -> bool:
-    """True for -0.0: a constant whose native call is ``constant(-0.0)``, not the zeros call
-    (and ``_n`` would write it ``-0``, Python's integer 0)."""
-    return value == 0 and math.copysign(1.0, value) < 0
 
 
 @dataclass
@@ -264,7 +259,7 @@ def _fixed(framework: str, vs: VarianceScaling, fans: tuple[int, int] | None) ->
 def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     f = "torch.nn.init."
     if isinstance(spec, Constant):
-        if _signed_zero(spec.value):
+        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
             return f"{f}constant_(w, -0.0)", ""
         if spec.value == 0:
             return f"{f}zeros_(w)", ""
@@ -314,7 +309,7 @@ def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     k = "keras.initializers."
     if isinstance(spec, Constant):
-        if _signed_zero(spec.value):
+        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
             return f"{k}Constant(-0.0)", ""
         if spec.value == 0:
             return f"{k}Zeros()", ""
@@ -351,7 +346,7 @@ def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     j = "jax.nn.initializers."
     if isinstance(spec, Constant):
-        if _signed_zero(spec.value):
+        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
             return f"{j}constant(-0.0)", ""
         if spec.value == 0:
             return f"{j}zeros", ""
@@ -390,7 +385,7 @@ def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _mxnet(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     m = "mx.init."
     if isinstance(spec, Constant):
-        if _signed_zero(spec.value):
+        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
             return None, "MXNet writes a scalar -0.0 as +0.0 (its Constant(-0.0) too)"
         if spec.value == 0:
             return f"{m}Zero()", ""

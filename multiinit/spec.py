@@ -262,6 +262,16 @@ class Spec:
         return None
 
 
+def is_negative_zero(value: float) -> bool:
+    """True for -0.0, which ``==`` does not tell from 0.0: a constant that must fill -0.0,
+    where frameworks and caches keyed by value may give +0.0.
+
+    >>> is_negative_zero(-0.0), is_negative_zero(0.0), is_negative_zero(-1.0)
+    (True, False, False)
+    """
+    return value == 0 and math.copysign(1.0, value) < 0
+
+
 @dataclass(frozen=True, repr=False)
 class Constant(Spec):
     """Every element equal to ``value``; ``zeros()`` and ``ones()`` are constants."""
@@ -284,11 +294,11 @@ class Constant(Spec):
     def __hash__(self) -> int:
         return hash(self._key())
 
-    def _key(self) -> tuple[float, float]:
-        return (self.value, math.copysign(1.0, self.value))
+    def _key(self) -> tuple[float, bool]:
+        return (self.value, is_negative_zero(self.value))
 
     def __repr__(self) -> str:
-        if self.value == 0.0 and math.copysign(1.0, self.value) > 0:
+        if self.value == 0.0 and not is_negative_zero(self.value):
             return "zeros()"
         if self.value == 1.0:
             return "ones()"

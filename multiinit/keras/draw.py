@@ -129,6 +129,7 @@ from ..spec import (
     Uniform,
     VarianceScaling,
     WithAxes,
+    is_negative_zero,
 )
 
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
@@ -388,7 +389,7 @@ def _constant(shape: tuple[int, ...], value: float, dtype: str) -> Any:
     once a +0.0 has been converted, ``full(shape, -0.0)`` fills +0.0."""
     if value == 0:
         zeros = _ops.zeros(shape, dtype=dtype)
-        return zeros if math.copysign(1.0, value) > 0 else _ops.negative(zeros)
+        return _ops.negative(zeros) if is_negative_zero(value) else zeros
     if value == 1:
         return _ops.ones(shape, dtype=dtype)
     return _ops.full(shape, value, dtype=dtype)

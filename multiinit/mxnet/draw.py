@@ -51,7 +51,17 @@ import numpy as np
 from .. import stream
 from ..errors import SpecError
 from ..fans import LogicalView
-from ..spec import Constant, Mixture, Normal, Orthogonal, Spec, TruncatedNormal, Uniform, WithAxes
+from ..spec import (
+    Constant,
+    Mixture,
+    Normal,
+    Orthogonal,
+    Spec,
+    TruncatedNormal,
+    Uniform,
+    WithAxes,
+    is_negative_zero,
+)
 from . import host
 
 FLOATS = ("float16", "float32", "float64")
@@ -200,7 +210,7 @@ def fill(
         return
     if isinstance(spec, Constant):
         arr[:] = spec.value
-        if spec.value == 0 and math.copysign(1.0, spec.value) < 0 and np.dtype(arr.dtype).kind == "f":
+        if is_negative_zero(spec.value) and np.dtype(arr.dtype).kind == "f":
             mx.nd.negative(arr, out=arr)  # MXNet writes a scalar -0.0 as +0.0
         return
     if spec.uses_fans and fans is None:

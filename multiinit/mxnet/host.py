@@ -72,7 +72,19 @@ from .. import host as _host, stream
 from ..errors import LawError, MultiinitError, ShapeError, SpecError
 from ..fans import LogicalView
 from ..reference import _draw_checked, law_values, truncated_standard_normal
-from ..spec import Constant, Custom, Dirac, Eye, Mixture, Normal, Sparse, Spec, TruncatedNormal, Uniform
+from ..spec import (
+    Constant,
+    Custom,
+    Dirac,
+    Eye,
+    Mixture,
+    Normal,
+    Sparse,
+    Spec,
+    TruncatedNormal,
+    Uniform,
+    is_negative_zero,
+)
 
 __all__ = ["host_target", "host_view", "fill", "fenced", "elementwise_law"]
 
@@ -315,7 +327,7 @@ def _fill_mixture(
     else:
         np.add(acc, 0.0, out=out, casting="same_kind")
     for k, (_, law) in enumerate(parts):
-        if law[0] == "constant" and law[1] == 0.0 and math.copysign(1.0, law[1]) < 0:
+        if law[0] == "constant" and is_negative_zero(law[1]):
             np.negative(out, out=out, where=_picked(u, edges, k))
 
 
