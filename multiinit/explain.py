@@ -309,8 +309,11 @@ def _torch(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _keras(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     k = "keras.initializers."
     if isinstance(spec, Constant):
-        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
-            return f"{k}Constant(-0.0)", ""
+        if is_negative_zero(spec.value):
+            return None, (
+                "Keras' Constant(-0.0) fills +0.0 on TensorFlow once a 0.0 went through "
+                "TensorFlow's cache of converted scalars, which takes -0.0 for 0.0"
+            )
         if spec.value == 0:
             return f"{k}Zeros()", ""
         return (f"{k}Ones()", "") if spec.value == 1 else (f"{k}Constant({_n(spec.value)})", "")
@@ -385,7 +388,7 @@ def _flax(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
 def _mxnet(spec: Spec, fans: tuple[int, int] | None) -> tuple[str | None, str]:
     m = "mx.init."
     if isinstance(spec, Constant):
-        if is_negative_zero(spec.value):  # not zeros; and _n writes -0.0 as -0, an int
+        if is_negative_zero(spec.value):
             return None, "MXNet writes a scalar -0.0 as +0.0 (its Constant(-0.0) too)"
         if spec.value == 0:
             return f"{m}Zero()", ""

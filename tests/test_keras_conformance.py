@@ -164,6 +164,8 @@ ARGS: dict[str, list[dict[str, Any]]] = {
         {"input_axes": [0], "output_axes": [1, 2]},
     ],
     "Orthogonal": [{}, {"gain": 2.0}, {"gain": -1.0}],
+    # -0.0 after Constant() in float64, which puts 0.0 into TensorFlow's cache of converted
+    # scalars: from then on Keras' Constant(-0.0) fills +0.0 there (the table's row).
     "Constant": [{}, {"value": 2.5}, {"value": 7}, {"value": True}, {"value": -0.0}],
     "Identity": [{}, {"gain": 2.0}, {"gain": 0.0}],
     "Zeros": [{}],

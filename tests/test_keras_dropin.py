@@ -241,3 +241,14 @@ def test_a_backend_error_of_several_builtins_is_each_of_them() -> None:
     ):
         typed = MI._as_multiinit(error, "message")
         assert isinstance(typed, mi.MultiinitError) and all(isinstance(typed, b) for b in builtins), error
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_constant_minus_zero_fills_minus_zero_where_keras_may_not(dtype) -> None:
+    # Keras' Constant casts the Python scalar, and TensorFlow's cache of converted scalars
+    # takes -0.0 for 0.0: after Keras' own Constant(0.0) in float64, Keras' Constant(-0.0)
+    # fills +0.0 on TensorFlow (docs/known-differences.md). The drop-in fills its spec's value.
+    KI.Constant(0.0)((2,), dtype="float64")
+    out = MI.Constant(-0.0)((3, 4), dtype=dtype)
+    values = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")))
+    assert values.shape == (3, 4) and np.all(values == 0) and np.all(np.signbit(values))

@@ -77,7 +77,7 @@ from .. import spec as _spec
 from ..errors import ShapeError, SpecError, SpecTypeError, shorten, shown
 from ..fans import SPATIAL_IN_OUT, LogicalView, from_logical_shape
 from ..spec import Spec
-from .draw import _truncated
+from .draw import _constant, _truncated
 
 __all__ = [
     "Initializer",
@@ -620,6 +620,15 @@ class Constant(_DropIn, _K.Constant):
     def __init__(self, value=0.0):  # type: (Any) -> None
         super().__init__(value)
         self.spec = spec_of("Constant", value)
+
+    def _fill(self, shape: Any, dtype: Any) -> Any:
+        resolved = keras.backend.standardize_dtype(dtype)
+        spec = self.spec
+        if isinstance(spec, _spec.Constant) and _spec.is_negative_zero(spec.value) and resolved in FLOATS:
+            # Keras casts the Python scalar, and TensorFlow's cache of converted scalars takes
+            # -0.0 for 0.0: once a 0.0 went through it, Keras' own fill is +0.0.
+            return _constant(tuple(shape), -0.0, resolved)
+        return super()._fill(shape, dtype)
 
 
 @_register
